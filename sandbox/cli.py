@@ -1,0 +1,241 @@
+"""The `dbsandbox` command line: thin wrappers over library functions.
+
+User mistakes (bad file, bad URL, unknown engine) end as one line on stderr and exit code 2;
+SQL errors inside a script are outcomes, reported with exit code 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from sandbox import __version__
+from sandbox.errors import UserError
+from sandbox.masking import redact
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that says where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _page_size(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where the sandbox lives")
+    group.add_argument(
+        "--engine",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="sqlite (default: a temporary file, nothing to install) or postgres",
+    )
+    group.add_argument(
+        "--url",
+        help="PostgreSQL server URL for --engine postgres (default: DBSANDBOX_POSTGRES_URL or "
+        "DATABASE_URL from the environment or ./.env); a scratch database is created there "
+        "and dropped on exit",
+    )
+    group.add_argument(
+        "--from",
+        dest="from_file",
+        type=Path,
+        metavar="FILE.db",
+        help="start from a copy of this SQLite file (the original is never opened for writing)",
+    )
+    group.add_argument(
+        "--busy-timeout",
+        type=_non_negative_int,
+        default=200,
+        metavar="MS",
+        help="SQLite: how long a statement waits for a lock before SQLITE_BUSY (default 200)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="dbsandbox",
+        description="Practise database mistakes and recoveries on a throwaway database.",
+    )
+    parser.add_argument("--version", action="version", version=f"dbsandbox {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = commands.add_parser(
+        "run",
+        help="run a SQL script in a fresh sandbox, on one or several sessions",
+        description="Run a SQL script in a fresh sandbox. A line `\\session NAME` sends the "
+        "statements after it to session NAME (opened on first use; the first is A). "
+        "Exit 0 when the script ran (SQL errors are outcomes), 2 on bad input.",
+    )
+    run.add_argument("script", metavar="SCRIPT", help="SQL file to run, or - for standard input")
+    _add_target_options(run)
+    out = run.add_argument_group("output and limits")
+    out.add_argument("--format", choices=("text", "json"), default="text", help="report format")
+    out.add_argument(
+        "--page-size",
+        type=_page_size,
+        default=100,
+        metavar="N",
+        help="rows reported per result; more_rows says whether there were more (default 100)",
+    )
+    out.add_argument(
+        "--statement-timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="S",
+        help="cancel a statement that runs (not waits) longer than this (default 30)",
+    )
+    out.add_argument(
+        "--wait-timeout",
+        type=_positive_float,
+        default=5.0,
+        metavar="S",
+        help="how long a statement waiting on a lock may hold up the script (its session's next "
+        "statement, or the end of the script) before it is cancelled (default 5)",
+    )
+    run.set_defaults(handler=_cmd_run)
+
+    clean = commands.add_parser(
+        "clean",
+        help="drop scratch databases and files that a crashed sandbox left behind",
+        description="Remove orphaned sandboxes: temporary SQLite directories whose process is "
+        "gone, and, when a PostgreSQL URL is given or configured, scratch databases and "
+        "schemas that carry dbsandbox's marker and have no live connection. Nothing else is "
+        "touched.",
+    )
+    clean.add_argument("--url", help="PostgreSQL server URL (default: as for run)")
+    clean.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    clean.set_defaults(handler=_cmd_clean)
+    return parser
+
+
+def _read_script(name: str) -> tuple[str, str]:
+    if name == "-":
+        return sys.stdin.read(), "<stdin>"
+    path = Path(name)
+    try:
+        return path.read_text(encoding="utf-8"), name
+    except FileNotFoundError:
+        raise UserError(f"cannot read {name}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"cannot read {name}: it is a directory") from None
+    except UnicodeDecodeError:
+        raise UserError(f"cannot read {name}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {name}: {exc.strerror or exc}") from None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from sandbox import report
+    from sandbox.runner import RunOptions, parse_script, run_steps
+    from sandbox.targets import TargetOptions, open_target
+
+    text, source = _read_script(args.script)
+    dialect = "postgres" if args.engine == "postgres" else "sqlite"
+    steps = parse_script(text, dialect, source)  # bad directions fail before any database exists
+    options = TargetOptions(
+        engine=args.engine,
+        url=args.url,
+        from_file=args.from_file,
+        busy_timeout_ms=args.busy_timeout,
+    )
+    with open_target(options) as target:
+        result = run_steps(
+            steps,
+            target,
+            RunOptions(args.page_size, args.statement_timeout, args.wait_timeout),
+        )
+    rendered = report.to_json(result) if args.format == "json" else report.to_text(result)
+    print(rendered)
+    return EXIT_OK
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    from sandbox.cleanup import CleanReport, clean_postgres, clean_sqlite
+    from sandbox.targets import resolve_postgres_url
+
+    reports = [("sqlite", clean_sqlite(args.dry_run))]
+    try:
+        url = resolve_postgres_url(args.url, Path.cwd())
+    except UserError:
+        url = None  # no server configured: only local SQLite sandboxes to look at
+    if url is not None:
+        reports.append(("postgres", clean_postgres(url, args.dry_run)))
+    total = CleanReport()
+    for _, found in reports:
+        total.removed += found.removed
+        total.kept += found.kept
+    verb = "would remove" if args.dry_run else "removed"
+    for item in total.removed:
+        print(f"{verb} {item}")
+    for item in total.kept:
+        print(f"kept {item}")
+    if not total.removed:
+        where = " and ".join(name for name, _ in reports)
+        print(f"no orphaned sandboxes found ({where})")
+    return EXIT_OK
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    # A terminal closing or `kill` must clean up like Ctrl+C: scratch databases are dropped
+    # in the `finally` blocks that KeyboardInterrupt unwinds through.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupt)
+    try:
+        code: int = args.handler(args)
+        return code
+    except UserError as exc:
+        print(f"dbsandbox: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dbsandbox: interrupted; the sandbox was removed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `dbsandbox run ... | head` closing early is not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

@@ -1,0 +1,241 @@
+"""Several sessions, each on its own thread, driven in script order.
+
+The conductor sends a statement to its session's thread and then *settles*: it waits until
+every statement in flight has either finished or is confirmed to be waiting on a lock (on
+PostgreSQL by pg_blocking_pids, on SQLite by probing the write lock). Only then does the script
+move on. Settling after every statement makes runs deterministic: a COMMIT that releases a
+lock is followed by the released statement's outcome before the next line runs, exactly as
+two people at two terminals would see it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+import time
+from dataclasses import dataclass, field
+
+from sandbox.outcome import Outcome
+from sandbox.session import Session
+from sandbox.sqlkind import StatementKind, classify
+from sandbox.statements import Statement
+from sandbox.targets import Target
+from sandbox.timeline import EventKind, Timeline
+from sandbox.transcript import describe_close, record_outcome, short_sql
+
+_POLL_S = 0.003
+
+
+@dataclass
+class Execution:
+    """One statement sent to one session, and what became of it."""
+
+    index: int
+    session: str
+    statement: Statement
+    kind: StatementKind
+    started: float = field(default_factory=time.perf_counter)
+    waited: bool = False
+    blocked_by: list[str] = field(default_factory=list)
+    outcome: Outcome | None = None
+    future: cf.Future[None] | None = None
+    # Orders "started waiting" against "finished" when the conductor and the session thread race.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def done(self) -> bool:
+        return self.outcome is not None or (self.future is not None and self.future.done())
+
+
+@dataclass
+class _Seat:
+    session: Session
+    executor: cf.ThreadPoolExecutor
+    last: Execution | None = None
+
+
+class Conductor:
+    """Runs statements on named sessions and records everything on one timeline."""
+
+    def __init__(
+        self,
+        target: Target,
+        timeline: Timeline | None = None,
+        *,
+        page_size: int = 100,
+        statement_timeout_s: float = 30.0,
+        wait_timeout_s: float = 5.0,
+    ) -> None:
+        self.target = target
+        self.timeline = timeline or Timeline()
+        self.page_size = page_size
+        self.statement_timeout_s = statement_timeout_s
+        self.wait_timeout_s = wait_timeout_s
+        self.executions: list[Execution] = []
+        self._seats: dict[str, _Seat] = {}
+
+    # ------------------------------------------------------------------ sessions
+
+    @property
+    def sessions(self) -> list[Session]:
+        return [seat.session for seat in self._seats.values()]
+
+    def session(self, name: str) -> Session:
+        """The named session, opened (on its own thread) on first use."""
+        seat = self._seats.get(name)
+        if seat is None:
+            session = Session(name, self.target, self.page_size)
+            executor = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"session-{name}")
+            try:
+                executor.submit(session.open).result()
+            except BaseException:
+                executor.shutdown(wait=False)
+                raise
+            seat = _Seat(session, executor)
+            self._seats[name] = seat
+            detail = f" (server process {session.pid})" if session.pid else ""
+            self.timeline.add(name, EventKind.SESSION_OPENED, f"session {name} opened{detail}")
+        return seat.session
+
+    # ------------------------------------------------------------------ statements
+
+    def execute(self, session_name: str, statement: Statement) -> Execution:
+        """Send one statement; returns once it finished or is confirmed waiting on a lock."""
+        session = self.session(session_name)
+        seat = self._seats[session_name]
+        if seat.last is not None and not seat.last.done:
+            # One connection runs one statement at a time: this one queues behind a waiting one.
+            self._wait_for(seat.last, self.wait_timeout_s)
+        kind = classify(statement.text, self.target.adapter.dialect)
+        execution = Execution(len(self.executions), session_name, statement, kind)
+        self.executions.append(execution)
+        seat.last = execution
+        self.timeline.add(
+            session_name,
+            EventKind.STATEMENT,
+            f"sent: {short_sql(statement.text)}",
+            statement=execution.index,
+            line=statement.line,
+        )
+        execution.started = time.perf_counter()
+        execution.future = seat.executor.submit(self._perform, session, execution)
+        self._settle()
+        return execution
+
+    def _perform(self, session: Session, execution: Execution) -> None:
+        outcome = session.execute(execution.statement.text, execution.kind)
+        with execution.lock:
+            execution.outcome = outcome
+            if execution.waited:
+                self.timeline.add(
+                    execution.session,
+                    EventKind.LOCK_RELEASED,
+                    f"lock wait over after {outcome.elapsed_ms:.0f} ms",
+                    statement=execution.index,
+                )
+            record_outcome(self.timeline, session, execution.index, execution.kind, outcome)
+
+    @property
+    def pending(self) -> list[Execution]:
+        return [e for e in self.executions if not e.done]
+
+    def _running_writers(self) -> set[str]:
+        return {e.session for e in self.pending if not e.kind.read_only and not e.waited}
+
+    def _settle(self) -> None:
+        """Wait until every statement in flight has finished or is confirmed waiting."""
+        while True:
+            undecided: list[Execution] = []
+            for execution in self.pending:
+                if self._check_waiting(execution):
+                    continue
+                undecided.append(execution)
+                if time.perf_counter() - execution.started > self.statement_timeout_s:
+                    self.cancel(execution, f"ran longer than {self.statement_timeout_s:g} s")
+            if not undecided:
+                self._raise_internal_errors()
+                return
+            cf.wait([e.future for e in undecided if e.future], timeout=_POLL_S)
+
+    def _check_waiting(self, execution: Execution) -> bool:
+        """Ask the engine whether `execution` waits on a lock; record the wait when it does."""
+        if time.perf_counter() - execution.started < self.target.wait_probe_after_s:
+            return False
+        if self.target.engine == "sqlite" and execution.kind.read_only:
+            return False  # WAL readers never wait
+        session = self._seats[execution.session].session
+        blockers = self.target.blockers(session, self.sessions, self._running_writers())
+        if not blockers:
+            return False
+        with execution.lock:
+            if execution.done:
+                return True
+            if blockers != execution.blocked_by:
+                execution.waited = True
+                execution.blocked_by = blockers
+                names = ", ".join(blockers)
+                self.timeline.add(
+                    execution.session,
+                    EventKind.LOCK_WAIT,
+                    f"waiting for a lock held by {names}",
+                    statement=execution.index,
+                    blocked_by=blockers,
+                )
+        return True
+
+    def _wait_for(self, execution: Execution, timeout_s: float) -> None:
+        """Let the engine resolve a waiting statement, at most `timeout_s`; then cancel it."""
+        deadline = time.perf_counter() + timeout_s
+        while not execution.done:
+            self._settle()
+            if execution.done:
+                break
+            if time.perf_counter() >= deadline:
+                self.cancel(execution, f"still waiting after {timeout_s:g} s")
+                break
+            if execution.future:
+                cf.wait([execution.future], timeout=_POLL_S * 3)
+        self._settle()
+
+    def cancel(self, execution: Execution, reason: str) -> None:
+        """Stop a statement and wait (bounded) for its outcome."""
+        session = self._seats[execution.session].session
+        self.timeline.add(
+            execution.session,
+            EventKind.CANCELLED,
+            f"cancelling: {reason}",
+            statement=execution.index,
+        )
+        deadline = time.perf_counter() + max(5.0, self.statement_timeout_s)
+        while not execution.done and time.perf_counter() < deadline:
+            session.cancel()
+            if execution.future:
+                cf.wait([execution.future], timeout=0.2)
+        if not execution.done:
+            raise RuntimeError(f"statement {execution.index} did not stop after cancel")
+
+    def _raise_internal_errors(self) -> None:
+        for execution in self.executions:
+            future = execution.future
+            if future is not None and future.done() and execution.outcome is None:
+                future.result()  # re-raises a bug from the session thread here
+
+    # ------------------------------------------------------------------ the end
+
+    def finish(self) -> None:
+        """Resolve or cancel whatever still waits, then close every session."""
+        deadline = time.perf_counter() + self.wait_timeout_s
+        for execution in list(self.pending):
+            self._wait_for(execution, max(0.0, deadline - time.perf_counter()))
+        self.close()
+
+    def close(self) -> None:
+        for name, seat in list(self._seats.items()):
+            if seat.last is not None and not seat.last.done:
+                self.cancel(seat.last, "the session is closing")
+            try:
+                state, count = seat.executor.submit(seat.session.close).result(timeout=30)
+            finally:
+                seat.executor.shutdown(wait=False)
+            self.timeline.add(name, EventKind.SESSION_CLOSED, describe_close(name, state, count))
+        self._seats.clear()

@@ -1,0 +1,106 @@
+"""PostgreSQL through psycopg2."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions as ext
+
+from sandbox.engines import RawResult, fetch_page
+from sandbox.outcome import SqlError, TxState
+from sandbox.sqlkind import StatementKind
+
+_DML_TAGS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "COPY"})
+# Not a name a learner would choose; the cursor lives only while one statement runs.
+_PAGE_CURSOR = "__dbsandbox_page"
+
+_TX_STATES = {
+    ext.TRANSACTION_STATUS_IDLE: TxState.IDLE,
+    ext.TRANSACTION_STATUS_INTRANS: TxState.IN_TRANSACTION,
+    ext.TRANSACTION_STATUS_ACTIVE: TxState.IN_TRANSACTION,
+    ext.TRANSACTION_STATUS_INERROR: TxState.FAILED,
+}
+
+
+class PostgresAdapter:
+    name = "postgres"
+    dialect = "postgres"
+    cancel_codes = frozenset({"57014"})
+
+    def run(self, conn: Any, sql: str, kind: StatementKind, page_size: int) -> RawResult:
+        cursor = conn.cursor()
+        try:
+            state = self.tx_state(conn)
+            if kind.streamable() and state is not TxState.FAILED:
+                return self._run_paged(cursor, sql, page_size, own_tx=state is TxState.IDLE)
+            # No parameters are passed, so psycopg2 leaves '%' in the learner's SQL alone.
+            cursor.execute(sql)
+            tag = cursor.statusmessage
+            columns, rows, more = fetch_page(cursor, page_size)
+            verb = (tag or "").split(" ", 1)[0]
+            rowcount = cursor.rowcount if verb in _DML_TAGS and cursor.rowcount >= 0 else None
+            return RawResult(columns, rows, more, rowcount, tag)
+        finally:
+            cursor.close()
+
+    def _run_paged(self, cursor: Any, sql: str, page_size: int, own_tx: bool) -> RawResult:
+        """Fetch only the first page through a server-side cursor.
+
+        psycopg2's own named cursors refuse to work in autocommit, so declare one in SQL. Outside
+        a transaction a plain SELECT runs in an implicit one-statement transaction; BEGIN and
+        COMMIT around the cursor give exactly that, and nothing is left open afterwards.
+        """
+        try:
+            if own_tx:
+                cursor.execute("BEGIN")
+            cursor.execute(f"DECLARE {_PAGE_CURSOR} NO SCROLL CURSOR FOR {sql}")
+            cursor.execute(f"FETCH FORWARD {page_size + 1} FROM {_PAGE_CURSOR}")
+            columns, rows, more = fetch_page(cursor, page_size)
+            cursor.execute(f"CLOSE {_PAGE_CURSOR}")
+            if own_tx:
+                cursor.execute("COMMIT")
+        except BaseException:
+            if own_tx and cursor.connection.info.transaction_status != ext.TRANSACTION_STATUS_IDLE:
+                # If the connection is gone, the server ended the transaction with it.
+                with contextlib.suppress(psycopg2.Error):
+                    cursor.execute("ROLLBACK")
+            raise
+        # The server's tag for the whole SELECT counts every row; only say it when we saw them all.
+        tag = "SELECT" if more else f"SELECT {len(rows)}"
+        return RawResult(columns, rows, more, None, tag)
+
+    def error_of(self, exc: BaseException) -> SqlError | None:
+        if not isinstance(exc, psycopg2.Error):
+            return None
+        diag = exc.diag
+        message = diag.message_primary or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return SqlError(
+            code=exc.pgcode,
+            message=message,
+            detail=diag.message_detail,
+            hint=diag.message_hint,
+        )
+
+    def tx_state(self, conn: Any) -> TxState:
+        return _TX_STATES.get(conn.info.transaction_status, TxState.IDLE)
+
+    def drain_notices(self, conn: Any) -> list[str]:
+        notices = [" ".join(n.split()) for n in conn.notices]
+        del conn.notices[:]
+        return notices
+
+    def cancel(self, conn: Any) -> None:
+        conn.cancel()
+
+    def session_id(self, conn: Any) -> int | None:
+        return int(conn.info.backend_pid)
+
+
+def blocking_pids(monitor: Any, pid: int) -> list[int]:
+    """The server processes `pid` is waiting for, from pg_blocking_pids."""
+    with monitor.cursor() as cursor:
+        cursor.execute("SELECT pg_blocking_pids(%s)", (pid,))
+        row = cursor.fetchone()
+    return list(row[0]) if row and row[0] else []

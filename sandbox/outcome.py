@@ -1,0 +1,98 @@
+"""What executing one statement did: the values every other part of dbsandbox reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class TxState(enum.StrEnum):
+    """A session's transaction state as read back from the driver."""
+
+    IDLE = "idle"
+    IN_TRANSACTION = "in_transaction"
+    FAILED = "failed"  # PostgreSQL only: every statement fails until ROLLBACK
+
+
+class Status(enum.StrEnum):
+    """How a statement ended."""
+
+    OK = "ok"
+    ERROR = "error"
+    BLOCKED = "blocked"  # not executed: the guard's policy refused it
+    CANCELLED = (
+        "cancelled"  # stopped by dbsandbox (lock wait at the end of a script, timeout, user)
+    )
+
+
+@dataclass(frozen=True)
+class SqlError:
+    """An error as the engine gave it, with its code (SQLSTATE or SQLite result-code name)."""
+
+    code: str | None
+    message: str
+    detail: str | None = None
+    hint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.detail:
+            data["detail"] = self.detail
+        if self.hint:
+            data["hint"] = self.hint
+        return data
+
+
+@dataclass
+class Outcome:
+    """The truthful result of one statement on one session."""
+
+    status: Status
+    tx_before: TxState
+    tx_after: TxState
+    elapsed_ms: float
+    columns: list[str] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    more_rows: bool = False
+    rowcount: int | None = None
+    tag: str | None = None
+    error: SqlError | None = None
+    notices: list[str] = field(default_factory=list)
+    # Something the learner must not miss, e.g. a COMMIT that the server answered with ROLLBACK.
+    note: str | None = None
+
+    @property
+    def returns_rows(self) -> bool:
+        return bool(self.columns)
+
+
+def json_value(value: Any) -> Any:
+    """Convert a driver value to a JSON value without losing what it says."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        # NaN and infinities are not JSON numbers; keep them readable.
+        return (
+            value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+        )
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            return str(value)
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()  # PostgreSQL's own bytea text form
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    return str(value)

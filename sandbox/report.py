@@ -1,0 +1,109 @@
+"""Render a run for people (text) or for programs (JSON)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sandbox.conductor import Execution
+from sandbox.masking import redact
+from sandbox.outcome import Status, json_value
+from sandbox.runner import RunResult
+from sandbox.transcript import summarize
+
+_TX_WORDS = {
+    "idle": "no transaction",
+    "in_transaction": "in transaction",
+    "failed": "FAILED transaction",
+}
+
+
+def execution_json(execution: Execution) -> dict[str, Any]:
+    outcome = execution.outcome
+    statement = execution.statement
+    data: dict[str, Any] = {
+        "index": execution.index,
+        "session": execution.session,
+        "sql": statement.text,
+        "line": statement.line,
+        "column": statement.column,
+        "waited": execution.waited,
+        "blocked_by": execution.blocked_by,
+    }
+    if outcome is None:  # only if the run was interrupted before the statement ended
+        data.update(status=str(Status.CANCELLED), error=None, rows=[], columns=[])
+        return data
+    data.update(
+        status=str(outcome.status),
+        rowcount=outcome.rowcount,
+        columns=outcome.columns,
+        rows=[[json_value(v) for v in row] for row in outcome.rows],
+        more_rows=outcome.more_rows,
+        tag=outcome.tag,
+        error=outcome.error.to_json() if outcome.error else None,
+        tx_before=str(outcome.tx_before),
+        tx_after=str(outcome.tx_after),
+        elapsed_ms=round(outcome.elapsed_ms, 3),
+        notices=outcome.notices,
+        note=outcome.note,
+    )
+    return data
+
+
+def to_json(result: RunResult) -> str:
+    document = {
+        "engine": result.engine,
+        "target": result.target,
+        "notices": result.notices,
+        "statements": [execution_json(e) for e in result.executions],
+        "timeline": [event.to_json() for event in result.timeline],
+    }
+    return redact(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def _table(columns: list[str], rows: list[list[Any]], more: bool, indent: str) -> list[str]:
+    cells = [[("NULL" if v is None else str(v)) for v in row] for row in rows]
+    widths = [len(c) for c in columns]
+    for row in cells:
+        widths = [max(w, min(len(v), 40)) for w, v in zip(widths, row, strict=True)]
+
+    def line(values: list[str]) -> str:
+        return indent + " | ".join(v[:40].ljust(w) for v, w in zip(values, widths, strict=True))
+
+    out = [line(columns), indent + "-+-".join("-" * w for w in widths)]
+    out += [line(row) for row in cells]
+    if more:
+        out.append(f"{indent}… more rows not shown")
+    return out
+
+
+def to_text(result: RunResult) -> str:
+    lines = [f"dbsandbox · {result.engine} · {result.target}"]
+    lines += [f"note: {n}" for n in result.notices]
+    lines.append("")
+    for execution in result.executions:
+        statement = execution.statement
+        sql = " ".join(statement.text.split())
+        lines.append(f"[{execution.session}] line {statement.line}: {sql}")
+        outcome = execution.outcome
+        indent = "      "
+        if execution.waited:
+            lines.append(f"{indent}waited for a lock held by {', '.join(execution.blocked_by)}")
+        if outcome is None:
+            lines.append(f"{indent}cancelled")
+            continue
+        status = summarize(outcome)
+        tx = _TX_WORDS[str(outcome.tx_after)]
+        lines.append(f"{indent}{status} · {tx} · {outcome.elapsed_ms:.1f} ms")
+        if outcome.note:
+            lines.append(f"{indent}!! {outcome.note}")
+        lines += [f"{indent}{n}" for n in outcome.notices]
+        if outcome.columns:
+            rows = [[json_value(v) for v in row] for row in outcome.rows]
+            lines += _table(outcome.columns, rows, outcome.more_rows, indent)
+    lines += ["", "timeline"]
+    for event in result.timeline:
+        lines.append(
+            f"  {event.elapsed_ms:9.1f} ms  {event.session:<4} {event.kind:<14} {event.message}"
+        )
+    return redact("\n".join(lines))

@@ -1,0 +1,95 @@
+"""`dbsandbox run FILE.sql`: a multi-session script in a fresh sandbox.
+
+A line `\\session NAME` sends the following statements to that session (opened on first use;
+the first session is A). Such lines are directions to the runner, not statements.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sandbox.conductor import Conductor, Execution
+from sandbox.errors import UserError
+from sandbox.statements import Dialect, MetaCommand, Statement, split
+from sandbox.targets import Target
+from sandbox.timeline import Event, Timeline
+
+DEFAULT_SESSION = "A"
+SESSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")
+META_COMMANDS = {"session": "\\session NAME  send the statements that follow to session NAME"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One statement of a script and the session it goes to."""
+
+    session: str
+    statement: Statement
+
+
+def parse_script(text: str, dialect: Dialect, source: str = "<script>") -> list[Step]:
+    """Split a script into steps; a bad direction is a UserError naming the line."""
+    steps: list[Step] = []
+    session = DEFAULT_SESSION
+    for item in split(text, dialect):
+        if isinstance(item, MetaCommand):
+            session = _direction(item, source)
+        else:
+            steps.append(Step(session, item))
+    return steps
+
+
+def _direction(command: MetaCommand, source: str) -> str:
+    where = f"{source}:{command.line}"
+    if command.name not in META_COMMANDS:
+        known = ", ".join(f"\\{name}" for name in META_COMMANDS)
+        raise UserError(f"{where}: unknown command \\{command.name} (known: {known})")
+    if len(command.args) != 1 or not SESSION_NAME.match(command.args[0]):
+        raise UserError(
+            f"{where}: \\session needs one name of letters, digits, _ or - (e.g. \\session B)"
+        )
+    return command.args[0]
+
+
+@dataclass
+class RunResult:
+    engine: str
+    target: str
+    executions: list[Execution]
+    timeline: list[Event]
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    page_size: int = 100
+    statement_timeout_s: float = 30.0
+    wait_timeout_s: float = 5.0
+
+
+def run_steps(steps: list[Step], target: Target, options: RunOptions | None = None) -> RunResult:
+    """Play the steps in order on the target's sessions; SQL errors are outcomes, not failures."""
+    options = options or RunOptions()
+    timeline = Timeline()
+    conductor = Conductor(
+        target,
+        timeline,
+        page_size=options.page_size,
+        statement_timeout_s=options.statement_timeout_s,
+        wait_timeout_s=options.wait_timeout_s,
+    )
+    try:
+        for step in steps:
+            conductor.execute(step.session, step.statement)
+        conductor.finish()
+    finally:
+        # On Ctrl+C or a bug, still stop whatever runs and close every connection.
+        conductor.close()
+    return RunResult(
+        engine=target.engine,
+        target=target.description,
+        executions=conductor.executions,
+        timeline=timeline.events,
+        notices=list(target.notices),
+    )

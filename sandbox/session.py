@@ -1,0 +1,135 @@
+"""One named session: one connection in driver autocommit, one statement at a time.
+
+Because the driver never opens a transaction of its own, every BEGIN, SAVEPOINT, ROLLBACK TO,
+RELEASE and COMMIT the learner types reaches the engine as typed, and the transaction state
+read back after each statement is the engine's, not a guess.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from sandbox.masking import redact
+from sandbox.outcome import Outcome, SqlError, Status, TxState
+from sandbox.sqlkind import StatementKind, TxControl
+
+if TYPE_CHECKING:
+    from sandbox.targets import Connection, Target
+
+FAILED_COMMIT_NOTE = (
+    "COMMIT answered ROLLBACK: the transaction had failed, so nothing in it was saved"
+)
+
+
+class Session:
+    """A connection that executes exactly what it is given and reports what happened."""
+
+    def __init__(self, name: str, target: Target, page_size: int = 100) -> None:
+        self.name = name
+        self.page_size = page_size
+        self._target = target
+        self._adapter = target.adapter
+        self._connection: Connection | None = None
+        self._cancel_requested = False
+        self.pid: int | None = None
+        self.tx_state = TxState.IDLE
+        # Statements run inside the current transaction: what a rollback would discard.
+        self.tx_statements = 0
+        # How many statements the transaction that just ended had run (COMMIT/ROLLBACK included).
+        self.ended_tx_statements = 0
+        # SQLite: whether this session's open transaction has taken the write lock.
+        self.holds_write_lock = False
+
+    @property
+    def raw(self) -> Any:
+        if self._connection is None:
+            raise RuntimeError(f"session {self.name} is not open")
+        return self._connection.raw
+
+    def open(self) -> None:
+        self._connection = self._target.connect(self.name)
+        self.pid = self._adapter.session_id(self._connection.raw)
+
+    def execute(self, sql: str, kind: StatementKind) -> Outcome:
+        """Run one statement; SQL errors come back in the outcome, never as exceptions."""
+        raw = self.raw
+        self._cancel_requested = False
+        tx_before = self._adapter.tx_state(raw)
+        started = time.perf_counter()
+        error: SqlError | None = None
+        try:
+            result = self._adapter.run(raw, sql, kind, self.page_size)
+        except BaseException as exc:
+            found = self._adapter.error_of(exc)
+            if found is None:
+                raise
+            error = SqlError(
+                found.code,
+                redact(found.message),
+                redact(found.detail) if found.detail else None,
+                redact(found.hint) if found.hint else None,
+            )
+            result = None
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        tx_after = self._adapter.tx_state(raw)
+        notices = [redact(n) for n in self._adapter.drain_notices(raw)]
+
+        if error is None:
+            status = Status.OK
+        elif self._cancel_requested and error.code in self._adapter.cancel_codes:
+            status = Status.CANCELLED
+        else:
+            status = Status.ERROR
+        outcome = Outcome(
+            status=status,
+            tx_before=tx_before,
+            tx_after=tx_after,
+            elapsed_ms=elapsed_ms,
+            notices=notices,
+            error=error,
+        )
+        if result is not None:
+            outcome.columns = result.columns
+            outcome.rows = result.rows
+            outcome.more_rows = result.more_rows
+            outcome.rowcount = result.rowcount
+            outcome.tag = result.tag
+        if kind.tx_control is TxControl.COMMIT and outcome.tag == "ROLLBACK":
+            outcome.note = FAILED_COMMIT_NOTE
+        self._track(kind, outcome)
+        return outcome
+
+    def _track(self, kind: StatementKind, outcome: Outcome) -> None:
+        self.tx_state = outcome.tx_after
+        if outcome.tx_after is TxState.IDLE:
+            if outcome.tx_before is not TxState.IDLE:
+                self.ended_tx_statements = self.tx_statements
+            self.tx_statements = 0
+            self.holds_write_lock = False
+            return
+        if outcome.tx_before is TxState.IDLE:
+            self.tx_statements = 0
+        self.tx_statements += 1
+        if outcome.status is Status.OK and (kind.takes_write_lock or not kind.read_only):
+            self.holds_write_lock = True
+
+    def cancel(self) -> None:
+        """Ask the engine to stop the running statement (thread safe)."""
+        if self._connection is not None:
+            self._cancel_requested = True
+            self._adapter.cancel(self._connection.raw)
+
+    def close(self) -> tuple[TxState, int]:
+        """Close the connection; returns the transaction state it had and its statement count.
+
+        Closing a connection with an open transaction rolls it back on both engines.
+        """
+        if self._connection is None:
+            return TxState.IDLE, 0
+        state = self._adapter.tx_state(self._connection.raw)
+        count = self.tx_statements if state is not TxState.IDLE else 0
+        self._connection.close()
+        self._connection = None
+        self.tx_state = TxState.IDLE
+        return state, count

@@ -1,0 +1,323 @@
+"""Split SQL script text into statements and backslash meta-command lines.
+
+This is a hand-written lexical scanner rather than a parser: it must cope with
+anything a user types into the editor (half-finished strings, stray quotes,
+unknown syntax) and never raise. It only understands enough of SQLite and
+PostgreSQL lexing to know where a ``;`` really ends a statement, and it keeps
+exact source offsets so that errors and lint findings can point at the text.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+Dialect = Literal["sqlite", "postgres"]
+
+# `$$` or `$tag$`; a tag may not start with a digit, otherwise `$1` would be a quote.
+_DOLLAR_DELIMITER = re.compile(r"\$(?:[^\W\d]\w*)?\$")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_SQLITE_COMMENT_END = re.compile(r"\r?\n")
+_PUBLIC_KINDS = frozenset(
+    {"word", "number", "string", "quoted_identifier", "dollar_string", "punct", "parameter"}
+)
+
+
+@dataclass(frozen=True)
+class Token:
+    """One code token. ``kind`` is one of the public kinds listed in ``tokens``."""
+
+    kind: str
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement: the exact source slice without its terminating ``;``."""
+
+    text: str
+    index: int
+    start: int
+    end: int
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    leading_comments: str = ""
+
+    @property
+    def keyword(self) -> str:
+        """The first word of the statement, upper-cased, or '' if it starts otherwise."""
+        first = next(tokens(self.text), None)
+        return first.text.upper() if first is not None and first.kind == "word" else ""
+
+
+@dataclass(frozen=True)
+class MetaCommand:
+    """A backslash line such as ``\\session B``, which is not SQL at all."""
+
+    name: str
+    args: tuple[str, ...]
+    text: str
+    start: int
+    end: int
+    line: int
+    column: int
+
+
+def _is_word_char(ch: str) -> bool:
+    # Both engines treat every non-ASCII character as part of an identifier, and
+    # both allow `$` after the first character (`a$b` is one name).
+    return ch.isalnum() or ch in "_$" or (ord(ch) > 127 and not ch.isspace())
+
+
+def _quoted_end(sql: str, i: int, quote: str, backslash: bool = False) -> int:
+    """End of a quoted run opened at ``i``; a doubled quote is an escaped quote."""
+    j, n = i + 1, len(sql)
+    while j < n:
+        ch = sql[j]
+        if backslash and ch == "\\":
+            j += 2
+        elif ch != quote:
+            j += 1
+        elif j + 1 < n and sql[j + 1] == quote:
+            j += 2
+        else:
+            return j + 1
+    return n  # unterminated: the rest of the input belongs to it
+
+
+def _block_comment_end(sql: str, i: int, nested: bool) -> int:
+    depth, j, n = 1, i + 2, len(sql)
+    if not nested:
+        close = sql.find("*/", j)
+        return n if close < 0 else close + 2
+    while j < n:
+        if sql.startswith("*/", j):
+            depth -= 1
+            j += 2
+            if depth == 0:
+                return j
+        elif sql.startswith("/*", j):
+            depth += 1
+            j += 2
+        else:
+            j += 1
+    return n
+
+
+def _lex(sql: str, i: int, pg: bool) -> tuple[str, int]:
+    """Classify the lexeme starting at ``i``; return its kind and end offset.
+
+    Besides the public token kinds this yields "space" and "comment". Every
+    branch consumes at least one character, so callers always make progress.
+    """
+    n = len(sql)
+    ch = sql[i]
+    nxt = sql[i + 1] if i + 1 < n else ""
+    if ch.isspace():
+        j = i + 1
+        while j < n and sql[j].isspace():
+            j += 1
+        return "space", j
+    if ch == "-" and nxt == "-":
+        # SQLite ends a line comment only at "\n"; PostgreSQL also at a lone "\r".
+        match = (_LINE_BREAK if pg else _SQLITE_COMMENT_END).search(sql, i)
+        return "comment", n if match is None else match.start()
+    if ch == "/" and nxt == "*":
+        return "comment", _block_comment_end(sql, i, nested=pg)
+    if ch == "'":
+        # PostgreSQL standard strings do not treat backslash specially.
+        return "string", _quoted_end(sql, i, "'")
+    if nxt == "'" and ch in "eE" and pg:
+        return "string", _quoted_end(sql, i + 1, "'", backslash=True)
+    if nxt == "'" and ch in "xXbBnN":
+        return "string", _quoted_end(sql, i + 1, "'")
+    if ch == '"' or (ch == "`" and not pg):
+        return "quoted_identifier", _quoted_end(sql, i, ch)
+    if ch == "[" and not pg:  # in PostgreSQL `[` is array subscript punctuation
+        close = sql.find("]", i + 1)
+        return "quoted_identifier", n if close < 0 else close + 1
+    if ch == "$" and pg:
+        delimiter = _DOLLAR_DELIMITER.match(sql, i)
+        if delimiter is not None:
+            close = sql.find(delimiter.group(), delimiter.end())
+            return "dollar_string", n if close < 0 else close + len(delimiter.group())
+        if nxt.isdigit():
+            j = i + 1
+            while j < n and sql[j].isdigit():
+                j += 1
+            return "parameter", j
+        return "punct", i + 1
+    if ch in "?:@$" and not pg and (ch == "?" or (nxt and _is_word_char(nxt))):
+        j = i + 1
+        while j < n and (sql[j].isdigit() if ch == "?" else _is_word_char(sql[j])):
+            j += 1
+        return "parameter", j
+    if ch.isdigit() or (ch == "." and nxt.isdigit()):
+        return "number", _number_end(sql, i)
+    if _is_word_char(ch) and ch != "$" and not ch.isdigit():
+        j = i + 1
+        while j < n and _is_word_char(sql[j]):
+            j += 1
+        return "word", j
+    return "punct", i + 1
+
+
+def _number_end(sql: str, i: int) -> int:
+    n = len(sql)
+    if sql.startswith(("0x", "0X"), i):
+        j = i + 2
+        while j < n and (sql[j] in "0123456789abcdefABCDEF_"):
+            j += 1
+        return j
+    j = i
+    while j < n and (sql[j].isdigit() or sql[j] in "._"):
+        j += 1
+    if j < n and sql[j] in "eE":
+        k = j + 1 + (j + 1 < n and sql[j + 1] in "+-")
+        if k < n and sql[k].isdigit():
+            j = k
+            while j < n and sql[j].isdigit():
+                j += 1
+    return j
+
+
+def tokens(sql: str, dialect: Dialect = "sqlite") -> Iterator[Token]:
+    """Yield the code tokens of ``sql``, skipping whitespace and comments.
+
+    Never raises: an unterminated string, identifier, dollar body or comment
+    simply runs to the end of the input. Backslash meta-command lines are not
+    recognised here (they are a script-level notion, see ``split``); a lone
+    backslash is ordinary punctuation.
+    """
+    pg = dialect == "postgres"
+    i = 0
+    while i < len(sql):
+        kind, end = _lex(sql, i, pg)
+        if kind in _PUBLIC_KINDS:
+            yield Token(kind, sql[i:end], i, end)
+        i = end
+
+
+def words(sql: str, dialect: Dialect = "sqlite") -> list[str]:
+    """Upper-cased bare words (keywords and identifiers) outside strings and comments."""
+    return [tok.text.upper() for tok in tokens(sql, dialect) if tok.kind == "word"]
+
+
+class _Lines:
+    """Maps offsets to 1-based (line, column); ``\\r\\n`` is a single break."""
+
+    def __init__(self, sql: str) -> None:
+        self._starts = [0] + [m.end() for m in _LINE_BREAK.finditer(sql)]
+
+    def locate(self, offset: int) -> tuple[int, int]:
+        line = bisect_right(self._starts, offset)
+        return line, offset - self._starts[line - 1] + 1
+
+
+def _at_line_start(sql: str, i: int) -> bool:
+    """True if only blanks stand between the previous line break and ``i``."""
+    j = i - 1
+    while j >= 0 and sql[j] not in "\r\n" and sql[j].isspace():
+        j -= 1
+    return j < 0 or sql[j] in "\r\n"
+
+
+def _opens_block(head: list[str], word: str, prev: str, pg: bool) -> bool:
+    """Whether ``word`` opens a body whose semicolons must not split the statement.
+
+    ``head`` is the statement's first code tokens, upper-cased. Only CREATE
+    TRIGGER (SQLite) and CREATE FUNCTION/PROCEDURE (PostgreSQL BEGIN ATOMIC)
+    have such bodies; a transaction's own ``BEGIN;`` never does.
+    """
+    if pg:
+        rest = head[3:] if head[1:3] == ["OR", "REPLACE"] else head[1:]
+        return (
+            word == "ATOMIC"
+            and prev == "BEGIN"
+            and head[:1] == ["CREATE"]
+            and rest[:1] in (["FUNCTION"], ["PROCEDURE"])
+        )
+    rest = head[2:] if head[1:2] in (["TEMP"], ["TEMPORARY"]) else head[1:]
+    return word == "BEGIN" and head[:1] == ["CREATE"] and rest[:1] == ["TRIGGER"]
+
+
+def _meta_command(sql: str, i: int, lines: _Lines) -> MetaCommand:
+    match = _LINE_BREAK.search(sql, i)
+    text = sql[i : len(sql) if match is None else match.start()].rstrip()
+    parts = text[1:].split()
+    line, column = lines.locate(i)
+    name = parts[0] if parts else ""
+    return MetaCommand(name, tuple(parts[1:]), text, i, i + len(text), line, column)
+
+
+def split(sql: str, dialect: Dialect = "sqlite") -> list[Statement | MetaCommand]:
+    """Split a script into statements and meta-commands, in source order. Never raises."""
+    pg = dialect == "postgres"
+    lines = _Lines(sql)
+    items: list[Statement | MetaCommand] = []
+    count = 0  # statements emitted so far, for Statement.index
+    start = end = -1  # span of the statement's code so far; start < 0 means none yet
+    comments: list[str] = []  # comments seen before the current statement's code
+    head: list[str] = []  # first few code tokens, to recognise CREATE TRIGGER etc.
+    prev = ""  # previous code token, upper-cased, to spot BEGIN ATOMIC
+    depth = 0  # nesting of BEGIN ... END bodies inside the current statement
+
+    def finish() -> None:
+        nonlocal count, start, end, comments, head, prev, depth
+        if start >= 0:
+            # An unterminated string may run to the end, trailing blanks included.
+            stop = len(sql[start:end].rstrip()) + start
+            line, column = lines.locate(start)
+            end_line, end_column = lines.locate(stop - 1)
+            text = sql[start:stop]
+            leading = "\n".join(comments)
+            items.append(
+                Statement(text, count, start, stop, line, column, end_line, end_column, leading)
+            )
+            count += 1
+            comments = []
+        start = end = -1
+        head, prev, depth = [], "", 0
+
+    i = 0
+    while i < len(sql):
+        if sql[i] == "\\" and depth == 0 and _at_line_start(sql, i):
+            finish()  # a meta-command line ends any unterminated statement
+            meta = _meta_command(sql, i, lines)
+            items.append(meta)
+            comments = []
+            i = meta.end
+            continue
+        kind, stop = _lex(sql, i, pg)
+        if kind == "comment":
+            if start < 0:
+                comments.append(sql[i:stop])
+        elif kind == "punct" and sql[i] == ";" and depth == 0:
+            finish()
+        elif kind != "space":
+            if start < 0:
+                start = i
+            end = stop
+            word = sql[i:stop].upper()
+            if len(head) < 4:
+                head.append(word)
+            if kind == "word" and depth > 0 and word in ("CASE", "END"):
+                depth += 1 if word == "CASE" else -1
+            elif kind == "word" and depth == 0 and _opens_block(head, word, prev, pg):
+                depth = 1
+            prev = word if kind == "word" else ""
+        i = stop
+    finish()
+    return items
+
+
+def split_statements(sql: str, dialect: Dialect = "sqlite") -> list[Statement]:
+    """Only the SQL statements of ``split``, dropping meta-commands."""
+    return [item for item in split(sql, dialect) if isinstance(item, Statement)]

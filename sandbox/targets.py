@@ -1,0 +1,379 @@
+"""Where a sandbox lives: a temporary SQLite file, or a scratch database on a PostgreSQL server.
+
+A target creates the throwaway database, opens one autocommit connection per session, answers
+lock questions for the conductor, and destroys everything it created when closed. It never
+creates, alters or drops anything it did not create.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import secrets
+import shutil
+import socket
+import sqlite3
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from dotenv import dotenv_values
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
+
+from sandbox.engines import EngineAdapter
+from sandbox.engines.postgres import PostgresAdapter, blocking_pids
+from sandbox.engines.sqlite import SqliteAdapter, write_lock_held
+from sandbox.errors import UserError
+from sandbox.masking import mask_url, redact, register_secret
+
+if TYPE_CHECKING:
+    from sandbox.session import Session
+
+ENGINES = ("sqlite", "postgres")
+SCRATCH_PREFIX = "dbsandbox_"
+# Written into COMMENT ON DATABASE/SCHEMA: `dbsandbox clean` only drops what carries it.
+MARKER = "dbsandbox scratch"
+TEMP_DIR_PREFIX = "dbsandbox-"
+URL_VARIABLES = ("DBSANDBOX_POSTGRES_URL", "DATABASE_URL")
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+@dataclass(frozen=True)
+class TargetOptions:
+    engine: str = "sqlite"
+    url: str | None = None
+    from_file: Path | None = None
+    busy_timeout_ms: int = 200
+    cwd: Path = field(default_factory=Path.cwd)
+
+
+class Connection:
+    """An open session connection: the raw DBAPI connection and how to close it."""
+
+    def __init__(self, sa_connection: sa.Connection) -> None:
+        self._sa = sa_connection
+        self.raw: Any = sa_connection.connection.dbapi_connection
+
+    def close(self) -> None:
+        # A connection the server already dropped cannot be closed cleanly; it is gone anyway.
+        with contextlib.suppress(Exception):
+            self._sa.close()
+
+
+class Target(ABC):
+    engine: str
+    adapter: EngineAdapter
+    description: str
+    # How long a statement must run before the conductor asks whether it waits on a lock.
+    wait_probe_after_s: float = 0.0
+
+    def __init__(self) -> None:
+        self.notices: list[str] = []
+
+    @abstractmethod
+    def connect(self, session: str) -> Connection: ...
+
+    @abstractmethod
+    def blockers(
+        self, waiting: Session, sessions: Sequence[Session], running: set[str]
+    ) -> list[str]:
+        """Who `waiting` is waiting for: session names, or descriptions of other holders."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Target:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- SQLite
+
+
+class SqliteTarget(Target):
+    """A new database file in a temporary directory, WAL mode, explicit busy timeout."""
+
+    engine = "sqlite"
+    wait_probe_after_s = 0.010
+
+    def __init__(self, busy_timeout_ms: int = 200, from_file: Path | None = None) -> None:
+        super().__init__()
+        if busy_timeout_ms < 0:
+            raise UserError("--busy-timeout must be 0 or more milliseconds")
+        self.adapter = SqliteAdapter()
+        self.busy_timeout_ms = busy_timeout_ms
+        if from_file is not None:
+            _check_sqlite_file(from_file)
+        self.directory = Path(tempfile.mkdtemp(prefix=TEMP_DIR_PREFIX))
+        (self.directory / "owner.pid").write_text(str(os.getpid()))
+        self.path = self.directory / "sandbox.db"
+        try:
+            if from_file is not None:
+                self._copy_from(from_file)
+            with contextlib.closing(sqlite3.connect(self.path)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+        except BaseException:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
+        origin = f" (a copy of {from_file})" if from_file else ""
+        self.description = f"sqlite file {self.path}{origin}"
+        self._engine = sa.create_engine(
+            URL.create("sqlite", database=str(self.path)),
+            poolclass=NullPool,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
+        )
+        # The lock probe must never wait: it only asks whether the write lock is taken.
+        self._probe = sqlite3.connect(
+            self.path, timeout=0, isolation_level=None, check_same_thread=False
+        )
+
+    def _copy_from(self, source: Path) -> None:
+        """Copy the user's file byte for byte; SQLite never opens the original.
+
+        Even a read-only SQLite connection to a WAL database creates -wal and -shm files beside
+        it, so the original is read as plain bytes (with its WAL, which holds committed pages).
+        """
+        shutil.copyfile(source, self.path)
+        wal = source.with_name(source.name + "-wal")
+        if wal.exists():
+            shutil.copyfile(wal, self.path.with_name(self.path.name + "-wal"))
+        with contextlib.closing(sqlite3.connect(self.path)) as conn:
+            try:
+                verdict = conn.execute("PRAGMA quick_check").fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise UserError(f"{source} is not a usable SQLite database: {exc}") from None
+        if not verdict or verdict[0] != "ok":
+            raise UserError(
+                f"the copy of {source} is damaged ({verdict[0] if verdict else 'no answer'}); "
+                "is another program writing to it?"
+            )
+
+    def connect(self, session: str) -> Connection:
+        return Connection(self._engine.connect())
+
+    def blockers(
+        self, waiting: Session, sessions: Sequence[Session], running: set[str]
+    ) -> list[str]:
+        # SQLite has one write lock per database; readers never wait in WAL mode.
+        if not write_lock_held(self._probe):
+            return []
+        return [
+            s.name
+            for s in sessions
+            if s is not waiting and (s.holds_write_lock or s.name in running)
+        ]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._probe.close()
+        self._engine.dispose()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _check_sqlite_file(path: Path) -> None:
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if header != SQLITE_HEADER:
+        raise UserError(f"{path} is not a SQLite database file")
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def resolve_postgres_url(cli_url: str | None, cwd: Path) -> str:
+    """--url, else DBSANDBOX_POSTGRES_URL, else DATABASE_URL (environment first, then .env)."""
+    if cli_url:
+        return cli_url
+    env_file = cwd / ".env"
+    file_values = dotenv_values(env_file) if env_file.is_file() else {}
+    for variable in URL_VARIABLES:
+        value = os.environ.get(variable) or file_values.get(variable)
+        if value:
+            return value
+    raise UserError(
+        "--engine postgres needs a server: pass --url postgresql://USER@HOST:PORT/DB "
+        "or set DBSANDBOX_POSTGRES_URL (in the environment or a .env file)"
+    )
+
+
+_PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+
+
+def parse_postgres_url(text: str) -> URL:
+    """Parse and check a PostgreSQL URL; its password is registered for redaction."""
+    # Mask before anything can echo the text: the URL may not even parse.
+    for match in _PASSWORD_IN_TEXT.finditer(text):
+        register_secret(match.group(2))
+    try:
+        url = sa.make_url(text)
+    except Exception:
+        raise UserError(f"not a database URL: {redact(text)}") from None
+    register_secret(url.password if isinstance(url.password, str) else None)
+    if url.drivername not in ("postgres", "postgresql", "postgresql+psycopg2"):
+        raise UserError(
+            f"unsupported URL scheme {url.drivername!r}: use postgresql://USER@HOST:PORT/DB"
+        )
+    return url.set(drivername="postgresql+psycopg2", database=url.database or "postgres")
+
+
+def _pg_engine(url: URL, application_name: str, options: str | None = None) -> sa.Engine:
+    args: dict[str, Any] = {"application_name": application_name, "connect_timeout": 5}
+    if options:
+        args["options"] = options
+    return sa.create_engine(
+        url, poolclass=NullPool, isolation_level="AUTOCOMMIT", connect_args=args
+    )
+
+
+def connect_admin(url: URL, application_name: str) -> tuple[sa.Engine, Any, sa.Connection]:
+    engine = _pg_engine(url, application_name)
+    try:
+        sa_conn = engine.connect()
+    except Exception as exc:
+        engine.dispose()
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()
+        raise UserError(
+            f"cannot connect to {mask_url(url)}: {redact(reason[0] if reason else str(exc))}"
+        ) from None
+    return engine, sa_conn.connection.dbapi_connection, sa_conn
+
+
+def quote_ident(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _scratch_name() -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d_%H%M%S")
+    return f"{SCRATCH_PREFIX}{stamp}_{secrets.token_hex(3)}"
+
+
+def _marker_comment() -> str:
+    when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return f"{MARKER}: created {when} by pid {os.getpid()} on {socket.gethostname()}; safe to drop"
+
+
+class PostgresTarget(Target):
+    """A scratch database (or, without CREATEDB, a scratch schema) on a PostgreSQL server."""
+
+    engine = "postgres"
+
+    def __init__(self, url_text: str) -> None:
+        super().__init__()
+        import psycopg2.errors
+
+        self.adapter = PostgresAdapter()
+        base = parse_postgres_url(url_text)
+        self.name = _scratch_name()
+        # Every connection of this sandbox carries its name: `dbsandbox clean` tells live
+        # sandboxes from orphans by looking for it in pg_stat_activity.
+        self.application_name = f"dbsandbox:{self.name}"
+        self._admin_engine, self._admin, self._admin_sa = connect_admin(base, self.application_name)
+        self.mode = "database"
+        options: str | None = None
+        try:
+            with self._admin.cursor() as cursor:
+                try:
+                    cursor.execute(f"CREATE DATABASE {quote_ident(self.name)}")
+                    cursor.execute(
+                        f"COMMENT ON DATABASE {quote_ident(self.name)} IS %s", (_marker_comment(),)
+                    )
+                    self.url = base.set(database=self.name)
+                except psycopg2.errors.InsufficientPrivilege:
+                    self.mode = "schema"
+                    self.url = base
+                    self._create_schema(cursor, base)
+                    options = f"-c search_path={self.name}"
+        except BaseException:
+            self._drop()
+            self._admin_sa.close()
+            self._admin_engine.dispose()
+            raise
+        if self.mode == "schema":
+            self.notices.append(
+                f"the role may not create databases: using scratch schema {self.name} "
+                f"in database {base.database} instead (dropped on exit)"
+            )
+            self.description = f"postgres schema {self.name} in {mask_url(base)}"
+        else:
+            self.description = f"postgres database {mask_url(self.url)}"
+        self._options = options
+        self._engines: dict[str, sa.Engine] = {}
+
+    def _create_schema(self, cursor: Any, base: URL) -> None:
+        import psycopg2
+
+        try:
+            cursor.execute(f"CREATE SCHEMA {quote_ident(self.name)}")
+            cursor.execute(
+                f"COMMENT ON SCHEMA {quote_ident(self.name)} IS %s", (_marker_comment(),)
+            )
+        except psycopg2.Error as exc:
+            raise UserError(
+                f"the role may neither create databases nor schemas in {base.database}: "
+                f"{redact(exc.diag.message_primary or str(exc))}"
+            ) from None
+
+    def connect(self, session: str) -> Connection:
+        engine = self._engines.get(session)
+        if engine is None:
+            engine = _pg_engine(self.url, f"{self.application_name}:{session}", self._options)
+            self._engines[session] = engine
+        try:
+            return Connection(engine.connect())
+        except sa.exc.DBAPIError as exc:
+            reason = (str(exc.orig).strip().splitlines() or ["connection failed"])[0]
+            raise UserError(f"session {session} cannot connect: {redact(reason)}") from None
+
+    def blockers(
+        self, waiting: Session, sessions: Sequence[Session], running: set[str]
+    ) -> list[str]:
+        if waiting.pid is None:
+            return []
+        by_pid = {s.pid: s.name for s in sessions if s.pid is not None}
+        return [
+            by_pid.get(pid, f"server process {pid}")
+            for pid in blocking_pids(self._admin, waiting.pid)
+        ]
+
+    def _drop(self) -> None:
+        with self._admin.cursor() as cursor:
+            if self.mode == "database":
+                # FORCE ends connections a crashed session may have left behind.
+                cursor.execute(f"DROP DATABASE IF EXISTS {quote_ident(self.name)} WITH (FORCE)")
+            else:
+                cursor.execute(f"DROP SCHEMA IF EXISTS {quote_ident(self.name)} CASCADE")
+
+    def close(self) -> None:
+        for engine in self._engines.values():
+            engine.dispose()
+        try:
+            self._drop()
+        finally:
+            self._admin_sa.close()
+            self._admin_engine.dispose()
+
+
+def open_target(options: TargetOptions) -> Target:
+    """Create the sandbox the options describe; raises UserError on bad input."""
+    if options.engine not in ENGINES:
+        raise UserError(f"unknown engine {options.engine!r}: choose sqlite or postgres")
+    if options.engine == "sqlite":
+        if options.url:
+            raise UserError("--url is for --engine postgres; SQLite sandboxes need no server")
+        return SqliteTarget(options.busy_timeout_ms, options.from_file)
+    if options.from_file is not None:
+        raise UserError("--from copies a SQLite file; it works only with --engine sqlite")
+    return PostgresTarget(resolve_postgres_url(options.url, options.cwd))

@@ -1,0 +1,110 @@
+"""One ordered, append-only record of what every session really did.
+
+Sessions run on their own threads and the conductor watches them from another, so appends are
+serialised by a lock and every event gets a sequence number: the order in the timeline is the
+order in which things were observed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class EventKind(enum.StrEnum):
+    SESSION_OPENED = "session_opened"
+    STATEMENT = "statement"  # sent to its session
+    OUTCOME = "outcome"  # how it ended
+    BEGIN = "begin"
+    SAVEPOINT = "savepoint"
+    ROLLBACK_TO = "rollback_to"
+    RELEASE = "release"
+    COMMIT = "commit"
+    ROLLBACK = "rollback"
+    ERROR = "error"
+    NOTICE = "notice"
+    LOCK_WAIT = "lock_wait"
+    LOCK_RELEASED = "lock_released"
+    CANCELLED = "cancelled"
+    SESSION_CLOSED = "session_closed"
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    elapsed_ms: float  # since the timeline started
+    at: str  # wall-clock time, ISO 8601 UTC
+    session: str
+    kind: EventKind
+    message: str
+    statement: int | None = None  # index of the statement in the run, when the event is about one
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "elapsed_ms": round(self.elapsed_ms, 3),
+            "at": self.at,
+            "session": self.session,
+            "kind": str(self.kind),
+            "message": self.message,
+            "statement": self.statement,
+            **({"data": self.data} if self.data else {}),
+        }
+
+
+Subscriber = Callable[[Event], None]
+
+
+class Timeline:
+    """Append-only event log with subscribers (the app's timeline pane listens here)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: list[Event] = []
+        self._subscribers: list[Subscriber] = []
+        self._t0 = time.perf_counter()
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.append(subscriber)
+
+    def add(
+        self,
+        session: str,
+        kind: EventKind,
+        message: str,
+        *,
+        statement: int | None = None,
+        **data: Any,
+    ) -> Event:
+        with self._lock:
+            event = Event(
+                seq=len(self._events) + 1,
+                elapsed_ms=(time.perf_counter() - self._t0) * 1000,
+                at=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+                session=session,
+                kind=kind,
+                message=message,
+                statement=statement,
+                data={k: v for k, v in data.items() if v is not None},
+            )
+            self._events.append(event)
+            subscribers = list(self._subscribers)
+        # Outside the lock: a subscriber may be slow or may read the timeline itself.
+        for subscriber in subscribers:
+            subscriber(event)
+        return event
+
+    @property
+    def events(self) -> list[Event]:
+        with self._lock:
+            return list(self._events)
+
+    def for_session(self, session: str) -> list[Event]:
+        return [e for e in self.events if e.session == session]

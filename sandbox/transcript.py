@@ -1,0 +1,143 @@
+"""Turn statement outcomes into timeline events a learner can read.
+
+The transaction events are derived from what the engine reported (the state before and after,
+and the command tag), not from what the statement claimed to do: a COMMIT that the server
+answered with ROLLBACK is recorded as a rollback.
+"""
+
+from __future__ import annotations
+
+from sandbox.outcome import Outcome, Status, TxState
+from sandbox.session import Session
+from sandbox.sqlkind import StatementKind, TxControl
+from sandbox.timeline import EventKind, Timeline
+
+
+def short_sql(sql: str, limit: int = 72) -> str:
+    """One line of SQL for a timeline entry."""
+    flat = " ".join(sql.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def summarize(outcome: Outcome) -> str:
+    """What a statement did, in a few words."""
+    if outcome.error is not None:
+        code = f" {outcome.error.code}" if outcome.error.code else ""
+        word = "cancelled" if outcome.status is Status.CANCELLED else "error"
+        return f"{word}{code}: {outcome.error.message}"
+    parts: list[str] = []
+    if outcome.columns:
+        shown = plural(len(outcome.rows), "row")
+        parts.append(f"first {shown}, more exist" if outcome.more_rows else shown)
+    elif outcome.rowcount is not None:
+        parts.append(f"{plural(outcome.rowcount, 'row')} affected")
+    if outcome.tag and not outcome.columns:
+        parts.insert(0, outcome.tag)
+    return "ok" + (": " + ", ".join(parts) if parts else "")
+
+
+def record_outcome(
+    timeline: Timeline, session: Session, index: int, kind: StatementKind, outcome: Outcome
+) -> None:
+    """Add the events one finished statement produced."""
+    name = session.name
+    autocommitted = (
+        outcome.status is Status.OK
+        and outcome.tx_before is TxState.IDLE
+        and outcome.tx_after is TxState.IDLE
+        and kind.tx_control is None
+        and not kind.read_only
+    )
+    message = summarize(outcome) + (" (autocommit: saved at once)" if autocommitted else "")
+    if outcome.status is Status.OK:
+        timeline.add(name, EventKind.OUTCOME, message, statement=index, tag=outcome.tag)
+    else:
+        error = outcome.error
+        kind_of = EventKind.CANCELLED if outcome.status is Status.CANCELLED else EventKind.ERROR
+        timeline.add(
+            name,
+            kind_of,
+            message,
+            statement=index,
+            code=error.code if error else None,
+        )
+    for notice in outcome.notices:
+        timeline.add(name, EventKind.NOTICE, notice, statement=index)
+    _record_transaction(timeline, session, index, kind, outcome)
+
+
+def _record_transaction(
+    timeline: Timeline, session: Session, index: int, kind: StatementKind, outcome: Outcome
+) -> None:
+    name = session.name
+    before, after = outcome.tx_before, outcome.tx_after
+    control = kind.tx_control
+    if before is TxState.IDLE and after is not TxState.IDLE:
+        how = "by SAVEPOINT" if control is TxControl.SAVEPOINT else "BEGIN"
+        message = "transaction started" + (f" ({how})" if how != "BEGIN" else "")
+        timeline.add(name, EventKind.BEGIN, message, statement=index)
+    if outcome.status is Status.OK and control is TxControl.SAVEPOINT:
+        timeline.add(
+            name,
+            EventKind.SAVEPOINT,
+            f"savepoint {kind.savepoint_name or ''}".strip(),
+            statement=index,
+            savepoint=kind.savepoint_name,
+        )
+    if outcome.status is Status.OK and control is TxControl.ROLLBACK_TO:
+        timeline.add(
+            name,
+            EventKind.ROLLBACK_TO,
+            f"rolled back to savepoint {kind.savepoint_name or ''}: later work undone, "
+            "the transaction goes on".replace(" :", ":"),
+            statement=index,
+            savepoint=kind.savepoint_name,
+        )
+    if outcome.status is Status.OK and control is TxControl.RELEASE and after is not TxState.IDLE:
+        timeline.add(
+            name,
+            EventKind.RELEASE,
+            f"released savepoint {kind.savepoint_name or ''}",
+            statement=index,
+            savepoint=kind.savepoint_name,
+        )
+    if before is not TxState.FAILED and after is TxState.FAILED:
+        timeline.add(
+            name,
+            EventKind.ERROR,
+            "transaction failed: every statement will fail until ROLLBACK",
+            statement=index,
+        )
+    if before is not TxState.IDLE and after is TxState.IDLE:
+        undone = session.ended_tx_statements
+        discarded = f": {plural(undone, 'statement')} undone" if undone else ""
+        if control in (TxControl.COMMIT, TxControl.RELEASE) and outcome.tag != "ROLLBACK":
+            timeline.add(
+                name, EventKind.COMMIT, "committed: the changes are saved", statement=index
+            )
+        elif outcome.note:
+            timeline.add(name, EventKind.ROLLBACK, outcome.note, statement=index, tag=outcome.tag)
+        elif control is TxControl.ROLLBACK:
+            timeline.add(name, EventKind.ROLLBACK, f"rolled back{discarded}", statement=index)
+        else:
+            timeline.add(
+                name,
+                EventKind.ROLLBACK,
+                "the engine ended the transaction: its changes were rolled back",
+                statement=index,
+            )
+
+
+def describe_close(name: str, state: TxState, statements: int) -> str:
+    """What closing a session did to its transaction."""
+    if state is TxState.IDLE:
+        return f"session {name} closed"
+    what = "failed transaction" if state is TxState.FAILED else "open transaction"
+    return (
+        f"session {name} closed with an {what}: rolled back, "
+        f"{plural(statements, 'uncommitted statement')} discarded"
+    )

@@ -1,0 +1,83 @@
+"""Shared fixtures: real SQLite files and the real PostgreSQL server, nothing mocked.
+
+PostgreSQL tests use the server named by DBSANDBOX_TEST_POSTGRES_URL. Without it they skip
+with a reason saying how to enable them; with DBSANDBOX_REQUIRE_POSTGRES=1 (CI) a missing or
+unreachable server fails them instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from sandbox.runner import RunOptions, RunResult, parse_script, run_steps
+from sandbox.targets import Target, TargetOptions, open_target
+
+POSTGRES_ENV = "DBSANDBOX_TEST_POSTGRES_URL"
+REQUIRE_ENV = "DBSANDBOX_REQUIRE_POSTGRES"
+ENABLE_HINT = (
+    f"set {POSTGRES_ENV}=postgresql://postgres@127.0.0.1:5432/postgres to run the PostgreSQL tests"
+)
+
+
+def _postgres_problem(url: str | None) -> str | None:
+    if not url:
+        return f"no PostgreSQL server configured: {ENABLE_HINT}"
+    try:
+        psycopg2.connect(url, connect_timeout=3).close()
+    except psycopg2.Error as exc:
+        first = (str(exc).strip().splitlines() or ["unreachable"])[0]
+        return f"PostgreSQL server in {POSTGRES_ENV} is unreachable ({first}); {ENABLE_HINT}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = os.environ.get(POSTGRES_ENV)
+    problem = _postgres_problem(url)
+    if problem:
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but {problem}", pytrace=False)
+        pytest.skip(problem)
+    assert url is not None
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Run the test once per engine; the PostgreSQL run needs the test server."""
+    name: str = request.param
+    if name == "postgres":
+        request.getfixturevalue("postgres_url")
+    return name
+
+
+def options_for(engine: str, **overrides: object) -> TargetOptions:
+    url = os.environ.get(POSTGRES_ENV) if engine == "postgres" else None
+    return TargetOptions(engine=engine, url=url, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def target(engine: str) -> Iterator[Target]:
+    with open_target(options_for(engine)) as opened:
+        yield opened
+
+
+def run_script(
+    engine: str,
+    script: str,
+    *,
+    busy_timeout_ms: int = 200,
+    from_file: Path | None = None,
+    **run_options: float,
+) -> RunResult:
+    """Run a multi-session script in a fresh sandbox, as `dbsandbox run` does."""
+    dialect = "postgres" if engine == "postgres" else "sqlite"
+    steps = parse_script(script, dialect)
+    options = options_for(engine, busy_timeout_ms=busy_timeout_ms, from_file=from_file)
+    with open_target(options) as opened:
+        return run_steps(steps, opened, RunOptions(**run_options))  # type: ignore[arg-type]
