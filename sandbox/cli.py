@@ -10,10 +10,11 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sandbox import __version__
 from sandbox.errors import UserError
@@ -147,7 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _read_script(name: str) -> tuple[str, str]:
     if name == "-":
-        return sys.stdin.read(), "<stdin>"
+        # Decode the bytes ourselves: under a C/POSIX locale sys.stdin uses surrogateescape,
+        # and undecodable input would reach the driver as lone surrogates (a traceback).
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:  # replaced by a text-only object (tests, embedding)
+            return sys.stdin.read(), "<stdin>"
+        try:
+            return stream.read().decode("utf-8"), "<stdin>"
+        except UnicodeDecodeError:
+            raise UserError("cannot read standard input: not UTF-8 text") from None
     path = Path(name)
     try:
         return path.read_text(encoding="utf-8"), name
@@ -164,10 +173,11 @@ def _read_script(name: str) -> tuple[str, str]:
 def _cmd_run(args: argparse.Namespace) -> int:
     from sandbox import report
     from sandbox.runner import RunOptions, parse_script, run_steps
+    from sandbox.statements import Dialect
     from sandbox.targets import TargetOptions, open_target
 
     text, source = _read_script(args.script)
-    dialect = "postgres" if args.engine == "postgres" else "sqlite"
+    dialect: Dialect = "postgres" if args.engine == "postgres" else "sqlite"
     steps = parse_script(text, dialect, source)  # bad directions fail before any database exists
     options = TargetOptions(
         engine=args.engine,
@@ -190,13 +200,16 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     from sandbox.cleanup import CleanReport, clean_postgres, clean_sqlite
     from sandbox.targets import resolve_postgres_url
 
-    reports = [("sqlite", clean_sqlite(args.dry_run))]
     try:
         url = resolve_postgres_url(args.url, Path.cwd())
     except UserError:
         url = None  # no server configured: only local SQLite sandboxes to look at
+    reports: list[tuple[str, CleanReport]] = []
+    # The server first: a bad URL must stop the command before anything is removed, or the
+    # SQLite directories already deleted would never be reported.
     if url is not None:
         reports.append(("postgres", clean_postgres(url, args.dry_run)))
+    reports.insert(0, ("sqlite", clean_sqlite(args.dry_run)))
     total = CleanReport()
     for _, found in reports:
         total.removed += found.removed
@@ -223,9 +236,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK
     # A terminal closing or `kill` must clean up like Ctrl+C: scratch databases are dropped
-    # in the `finally` blocks that KeyboardInterrupt unwinds through.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_interrupt)
+    # in the `finally` blocks that KeyboardInterrupt unwinds through. The previous handlers
+    # come back afterwards, so calling main() in-process (tests, embedding) leaves no trace.
+    previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, _raise_interrupt)
     try:
         code: int = args.handler(args)
         return code
@@ -239,3 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `dbsandbox run ... | head` closing early is not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: the handler was not set from Python
+                signal.signal(sig, handler)

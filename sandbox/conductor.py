@@ -38,12 +38,12 @@ class Execution:
     waited: bool = False
     blocked_by: list[str] = field(default_factory=list)
     outcome: Outcome | None = None
+    recorded: bool = False  # its outcome is on the timeline
     future: cf.Future[None] | None = None
     # Orders "started waiting" against "finished" when the conductor and the session thread race.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @property
-    def done(self) -> bool:
+    def finished(self) -> bool:
         return self.outcome is not None or (self.future is not None and self.future.done())
 
 
@@ -103,7 +103,7 @@ class Conductor:
         """Send one statement; returns once it finished or is confirmed waiting on a lock."""
         session = self.session(session_name)
         seat = self._seats[session_name]
-        if seat.last is not None and not seat.last.done:
+        if seat.last is not None and not seat.last.finished():
             # One connection runs one statement at a time: this one queues behind a waiting one.
             self._wait_for(seat.last, self.wait_timeout_s)
         kind = classify(statement.text, self.target.adapter.dialect)
@@ -119,13 +119,25 @@ class Conductor:
         )
         execution.started = time.perf_counter()
         execution.future = seat.executor.submit(self._perform, session, execution)
-        self._settle()
+        self._settle(first=execution)
         return execution
 
     def _perform(self, session: Session, execution: Execution) -> None:
+        # Runs on the session's thread. Only the conductor's thread writes the timeline, so a
+        # statement released by a COMMIT is always recorded after that COMMIT.
         outcome = session.execute(execution.statement.text, execution.kind)
         with execution.lock:
             execution.outcome = outcome
+
+    def _record_finished(self, first: Execution | None = None) -> None:
+        """Record outcomes not yet on the timeline: the statement just sent first (it is what
+        released the others), then the rest in script order."""
+        finished = [e for e in self.executions if e.outcome is not None and not e.recorded]
+        finished.sort(key=lambda e: (e is not first, e.index))
+        for execution in finished:
+            outcome = execution.outcome
+            assert outcome is not None
+            execution.recorded = True
             if execution.waited:
                 self.timeline.add(
                     execution.session,
@@ -133,18 +145,20 @@ class Conductor:
                     f"lock wait over after {outcome.elapsed_ms:.0f} ms",
                     statement=execution.index,
                 )
+            session = self._seats[execution.session].session
             record_outcome(self.timeline, session, execution.index, execution.kind, outcome)
 
     @property
     def pending(self) -> list[Execution]:
-        return [e for e in self.executions if not e.done]
+        return [e for e in self.executions if not e.finished()]
 
     def _running_writers(self) -> set[str]:
         return {e.session for e in self.pending if not e.kind.read_only and not e.waited}
 
-    def _settle(self) -> None:
+    def _settle(self, first: Execution | None = None) -> None:
         """Wait until every statement in flight has finished or is confirmed waiting."""
         while True:
+            self._record_finished(first)
             undecided: list[Execution] = []
             for execution in self.pending:
                 if self._check_waiting(execution):
@@ -154,6 +168,7 @@ class Conductor:
                     self.cancel(execution, f"ran longer than {self.statement_timeout_s:g} s")
             if not undecided:
                 self._raise_internal_errors()
+                self._record_finished(first)
                 return
             cf.wait([e.future for e in undecided if e.future], timeout=_POLL_S)
 
@@ -161,14 +176,15 @@ class Conductor:
         """Ask the engine whether `execution` waits on a lock; record the wait when it does."""
         if time.perf_counter() - execution.started < self.target.wait_probe_after_s:
             return False
-        if self.target.engine == "sqlite" and execution.kind.read_only:
+        kind = execution.kind
+        if self.target.engine == "sqlite" and kind.read_only and not kind.takes_write_lock:
             return False  # WAL readers never wait
         session = self._seats[execution.session].session
         blockers = self.target.blockers(session, self.sessions, self._running_writers())
         if not blockers:
             return False
         with execution.lock:
-            if execution.done:
+            if execution.finished():
                 return True
             if blockers != execution.blocked_by:
                 execution.waited = True
@@ -186,9 +202,9 @@ class Conductor:
     def _wait_for(self, execution: Execution, timeout_s: float) -> None:
         """Let the engine resolve a waiting statement, at most `timeout_s`; then cancel it."""
         deadline = time.perf_counter() + timeout_s
-        while not execution.done:
+        while not execution.finished():
             self._settle()
-            if execution.done:
+            if execution.finished():
                 break
             if time.perf_counter() >= deadline:
                 self.cancel(execution, f"still waiting after {timeout_s:g} s")
@@ -206,12 +222,12 @@ class Conductor:
             f"cancelling: {reason}",
             statement=execution.index,
         )
-        deadline = time.perf_counter() + max(5.0, self.statement_timeout_s)
-        while not execution.done and time.perf_counter() < deadline:
+        deadline = time.perf_counter() + self.target.cancel_grace_s
+        while not execution.finished() and time.perf_counter() < deadline:
             session.cancel()
             if execution.future:
                 cf.wait([execution.future], timeout=0.2)
-        if not execution.done:
+        if not execution.finished():
             raise RuntimeError(f"statement {execution.index} did not stop after cancel")
 
     def _raise_internal_errors(self) -> None:
@@ -231,8 +247,9 @@ class Conductor:
 
     def close(self) -> None:
         for name, seat in list(self._seats.items()):
-            if seat.last is not None and not seat.last.done:
+            if seat.last is not None and not seat.last.finished():
                 self.cancel(seat.last, "the session is closing")
+            self._record_finished()
             try:
                 state, count = seat.executor.submit(seat.session.close).result(timeout=30)
             finally:

@@ -36,18 +36,17 @@ class StatementKind:
     read_only: bool  # cannot write or take write locks
     takes_write_lock: bool  # SQLite BEGIN IMMEDIATE / EXCLUSIVE: the write lock up front
     savepoint_name: str | None = None
+    locking: bool = False  # SELECT ... FOR UPDATE / SHARE: locks every row it returns
 
     @property
     def keyword(self) -> str:
         return self.words[0] if self.words else ""
 
     def streamable(self) -> bool:
-        """A plain query whose rows PostgreSQL can hand out page by page through a cursor.
-
-        Locking reads (FOR UPDATE / FOR SHARE) are excluded: a cursor locks rows only as they
-        are fetched, which would change what the learner's statement locks.
-        """
-        if not self.read_only or self.keyword not in {"SELECT", "VALUES", "TABLE", "WITH"}:
+        """A query whose rows PostgreSQL can hand out page by page through a cursor."""
+        if self.keyword not in {"SELECT", "VALUES", "TABLE", "WITH"}:
+            return False
+        if not (self.read_only or self.locking):
             return False
         return "INTO" not in self.words  # SELECT ... INTO creates a table
 
@@ -93,4 +92,4 @@ def classify(sql: str, dialect: Dialect) -> StatementKind:
     else:
         read_only = False
     takes_write_lock = control is TxControl.BEGIN and second in {"IMMEDIATE", "EXCLUSIVE"}
-    return StatementKind(ws, control, read_only, takes_write_lock, savepoint)
+    return StatementKind(ws, control, read_only, takes_write_lock, savepoint, locking)

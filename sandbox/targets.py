@@ -73,6 +73,8 @@ class Target(ABC):
     description: str
     # How long a statement must run before the conductor asks whether it waits on a lock.
     wait_probe_after_s: float = 0.0
+    # How long a cancelled statement may take to stop.
+    cancel_grace_s: float = 5.0
 
     def __init__(self) -> None:
         self.notices: list[str] = []
@@ -111,6 +113,9 @@ class SqliteTarget(Target):
             raise UserError("--busy-timeout must be 0 or more milliseconds")
         self.adapter = SqliteAdapter()
         self.busy_timeout_ms = busy_timeout_ms
+        # sqlite3_interrupt() does not wake a statement sleeping in the busy handler: a
+        # cancelled lock wait ends only when its busy timeout runs out.
+        self.cancel_grace_s = 5.0 + busy_timeout_ms / 1000
         if from_file is not None:
             _check_sqlite_file(from_file)
         self.directory = Path(tempfile.mkdtemp(prefix=TEMP_DIR_PREFIX))
@@ -142,11 +147,15 @@ class SqliteTarget(Target):
 
         Even a read-only SQLite connection to a WAL database creates -wal and -shm files beside
         it, so the original is read as plain bytes (with its WAL, which holds committed pages).
+        A rollback journal is copied too: when it is hot (a writer is mid-transaction or
+        crashed), the main file may hold uncommitted pages that only the journal can undo, and
+        SQLite rolls the *copy* back on first use.
         """
         shutil.copyfile(source, self.path)
-        wal = source.with_name(source.name + "-wal")
-        if wal.exists():
-            shutil.copyfile(wal, self.path.with_name(self.path.name + "-wal"))
+        for suffix in ("-wal", "-journal"):
+            companion = source.with_name(source.name + suffix)
+            if companion.is_file():
+                shutil.copyfile(companion, self.path.with_name(self.path.name + suffix))
         with contextlib.closing(sqlite3.connect(self.path)) as conn:
             try:
                 verdict = conn.execute("PRAGMA quick_check").fetchone()
@@ -209,7 +218,9 @@ def resolve_postgres_url(cli_url: str | None, cwd: Path) -> str:
     )
 
 
-_PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+# Greedy up to the last "@": an unencoded "@" inside a password must not split it, or only
+# its first part would be masked (and the rest shown as part of the host name).
+_PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)(\S*)(@)")
 
 
 def parse_postgres_url(text: str) -> URL:
@@ -221,6 +232,11 @@ def parse_postgres_url(text: str) -> URL:
         url = sa.make_url(text)
     except Exception:
         raise UserError(f"not a database URL: {redact(text)}") from None
+    if "@" in (url.host or ""):
+        # SQLAlchemy splits at the first "@": the password's tail would become the host name.
+        raise UserError(
+            "the URL has more than one @: write an @ inside the user name or password as %40"
+        )
     register_secret(url.password if isinstance(url.password, str) else None)
     if url.drivername not in ("postgres", "postgresql", "postgresql+psycopg2"):
         raise UserError(

@@ -15,6 +15,7 @@ import psycopg2
 import pytest
 
 from sandbox.runner import RunOptions, RunResult, parse_script, run_steps
+from sandbox.statements import Dialect
 from sandbox.targets import Target, TargetOptions, open_target
 
 POSTGRES_ENV = "DBSANDBOX_TEST_POSTGRES_URL"
@@ -76,7 +77,7 @@ def run_script(
     **run_options: float,
 ) -> RunResult:
     """Run a multi-session script in a fresh sandbox, as `dbsandbox run` does."""
-    dialect = "postgres" if engine == "postgres" else "sqlite"
+    dialect: Dialect = "postgres" if engine == "postgres" else "sqlite"
     steps = parse_script(script, dialect)
     options = options_for(engine, busy_timeout_ms=busy_timeout_ms, from_file=from_file)
     with open_target(options) as opened:

@@ -11,6 +11,7 @@ import psycopg2.extensions as ext
 from sandbox.engines import RawResult, fetch_page
 from sandbox.outcome import SqlError, TxState
 from sandbox.sqlkind import StatementKind
+from sandbox.statements import Dialect
 
 _DML_TAGS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "COPY"})
 # Not a name a learner would choose; the cursor lives only while one statement runs.
@@ -26,7 +27,7 @@ _TX_STATES = {
 
 class PostgresAdapter:
     name = "postgres"
-    dialect = "postgres"
+    dialect: Dialect = "postgres"
     cancel_codes = frozenset({"57014"})
 
     def run(self, conn: Any, sql: str, kind: StatementKind, page_size: int) -> RawResult:
@@ -34,7 +35,8 @@ class PostgresAdapter:
         try:
             state = self.tx_state(conn)
             if kind.streamable() and state is not TxState.FAILED:
-                return self._run_paged(cursor, sql, page_size, own_tx=state is TxState.IDLE)
+                own_tx = state is TxState.IDLE
+                return self._run_paged(cursor, sql, page_size, own_tx, kind.locking)
             # No parameters are passed, so psycopg2 leaves '%' in the learner's SQL alone.
             cursor.execute(sql)
             tag = cursor.statusmessage
@@ -45,12 +47,17 @@ class PostgresAdapter:
         finally:
             cursor.close()
 
-    def _run_paged(self, cursor: Any, sql: str, page_size: int, own_tx: bool) -> RawResult:
+    def _run_paged(
+        self, cursor: Any, sql: str, page_size: int, own_tx: bool, locking: bool
+    ) -> RawResult:
         """Fetch only the first page through a server-side cursor.
 
         psycopg2's own named cursors refuse to work in autocommit, so declare one in SQL. Outside
         a transaction a plain SELECT runs in an implicit one-statement transaction; BEGIN and
         COMMIT around the cursor give exactly that, and nothing is left open afterwards.
+
+        A cursor locks rows only as it reaches them, so for SELECT ... FOR UPDATE / SHARE the
+        rest of the result is walked with MOVE: every row is locked as typed, none is sent.
         """
         try:
             if own_tx:
@@ -58,6 +65,10 @@ class PostgresAdapter:
             cursor.execute(f"DECLARE {_PAGE_CURSOR} NO SCROLL CURSOR FOR {sql}")
             cursor.execute(f"FETCH FORWARD {page_size + 1} FROM {_PAGE_CURSOR}")
             columns, rows, more = fetch_page(cursor, page_size)
+            total: int | None = None
+            if locking:
+                cursor.execute(f"MOVE FORWARD ALL IN {_PAGE_CURSOR}")
+                total = len(rows) + int(more) + max(cursor.rowcount, 0)
             cursor.execute(f"CLOSE {_PAGE_CURSOR}")
             if own_tx:
                 cursor.execute("COMMIT")
@@ -67,8 +78,10 @@ class PostgresAdapter:
                 with contextlib.suppress(psycopg2.Error):
                     cursor.execute("ROLLBACK")
             raise
-        # The server's tag for the whole SELECT counts every row; only say it when we saw them all.
-        tag = "SELECT" if more else f"SELECT {len(rows)}"
+        # The server's tag for the whole SELECT counts every row; only say it when we know it.
+        if total is None:
+            total = None if more else len(rows)
+        tag = "SELECT" if total is None else f"SELECT {total}"
         return RawResult(columns, rows, more, None, tag)
 
     def error_of(self, exc: BaseException) -> SqlError | None:

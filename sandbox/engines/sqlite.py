@@ -8,11 +8,12 @@ from typing import Any
 from sandbox.engines import RawResult, fetch_page
 from sandbox.outcome import SqlError, TxState
 from sandbox.sqlkind import StatementKind
+from sandbox.statements import Dialect
 
 
 class SqliteAdapter:
     name = "sqlite"
-    dialect = "sqlite"
+    dialect: Dialect = "sqlite"
     cancel_codes = frozenset({"SQLITE_INTERRUPT"})
 
     def run(

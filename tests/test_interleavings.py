@@ -1,0 +1,378 @@
+"""Two and three sessions interleaved: outcomes must match what the engines really do.
+
+Expectations here were written from the engines' documented behaviour and checked against
+the engines themselves; the conductor adds nothing but the order of the script.
+"""
+
+from __future__ import annotations
+
+from sandbox.conductor import Execution
+from sandbox.outcome import Outcome, Status, TxState
+from sandbox.runner import RunResult
+from sandbox.timeline import EventKind
+from tests.conftest import run_script as run
+
+SETUP = """
+CREATE TABLE acct (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);
+INSERT INTO acct VALUES (1, 100), (2, 100);
+"""
+
+
+def at(result: RunResult, marker: str) -> Execution:
+    """The execution on the script line that carries `marker` (a unique comment or literal)."""
+    lines = [n for n, text in enumerate(SCRIPTS[id(result)].splitlines(), 1) if marker in text]
+    assert len(lines) == 1, f"{marker!r} is on {len(lines)} lines"
+    found = [e for e in result.executions if e.statement.line == lines[0]]
+    assert len(found) == 1
+    return found[0]
+
+
+def outcome(result: RunResult, marker: str) -> Outcome:
+    execution = at(result, marker)
+    assert execution.outcome is not None
+    return execution.outcome
+
+
+SCRIPTS: dict[int, str] = {}
+
+
+def run_script(engine: str, script: str, **options: float) -> RunResult:
+    result = run(engine, script, **options)  # type: ignore[arg-type]
+    SCRIPTS[id(result)] = script
+    return result
+
+
+def lost_update_script(begin: str, second_update: str) -> str:
+    """Both sessions read 100, then each writes back what it computed from its read."""
+    return (
+        SETUP
+        + f"""
+\\session A
+{begin};
+SELECT balance FROM acct WHERE id = 1 /* A reads */;
+\\session B
+{begin};
+SELECT balance FROM acct WHERE id = 1 /* B reads */;
+\\session A
+UPDATE acct SET balance = 110 WHERE id = 1 /* A writes */;
+\\session B
+{second_update} /* B writes */;
+\\session A
+COMMIT /* A commits */;
+\\session B
+COMMIT /* B commits */;
+SELECT balance FROM acct WHERE id = 1 /* final */;
+"""
+    )
+
+
+def test_postgres_read_committed_loses_an_update(postgres_url: str) -> None:
+    result = run_script(
+        "postgres", lost_update_script("BEGIN", "UPDATE acct SET balance = 120 WHERE id = 1")
+    )
+    assert outcome(result, "A reads").rows == [(100,)]
+    assert outcome(result, "B reads").rows == [(100,)]
+    b_writes = at(result, "B writes")
+    assert b_writes.waited and b_writes.blocked_by == ["A"]
+    assert b_writes.outcome is not None and b_writes.outcome.status is Status.OK
+    assert outcome(result, "B commits").tag == "COMMIT"
+    # A's +10 is lost: B overwrote it with a value computed from a stale read.
+    assert outcome(result, "final").rows == [(120,)]
+    kinds = [(e.session, e.kind) for e in result.timeline]
+    wait = kinds.index(("B", EventKind.LOCK_WAIT))
+    commit = kinds.index(("A", EventKind.COMMIT))
+    released = kinds.index(("B", EventKind.LOCK_RELEASED))
+    assert wait < commit < released
+
+
+def test_postgres_read_committed_atomic_update_keeps_both(postgres_url: str) -> None:
+    result = run_script(
+        "postgres",
+        lost_update_script("BEGIN", "UPDATE acct SET balance = balance + 20 WHERE id = 1"),
+    )
+    assert at(result, "B writes").waited
+    # After the wait PostgreSQL re-reads the committed row: 110 + 20.
+    assert outcome(result, "final").rows == [(130,)]
+
+
+def test_postgres_repeatable_read_refuses_the_lost_update(postgres_url: str) -> None:
+    result = run_script(
+        "postgres",
+        lost_update_script(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ",
+            "UPDATE acct SET balance = 120 WHERE id = 1",
+        ),
+    )
+    b_writes = at(result, "B writes")
+    assert b_writes.waited and b_writes.blocked_by == ["A"]
+    failed = b_writes.outcome
+    assert failed is not None and failed.status is Status.ERROR
+    assert failed.error is not None and failed.error.code == "40001"
+    assert failed.error.message == "could not serialize access due to concurrent update"
+    assert failed.tx_after is TxState.FAILED
+    b_commit = outcome(result, "B commits")
+    assert b_commit.tag == "ROLLBACK" and b_commit.note
+    assert outcome(result, "final").rows == [(110,)]
+
+
+def test_postgres_select_for_update_serialises_the_read(postgres_url: str) -> None:
+    result = run_script(
+        "postgres",
+        SETUP
+        + """
+\\session A
+BEGIN;
+SELECT balance FROM acct WHERE id = 1 FOR UPDATE /* A locks */;
+\\session B
+BEGIN;
+SELECT balance FROM acct WHERE id = 1 FOR UPDATE /* B locks */;
+\\session A
+UPDATE acct SET balance = 110 WHERE id = 1;
+COMMIT;
+\\session B
+UPDATE acct SET balance = 130 WHERE id = 1;
+COMMIT;
+""",
+    )
+    b_locks = at(result, "B locks")
+    assert b_locks.waited and b_locks.blocked_by == ["A"]
+    # Released by A's COMMIT, B reads the committed 110, not the stale 100.
+    assert b_locks.outcome is not None and b_locks.outcome.rows == [(110,)]
+
+
+def test_sqlite_deferred_transactions_cannot_lose_the_update(tmp_path: object) -> None:
+    """WAL: a reader that tries to write while another holds the write lock fails at once."""
+    result = run_script(
+        "sqlite", lost_update_script("BEGIN", "UPDATE acct SET balance = 120 WHERE id = 1")
+    )
+    assert outcome(result, "A writes").status is Status.OK
+    b_writes = at(result, "B writes")
+    # B holds a read snapshot, so SQLite does not even call the busy handler: no wait.
+    assert not b_writes.waited
+    assert b_writes.outcome is not None and b_writes.outcome.status is Status.ERROR
+    assert b_writes.outcome.error is not None
+    assert b_writes.outcome.error.code == "SQLITE_BUSY"
+    # A SQLITE_BUSY undoes the statement, not the transaction.
+    assert b_writes.outcome.tx_after is TxState.IN_TRANSACTION
+    assert outcome(result, "B commits").status is Status.OK
+    assert outcome(result, "final").rows == [(110,)]
+
+
+def test_sqlite_stale_snapshot_write_fails_with_busy_snapshot() -> None:
+    result = run_script(
+        "sqlite",
+        SETUP
+        + """
+\\session A
+BEGIN;
+SELECT balance FROM acct WHERE id = 1 /* A reads */;
+\\session B
+UPDATE acct SET balance = 150 WHERE id = 1 /* B autocommits */;
+\\session A
+UPDATE acct SET balance = 110 WHERE id = 1 /* A writes */;
+COMMIT;
+SELECT balance FROM acct WHERE id = 1 /* final */;
+""",
+    )
+    assert outcome(result, "B autocommits").status is Status.OK
+    stale = outcome(result, "A writes")
+    assert stale.error is not None and stale.error.code == "SQLITE_BUSY_SNAPSHOT"
+    assert outcome(result, "final").rows == [(150,)]
+
+
+def test_sqlite_begin_immediate_waits_then_proceeds() -> None:
+    """BEGIN IMMEDIATE takes the write lock up front: the second one waits for the first."""
+    result = run_script(
+        "sqlite",
+        SETUP
+        + """
+\\session A
+BEGIN IMMEDIATE;
+SELECT balance FROM acct WHERE id = 1 /* A reads */;
+\\session B
+BEGIN IMMEDIATE /* B begins */;
+\\session A
+UPDATE acct SET balance = 110 WHERE id = 1;
+COMMIT;
+\\session B
+SELECT balance FROM acct WHERE id = 1 /* B reads */;
+UPDATE acct SET balance = balance + 20 WHERE id = 1;
+COMMIT;
+SELECT balance FROM acct WHERE id = 1 /* final */;
+""",
+        busy_timeout_ms=5000,
+    )
+    b_begins = at(result, "B begins")
+    assert b_begins.waited and b_begins.blocked_by == ["A"]
+    assert b_begins.outcome is not None and b_begins.outcome.status is Status.OK
+    assert outcome(result, "B reads").rows == [(110,)]
+    assert outcome(result, "final").rows == [(130,)]
+
+
+def test_sqlite_writer_gives_up_after_the_busy_timeout() -> None:
+    result = run_script(
+        "sqlite",
+        SETUP
+        + """
+\\session A
+BEGIN;
+UPDATE acct SET balance = 0 WHERE id = 2;
+\\session B
+UPDATE acct SET balance = 1 WHERE id = 1 /* B writes */;
+SELECT 'after' /* B goes on */;
+""",
+        busy_timeout_ms=300,
+        wait_timeout_s=10.0,
+    )
+    b_writes = at(result, "B writes")
+    assert b_writes.waited and b_writes.blocked_by == ["A"]
+    assert b_writes.outcome is not None and b_writes.outcome.status is Status.ERROR
+    assert b_writes.outcome.error is not None
+    assert b_writes.outcome.error.code == "SQLITE_BUSY"
+    assert b_writes.outcome.elapsed_ms >= 250  # it waited for its busy timeout, not ours
+    assert outcome(result, "B goes on").rows == [("after",)]
+
+
+def test_postgres_deadlock_is_broken_by_the_server(postgres_url: str) -> None:
+    result = run_script(
+        "postgres",
+        SETUP
+        + """
+\\session A
+BEGIN;
+UPDATE acct SET balance = balance - 10 WHERE id = 1 /* A first */;
+\\session B
+BEGIN;
+UPDATE acct SET balance = balance - 10 WHERE id = 2 /* B first */;
+\\session A
+UPDATE acct SET balance = balance + 10 WHERE id = 2 /* A second */;
+\\session B
+UPDATE acct SET balance = balance + 10 WHERE id = 1 /* B second */;
+\\session A
+COMMIT /* A ends */;
+\\session B
+COMMIT /* B ends */;
+""",
+    )
+    a_second, b_second = at(result, "A second"), at(result, "B second")
+    assert a_second.waited and a_second.blocked_by == ["B"]
+    assert b_second.waited and b_second.blocked_by == ["A"]
+    codes = sorted(
+        (e.outcome.error.code or "?" if e.outcome and e.outcome.error else "ok")
+        for e in (a_second, b_second)
+    )
+    assert codes == ["40P01", "ok"]
+    victim = "A" if a_second.outcome and a_second.outcome.error else "B"
+    ends = {"A": outcome(result, "A ends"), "B": outcome(result, "B ends")}
+    assert ends[victim].tag == "ROLLBACK"
+    assert ends["B" if victim == "A" else "A"].tag == "COMMIT"
+
+
+def test_a_wait_left_at_the_end_is_cancelled_and_reported(engine: str) -> None:
+    result = run_script(
+        engine,
+        SETUP
+        + """
+\\session A
+BEGIN;
+UPDATE acct SET balance = 0 WHERE id = 1;
+\\session B
+BEGIN;
+UPDATE acct SET balance = 1 WHERE id = 1 /* B waits */;
+""",
+        busy_timeout_ms=1500,
+        wait_timeout_s=0.3,
+    )
+    waiting = at(result, "B waits")
+    assert waiting.waited and waiting.blocked_by == ["A"]
+    assert waiting.outcome is not None and waiting.outcome.error is not None
+    assert any(e.kind is EventKind.CANCELLED and e.session == "B" for e in result.timeline)
+    if engine == "postgres":
+        assert waiting.outcome.status is Status.CANCELLED
+        assert waiting.outcome.error.code == "57014"
+    else:
+        # sqlite3_interrupt() cannot wake the busy handler: the wait ends at the busy timeout,
+        # and the report says so truthfully instead of claiming a cancel.
+        assert waiting.outcome.status is Status.ERROR
+        assert waiting.outcome.error.code == "SQLITE_BUSY"
+        assert waiting.outcome.elapsed_ms >= 1400
+
+
+def test_next_statement_of_a_waiting_session_waits_for_it_first(postgres_url: str) -> None:
+    result = run_script(
+        "postgres",
+        SETUP
+        + """
+\\session A
+BEGIN;
+UPDATE acct SET balance = 0 WHERE id = 1;
+\\session B
+UPDATE acct SET balance = 1 WHERE id = 1 /* B waits */;
+SELECT balance FROM acct WHERE id = 1 /* B next */;
+\\session A
+COMMIT;
+""",
+        wait_timeout_s=0.5,
+    )
+    waiting = at(result, "B waits")
+    assert waiting.outcome is not None and waiting.outcome.status is Status.CANCELLED
+    assert waiting.outcome.error is not None and waiting.outcome.error.code == "57014"
+    # B's next statement ran only after the wait ended: A had not committed yet.
+    assert outcome(result, "B next").rows == [(100,)]
+    order = [e.index for e in result.executions]
+    assert order == sorted(order)
+
+
+def test_three_sessions_queue_on_one_row(postgres_url: str) -> None:
+    result = run_script(
+        "postgres",
+        SETUP
+        + """
+\\session A
+BEGIN;
+UPDATE acct SET balance = balance + 1 WHERE id = 1 /* A */;
+\\session B
+UPDATE acct SET balance = balance + 10 WHERE id = 1 /* B */;
+\\session C
+UPDATE acct SET balance = balance + 100 WHERE id = 1 /* C */;
+\\session A
+COMMIT;
+SELECT balance FROM acct WHERE id = 1 /* final */;
+""",
+    )
+    b, c = at(result, "/* B */"), at(result, "/* C */")
+    assert b.waited and b.blocked_by == ["A"]
+    assert c.waited and c.blocked_by
+    assert all(e.outcome and e.outcome.status is Status.OK for e in (b, c))
+    assert outcome(result, "final").rows == [(211,)]
+
+
+def test_postgres_write_skew_under_serializable(postgres_url: str) -> None:
+    result = run_script(
+        "postgres",
+        """
+        CREATE TABLE doctors (name TEXT PRIMARY KEY, on_call BOOLEAN NOT NULL);
+        INSERT INTO doctors VALUES ('alice', true), ('bob', true);
+        \\session A
+        BEGIN ISOLATION LEVEL SERIALIZABLE;
+        SELECT count(*) FROM doctors WHERE on_call /* A counts */;
+        \\session B
+        BEGIN ISOLATION LEVEL SERIALIZABLE;
+        SELECT count(*) FROM doctors WHERE on_call /* B counts */;
+        \\session A
+        UPDATE doctors SET on_call = false WHERE name = 'alice';
+        \\session B
+        UPDATE doctors SET on_call = false WHERE name = 'bob';
+        \\session A
+        COMMIT /* A ends */;
+        \\session B
+        COMMIT /* B ends */;
+        SELECT count(*) FROM doctors WHERE on_call /* final */;
+        """,
+    )
+    assert outcome(result, "A counts").rows == [(2,)]
+    assert outcome(result, "A ends").tag == "COMMIT"
+    b_end = outcome(result, "B ends")
+    assert b_end.error is not None and b_end.error.code == "40001"
+    assert outcome(result, "final").rows == [(1,)]
+    assert not any(e.waited for e in result.executions)
