@@ -17,6 +17,10 @@ from sandbox.sqlkind import StatementKind, TxControl
 if TYPE_CHECKING:
     from sandbox.targets import Connection, Target
 
+CONNECTION_LOST_NOTE = (
+    "the connection to the server is gone (terminated or the server restarted): whatever this "
+    "session had not committed is rolled back, and it cannot run anything more"
+)
 FAILED_COMMIT_NOTE = (
     "COMMIT answered ROLLBACK: the transaction had failed, so nothing in it was saved"
 )
@@ -97,6 +101,8 @@ class Session:
             outcome.tag = result.tag
         if kind.tx_control is TxControl.COMMIT and outcome.tag == "ROLLBACK":
             outcome.note = FAILED_COMMIT_NOTE
+        elif error is not None and self._adapter.connection_lost(raw):
+            outcome.note = CONNECTION_LOST_NOTE
         self._track(kind, outcome)
         return outcome
 

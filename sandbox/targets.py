@@ -135,6 +135,9 @@ class SqliteTarget(Target):
             URL.create("sqlite", database=str(self.path)),
             poolclass=NullPool,
             isolation_level="AUTOCOMMIT",
+            # No rollback on return: in autocommit there is nothing to reset, and a connection
+            # the server already dropped would log a traceback.
+            pool_reset_on_return=None,
             connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
         )
         # The lock probe must never wait: it only asks whether the write lock is taken.
@@ -250,7 +253,11 @@ def _pg_engine(url: URL, application_name: str, options: str | None = None) -> s
     if options:
         args["options"] = options
     return sa.create_engine(
-        url, poolclass=NullPool, isolation_level="AUTOCOMMIT", connect_args=args
+        url,
+        poolclass=NullPool,
+        isolation_level="AUTOCOMMIT",
+        pool_reset_on_return=None,  # see SqliteTarget: nothing to reset in autocommit
+        connect_args=args,
     )
 
 

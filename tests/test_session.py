@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from sandbox.outcome import Status, TxState
@@ -316,3 +319,40 @@ def test_postgres_dollar_quoted_body_runs_as_one_statement(postgres_url: str) ->
     answer = outcome_at(result, 1)
     assert answer.rows == [(42,)]
     assert answer.notices == ["NOTICE: doubling 21; really"]
+
+
+TERMINATE_A = """
+SELECT 1;
+\\session B
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+ WHERE application_name LIKE 'dbsandbox:%:A' AND datname = current_database();
+\\session A
+SELECT 2;
+SELECT 3;
+"""
+
+
+def test_a_terminated_connection_is_reported_plainly(postgres_url: str) -> None:
+    from sandbox.session import CONNECTION_LOST_NOTE
+
+    result = run_script("postgres", TERMINATE_A)
+    assert outcome_at(result, 1).rows == [(True,)]
+    for index in (2, 3):
+        lost = outcome_at(result, index)
+        assert lost.status is Status.ERROR
+        assert lost.note == CONNECTION_LOST_NOTE
+
+
+def test_closing_a_terminated_connection_prints_no_traceback(postgres_url: str) -> None:
+    # A separate process: pytest's log capture would hide what the pool logs on stderr.
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox", "run", "-", "--engine", "postgres", "--url", postgres_url],
+        input=TERMINATE_A,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "connection to the server is gone" in done.stdout
+    assert done.stderr == ""

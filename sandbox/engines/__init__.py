@@ -47,6 +47,9 @@ class EngineAdapter(Protocol):
     def session_id(self, conn: Any) -> int | None:
         """The server process id serving this connection, where the engine has one."""
 
+    def connection_lost(self, conn: Any) -> bool:
+        """Whether the server side of this connection is gone (terminated, server restart)."""
+
 
 def fetch_page(cursor: Any, page_size: int) -> tuple[list[str], list[tuple[Any, ...]], bool]:
     """Columns, the first `page_size` rows and whether more exist, fetching one row extra."""

@@ -110,6 +110,9 @@ class PostgresAdapter:
     def session_id(self, conn: Any) -> int | None:
         return int(conn.info.backend_pid)
 
+    def connection_lost(self, conn: Any) -> bool:
+        return bool(conn.closed)
+
 
 def blocking_pids(monitor: Any, pid: int) -> list[int]:
     """The server processes `pid` is waiting for, from pg_blocking_pids."""

@@ -52,6 +52,9 @@ class SqliteAdapter:
     def session_id(self, conn: Any) -> int | None:
         return None
 
+    def connection_lost(self, conn: Any) -> bool:
+        return False  # an embedded database cannot drop its connection
+
 
 def write_lock_held(probe: sqlite3.Connection) -> bool:
     """Whether some connection holds the database's write lock right now.
