@@ -61,6 +61,8 @@ ORDER BY 1
 
 def clean_postgres(url_text: str, dry_run: bool = False) -> CleanReport:
     """Drop orphaned scratch databases on the server and scratch schemas in the URL's database."""
+    import psycopg2
+
     report = CleanReport()
     url = parse_postgres_url(url_text)
     engine, admin, sa_conn = connect_admin(url, "dbsandbox:clean")
@@ -85,9 +87,16 @@ def clean_postgres(url_text: str, dry_run: bool = False) -> CleanReport:
                         "DROP DATABASE IF EXISTS" if what == "database" else "DROP SCHEMA IF EXISTS"
                     )
                     suffix = " CASCADE" if what == "schema" else ""
-                    with admin.cursor() as cursor:
-                        cursor.execute(f"{drop} {quote_ident(name)}{suffix}")
-                    report.removed.append(label)
+                    try:
+                        with admin.cursor() as cursor:
+                            cursor.execute(f"{drop} {quote_ident(name)}{suffix}")
+                    except psycopg2.Error as exc:
+                        # E.g. someone connected since the check: keep going with the others,
+                        # and say why this one stays (no traceback).
+                        reason = exc.diag.message_primary or str(exc).strip().splitlines()[0]
+                        report.kept.append(f"{label}: could not drop it: {reason}")
+                    else:
+                        report.removed.append(label)
     finally:
         sa_conn.close()
         engine.dispose()

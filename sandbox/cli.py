@@ -196,6 +196,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_PG_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg2")
+
+
 def _cmd_clean(args: argparse.Namespace) -> int:
     from sandbox.cleanup import CleanReport, clean_postgres, clean_sqlite
     from sandbox.targets import resolve_postgres_url
@@ -204,6 +207,12 @@ def _cmd_clean(args: argparse.Namespace) -> int:
         url = resolve_postgres_url(args.url, Path.cwd())
     except UserError:
         url = None  # no server configured: only local SQLite sandboxes to look at
+    scheme = url.split("://", 1)[0] if url is not None and "://" in url else None
+    if url is not None and args.url is None and scheme is not None and scheme not in _PG_SCHEMES:
+        # DATABASE_URL often names the project's own (e.g. SQLite or MySQL) database: not a
+        # server of ours, and no reason to refuse cleaning the local sandboxes.
+        print(f"skipped postgres: the configured URL is a {scheme} URL, not a PostgreSQL one")
+        url = None
     reports: list[tuple[str, CleanReport]] = []
     # The server first: a bad URL must stop the command before anything is removed, or the
     # SQLite directories already deleted would never be reported.

@@ -62,15 +62,25 @@ def to_json(result: RunResult) -> str:
 
 
 def _table(columns: list[str], rows: list[list[Any]], more: bool, indent: str) -> list[str]:
-    cells = [[("NULL" if v is None else str(v)) for v in row] for row in rows]
+    """A small psql-like table: numbers right-aligned, long values cut at 40 characters."""
+    numeric = [
+        all(isinstance(row[i], int | float) and not isinstance(row[i], bool) for row in rows)
+        and bool(rows)
+        for i in range(len(columns))
+    ]
+    cells = [[("NULL" if v is None else str(v))[:40] for v in row] for row in rows]
     widths = [len(c) for c in columns]
     for row in cells:
-        widths = [max(w, min(len(v), 40)) for w, v in zip(widths, row, strict=True)]
+        widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
 
-    def line(values: list[str]) -> str:
-        return indent + " | ".join(v[:40].ljust(w) for v, w in zip(values, widths, strict=True))
+    def line(values: list[str], align: bool = True) -> str:
+        parts = [
+            v.rjust(w) if align and num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ]
+        return (indent + " | ".join(parts)).rstrip()
 
-    out = [line(columns), indent + "-+-".join("-" * w for w in widths)]
+    out = [line(columns, align=False), indent + "-+-".join("-" * w for w in widths)]
     out += [line(row) for row in cells]
     if more:
         out.append(f"{indent}… more rows not shown")

@@ -32,6 +32,7 @@ from sandbox.engines.postgres import PostgresAdapter, blocking_pids
 from sandbox.engines.sqlite import SqliteAdapter, write_lock_held
 from sandbox.errors import UserError
 from sandbox.masking import mask_url, redact, register_secret
+from sandbox.outcome import TxState
 
 if TYPE_CHECKING:
     from sandbox.session import Session
@@ -179,11 +180,11 @@ class SqliteTarget(Target):
         # SQLite has one write lock per database; readers never wait in WAL mode.
         if not write_lock_held(self._probe):
             return []
-        return [
-            s.name
-            for s in sessions
-            if s is not waiting and (s.holds_write_lock or s.name in running)
-        ]
+        others = [s for s in sessions if s is not waiting]
+        writers = [s.name for s in others if s.holds_write_lock or s.name in running]
+        # A statement can take the lock and then fail, unseen by holds_write_lock: any open
+        # transaction may be the holder then.
+        return writers or [s.name for s in others if s.tx_state is not TxState.IDLE]
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

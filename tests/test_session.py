@@ -346,7 +346,17 @@ def test_a_terminated_connection_is_reported_plainly(postgres_url: str) -> None:
 def test_closing_a_terminated_connection_prints_no_traceback(postgres_url: str) -> None:
     # A separate process: pytest's log capture would hide what the pool logs on stderr.
     done = subprocess.run(
-        [sys.executable, "-m", "sandbox", "run", "-", "--engine", "postgres", "--url", postgres_url],
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "run",
+            "-",
+            "--engine",
+            "postgres",
+            "--url",
+            postgres_url,
+        ],
         input=TERMINATE_A,
         capture_output=True,
         text=True,

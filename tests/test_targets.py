@@ -25,6 +25,7 @@ from sandbox.errors import UserError
 from sandbox.masking import redact
 from sandbox.outcome import Outcome, Status
 from sandbox.runner import RunResult, parse_script, run_steps
+from sandbox.statements import Dialect
 from sandbox.targets import (
     MARKER,
     SCRATCH_PREFIX,
@@ -55,7 +56,7 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run_sql(target: Target, script: str) -> RunResult:
-    dialect = "postgres" if target.engine == "postgres" else "sqlite"
+    dialect: Dialect = "postgres" if target.engine == "postgres" else "sqlite"
     return run_steps(parse_script(script, dialect), target)
 
 
@@ -66,10 +67,13 @@ def outcomes(result: RunResult) -> list[Outcome]:
 
 
 def snapshot(directory: Path) -> dict[str, tuple[str, int, int]]:
-    """Every file in a directory: sha256, size and mtime (ns). Equal snapshots: nothing touched."""
+    """Every entry in a directory: sha256 (of a file), size and mtime (ns).
+
+    Equal snapshots: nothing was written, created or removed there.
+    """
     return {
         entry.name: (
-            hashlib.sha256(entry.read_bytes()).hexdigest(),
+            hashlib.sha256(entry.read_bytes()).hexdigest() if entry.is_file() else "directory",
             entry.stat().st_size,
             entry.stat().st_mtime_ns,
         )
@@ -202,9 +206,11 @@ def test_from_includes_committed_data_that_is_only_in_the_wal(
         # Prove the rows live only in the WAL: the main file alone does not even have the table.
         main_only = tmp_path / "main-only.db"
         shutil.copyfile(live, main_only)
-        with contextlib.closing(sqlite3.connect(main_only)) as alone:
-            with pytest.raises(sqlite3.OperationalError, match="no such table"):
-                alone.execute("SELECT count(*) FROM items")
+        with (
+            contextlib.closing(sqlite3.connect(main_only)) as alone,
+            pytest.raises(sqlite3.OperationalError, match="no such table"),
+        ):
+            alone.execute("SELECT count(*) FROM items")
 
         if writer == "copied_aside":
             aside = tmp_path / "aside"
@@ -252,14 +258,11 @@ def test_from_rolls_back_a_hot_journal_instead_of_copying_uncommitted_pages(
         shutil.copyfile(str(live) + "-journal", aside / "crashed.db-journal")
     finally:
         conn.close()  # rolls back the live file
-    with contextlib.closing(sqlite3.connect(aside / "crashed.db", timeout=0)) as peek:
-        # Without the journal, the main file alone shows data that was never committed.
-        pass
+    # Without its journal, the crashed main file shows data that was never committed.
     main_only = tmp_path / "main-only.db"
     shutil.copyfile(aside / "crashed.db", main_only)
     with contextlib.closing(sqlite3.connect(main_only)) as alone:
         assert ("uncommitted",) in alone.execute("SELECT DISTINCT x FROM t").fetchall()
-    del peek
     before = snapshot(aside)
 
     with open_target(TargetOptions(from_file=aside / "crashed.db")) as target:
@@ -293,7 +296,9 @@ def _damaged_database(path: Path) -> None:
 def test_bad_from_file_is_a_clear_user_error(
     tmp_path: Path, private_tmp: Path, kind: str, message: str
 ) -> None:
-    path = tmp_path / f"{kind}.db"
+    folder = tmp_path / "user"
+    folder.mkdir()
+    path = folder / f"{kind}.db"
     if kind == "directory":
         path.mkdir()
     elif kind == "text":
@@ -302,7 +307,7 @@ def test_bad_from_file_is_a_clear_user_error(
         path.write_bytes(b"")
     elif kind == "damaged":
         _damaged_database(path)
-    before = snapshot(tmp_path)
+    before = snapshot(folder)
 
     with pytest.raises(UserError) as caught:
         open_target(TargetOptions(from_file=path))
@@ -312,14 +317,13 @@ def test_bad_from_file_is_a_clear_user_error(
     assert str(path) in text
     assert "\n" not in text
     assert list(private_tmp.iterdir()) == []  # no half-made sandbox left behind
-    after = snapshot(tmp_path)
-    assert after == before
+    assert snapshot(folder) == before
 
 
 def test_from_is_only_for_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DBSANDBOX_POSTGRES_URL", raising=False)
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    with pytest.raises(UserError, match="--from .* only with --engine sqlite"):
+    with pytest.raises(UserError, match=r"--from .* only with --engine sqlite"):
         open_target(TargetOptions(engine="postgres", from_file=tmp_path / "x.db", cwd=tmp_path))
 
 
@@ -655,9 +659,14 @@ def test_without_createdb_it_falls_back_to_a_scratch_schema_and_says_so(
         dbname=test_database,
     )
     assert remaining == []
-    assert pg_rows(
-        postgres_url, "SELECT tablename FROM pg_tables WHERE tablename = 't'", dbname=test_database
-    ) == []
+    assert (
+        pg_rows(
+            postgres_url,
+            "SELECT tablename FROM pg_tables WHERE tablename = 't'",
+            dbname=test_database,
+        )
+        == []
+    )
 
 
 @pytest.mark.postgres
@@ -736,9 +745,7 @@ def test_schema_mode_never_touches_the_users_tables(
     pg_rows(postgres_url, f'GRANT CREATE ON DATABASE "{test_database}" TO "{limited_role}"')
     before = user_objects(postgres_url, test_database)
     with open_target(
-        TargetOptions(
-            engine="postgres", url=url_for(postgres_url, limited_role, test_database)
-        )
+        TargetOptions(engine="postgres", url=url_for(postgres_url, limited_role, test_database))
     ) as target:
         assert isinstance(target, PostgresTarget)
         assert target.mode == "schema"
