@@ -34,5 +34,5 @@ def redact(text: str) -> str:
 
 
 def mask_url(url: URL) -> str:
-    """Render a URL for people: the password, if any, shown as ***."""
-    return url.render_as_string(hide_password=True)
+    """Render a URL for people: the password, if any, shown as ***, without the driver name."""
+    return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)

@@ -273,7 +273,7 @@ def test_stdin_that_is_not_utf8(
         (("--engine", "postgres", "--from", "x.db"), ("--from", "only with --engine sqlite")),
         (
             ("--engine", "postgres", "--url", "postgresql://postgres@127.0.0.1:1/postgres"),
-            ("cannot connect to postgresql+psycopg2://postgres@127.0.0.1:1/postgres",),
+            ("cannot connect to postgresql://postgres@127.0.0.1:1/postgres",),
         ),
         (("--engine", "postgres", "--url", "mysql://u@h/db"), ("unsupported URL scheme",)),
     ],
@@ -456,7 +456,7 @@ def test_postgres_run_json_and_text_never_show_the_password(
 
     code, text, err = cli(capsys, "run", script, "--engine", "postgres", "--url", url)
     assert (code, err) == (0, "")
-    assert text.startswith("dbsandbox · postgres · postgres database postgresql+psycopg2://")
+    assert text.startswith("dbsandbox · postgres · postgres database postgresql://")
     assert "division by zero" in text
     assert password not in text
 

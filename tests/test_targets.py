@@ -462,7 +462,7 @@ def test_unreachable_server_is_a_one_line_user_error() -> None:
     with pytest.raises(UserError) as caught:
         PostgresTarget(f"postgresql://postgres:{password}@127.0.0.1:1/postgres")
     text = str(caught.value)
-    assert text.startswith("cannot connect to postgresql+psycopg2://postgres:***@127.0.0.1:1/")
+    assert text.startswith("cannot connect to postgresql://postgres:***@127.0.0.1:1/")
     assert password not in text
     assert "\n" not in text
 
