@@ -376,3 +376,118 @@ def test_postgres_write_skew_under_serializable(postgres_url: str) -> None:
     assert b_end.error is not None and b_end.error.code == "40001"
     assert outcome(result, "final").rows == [(1,)]
     assert not any(e.waited for e in result.executions)
+
+
+POSTGRES_LEVELS = ["READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
+
+
+def test_no_dirty_reads_at_any_postgres_level(postgres_url: str) -> None:
+    """PostgreSQL runs READ UNCOMMITTED as READ COMMITTED: an uncommitted write is invisible."""
+    for level in POSTGRES_LEVELS:
+        result = run_script(
+            "postgres",
+            SETUP
+            + f"""
+\\session A
+BEGIN ISOLATION LEVEL {level};
+UPDATE acct SET balance = 999 WHERE id = 1;
+\\session B
+BEGIN ISOLATION LEVEL {level};
+SELECT balance FROM acct WHERE id = 1 /* B peeks */;
+\\session A
+ROLLBACK;
+""",
+        )
+        assert outcome(result, "B peeks").rows == [(100,)], level
+
+
+def test_dirty_write_waits_at_every_postgres_level(postgres_url: str) -> None:
+    for level in POSTGRES_LEVELS:
+        result = run_script(
+            "postgres",
+            SETUP
+            + f"""
+\\session A
+BEGIN ISOLATION LEVEL {level};
+UPDATE acct SET balance = 11 WHERE id = 1;
+\\session B
+BEGIN ISOLATION LEVEL {level};
+UPDATE acct SET balance = 12 WHERE id = 1 /* B writes */;
+\\session A
+ROLLBACK /* A gives up */;
+\\session B
+COMMIT;
+SELECT balance FROM acct WHERE id = 1 /* final */;
+""",
+        )
+        b_writes = at(result, "B writes")
+        assert b_writes.waited and b_writes.blocked_by == ["A"], level
+        # A rolled back, so B's write goes through at every level.
+        assert b_writes.outcome is not None and b_writes.outcome.status is Status.OK, level
+        assert outcome(result, "final").rows == [(12,)], level
+
+
+def non_repeatable_read(level: str) -> str:
+    return (
+        SETUP
+        + f"""
+\\session A
+BEGIN{level};
+SELECT balance FROM acct WHERE id = 1 /* first read */;
+\\session B
+UPDATE acct SET balance = 50 WHERE id = 1 /* B autocommits */;
+\\session A
+SELECT balance FROM acct WHERE id = 1 /* second read */;
+COMMIT;
+"""
+    )
+
+
+def test_non_repeatable_read_depends_on_the_postgres_level(postgres_url: str) -> None:
+    expected = {
+        "READ COMMITTED": [(50,)],
+        "REPEATABLE READ": [(100,)],
+        "SERIALIZABLE": [(100,)],
+    }
+    for level, second in expected.items():
+        result = run_script("postgres", non_repeatable_read(f" ISOLATION LEVEL {level}"))
+        assert outcome(result, "first read").rows == [(100,)], level
+        assert outcome(result, "B autocommits").status is Status.OK, level
+        assert outcome(result, "second read").rows == second, level
+
+
+def test_sqlite_reads_in_a_transaction_come_from_one_snapshot() -> None:
+    """WAL: once a transaction has read, it keeps its snapshot; no non-repeatable reads."""
+    result = run_script("sqlite", non_repeatable_read(""))
+    assert outcome(result, "B autocommits").status is Status.OK
+    assert outcome(result, "second read").rows == [(100,)]
+
+
+def test_read_skew(engine: str) -> None:
+    """A reads account 1, B moves money from 2 to 1 and commits, A reads account 2."""
+    script = (
+        SETUP
+        + """
+\\session A
+BEGIN{level};
+SELECT balance FROM acct WHERE id = 1 /* A reads 1 */;
+\\session B
+BEGIN;
+UPDATE acct SET balance = balance + 20 WHERE id = 1;
+UPDATE acct SET balance = balance - 20 WHERE id = 2;
+COMMIT;
+\\session A
+SELECT balance FROM acct WHERE id = 2 /* A reads 2 */;
+COMMIT;
+"""
+    )
+    if engine == "postgres":
+        skewed = run_script(engine, script.replace("{level}", ""))
+        assert outcome(skewed, "A reads 2").rows == [(80,)]  # 100 + 80: twenty vanished
+        consistent = run_script(
+            engine, script.replace("{level}", " ISOLATION LEVEL REPEATABLE READ")
+        )
+        assert outcome(consistent, "A reads 2").rows == [(100,)]
+    else:
+        result = run_script(engine, script.replace("{level}", ""))
+        assert outcome(result, "A reads 2").rows == [(100,)]
