@@ -1,0 +1,338 @@
+"""DROP, TRUNCATE, ALTER TABLE and integrity switches, read from the statement's tokens.
+
+These statements are short and keyword-driven, and sqlglot parses several of them into raw
+Commands (SQLite's `ALTER TABLE t DROP c`, PostgreSQL's `ALTER TABLE ... DISABLE TRIGGER`), so
+the rules read the lexer's tokens, which never fail and never see comments or strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sandbox.statements import Dialect, Token, tokens
+
+
+@dataclass(frozen=True)
+class KeywordFinding:
+    rule: str
+    message: str
+    fix: str
+    table: str | None = None
+    objects: tuple[tuple[str, str], ...] = ()
+    cascade: bool = False
+
+
+_NAME_KINDS = ("word", "quoted_identifier")
+_DROP_KINDS = {
+    ("TABLE",): "table",
+    ("FOREIGN", "TABLE"): "foreign table",
+    ("DATABASE",): "database",
+    ("SCHEMA",): "schema",
+    ("VIEW",): "view",
+    ("MATERIALIZED", "VIEW"): "materialized view",
+    ("INDEX",): "index",
+    ("SEQUENCE",): "sequence",
+    ("FUNCTION",): "function",
+    ("PROCEDURE",): "procedure",
+    ("ROUTINE",): "routine",
+    ("AGGREGATE",): "aggregate",
+    ("TRIGGER",): "trigger",
+    ("TYPE",): "type",
+    ("DOMAIN",): "domain",
+    ("EXTENSION",): "extension",
+    ("ROLE",): "role",
+    ("USER",): "role",
+    ("GROUP",): "role",
+    ("OWNED",): "everything owned by",
+    ("POLICY",): "policy",
+    ("RULE",): "rule",
+    ("COLLATION",): "collation",
+    ("TABLESPACE",): "tablespace",
+    ("PUBLICATION",): "publication",
+    ("SUBSCRIPTION",): "subscription",
+    ("SERVER",): "server",
+    ("EVENT", "TRIGGER"): "event trigger",
+}
+_OFF = {"OFF", "0", "FALSE", "NO"}
+_ON = {"ON", "1", "TRUE", "YES"}
+
+
+def _word(token: Token) -> str:
+    return token.text.upper() if token.kind == "word" else ""
+
+
+def _name(toks: list[Token], i: int) -> tuple[str, int]:
+    """A possibly qualified name starting at toks[i]: (text, index after it)."""
+    parts: list[str] = []
+    while i < len(toks) and toks[i].kind in _NAME_KINDS:
+        text = toks[i].text
+        parts.append(text[1:-1].replace('""', '"') if toks[i].kind == "quoted_identifier" else text)
+        if i + 1 < len(toks) and toks[i + 1].text == ".":
+            i += 2
+            continue
+        i += 1
+        break
+    return ".".join(parts), i
+
+
+def _skip(toks: list[Token], i: int, *words: str) -> int:
+    """Skip an optional keyword sequence (e.g. IF EXISTS) at toks[i]."""
+    n = len(words)
+    if [_word(t) for t in toks[i : i + n]] == list(words):
+        return i + n
+    return i
+
+
+def check(sql: str, dialect: Dialect) -> list[KeywordFinding]:
+    toks = list(tokens(sql, dialect))
+    if not toks:
+        return []
+    first = _word(toks[0])
+    if first == "DROP":
+        return _drop(toks)
+    if first == "TRUNCATE":
+        return _truncate(toks)
+    if first == "ALTER" and len(toks) > 1 and _word(toks[1]) in ("TABLE", "FOREIGN"):
+        return _alter_table(toks)
+    if first == "PRAGMA":
+        return _pragma(toks)
+    if first == "SET":
+        return _set(toks)
+    return []
+
+
+def _drop(toks: list[Token]) -> list[KeywordFinding]:
+    words = [_word(t) for t in toks]
+    i = 1
+    kind = None
+    for key, label in sorted(_DROP_KINDS.items(), key=lambda kv: -len(kv[0])):
+        if tuple(words[1 : 1 + len(key)]) == key:
+            kind, i = label, 1 + len(key)
+            break
+    if kind is None:
+        return []
+    i = _skip(toks, i, "CONCURRENTLY")
+    i = _skip(toks, i, "IF", "EXISTS")
+    if kind == "everything owned by":
+        i = _skip(toks, i, "BY")
+    names: list[str] = []
+    while i < len(toks):
+        name, nxt = _name(toks, i)
+        if not name or _word(toks[i]) in ("CASCADE", "RESTRICT", "ON"):
+            break
+        names.append(name)
+        i = nxt
+        # Function signatures: DROP FUNCTION f(integer) — skip the parenthesised argument list.
+        if i < len(toks) and toks[i].text == "(":
+            depth = 0
+            while i < len(toks):
+                depth += {"(": 1, ")": -1}.get(toks[i].text, 0)
+                i += 1
+                if depth == 0:
+                    break
+        if i < len(toks) and toks[i].text == ",":
+            i += 1
+            continue
+        break
+    cascade = "CASCADE" in words
+    shown = ", ".join(names) or "?"
+    also = " and, with CASCADE, every object that depends on it" if cascade else ""
+    if kind in ("table", "foreign table"):
+        return [
+            KeywordFinding(
+                "drop-table",
+                f"DROP TABLE {shown} destroys the table and every row in it{also}",
+                "rename it or copy it first (CREATE TABLE ... AS SELECT), and drop it later",
+                names[0] if names else None,
+                tuple(("table", n) for n in names),
+                cascade,
+            )
+        ]
+    if kind == "database":
+        return [
+            KeywordFinding(
+                "drop-database",
+                f"DROP DATABASE {shown} destroys the whole database",
+                "take a dump first; there is no undo",
+                None,
+                tuple(("database", n) for n in names),
+            )
+        ]
+    if kind == "schema":
+        inside = " and everything inside it" if cascade else ""
+        return [
+            KeywordFinding(
+                "drop-schema",
+                f"DROP SCHEMA {shown} destroys the schema{inside}",
+                "drop the objects you mean one by one, after checking what depends on them",
+                None,
+                tuple(("schema", n) for n in names),
+                cascade,
+            )
+        ]
+    return [
+        KeywordFinding(
+            "drop-object",
+            f"DROP {kind.upper()} {shown} destroys the {kind}{also}",
+            "check what uses it first; CREATE it again from its definition if you need it back",
+            None,
+            tuple((kind, n) for n in names),
+            cascade,
+        )
+    ]
+
+
+def _truncate(toks: list[Token]) -> list[KeywordFinding]:
+    words = [_word(t) for t in toks]
+    i = _skip(toks, 1, "TABLE")
+    i = _skip(toks, i, "ONLY")
+    names: list[str] = []
+    while i < len(toks):
+        name, nxt = _name(toks, i)
+        if not name or _word(toks[i]) in ("RESTART", "CONTINUE", "CASCADE", "RESTRICT"):
+            break
+        names.append(name)
+        i = nxt
+        if i < len(toks) and toks[i].text == "*":
+            i += 1
+        if i < len(toks) and toks[i].text == ",":
+            i += 1
+            continue
+        break
+    cascade = "CASCADE" in words
+    shown = ", ".join(names) or "?"
+    also = (
+        ", and CASCADE empties every table that references it by foreign key as well"
+        if cascade
+        else ""
+    )
+    return [
+        KeywordFinding(
+            "truncate",
+            f"TRUNCATE {shown} removes every row at once{also}",
+            "DELETE the rows you mean with a WHERE, inside BEGIN, so you can check and ROLLBACK",
+            names[0] if names else None,
+            tuple(("table", n) for n in names),
+            cascade,
+        )
+    ]
+
+
+def _alter_table(toks: list[Token]) -> list[KeywordFinding]:
+    i = _skip(toks, 1, "FOREIGN")
+    i = _skip(toks, i + 1 if _word(toks[i]) == "TABLE" else i, "IF", "EXISTS")
+    i = _skip(toks, i, "ONLY")
+    table, i = _name(toks, i)
+    findings: list[KeywordFinding] = []
+    # Actions are separated by commas at parenthesis depth 0.
+    actions: list[list[Token]] = [[]]
+    depth = 0
+    for token in toks[i:]:
+        depth += {"(": 1, ")": -1}.get(token.text, 0)
+        if token.text == "," and depth == 0:
+            actions.append([])
+        else:
+            actions[-1].append(token)
+    for action in actions:
+        words = [_word(t) for t in action]
+        if words[:1] == ["DROP"]:
+            j = 1
+            if words[1:2] == ["CONSTRAINT"]:
+                j = _skip(action, 2, "IF", "EXISTS")
+                name, _ = _name(action, j)
+                findings.append(
+                    KeywordFinding(
+                        "drop-constraint",
+                        f"ALTER TABLE {table} DROP CONSTRAINT {name}: the check it enforced "
+                        "(a foreign key, CHECK or UNIQUE) stops, and bad rows can get in",
+                        "keep the constraint; if it blocks a migration, fix the data instead",
+                        table,
+                        (("constraint", name),),
+                    )
+                )
+                continue
+            if words[1:2] in (["DEFAULT"], ["NOT"], ["IDENTITY"], ["EXPRESSION"]):
+                continue
+            j = _skip(action, j, "COLUMN")
+            j = _skip(action, j, "IF", "EXISTS")
+            name, _ = _name(action, j)
+            if name:
+                findings.append(
+                    KeywordFinding(
+                        "drop-column",
+                        f"ALTER TABLE {table} DROP COLUMN {name} destroys the column and every "
+                        "value in it",
+                        f"copy it first (CREATE TABLE {table}_backup AS SELECT ...), or stop "
+                        "using it and drop it in a later release",
+                        table,
+                        (("column", f"{table}.{name}"),),
+                        "CASCADE" in words,
+                    )
+                )
+        elif words[:2] == ["DISABLE", "TRIGGER"]:
+            which = action[2].text if len(action) > 2 else "?"
+            findings.append(
+                KeywordFinding(
+                    "disable-trigger",
+                    f"ALTER TABLE {table} DISABLE TRIGGER {which}: the triggers stop firing"
+                    + (", foreign key checks included" if which.upper() == "ALL" else ""),
+                    "leave the triggers on; if they are in the way, change the data they guard",
+                    table,
+                )
+            )
+    return findings
+
+
+def _pragma(toks: list[Token]) -> list[KeywordFinding]:
+    name, i = _name(toks, 1)
+    pragma = name.split(".")[-1].lower()
+    if i >= len(toks) or toks[i].text not in ("=", "("):
+        return []  # reading a pragma changes nothing
+    value = toks[i + 1].text.strip("'\"").upper() if i + 1 < len(toks) else ""
+    if pragma == "foreign_keys" and value in _OFF:
+        return [
+            KeywordFinding(
+                "foreign-keys-off",
+                "PRAGMA foreign_keys = OFF: SQLite stops checking foreign keys on this connection",
+                "keep foreign_keys ON; fix the rows that break the constraint instead",
+            )
+        ]
+    if pragma == "writable_schema" and value in _ON:
+        return [
+            KeywordFinding(
+                "writable-schema",
+                "PRAGMA writable_schema = ON: statements can now edit sqlite_schema directly, "
+                "and one wrong write corrupts the database",
+                "change the schema with CREATE / ALTER / DROP, never by editing sqlite_schema",
+            )
+        ]
+    if pragma == "ignore_check_constraints" and value in _ON:
+        return [
+            KeywordFinding(
+                "ignore-check-constraints",
+                "PRAGMA ignore_check_constraints = ON: CHECK constraints stop being enforced",
+                "keep CHECK constraints on; fix the data that fails them",
+            )
+        ]
+    return []
+
+
+def _set(toks: list[Token]) -> list[KeywordFinding]:
+    i = _skip(toks, 1, "SESSION")
+    i = _skip(toks, i, "LOCAL")
+    name, i = _name(toks, i)
+    if name.lower() != "session_replication_role" or i >= len(toks):
+        return []
+    if toks[i].text == "=" or _word(toks[i]) == "TO":
+        i += 1
+    value = toks[i].text.strip("'\"").lower() if i < len(toks) else ""
+    if value != "replica":
+        return []
+    return [
+        KeywordFinding(
+            "replication-role-replica",
+            "SET session_replication_role = replica: ordinary triggers stop firing, and with "
+            "them the foreign key checks",
+            "leave session_replication_role at origin; load data in dependency order instead",
+        )
+    ]

@@ -1,0 +1,227 @@
+"""DELETE, UPDATE and MERGE: does the statement touch every row of its target?
+
+Every DELETE/UPDATE/MERGE node in the tree is checked, so the rules also see data-modifying
+CTEs (`WITH d AS (DELETE FROM t RETURNING *) SELECT ...`). Each finding carries the SQL that
+measures its impact: the same target and predicate as a SELECT count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from sandbox.guard.findings import PreviewPlan
+from sandbox.guard.predicates import Target, Truth, mentions_target, truth
+from sandbox.guard.schema import Schema
+
+SAMPLE_ROWS = 5
+
+
+@dataclass(frozen=True)
+class DmlFinding:
+    rule: str
+    message: str
+    fix: str
+    table: str
+    preview: PreviewPlan | None
+
+
+def _target_of(node: exp.Expression) -> exp.Table | None:
+    table = node.this
+    return table if isinstance(table, exp.Table) else None
+
+
+def _names(table: exp.Table) -> set[str]:
+    names = {table.name.lower()}
+    if table.alias:
+        names.add(table.alias.lower())
+    return names
+
+
+def _display(table: exp.Table) -> str:
+    return ".".join(part for part in (table.db, table.name) if part) or table.sql()
+
+
+def _other_tables(node: exp.Expression) -> list[exp.Expression]:
+    """USING (DELETE), FROM (UPDATE) and joins: tables beside the target."""
+    found: list[exp.Expression] = []
+    using = node.args.get("using")
+    if isinstance(using, list):
+        found.extend(using)
+    from_ = node.args.get("from_")
+    if isinstance(from_, exp.From):
+        found.append(from_.this)
+    found.extend(node.args.get("joins") or [])
+    return found
+
+
+def check(root: exp.Expression, dialect: str, schema: Schema | None) -> list[DmlFinding]:
+    findings: list[DmlFinding] = []
+    for node in root.find_all(exp.Delete, exp.Update, exp.Merge):
+        if isinstance(node, exp.Merge):
+            found = _check_merge(node, root, dialect, schema)
+        else:
+            found = _check_delete_update(node, root, dialect, schema)
+        if found is not None:
+            findings.append(found)
+    return findings
+
+
+def _check_delete_update(
+    node: exp.Expression, root: exp.Expression, dialect: str, schema: Schema | None
+) -> DmlFinding | None:
+    table = _target_of(node)
+    if table is None:
+        return None
+    verb = "delete" if isinstance(node, exp.Delete) else "update"
+    shown = _display(table)
+    others = _other_tables(node)
+    where = node.args.get("where")
+    preview = _preview(verb, table, others, where, root, dialect)
+    if where is None:
+        if others:
+            names = ", ".join(o.sql(dialect=dialect) for o in others)
+            return DmlFinding(
+                "where-not-restricting",
+                f"{verb.upper()} on {shown} joins {names} with no WHERE: it would {verb} every "
+                f"row of {shown} that has any match",
+                "add a WHERE that joins the tables on their keys and names the rows to change",
+                shown,
+                preview,
+            )
+        rule = f"{verb}-without-where"
+        what = (
+            "delete every row in"
+            if verb == "delete"
+            else "overwrite the changed columns of every row in"
+        )
+        limit = (
+            " (a LIMIT does not make it safe: which rows it hits is up to the engine)"
+            if node.args.get("limit")
+            else ""
+        )
+        return DmlFinding(
+            rule,
+            f"{verb.upper()} without WHERE: it would {what} {shown}{limit}",
+            "add a WHERE naming the rows, e.g. WHERE id = ...; run it after BEGIN so you can "
+            "ROLLBACK",
+            shown,
+            preview,
+        )
+    target = Target(shown, _names(table), other_tables=bool(others), schema=schema)
+    verdict = truth(where.this, target)
+    if verdict is Truth.TRUE:
+        reason = (
+            target.notes[-1]
+            if target.notes
+            else f"WHERE {where.this.sql(dialect=dialect)} is always true"
+        )
+        return DmlFinding(
+            "where-not-restricting" if target.self_lookup else "always-true-where",
+            f"{verb.upper()} on {shown}: {reason}, so it would {verb} every row",
+            "write a WHERE that singles out the rows you mean (e.g. by primary key)",
+            shown,
+            preview,
+        )
+    if verdict is Truth.ROW and not mentions_target(where.this, target):
+        return DmlFinding(
+            "where-not-restricting",
+            f"{verb.upper()} on {shown}: the WHERE never looks at {shown}'s own rows, so it "
+            f"would {verb} all of them or none",
+            f"make the condition refer to {shown}'s columns (correlate the subquery, or join "
+            "on a key)",
+            shown,
+            preview,
+        )
+    return None
+
+
+def _check_merge(
+    node: exp.Merge, root: exp.Expression, dialect: str, schema: Schema | None
+) -> DmlFinding | None:
+    table = _target_of(node)
+    on = node.args.get("on")
+    if table is None or on is None:
+        return None
+    whens = node.args.get("whens")
+    actions = [w.args.get("then") for w in (whens.expressions if whens else [])]
+    destructive = [
+        a
+        for a in actions
+        if isinstance(a, exp.Update) or (isinstance(a, exp.Var) and a.name.upper() == "DELETE")
+    ]
+    if not destructive:
+        return None  # insert-only MERGE adds rows, it cannot overwrite or remove any
+    shown = _display(table)
+    target = Target(shown, _names(table), other_tables=True, schema=schema)
+    verdict = truth(on, target)
+    if verdict is Truth.TRUE or (verdict is Truth.ROW and not mentions_target(on, target)):
+        source = node.args.get("using")
+        preview = _preview(
+            "merge", table, [source] if source else [], exp.Where(this=on.copy()), root, dialect
+        )
+        return DmlFinding(
+            "merge-matches-all",
+            f"MERGE into {shown}: ON {on.sql(dialect=dialect)} matches every row of {shown}, "
+            "so WHEN MATCHED would change all of them",
+            f"join on a key: ON {table.alias_or_name}.id = source.id",
+            shown,
+            preview,
+        )
+    return None
+
+
+def _preview(
+    verb: str,
+    table: exp.Table,
+    others: list[exp.Expression],
+    where: exp.Expression | None,
+    root: exp.Expression,
+    dialect: str,
+) -> PreviewPlan:
+    target = table.copy()
+    condition: exp.Expression | None = where.this.copy() if isinstance(where, exp.Where) else None
+    if others:
+        # Joined tables would multiply the count: ask per target row whether any match exists.
+        inner = exp.select("1").from_(others[0].copy())
+        for other in others[1:]:
+            inner = inner.join(other.copy())
+        if condition is not None:
+            inner = inner.where(condition)
+        condition = exp.Exists(this=inner)
+    count = exp.select(exp.Count(this=exp.Star())).from_(target.copy())
+    sample = exp.select(
+        exp.Column(this=exp.Star(), table=exp.to_identifier(table.alias_or_name))
+    ).from_(target.copy())
+    if condition is not None:
+        count = count.where(condition.copy())
+        sample = sample.where(condition.copy())
+    sample = sample.limit(SAMPLE_ROWS)
+    ctes = _plain_ctes(root)
+    if ctes is not None:
+        count.set("with_", ctes.copy())
+        sample.set("with_", ctes.copy())
+    total = exp.select(exp.Count(this=exp.Star())).from_(
+        exp.Table(this=table.this.copy(), db=table.args.get("db"))
+    )
+    return PreviewPlan(
+        verb=verb,
+        table=_display(table),
+        count_sql=count.sql(dialect=dialect),
+        total_sql=total.sql(dialect=dialect),
+        sample_sql=sample.sql(dialect=dialect),
+    )
+
+
+def _plain_ctes(root: exp.Expression) -> exp.With | None:
+    """The statement's read-only CTEs, which the predicate may refer to."""
+    with_ = root.args.get("with_")
+    if not isinstance(with_, exp.With):
+        return None
+    plain = [
+        c for c in with_.expressions if not c.find(exp.Delete, exp.Update, exp.Insert, exp.Merge)
+    ]
+    if not plain:
+        return None
+    return exp.With(expressions=[c.copy() for c in plain], recursive=with_.args.get("recursive"))

@@ -1,0 +1,97 @@
+"""What the guard says about a statement: findings, their rules and severities."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Severity(enum.StrEnum):
+    ERROR = "error"  # destroys or bulk-overwrites data or objects, or turns integrity off
+    WARNING = "warning"  # could not be verified, or risky
+    INFO = "info"  # advice
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: Severity
+    summary: str
+
+
+def _rules(*rules: Rule) -> dict[str, Rule]:
+    return {rule.id: rule for rule in rules}
+
+
+E, W = Severity.ERROR, Severity.WARNING
+RULES = _rules(
+    Rule("delete-without-where", E, "DELETE with no WHERE removes every row"),
+    Rule("update-without-where", E, "UPDATE with no WHERE overwrites every row"),
+    Rule("always-true-where", E, "a WHERE that is true for every row filters nothing"),
+    Rule("where-not-restricting", E, "a WHERE that never looks at the target's own rows"),
+    Rule("merge-matches-all", E, "MERGE whose ON condition matches every target row"),
+    Rule("drop-table", E, "DROP TABLE destroys the table and all its rows"),
+    Rule("drop-database", E, "DROP DATABASE destroys a whole database"),
+    Rule("drop-schema", E, "DROP SCHEMA destroys a schema (and with CASCADE, all in it)"),
+    Rule("drop-object", E, "DROP of a view, index, function or other object"),
+    Rule("truncate", E, "TRUNCATE removes every row at once, without a WHERE"),
+    Rule("drop-column", E, "ALTER TABLE ... DROP COLUMN destroys a column's data"),
+    Rule("drop-constraint", E, "dropping a constraint turns an integrity check off"),
+    Rule("foreign-keys-off", E, "PRAGMA foreign_keys=OFF stops SQLite enforcing foreign keys"),
+    Rule("writable-schema", E, "PRAGMA writable_schema lets statements corrupt the schema"),
+    Rule("ignore-check-constraints", E, "PRAGMA ignore_check_constraints turns CHECKs off"),
+    Rule("replication-role-replica", E, "session_replication_role=replica skips FK triggers"),
+    Rule("disable-trigger", E, "DISABLE TRIGGER turns triggers (and FK checks) off"),
+    Rule("unverified", W, "the guard could not read this statement, so it cannot vouch for it"),
+)
+
+
+@dataclass(frozen=True)
+class PreviewPlan:
+    """SQL that measures what a DML statement would touch, without running it."""
+
+    verb: str  # "delete", "update" or "merge"
+    table: str
+    count_sql: str  # SELECT count(*) of the rows it would touch
+    total_sql: str  # SELECT count(*) of the whole table
+    sample_sql: str  # a few of the rows it would touch
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    severity: Severity
+    message: str
+    fix: str
+    statement: str  # the statement's source text, as in the script
+    line: int
+    column: int
+    table: str | None = None
+    preview: PreviewPlan | None = None
+    # DROP / TRUNCATE: what the statement names, as (kind, name), and whether CASCADE is on.
+    objects: tuple[tuple[str, str], ...] = ()
+    cascade: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self, path: str | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "path": path,
+            "line": self.line,
+            "column": self.column,
+            "rule": self.rule,
+            "severity": str(self.severity),
+            "message": self.message,
+            "fix": self.fix,
+            "statement": self.statement,
+            "table": self.table,
+        }
+        if self.objects:
+            data["objects"] = [{"kind": k, "name": n} for k, n in self.objects]
+            data["cascade"] = self.cascade
+        return data
+
+    @property
+    def blocking(self) -> bool:
+        """Whether `dbsandbox lint` should fail on it (errors and warnings do)."""
+        return self.severity in (Severity.ERROR, Severity.WARNING)

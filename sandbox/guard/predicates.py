@@ -1,0 +1,448 @@
+"""Does a WHERE (or MERGE ... ON) really restrict which rows are touched?
+
+Two questions, answered from the sqlglot tree:
+- `truth`: is the predicate the same for every row? Constant folding with SQL's three-valued
+  logic, plus tautologies a constant folder misses (`x = x`, `x > 5 OR x <= 5`, `LIKE '%'`,
+  `id IN (SELECT id FROM same_table)`).
+- `mentions_target`: does the predicate look at the target's rows at all, directly or through a
+  correlated subquery? If not, it selects every row or none (`WHERE EXISTS (SELECT 1 FROM u)`).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlglot import exp
+
+from sandbox.guard.schema import Schema
+
+
+class Truth(enum.Enum):
+    TRUE = "true"  # true for every row (ignoring rows where a compared column is NULL)
+    FALSE = "false"
+    NULL = "null"  # constant NULL: selects nothing
+    ROW = "row"  # depends on the row
+
+
+T, F, N, R = Truth.TRUE, Truth.FALSE, Truth.NULL, Truth.ROW
+
+
+def _and(a: Truth, b: Truth) -> Truth:
+    if F in (a, b):
+        return F
+    if a is T:
+        return b
+    if b is T:
+        return a
+    if R in (a, b):
+        return R
+    return N
+
+
+def _or(a: Truth, b: Truth) -> Truth:
+    if T in (a, b):
+        return T
+    if a is F:
+        return b
+    if b is F:
+        return a
+    if R in (a, b):
+        return R
+    return N
+
+
+def _not(a: Truth) -> Truth:
+    return {T: F, F: T}.get(a, a)
+
+
+@dataclass
+class Target:
+    """The table a DML statement changes, and how the predicate may name it."""
+
+    table: str
+    names: set[str]  # lower-case table name and alias
+    other_tables: bool = False  # USING / FROM / MERGE source: unqualified names are ambiguous
+    schema: Schema | None = None
+    notes: list[str] = field(default_factory=list)  # why a predicate was judged always true
+    self_lookup: bool = False  # `id IN (SELECT id FROM same_table)`: true via a subquery
+
+
+_NOT_CONST = object()
+_ARITHMETIC: dict[type[exp.Expression], Any] = {
+    exp.Add: operator.add,
+    exp.Sub: operator.sub,
+    exp.Mul: operator.mul,
+    exp.Div: operator.truediv,
+    exp.Mod: operator.mod,
+}
+_VOLATILE = ("rand", "random", "now", "clock_timestamp", "nextval", "gen_random_uuid")
+
+
+def const(node: exp.Expression) -> Any:
+    """The Python value of a constant expression, or _NOT_CONST."""
+    if isinstance(node, exp.Paren):
+        return const(node.this)
+    if isinstance(node, exp.Boolean):
+        return bool(node.this)
+    if isinstance(node, exp.Null):
+        return None
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            return str(node.this)
+        try:
+            number = float(node.this)
+        except ValueError:
+            return _NOT_CONST
+        return int(number) if number.is_integer() else number
+    if isinstance(node, exp.Neg):
+        value = const(node.this)
+        return -value if _numbers(value) else _NOT_CONST
+    if isinstance(node, exp.Cast):
+        return const(node.this)
+    for kind, op in _ARITHMETIC.items():
+        if isinstance(node, kind):
+            left, right = const(node.this), const(node.expression)
+            if not _numbers(left, right):
+                return _NOT_CONST
+            if kind in (exp.Div, exp.Mod) and right == 0:
+                return None  # SQLite: NULL; PostgreSQL: an error. Either way nothing matches.
+            return op(left, right)
+    return _NOT_CONST
+
+
+def _truthy(value: Any) -> Truth:
+    if value is None:
+        return N
+    if isinstance(value, bool):
+        return T if value else F
+    if isinstance(value, int | float):
+        return T if value != 0 else F
+    text = str(value).strip().lower()
+    if text in ("t", "true", "yes", "y", "on", "1"):
+        return T
+    if text in ("f", "false", "no", "n", "off", "0", ""):
+        return F
+    return R
+
+
+_COMPARE_OPS: dict[type[exp.Expression], Any] = {
+    exp.EQ: operator.eq,
+    exp.NEQ: operator.ne,
+    exp.GT: operator.gt,
+    exp.GTE: operator.ge,
+    exp.LT: operator.lt,
+    exp.LTE: operator.le,
+}
+
+
+def _compare(op: type[exp.Expression], a: Any, b: Any) -> Truth:
+    if a is None or b is None:
+        return N
+    try:
+        result = _COMPARE_OPS[op](a, b)
+    except TypeError:
+        return R  # '1' = 1: engines differ on coercion; do not guess
+    return T if result else F
+
+
+def _deterministic(node: exp.Expression) -> bool:
+    if node.find(exp.Select, exp.Rand):
+        return False
+    return not any(
+        (isinstance(f, exp.Anonymous) and str(f.this).lower() in _VOLATILE)
+        or f.sql_name().lower() in _VOLATILE
+        for f in node.find_all(exp.Func)
+    )
+
+
+def _same(a: exp.Expression, b: exp.Expression) -> bool:
+    return a == b and _deterministic(a)
+
+
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+
+
+def truth(node: exp.Expression, target: Target) -> Truth:
+    """Whether `node` is the same for every row, and which way."""
+    if isinstance(node, exp.Paren):
+        return truth(node.this, target)
+    if isinstance(node, exp.Not):
+        return _not(truth(node.this, target))
+    if isinstance(node, exp.And):
+        return _and(truth(node.this, target), truth(node.expression, target))
+    if isinstance(node, exp.Or):
+        result = _or(truth(node.this, target), truth(node.expression, target))
+        if result is R and _covers_everything(_disjuncts(node), target):
+            return T
+        return result
+    value = const(node)
+    if value is not _NOT_CONST:
+        return _truthy(value)
+    if isinstance(node, _COMPARISONS):
+        left, right = const(node.this), const(node.expression)
+        if left is not _NOT_CONST and right is not _NOT_CONST:
+            return _compare(type(node), left, right)
+        if _same(node.this, node.expression):
+            target.notes.append(f"{node.sql()} compares a value with itself")
+            return T if isinstance(node, exp.EQ | exp.GTE | exp.LTE) else F
+        return R
+    if isinstance(node, exp.NullSafeEQ) and _same(node.this, node.expression):
+        return T
+    if isinstance(node, exp.Is):
+        return _truth_is(node, target)
+    if isinstance(node, exp.Like | exp.ILike | exp.Glob):
+        pattern = const(node.expression)
+        wildcard = "*" if isinstance(node, exp.Glob) else "%"
+        if isinstance(pattern, str) and pattern and set(pattern) == {wildcard}:
+            target.notes.append(f"{node.sql()} matches every non-NULL value")
+            return T
+        return R
+    if isinstance(node, exp.In):
+        return _truth_in(node, target)
+    if isinstance(node, exp.Between):
+        low, high, value = const(node.args["low"]), const(node.args["high"]), const(node.this)
+        if _NOT_CONST not in (low, high, value):
+            return _and(_compare(exp.GTE, value, low), _compare(exp.LTE, value, high))
+        return R
+    return R
+
+
+def _truth_is(node: exp.Is, target: Target) -> Truth:
+    subject, what = node.this, node.expression
+    if isinstance(what, exp.Null):
+        value = const(subject)
+        if value is not _NOT_CONST:
+            return T if value is None else F
+        if _not_null_column(subject, target):
+            target.notes.append(f"{subject.sql()} is declared NOT NULL")
+            return F
+        return R
+    if isinstance(what, exp.Boolean):
+        value = const(subject)
+        if value is not _NOT_CONST:
+            return T if _truthy(value) is _truthy(what.this) else F
+    return R
+
+
+def _not_null_column(node: exp.Expression, target: Target) -> bool:
+    if target.schema is None or not isinstance(node, exp.Column):
+        return False
+    if node.table and node.table.lower() not in target.names:
+        return False
+    table = target.schema.table(target.table)
+    column = table.column(node.name) if table else None
+    return bool(column and (column.not_null or column.primary_key))
+
+
+def _truth_in(node: exp.In, target: Target) -> Truth:
+    query = node.args.get("query")
+    if query is not None:
+        select = query.this if isinstance(query, exp.Subquery) else query
+        if _selects_same_column_of_target(node.this, select, target):
+            target.self_lookup = True
+            target.notes.append(
+                f"{node.sql()} looks up {target.table}'s own column in {target.table} itself"
+            )
+            return T
+        return R
+    value = const(node.this)
+    options = [const(e) for e in node.expressions]
+    if value is not _NOT_CONST and _NOT_CONST not in options:
+        if value is None:
+            return N
+        return T if value in options else F
+    return R
+
+
+def _selects_same_column_of_target(column: exp.Expression, select: Any, target: Target) -> bool:
+    """`id IN (SELECT id FROM same_table)` with nothing that filters the inner select."""
+    if not isinstance(column, exp.Column) or not isinstance(select, exp.Select):
+        return False
+    if len(select.expressions) != 1 or not isinstance(select.expressions[0], exp.Column):
+        return False
+    tables = list(select.find_all(exp.Table))
+    from_ = select.args.get("from_")
+    if from_ is None or len(tables) != 1 or tables[0].name.lower() != target.table.lower():
+        return False
+    where = select.args.get("where")
+    if (
+        where is not None
+        and truth(where.this, Target(target.table, set(), schema=target.schema)) is not T
+    ):
+        return False
+    if select.args.get("limit") or select.args.get("group") or select.args.get("having"):
+        return False
+    return bool(select.expressions[0].name.lower() == column.name.lower())
+
+
+def _disjuncts(node: exp.Expression) -> list[exp.Expression]:
+    if isinstance(node, exp.Or):
+        return _disjuncts(node.this) + _disjuncts(node.expression)
+    if isinstance(node, exp.Paren):
+        return _disjuncts(node.this)
+    return [node]
+
+
+_INF = math.inf
+
+
+Span = tuple[float, bool, float, bool]  # low, low included, high, high included
+
+
+def _intervals(node: exp.Expression) -> tuple[str, list[Span]] | None:
+    """A comparison of one expression with a number, as the values it lets through."""
+    if isinstance(node, exp.Between):
+        low, high = const(node.args["low"]), const(node.args["high"])
+        if _numbers(low, high):
+            return node.this.sql(), [(low, True, high, True)]
+        return None
+    if not isinstance(node, _COMPARISONS):
+        return None
+    subject, value = node.this, const(node.expression)
+    flipped = False
+    if not _numbers(value):
+        subject, value, flipped = node.expression, const(node.this), True
+        if not _numbers(value):
+            return None
+    if const(subject) is not _NOT_CONST:
+        return None
+    op: type[exp.Expression] = type(node)
+    if flipped:
+        mirror: dict[type[exp.Expression], type[exp.Expression]] = {
+            exp.GT: exp.LT,
+            exp.LT: exp.GT,
+            exp.GTE: exp.LTE,
+            exp.LTE: exp.GTE,
+        }
+        op = mirror.get(op, op)
+    v = float(value)
+    by_op: dict[type[exp.Expression], list[Span]] = {
+        exp.EQ: [(v, True, v, True)],
+        exp.NEQ: [(-_INF, False, v, False), (v, False, _INF, False)],
+        exp.GT: [(v, False, _INF, False)],
+        exp.GTE: [(v, True, _INF, False)],
+        exp.LT: [(-_INF, False, v, False)],
+        exp.LTE: [(-_INF, False, v, True)],
+    }
+    return subject.sql(), by_op[op]
+
+
+def _numbers(*values: Any) -> bool:
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+
+
+def _covers_everything(parts: list[exp.Expression], target: Target) -> bool:
+    """`x > 5 OR x <= 5`, `x IS NULL OR x IS NOT NULL`, `p OR NOT p`: true for every row."""
+    texts = {p.sql() for p in parts}
+    for part in parts:
+        inner = part.this if isinstance(part, exp.Not) else None
+        if inner is not None:
+            inner_text = (inner.this if isinstance(inner, exp.Paren) else inner).sql()
+            if inner_text in texts and _deterministic(inner):
+                target.notes.append(f"{inner_text} OR NOT {inner_text} is always true")
+                return True
+    by_subject: dict[str, list[tuple[float, bool, float, bool]]] = {}
+    for part in parts:
+        found = _intervals(part)
+        if found:
+            by_subject.setdefault(found[0], []).extend(found[1])
+    for subject, spans in by_subject.items():
+        if _union_is_everything(spans):
+            target.notes.append(f"the ranges on {subject} cover every value")
+            return True
+    return False
+
+
+def _union_is_everything(spans: list[tuple[float, bool, float, bool]]) -> bool:
+    spans = sorted(spans, key=lambda s: (s[0], not s[1]))
+    reach, reach_closed = -_INF, False
+    started = False
+    for low, low_closed, high, high_closed in spans:
+        if not started:
+            if low != -_INF:
+                return False
+            started = True
+            reach, reach_closed = high, high_closed
+            continue
+        if low > reach or (low == reach and not (low_closed or reach_closed)):
+            return False
+        if high > reach or (high == reach and high_closed):
+            reach, reach_closed = high, high_closed
+    return started and reach == _INF
+
+
+# --------------------------------------------------------------------------- correlation
+
+
+def _own_tables(select: exp.Select) -> set[str]:
+    names: set[str] = set()
+    for table in select.find_all(exp.Table):
+        if table.find_ancestor(exp.Select) is select:
+            names.add(table.name.lower())
+            if table.alias:
+                names.add(table.alias.lower())
+    return names
+
+
+def _subquery_scope(column: exp.Column, predicate: exp.Expression) -> exp.Select | None:
+    """The innermost SELECT between `column` and the predicate, if the column is in one."""
+    node = column.parent
+    while node is not None and node is not predicate:
+        if isinstance(node, exp.Select):
+            return node
+        node = node.parent
+    return None
+
+
+def mentions_target(predicate: exp.Expression, target: Target) -> bool:
+    """Whether the predicate looks at the target's rows, directly or by correlation.
+
+    When a name cannot be resolved without the schema, the answer is yes: the guard only
+    claims a predicate ignores the target when it is sure.
+    """
+    for column in predicate.find_all(exp.Column):
+        qualifier = column.table.lower() if column.table else ""
+        scope = _subquery_scope(column, predicate)
+        if scope is None:
+            if qualifier in target.names:
+                return True
+            if not qualifier and (
+                not target.other_tables or _resolves_to_target(column.name, target, default=True)
+            ):
+                return True
+            continue
+        own = _own_tables(scope)
+        if qualifier:
+            if qualifier in target.names and qualifier not in own:
+                return True
+            continue
+        if not own or target.schema is None:
+            return True  # a bare name whose origin cannot be told: assume the target
+        if _resolves_to_target(column.name, target, default=None) and not _resolves_in(
+            column.name, own, target
+        ):
+            return True
+    return False
+
+
+def _resolves_to_target(name: str, target: Target, default: bool | None) -> bool:
+    if target.schema is None:
+        return bool(default)
+    table = target.schema.table(target.table)
+    if table is None:
+        return bool(default)
+    return table.column(name) is not None
+
+
+def _resolves_in(name: str, tables: set[str], target: Target) -> bool:
+    if target.schema is None:
+        return False
+    for table_name in tables:
+        table = target.schema.table(table_name)
+        if table is not None and table.column(name) is not None:
+            return True
+    return False
