@@ -46,6 +46,11 @@ class Session:
         self.holds_write_lock = False
 
     @property
+    def engine(self) -> str:
+        """"sqlite" or "postgres"."""
+        return self._adapter.name
+
+    @property
     def raw(self) -> Any:
         if self._connection is None:
             raise RuntimeError(f"session {self.name} is not open")
