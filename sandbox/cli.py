@@ -22,6 +22,7 @@ from sandbox.masking import redact
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_STOPPED = 3  # the guard stopped a script at a dangerous statement
 EXIT_INTERRUPTED = 130
 
 
@@ -130,7 +131,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a statement waiting on a lock may hold up the script (its session's next "
         "statement, or the end of the script) before it is cancelled (default 5)",
     )
+    run.add_argument(
+        "--yes",
+        action="store_true",
+        help="run statements the guard flags as dangerous without stopping (their findings and "
+        "impact are still reported)",
+    )
     run.set_defaults(handler=_cmd_run)
+
+    lint = commands.add_parser(
+        "lint",
+        help="lint SQL files for dangerous statements (fit for a pre-commit hook)",
+        description="Lint SQL without running it. Exit 0 when no finding is an error or a "
+        "warning, 1 when any is, 2 on usage errors or unreadable input. A directory is "
+        "searched for *.sql files.",
+    )
+    lint.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="SQL files or directories; - or nothing reads standard input",
+    )
+    lint.add_argument(
+        "--dialect",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="SQL dialect to read (default sqlite)",
+    )
+    lint.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    lint.set_defaults(handler=_cmd_lint)
 
     clean = commands.add_parser(
         "clean",
@@ -172,13 +201,15 @@ def _read_script(name: str) -> tuple[str, str]:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from sandbox import report
-    from sandbox.runner import RunOptions, parse_script, run_steps
+    from sandbox.guard.policy import Guard
+    from sandbox.runner import RunOptions, read_script, run_steps
     from sandbox.statements import Dialect
     from sandbox.targets import TargetOptions, open_target
 
     text, source = _read_script(args.script)
     dialect: Dialect = "postgres" if args.engine == "postgres" else "sqlite"
-    steps = parse_script(text, dialect, source)  # bad directions fail before any database exists
+    script = read_script(text, dialect, source)  # bad directions fail before any database exists
+    guard = Guard(yes=args.yes, acknowledged=script.acknowledged)
     options = TargetOptions(
         engine=args.engine,
         url=args.url,
@@ -187,16 +218,48 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     with open_target(options) as target:
         result = run_steps(
-            steps,
+            script.steps,
             target,
             RunOptions(args.page_size, args.statement_timeout, args.wait_timeout),
+            guard,
         )
     rendered = report.to_json(result) if args.format == "json" else report.to_text(result)
     print(rendered)
-    return EXIT_OK
+    return EXIT_STOPPED if result.stopped is not None else EXIT_OK
 
 
 _PG_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg2")
+
+
+def _sql_files(paths: list[str]) -> list[str]:
+    """The files to lint: each path as given, directories expanded to their *.sql files."""
+    found: list[str] = []
+    for name in paths or ["-"]:
+        path = Path(name)
+        if name != "-" and path.is_dir():
+            found.extend(str(p) for p in sorted(path.rglob("*.sql")) if p.is_file())
+        else:
+            found.append(name)
+    return found
+
+
+def _cmd_lint(args: argparse.Namespace) -> int:
+    import json
+
+    from sandbox.guard import lint_script
+
+    sources = [(name, *_read_script(name)) for name in _sql_files(args.paths)]
+    results = [
+        (shown, finding)
+        for _, text, shown in sources
+        for finding in lint_script(text, args.dialect)
+    ]
+    if args.format == "json":
+        print(json.dumps([f.to_json(path) for path, f in results], indent=2))
+    else:
+        for path, f in results:
+            print(f"{path}:{f.line}:{f.column}: {f.severity} {f.rule} {f.message}")
+    return 1 if any(f.blocking for _, f in results) else EXIT_OK
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:

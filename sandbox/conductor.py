@@ -15,7 +15,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from sandbox.outcome import Outcome
+from sandbox.guard.policy import Guard, Review
+from sandbox.guard.schema import Schema
+from sandbox.outcome import Outcome, Status
 from sandbox.session import Session
 from sandbox.sqlkind import StatementKind, classify
 from sandbox.statements import Statement
@@ -38,6 +40,7 @@ class Execution:
     waited: bool = False
     blocked_by: list[str] = field(default_factory=list)
     outcome: Outcome | None = None
+    review: Review | None = None  # what the guard found and decided, when it looked
     recorded: bool = False  # its outcome is on the timeline
     future: cf.Future[None] | None = None
     # Orders "started waiting" against "finished" when the conductor and the session thread race.
@@ -52,6 +55,28 @@ class _Seat:
     session: Session
     executor: cf.ThreadPoolExecutor
     last: Execution | None = None
+    schema: Schema | None = None  # what this session sees, for schema-aware lint; None: stale
+
+
+# Statements whose lint can use the schema, and statements after which the schema may differ.
+_SCHEMA_AWARE = frozenset(
+    {"DELETE", "UPDATE", "MERGE", "WITH", "ALTER", "EXPLAIN", "PREPARE", "DO"}
+)
+_CHANGES_SCHEMA = frozenset(
+    {
+        "CREATE",
+        "ALTER",
+        "DROP",
+        "ATTACH",
+        "DETACH",
+        "DO",
+        "CALL",
+        "ROLLBACK",
+        "ABORT",
+        "IMPORT",
+        "SET",
+    }
+)
 
 
 class Conductor:
@@ -99,8 +124,14 @@ class Conductor:
 
     # ------------------------------------------------------------------ statements
 
-    def execute(self, session_name: str, statement: Statement) -> Execution:
-        """Send one statement; returns once it finished or is confirmed waiting on a lock."""
+    def execute(
+        self, session_name: str, statement: Statement, guard: Guard | None = None
+    ) -> Execution:
+        """Send one statement; returns once it finished or is confirmed waiting on a lock.
+
+        With a guard, the statement is linted first (and flagged ones measured) on the
+        session's own thread; a statement the guard stops is recorded as blocked, never run.
+        """
         session = self.session(session_name)
         seat = self._seats[session_name]
         if seat.last is not None and not seat.last.finished():
@@ -109,6 +140,8 @@ class Conductor:
         kind = classify(statement.text, self.target.adapter.dialect)
         execution = Execution(len(self.executions), session_name, statement, kind)
         self.executions.append(execution)
+        if guard is not None and not self._passes(guard, seat, execution):
+            return execution
         seat.last = execution
         self.timeline.add(
             session_name,
@@ -122,10 +155,67 @@ class Conductor:
         self._settle(first=execution)
         return execution
 
+    def _passes(self, guard: Guard, seat: _Seat, execution: Execution) -> bool:
+        """Review a statement; record the findings; False when it must not run."""
+        session = seat.session
+        dialect = self.target.adapter.dialect
+        statement = execution.statement
+        schema = None
+        if execution.kind.keyword in _SCHEMA_AWARE:
+            if seat.schema is None:
+                seat.schema = seat.executor.submit(_introspect, session).result()
+            schema = seat.schema
+        review = seat.executor.submit(
+            guard.review, statement, session, dialect, schema, execution.index
+        ).result()
+        execution.review = review
+        for finding, decision, impact in zip(
+            review.findings, review.decisions, review.impacts, strict=True
+        ):
+            measured = f" ({impact.summary})" if impact is not None and impact.summary else ""
+            self.timeline.add(
+                execution.session,
+                EventKind.GUARD,
+                f"{finding.severity} {finding.rule}: {finding.message}{measured} [{decision}]",
+                statement=execution.index,
+                rule=finding.rule,
+                severity=str(finding.severity),
+                decision=str(decision),
+            )
+        if review.findings and review.runs:
+            self.timeline.add(
+                execution.session,
+                EventKind.GUARD,
+                f"allowed: {review.reason}",
+                statement=execution.index,
+            )
+        if review.runs:
+            return True
+        state = session.tx_state
+        execution.outcome = Outcome(
+            status=Status.BLOCKED,
+            tx_before=state,
+            tx_after=state,
+            elapsed_ms=0.0,
+            note=review.reason,
+        )
+        execution.recorded = True
+        self.timeline.add(
+            execution.session,
+            EventKind.GUARD,
+            f"not run: {review.reason}",
+            statement=execution.index,
+            line=statement.line,
+        )
+        return False
+
     def _perform(self, session: Session, execution: Execution) -> None:
         # Runs on the session's thread. Only the conductor's thread writes the timeline, so a
         # statement released by a COMMIT is always recorded after that COMMIT.
         outcome = session.execute(execution.statement.text, execution.kind)
+        if outcome.status is Status.OK and execution.kind.keyword in _CHANGES_SCHEMA:
+            for seat in self._seats.values():
+                seat.schema = None
         with execution.lock:
             execution.outcome = outcome
 
@@ -256,3 +346,9 @@ class Conductor:
                 seat.executor.shutdown(wait=False)
             self.timeline.add(name, EventKind.SESSION_CLOSED, describe_close(name, state, count))
         self._seats.clear()
+
+
+def _introspect(session: Session) -> Schema | None:
+    from sandbox.guard.introspect import introspect
+
+    return introspect(session)

@@ -30,6 +30,7 @@ def execution_json(execution: Execution) -> dict[str, Any]:
         "waited": execution.waited,
         "blocked_by": execution.blocked_by,
     }
+    data["findings"] = execution.review.to_json() if execution.review else []
     if outcome is None:  # only if the run was interrupted before the statement ended
         data.update(status=str(Status.CANCELLED), error=None, rows=[], columns=[])
         return data
@@ -55,6 +56,7 @@ def to_json(result: RunResult) -> str:
         "engine": result.engine,
         "target": result.target,
         "notices": result.notices,
+        "stopped": result.stopped.index if result.stopped else None,
         "statements": [execution_json(e) for e in result.executions],
         "timeline": [event.to_json() for event in result.timeline],
     }
@@ -87,6 +89,23 @@ def _table(columns: list[str], rows: list[list[Any]], more: bool, indent: str) -
     return out
 
 
+def _findings_text(execution: Execution, indent: str) -> list[str]:
+    review = execution.review
+    assert review is not None
+    lines: list[str] = []
+    for finding, decision, impact in zip(
+        review.findings, review.decisions, review.impacts, strict=True
+    ):
+        lines.append(f"{indent}! {finding.severity} {finding.rule}: {finding.message}")
+        if impact is not None and impact.summary:
+            lines.append(f"{indent}  {impact.summary}")
+        lines.append(f"{indent}  fix: {finding.fix}")
+        lines.append(f"{indent}  decision: {decision}")
+    if review.findings and review.runs:
+        lines.append(f"{indent}  ran: {review.reason}")
+    return lines
+
+
 def to_text(result: RunResult) -> str:
     lines = [f"dbsandbox · {result.engine} · {result.target}"]
     lines += [f"note: {n}" for n in result.notices]
@@ -97,10 +116,15 @@ def to_text(result: RunResult) -> str:
         lines.append(f"[{execution.session}] line {statement.line}: {sql}")
         outcome = execution.outcome
         indent = "      "
+        if execution.review is not None:
+            lines += _findings_text(execution, indent)
         if execution.waited:
             lines.append(f"{indent}waited for a lock held by {', '.join(execution.blocked_by)}")
         if outcome is None:
             lines.append(f"{indent}cancelled")
+            continue
+        if outcome.status is Status.BLOCKED:
+            lines.append(f"{indent}NOT RUN · {outcome.note}")
             continue
         status = summarize(outcome)
         tx = _TX_WORDS[str(outcome.tx_after)]
@@ -111,6 +135,9 @@ def to_text(result: RunResult) -> str:
         if outcome.columns:
             rows = [[json_value(v) for v in row] for row in outcome.rows]
             lines += _table(outcome.columns, rows, outcome.more_rows, indent)
+    if result.stopped is not None:
+        where = result.stopped.statement.line
+        lines += ["", f"stopped at line {where}: the guard did not let this statement run"]
     lines += ["", "timeline"]
     for event in result.timeline:
         lines.append(

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from sandbox.conductor import Conductor, Execution
 from sandbox.errors import UserError
+from sandbox.guard.policy import Guard, acknowledgements
+from sandbox.outcome import Status
 from sandbox.statements import Dialect, MetaCommand, Statement, split
 from sandbox.targets import Target
 from sandbox.timeline import Event, Timeline
@@ -26,6 +28,20 @@ class Step:
 
     session: str
     statement: Statement
+
+
+@dataclass(frozen=True)
+class Script:
+    """A parsed script: its steps and the rules each statement's comments acknowledge."""
+
+    steps: list[Step]
+    acknowledged: dict[int, set[str]]
+
+
+def read_script(text: str, dialect: Dialect, source: str = "<script>") -> Script:
+    """Parse a script for running under the guard."""
+    steps = parse_script(text, dialect, source)
+    return Script(steps, acknowledgements(text, [s.statement for s in steps], dialect))
 
 
 def parse_script(text: str, dialect: Dialect, source: str = "<script>") -> list[Step]:
@@ -59,6 +75,7 @@ class RunResult:
     executions: list[Execution]
     timeline: list[Event]
     notices: list[str] = field(default_factory=list)
+    stopped: Execution | None = None  # the statement the guard would not let run
 
 
 @dataclass(frozen=True)
@@ -68,8 +85,16 @@ class RunOptions:
     wait_timeout_s: float = 5.0
 
 
-def run_steps(steps: list[Step], target: Target, options: RunOptions | None = None) -> RunResult:
-    """Play the steps in order on the target's sessions; SQL errors are outcomes, not failures."""
+def run_steps(
+    steps: list[Step],
+    target: Target,
+    options: RunOptions | None = None,
+    guard: Guard | None = None,
+) -> RunResult:
+    """Play the steps in order on the target's sessions; SQL errors are outcomes, not failures.
+
+    With a guard, a statement it will not let run stops the script there (`stopped`).
+    """
     options = options or RunOptions()
     timeline = Timeline()
     conductor = Conductor(
@@ -79,9 +104,13 @@ def run_steps(steps: list[Step], target: Target, options: RunOptions | None = No
         statement_timeout_s=options.statement_timeout_s,
         wait_timeout_s=options.wait_timeout_s,
     )
+    stopped: Execution | None = None
     try:
         for step in steps:
-            conductor.execute(step.session, step.statement)
+            execution = conductor.execute(step.session, step.statement, guard)
+            if execution.outcome is not None and execution.outcome.status is Status.BLOCKED:
+                stopped = execution
+                break
         conductor.finish()
     finally:
         # On Ctrl+C or a bug, still stop whatever runs and close every connection.
@@ -92,4 +121,5 @@ def run_steps(steps: list[Step], target: Target, options: RunOptions | None = No
         executions=conductor.executions,
         timeline=timeline.events,
         notices=list(target.notices),
+        stopped=stopped,
     )

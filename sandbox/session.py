@@ -47,7 +47,7 @@ class Session:
 
     @property
     def engine(self) -> str:
-        """"sqlite" or "postgres"."""
+        """Which engine the session talks to: sqlite or postgres."""
         return self._adapter.name
 
     @property

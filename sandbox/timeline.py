@@ -28,6 +28,7 @@ class EventKind(enum.StrEnum):
     ROLLBACK = "rollback"
     ERROR = "error"
     NOTICE = "notice"
+    GUARD = "guard"  # a finding and what was decided about it
     LOCK_WAIT = "lock_wait"
     LOCK_RELEASED = "lock_released"
     CANCELLED = "cancelled"

@@ -208,7 +208,10 @@ def test_run_from_a_copy_leaves_the_original_alone(
     digest = hashlib.sha256(original.read_bytes()).hexdigest()
     script = write(tmp_path / "s.sql", "SELECT count(*) FROM items;\nDROP TABLE items;\n")
 
-    code, out, err = cli(capsys, "run", script, "--from", str(original), "--format", "json")
+    # --yes: the DROP is confirmed; this test is about the copy, not the guard.
+    code, out, err = cli(
+        capsys, "run", script, "--from", str(original), "--format", "json", "--yes"
+    )
 
     assert (code, err) == (0, "")
     statements = json.loads(out)["statements"]

@@ -52,6 +52,22 @@ _DROP_KINDS = {
     ("SUBSCRIPTION",): "subscription",
     ("SERVER",): "server",
     ("EVENT", "TRIGGER"): "event trigger",
+    ("STATISTICS",): "statistics object",
+    ("CAST",): "cast",
+    ("LANGUAGE",): "language",
+    ("PROCEDURAL", "LANGUAGE"): "language",
+    ("TRANSFORM",): "transform",
+    ("CONVERSION",): "conversion",
+    ("OPERATOR",): "operator",
+    ("OPERATOR", "CLASS"): "operator class",
+    ("OPERATOR", "FAMILY"): "operator family",
+    ("ACCESS", "METHOD"): "access method",
+    ("FOREIGN", "DATA", "WRAPPER"): "foreign data wrapper",
+    ("USER", "MAPPING"): "user mapping",
+    ("TEXT", "SEARCH", "CONFIGURATION"): "text search configuration",
+    ("TEXT", "SEARCH", "DICTIONARY"): "text search dictionary",
+    ("TEXT", "SEARCH", "PARSER"): "text search parser",
+    ("TEXT", "SEARCH", "TEMPLATE"): "text search template",
 }
 _OFF = {"OFF", "0", "FALSE", "NO"}
 _ON = {"ON", "1", "TRUE", "YES"}
@@ -61,7 +77,7 @@ def _word(token: Token) -> str:
     return token.text.upper() if token.kind == "word" else ""
 
 
-def _name(toks: list[Token], i: int) -> tuple[str, int]:
+def name_at(toks: list[Token], i: int) -> tuple[str, int]:
     """A possibly qualified name starting at toks[i]: (text, index after it)."""
     parts: list[str] = []
     while i < len(toks) and toks[i].kind in _NAME_KINDS:
@@ -83,6 +99,17 @@ def _skip(toks: list[Token], i: int, *words: str) -> int:
     return i
 
 
+def _close(toks: list[Token], i: int) -> int:
+    """The index just after the parenthesis that closes the one at toks[i]."""
+    depth = 0
+    while i < len(toks):
+        depth += {"(": 1, ")": -1}.get(toks[i].text, 0)
+        i += 1
+        if depth == 0:
+            break
+    return i
+
+
 def check(sql: str, dialect: Dialect) -> list[KeywordFinding]:
     toks = list(tokens(sql, dialect))
     if not toks:
@@ -94,6 +121,12 @@ def check(sql: str, dialect: Dialect) -> list[KeywordFinding]:
         return _truncate(toks)
     if first == "ALTER" and len(toks) > 1 and _word(toks[1]) in ("TABLE", "FOREIGN"):
         return _alter_table(toks)
+    if first == "ALTER" and len(toks) > 1 and _word(toks[1]) == "DOMAIN":
+        return _alter_domain(toks)
+    if first == "ALTER" and len(toks) > 1 and _word(toks[1]) in ("ROLE", "USER", "DATABASE"):
+        # ALTER ROLE app SET session_replication_role = replica: every later session starts so.
+        at = next((i for i, t in enumerate(toks) if _word(t) == "SET"), None)
+        return _set(toks[at:]) if at is not None else []
     if first == "PRAGMA":
         return _pragma(toks)
     if first == "SET":
@@ -110,26 +143,37 @@ def _drop(toks: list[Token]) -> list[KeywordFinding]:
             kind, i = label, 1 + len(key)
             break
     if kind is None:
-        return []
+        if len(words) < 2 or not words[1]:
+            return [
+                KeywordFinding(
+                    "unverified",
+                    "could not verify this DROP (it does not say what it drops); it may "
+                    "destroy an object",
+                    "finish the statement: DROP TABLE name, DROP VIEW name, ...",
+                )
+            ]
+        # A kind this list does not know still destroys something: never let a DROP through.
+        kind, i = words[1].lower(), 2
     i = _skip(toks, i, "CONCURRENTLY")
     i = _skip(toks, i, "IF", "EXISTS")
     if kind == "everything owned by":
         i = _skip(toks, i, "BY")
     names: list[str] = []
+    i = _skip(toks, i, "FOR")  # DROP TRANSFORM / USER MAPPING FOR ...
     while i < len(toks):
-        name, nxt = _name(toks, i)
+        name, nxt = name_at(toks, i)
+        if not name and toks[i].text == "(":
+            # DROP CAST (text AS money), DROP OPERATOR ... : the name is the parenthesised text.
+            end = _close(toks, i)
+            name = " ".join(t.text for t in toks[i:end]).replace("( ", "(").replace(" )", ")")
+            nxt = end
         if not name or _word(toks[i]) in ("CASCADE", "RESTRICT", "ON"):
             break
         names.append(name)
         i = nxt
         # Function signatures: DROP FUNCTION f(integer) — skip the parenthesised argument list.
         if i < len(toks) and toks[i].text == "(":
-            depth = 0
-            while i < len(toks):
-                depth += {"(": 1, ")": -1}.get(toks[i].text, 0)
-                i += 1
-                if depth == 0:
-                    break
+            i = _close(toks, i)
         if i < len(toks) and toks[i].text == ",":
             i += 1
             continue
@@ -188,7 +232,7 @@ def _truncate(toks: list[Token]) -> list[KeywordFinding]:
     i = _skip(toks, i, "ONLY")
     names: list[str] = []
     while i < len(toks):
-        name, nxt = _name(toks, i)
+        name, nxt = name_at(toks, i)
         if not name or _word(toks[i]) in ("RESTART", "CONTINUE", "CASCADE", "RESTRICT"):
             break
         names.append(name)
@@ -199,8 +243,16 @@ def _truncate(toks: list[Token]) -> list[KeywordFinding]:
             i += 1
             continue
         break
+    if not names:
+        return [
+            KeywordFinding(
+                "unverified",
+                "could not verify this TRUNCATE (it does not say which table); it may empty one",
+                "name the table: TRUNCATE name",
+            )
+        ]
     cascade = "CASCADE" in words
-    shown = ", ".join(names) or "?"
+    shown = ", ".join(names)
     also = (
         ", and CASCADE empties every table that references it by foreign key as well"
         if cascade
@@ -222,7 +274,7 @@ def _alter_table(toks: list[Token]) -> list[KeywordFinding]:
     i = _skip(toks, 1, "FOREIGN")
     i = _skip(toks, i + 1 if _word(toks[i]) == "TABLE" else i, "IF", "EXISTS")
     i = _skip(toks, i, "ONLY")
-    table, i = _name(toks, i)
+    table, i = name_at(toks, i)
     findings: list[KeywordFinding] = []
     # Actions are separated by commas at parenthesis depth 0.
     actions: list[list[Token]] = [[]]
@@ -237,9 +289,15 @@ def _alter_table(toks: list[Token]) -> list[KeywordFinding]:
         words = [_word(t) for t in action]
         if words[:1] == ["DROP"]:
             j = 1
-            if words[1:2] == ["CONSTRAINT"]:
-                j = _skip(action, 2, "IF", "EXISTS")
-                name, _ = _name(action, j)
+            if words[1:3] in (["PRIMARY", "KEY"], ["FOREIGN", "KEY"]) or words[1:2] == [
+                "CONSTRAINT"
+            ]:
+                # DROP CONSTRAINT name; MySQL's DROP PRIMARY KEY / DROP FOREIGN KEY name.
+                if words[1] == "PRIMARY":
+                    name = "PRIMARY KEY"
+                else:
+                    j = _skip(action, 2 if words[1] == "CONSTRAINT" else 3, "IF", "EXISTS")
+                    name, _ = name_at(action, j)
                 findings.append(
                     KeywordFinding(
                         "drop-constraint",
@@ -255,7 +313,7 @@ def _alter_table(toks: list[Token]) -> list[KeywordFinding]:
                 continue
             j = _skip(action, j, "COLUMN")
             j = _skip(action, j, "IF", "EXISTS")
-            name, _ = _name(action, j)
+            name, _ = name_at(action, j)
             if name:
                 findings.append(
                     KeywordFinding(
@@ -283,8 +341,27 @@ def _alter_table(toks: list[Token]) -> list[KeywordFinding]:
     return findings
 
 
+def _alter_domain(toks: list[Token]) -> list[KeywordFinding]:
+    """ALTER DOMAIN d DROP CONSTRAINT c: every column of that type loses the check."""
+    domain, i = name_at(toks, 2)
+    words = [_word(t) for t in toks]
+    if words[i : i + 2] != ["DROP", "CONSTRAINT"]:
+        return []
+    name, _ = name_at(toks, _skip(toks, i + 2, "IF", "EXISTS"))
+    return [
+        KeywordFinding(
+            "drop-constraint",
+            f"ALTER DOMAIN {domain} DROP CONSTRAINT {name}: every column of type {domain} stops "
+            "being checked, and bad values can get in",
+            "keep the constraint; if it blocks a migration, fix the data instead",
+            None,
+            (("constraint", name),),
+        )
+    ]
+
+
 def _pragma(toks: list[Token]) -> list[KeywordFinding]:
-    name, i = _name(toks, 1)
+    name, i = name_at(toks, 1)
     pragma = name.split(".")[-1].lower()
     if i >= len(toks) or toks[i].text not in ("=", "("):
         return []  # reading a pragma changes nothing
@@ -320,7 +397,7 @@ def _pragma(toks: list[Token]) -> list[KeywordFinding]:
 def _set(toks: list[Token]) -> list[KeywordFinding]:
     i = _skip(toks, 1, "SESSION")
     i = _skip(toks, i, "LOCAL")
-    name, i = _name(toks, i)
+    name, i = name_at(toks, i)
     if name.lower() != "session_replication_role" or i >= len(toks):
         return []
     if toks[i].text == "=" or _word(toks[i]) == "TO":
@@ -328,11 +405,30 @@ def _set(toks: list[Token]) -> list[KeywordFinding]:
     value = toks[i].text.strip("'\"").lower() if i < len(toks) else ""
     if value != "replica":
         return []
-    return [
-        KeywordFinding(
-            "replication-role-replica",
-            "SET session_replication_role = replica: ordinary triggers stop firing, and with "
-            "them the foreign key checks",
-            "leave session_replication_role at origin; load data in dependency order instead",
-        )
-    ]
+    return [_replica("SET session_replication_role = replica")]
+
+
+def _replica(how: str) -> KeywordFinding:
+    return KeywordFinding(
+        "replication-role-replica",
+        f"{how}: ordinary triggers stop firing, and with them the foreign key checks",
+        "leave session_replication_role at origin; load data in dependency order instead",
+    )
+
+
+def set_config(sql: str, dialect: Dialect) -> list[KeywordFinding]:
+    """`SELECT set_config('session_replication_role', 'replica', ...)`: SET as a function call."""
+    toks = list(tokens(sql, dialect))
+    for i, token in enumerate(toks):
+        if _word(token) != "SET_CONFIG" or [t.text for t in toks[i + 1 : i + 2]] != ["("]:
+            continue
+        args = toks[i + 2 : i + 5]
+        if (
+            len(args) == 3
+            and args[0].kind == args[2].kind == "string"
+            and args[1].text == ","
+            and args[0].text.strip("'").lower() == "session_replication_role"
+            and args[2].text.strip("'").lower() == "replica"
+        ):
+            return [_replica("set_config('session_replication_role', 'replica')")]
+    return []

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from sandbox.guard.findings import PreviewPlan
-from sandbox.guard.predicates import Target, Truth, mentions_target, truth
+from sandbox.guard.predicates import Target, Truth, mentions_target, truth, varies_per_row
 from sandbox.guard.schema import Schema
 
 SAMPLE_ROWS = 5
@@ -23,13 +23,19 @@ class DmlFinding:
     rule: str
     message: str
     fix: str
-    table: str
+    table: str | None
     preview: PreviewPlan | None
 
 
 def _target_of(node: exp.Expression) -> exp.Table | None:
     table = node.this
-    return table if isinstance(table, exp.Table) else None
+    if isinstance(table, exp.Table):
+        return table
+    # `DELETE users` (no FROM): sqlglot keeps the table in `tables` and leaves `this` empty.
+    tables = node.args.get("tables") if isinstance(node, exp.Delete) else None
+    if isinstance(tables, list) and len(tables) == 1 and isinstance(tables[0], exp.Table):
+        return tables[0]
+    return None
 
 
 def _names(table: exp.Table) -> set[str]:
@@ -59,6 +65,8 @@ def _other_tables(node: exp.Expression) -> list[exp.Expression]:
 def check(root: exp.Expression, dialect: str, schema: Schema | None) -> list[DmlFinding]:
     findings: list[DmlFinding] = []
     for node in root.find_all(exp.Delete, exp.Update, exp.Merge):
+        if not isinstance(node, exp.Merge) and node.find_ancestor(exp.When, exp.OnConflict):
+            continue  # a MERGE action or an upsert's DO UPDATE: judged with its statement
         if isinstance(node, exp.Merge):
             found = _check_merge(node, root, dialect, schema)
         else:
@@ -72,9 +80,19 @@ def _check_delete_update(
     node: exp.Expression, root: exp.Expression, dialect: str, schema: Schema | None
 ) -> DmlFinding | None:
     table = _target_of(node)
-    if table is None:
-        return None
     verb = "delete" if isinstance(node, exp.Delete) else "update"
+    if table is None or (verb == "update" and not node.expressions):
+        # No table to change, or an UPDATE with nothing to SET: sqlglot misread the statement
+        # (`UPDATE t SET WHERE id = 1` parses with an empty SET), so nothing here is verified.
+        what = table.sql(dialect=dialect) if table is not None else "its table"
+        return DmlFinding(
+            "unverified",
+            f"could not verify this {verb.upper()} on {what} (the guard could not read it); it "
+            "may change or destroy data",
+            "check it by hand, or rewrite it as a plain statement the guard can read",
+            _display(table) if table is not None else None,
+            None,
+        )
     shown = _display(table)
     others = _other_tables(node)
     where = node.args.get("where")
@@ -119,12 +137,17 @@ def _check_delete_update(
         )
         return DmlFinding(
             "where-not-restricting" if target.self_lookup else "always-true-where",
-            f"{verb.upper()} on {shown}: {reason}, so it would {verb} every row",
+            f"{verb.upper()} on {shown}: {reason}, so it would {verb} every row"
+            + (" (a batch at a time)" if target.batched else ""),
             "write a WHERE that singles out the rows you mean (e.g. by primary key)",
             shown,
             preview,
         )
-    if verdict is Truth.ROW and not mentions_target(where.this, target):
+    if (
+        verdict is Truth.ROW
+        and not mentions_target(where.this, target)
+        and not varies_per_row(where.this)
+    ):
         return DmlFinding(
             "where-not-restricting",
             f"{verb.upper()} on {shown}: the WHERE never looks at {shown}'s own rows, so it "

@@ -9,7 +9,10 @@ statement neither recognised as harmless nor understood gets an `unverified` war
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
+import re
 from typing import cast
 
 import sqlglot
@@ -35,16 +38,30 @@ _HARMLESS = frozenset(
         "CHECKPOINT", "LISTEN", "NOTIFY", "UNLISTEN", "DISCARD", "DEALLOCATE", "FETCH", "MOVE",
         "CLOSE", "DECLARE", "COMMENT", "GRANT", "REVOKE", "LOCK", "COPY", "CREATE", "INSERT",
         "REPLACE", "UPSERT", "ATTACH", "DETACH", "EXECUTE", "CLUSTER", "REFRESH", "SECURITY",
-        "LOAD", "IMPORT", "PREPARE",
+        "LOAD", "IMPORT", "PREPARE", "REASSIGN",
     }
 )  # fmt: skip
 # What a parsed statement must be for the guard to vouch for it; anything else (a raw Command,
 # or a misparse such as an unknown word read as a column alias) is unverified.
 _STATEMENT_NODES = (exp.Query, exp.DML, exp.DDL, exp.Transaction, exp.Commit, exp.Rollback)
-# Where a statement starts inside a PL/pgSQL body.
+# Statements inside a PL/pgSQL body that the guard lints like top-level ones.
 _BODY_STARTS = frozenset(
-    {"DELETE", "UPDATE", "MERGE", "DROP", "TRUNCATE", "ALTER", "WITH", "INSERT", "SET"}
-)
+    {
+        "DELETE", "UPDATE", "MERGE", "DROP", "TRUNCATE", "ALTER", "WITH", "INSERT", "SET",
+        "CALL", "COPY", "EXPLAIN",
+    }
+)  # fmt: skip
+# PL/pgSQL words after which a new statement starts (besides after `;`): `IF ... THEN DELETE`,
+# `LOOP UPDATE`, `ELSE DROP`. Elsewhere a word such as UPDATE is part of the statement around it
+# (`SELECT ... FOR UPDATE`, `ON CONFLICT DO UPDATE`).
+_BODY_OPENERS = frozenset({"BEGIN", "THEN", "ELSE", "LOOP"})
+# SQLite's `UPDATE OR IGNORE t ...`: the conflict clause, which sqlglot cannot read.
+_CONFLICT_ACTIONS = frozenset({"ROLLBACK", "ABORT", "REPLACE", "FAIL", "IGNORE"})
+# format() placeholders in dynamic SQL: %s, %I, %L, with an optional position and width.
+_FORMAT_SPEC = re.compile(r"%(?:\d+\$)?-?\d*([sIL%])")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Stand-ins for the parts of dynamic SQL only known at run time; shown as <computed>.
+_DYNAMIC = re.compile(r"_dyn\d+_")
 
 
 def lint_script(text: str, dialect: Dialect, schema: Schema | None = None) -> list[Finding]:
@@ -70,11 +87,11 @@ def _word(token: Token) -> str:
 
 
 def _position(statement: Statement, offset: int) -> tuple[int, int]:
-    before = statement.text[:offset]
-    newlines = before.count("\n")
-    if newlines == 0:
+    # Line breaks as the splitter counts them: \r\n, \n, and a lone \r too.
+    breaks = list(_LINE_BREAK.finditer(statement.text, 0, offset))
+    if not breaks:
         return statement.line, statement.column + offset
-    return statement.line + newlines, offset - before.rfind("\n")
+    return statement.line + len(breaks), offset - breaks[-1].end() + 1
 
 
 def _finding(
@@ -131,22 +148,34 @@ def _lint(
     if first == "EXPLAIN":
         return []  # plain EXPLAIN plans the statement without running it
     if first in _KEYWORD_RULES:
-        return [
-            _finding(
-                statement,
-                offset,
-                k.rule,
-                k.message,
-                k.fix,
-                table=k.table,
-                objects=k.objects,
-                cascade=k.cascade,
-            )
-            for k in ddl.check(sql, dialect)
-        ]
+        return _keyword_findings(ddl.check(sql, dialect), statement, offset)
+    # `SELECT set_config('session_replication_role', 'replica', ...)` is a SET in disguise.
+    switched = (
+        _keyword_findings(ddl.set_config(sql, dialect), statement, offset)
+        if first in ("SELECT", "WITH", "VALUES")
+        else []
+    )
     if first in _HARMLESS:
-        return []
-    return _lint_parsed(sql, toks, first, statement, offset, dialect, schema)
+        return switched
+    return switched + _lint_parsed(sql, toks, first, statement, offset, dialect, schema)
+
+
+def _keyword_findings(
+    found: list[ddl.KeywordFinding], statement: Statement, offset: int
+) -> list[Finding]:
+    return [
+        _finding(
+            statement,
+            offset,
+            k.rule,
+            k.message,
+            k.fix,
+            table=k.table,
+            objects=k.objects,
+            cascade=k.cascade,
+        )
+        for k in found
+    ]
 
 
 def _wrapped(toks: list[Token], first: str, dialect: Dialect) -> tuple[int, int] | None:
@@ -176,6 +205,14 @@ def _wrapped(toks: list[Token], first: str, dialect: Dialect) -> tuple[int, int]
         if words[1:2] == ["TRANSACTION"]:
             return None
         return (toks[i].start, toks[-1].end) if i < len(toks) else None
+    if first == "COPY" and len(toks) > 2 and toks[1].text == "(":
+        # COPY (query) TO ...: PostgreSQL runs the query, which may be a DELETE ... RETURNING.
+        depth = 0
+        for token in toks[1:]:
+            depth += {"(": 1, ")": -1}.get(token.text, 0)
+            if depth == 0:
+                return toks[2].start, token.start
+        return toks[2].start, toks[-1].end
     if first == "DO" and dialect == "postgres":
         body = next((t for t in toks[1:] if t.kind in ("dollar_string", "string")), None)
         if body is None:
@@ -201,32 +238,132 @@ def _lint_inner(
     body = sql[start:end]
     if wrapper != "DO":
         return _lint(body, statement, offset + start, dialect, schema, depth + 1)
+    if start > 0 and sql[start - 1] == "'":
+        # DO '...': a quoted body doubles its quotes. Unescaped, later offsets move a little
+        # earlier, so findings still point inside the statement, near their spot.
+        body = body.replace("''", "'")
     findings: list[Finding] = []
     for piece in split_statements(body, dialect):
         piece_toks = list(tokens(piece.text, dialect))
         for index, token in enumerate(piece_toks):
             word = _word(token)
-            if word == "EXECUTE" and index + 1 < len(piece_toks):
-                literal = piece_toks[index + 1]
-                if literal.kind == "string":
-                    dynamic = literal.text[1:-1].replace("''", "'")
-                    at = offset + start + piece.start + literal.start + 1
-                    findings.extend(_lint(dynamic, statement, at, dialect, schema, depth + 1))
-                break
-            if word in _BODY_STARTS:
-                at = piece.start + token.start
+            at = offset + start + piece.start + token.start
+            if word == "EXECUTE" and _runs_dynamic_sql(piece_toks, index):
                 findings.extend(
-                    _lint(
-                        body[at : piece.end],
-                        statement,
-                        offset + start + at,
-                        dialect,
-                        schema,
-                        depth + 1,
-                    )
+                    _lint_dynamic(piece_toks[index + 1 :], statement, at, dialect, schema, depth)
                 )
                 break
+            if index > 0 and _word(piece_toks[index - 1]) not in _BODY_OPENERS:
+                continue  # not where a statement starts
+            rest = piece.text[token.start :]
+            if word in _BODY_STARTS:
+                findings.extend(_lint(rest, statement, at, dialect, schema, depth + 1))
+                break
+            if word in ("SELECT", "PERFORM"):
+                findings.extend(_keyword_findings(ddl.set_config(rest, dialect), statement, at))
+                break
     return findings
+
+
+def _runs_dynamic_sql(toks: list[Token], index: int) -> bool:
+    """Whether the EXECUTE at toks[index] runs a string of SQL (not `EXECUTE FUNCTION f()`)."""
+    after = _word(toks[index + 1]) if index + 1 < len(toks) else "FUNCTION"
+    return after not in ("FUNCTION", "PROCEDURE", "ON")
+
+
+def _lint_dynamic(
+    toks: list[Token],
+    statement: Statement,
+    at: int,
+    dialect: Dialect,
+    schema: Schema | None,
+    depth: int,
+) -> list[Finding]:
+    """EXECUTE in a DO block: lint the SQL it builds, with run-time parts as stand-ins."""
+    template = _dynamic_template(toks)
+    line, column = _position(statement, at)
+    if template is None:
+        return [
+            dataclasses.replace(
+                _unverified(statement, at, "it runs SQL that is only known at run time"),
+                line=line,
+                column=column,
+            )
+        ]
+    # Offsets inside the template do not exist in the source: every finding points at EXECUTE.
+    findings: list[Finding] = []
+    for piece in split_statements(template, dialect):
+        for finding in _lint(piece.text, statement, at, dialect, schema, depth + 1):
+            findings.append(
+                dataclasses.replace(
+                    finding,
+                    message="dynamic SQL (EXECUTE): " + _DYNAMIC.sub("<computed>", finding.message),
+                    fix=_DYNAMIC.sub("<computed>", finding.fix),
+                    table=_DYNAMIC.sub("<computed>", finding.table) if finding.table else None,
+                    # Stand-ins are no real tables: nothing to preview or count them by.
+                    objects=tuple((k, n) for k, n in finding.objects if not _DYNAMIC.search(n)),
+                    preview=None,
+                    line=line,
+                    column=column,
+                )
+            )
+    return findings
+
+
+def _string_value(token: Token) -> str | None:
+    """The text of a string literal token ('...', E'...', $tag$...$tag$), or None."""
+    text = token.text
+    if token.kind == "dollar_string":
+        tag = text[: text.index("$", 1) + 1]
+        return text[len(tag) : -len(tag)] if text.endswith(tag) and len(text) > len(tag) else None
+    if token.kind != "string" or not text.endswith("'"):
+        return None
+    if text[0] in "eE":
+        return text[2:-1].replace("\\'", "'").replace("''", "'")
+    if text[0] != "'":
+        return None  # X'..', B'..': not SQL text
+    return text[1:-1].replace("''", "'")
+
+
+def _dynamic_template(toks: list[Token]) -> str | None:
+    """The SQL an EXECUTE expression builds, run-time parts replaced by _dynN_ names.
+
+    Handles a literal, `format('...', args)` and `'...' || expr || '...'`. None when no part of
+    the SQL is written out in the source (`EXECUTE sql_text`).
+    """
+    expression: list[Token] = []
+    depth = 0
+    for token in toks:
+        if depth == 0 and _word(token) in ("INTO", "USING", "STRICT", "LOOP"):
+            break  # the end of the expression; LOOP: FOR r IN EXECUTE '...' LOOP
+        depth += {"(": 1, ")": -1}.get(token.text, 0)
+        expression.append(token)
+    # Split on top-level `||` (the lexer gives it as two `|` tokens).
+    operands: list[list[Token]] = [[]]
+    depth = 0
+    for i, token in enumerate(expression):
+        depth += {"(": 1, ")": -1}.get(token.text, 0)
+        if token.text == "|" and depth == 0:
+            prev = expression[i - 1] if i > 0 else None
+            if prev is not None and prev.text == "|" and prev.end == token.start:
+                operands.append([])
+            continue
+        operands[-1].append(token)
+    names = (f"_dyn{n}_" for n in itertools.count(1))
+    parts: list[str] = []
+    literal = False
+    for operand in operands:
+        text = _string_value(operand[0]) if len(operand) == 1 else None
+        if text is None and len(operand) > 2 and _word(operand[0]) == "FORMAT":
+            fmt = _string_value(operand[2]) if operand[1].text == "(" else None
+            if fmt is not None:
+                text = _FORMAT_SPEC.sub(lambda m: "%" if m.group(1) == "%" else next(names), fmt)
+        if text is None:
+            parts.append(f" {next(names)} ")
+        else:
+            parts.append(text)
+            literal = True
+    return "".join(parts) if literal else None
 
 
 def _lint_parsed(
@@ -238,6 +375,17 @@ def _lint_parsed(
     dialect: Dialect,
     schema: Schema | None,
 ) -> list[Finding]:
+    words = [_word(t) for t in toks[:3]]
+    if words[:2] == ["UPDATE", "OR"] and words[2:] and words[2] in _CONFLICT_ACTIONS:
+        # Blank out SQLite's conflict clause (same length, so offsets hold): it does not change
+        # which rows the UPDATE touches, only what happens when one breaks a constraint.
+        sql = sql[: toks[1].start] + " " * (toks[2].end - toks[1].start) + sql[toks[2].end :]
+        toks = list(tokens(sql, dialect))
+    numbered = [t for t in toks if t.kind == "parameter" and t.text[:1] == "?" and len(t.text) > 1]
+    for token in numbered:
+        # SQLite's ?NNN parameters, which sqlglot cannot read: $NNN names the same value (so
+        # ?1 = ?1 is still a value compared with itself), and keeps every offset.
+        sql = sql[: token.start] + "$" + token.text[1:] + sql[token.end :]
     try:
         root = sqlglot.parse_one(sql, read=_SQLGLOT_DIALECT[dialect])
     except Exception:  # sqlglot raises many kinds; any of them means "not understood"
@@ -262,19 +410,65 @@ def _keyword_fallback(
 ) -> list[Finding]:
     """DELETE / UPDATE that sqlglot cannot parse: a missing top-level WHERE is still visible."""
     depth = 0
-    for token in toks:
+    words = [_word(t) for t in toks]
+    for index, token in enumerate(toks):
         depth += {"(": 1, ")": -1}.get(token.text, 0)
-        if depth == 0 and _word(token) == "WHERE":
+        if depth == 0 and words[index] == "WHERE":
+            if words[index + 1 : index + 3] == ["CURRENT", "OF"] and _ends_after_cursor(
+                words, index + 4
+            ):
+                return []  # WHERE CURRENT OF cursor: the one row the cursor is on
             return [_unverified(statement, offset, "sqlglot could not parse its WHERE")]
+    typo = next((t.text for t in toks if _near_where(_word(t))), None)
+    if typo is not None:
+        return [_unverified(statement, offset, f"sqlglot could not parse it: is {typo} a WHERE?")]
     verb = first.lower()
-    what = "delete every row" if verb == "delete" else "overwrite every row"
+    # The table: after DELETE FROM / UPDATE, past ONLY and SQLite's OR IGNORE.
+    i = 1
+    if verb == "delete" and words[1:2] == ["FROM"]:
+        i = 2
+    elif verb == "update" and words[1:2] == ["OR"]:
+        i = 3
+    if words[i : i + 1] == ["ONLY"]:
+        i += 1
+    table = ddl.name_at(toks, i)[0] or None
+    shown = table or "its table"
+    what = "delete every row in" if verb == "delete" else "overwrite every row of"
     return [
         _finding(
             statement,
             offset,
             f"{verb}-without-where",
-            f"{first} without WHERE: it would {what} of its table",
+            f"{first} without WHERE: it would {what} {shown}",
             "add a WHERE naming the rows, e.g. WHERE id = ...; run it after BEGIN so you can "
             "ROLLBACK",
+            table=table,
         )
     ]
+
+
+def _near_where(word: str) -> bool:
+    """A misspelt WHERE (WHER, WERE, WHRE, WEHRE): one letter dropped, added, changed or swapped.
+
+    Only asked of statements sqlglot could not parse: a DELETE whose WHERE is misspelt has a
+    filter in mind, so "without WHERE" would be the wrong thing to tell its author.
+    """
+    if word == "WHERE" or not 4 <= len(word) <= 6:
+        return False
+    target = "WHERE"
+    if len(word) == len(target):
+        diffs = [i for i in range(len(word)) if word[i] != target[i]]
+        swapped = (
+            len(diffs) == 2
+            and diffs[1] == diffs[0] + 1
+            and word[diffs[0]] == target[diffs[1]]
+            and word[diffs[1]] == target[diffs[0]]
+        )
+        return len(diffs) == 1 or swapped
+    longer, shorter = (word, target) if len(word) > len(target) else (target, word)
+    return any(longer[:i] + longer[i + 1 :] == shorter for i in range(len(longer)))
+
+
+def _ends_after_cursor(words: list[str], index: int) -> bool:
+    """Nothing but an optional RETURNING list follows `WHERE CURRENT OF name`."""
+    return index >= len(words) or words[index] == "RETURNING"

@@ -69,6 +69,7 @@ class Target:
     schema: Schema | None = None
     notes: list[str] = field(default_factory=list)  # why a predicate was judged always true
     self_lookup: bool = False  # `id IN (SELECT id FROM same_table)`: true via a subquery
+    batched: bool = False  # ... with a LIMIT: every row all the same, a batch per run
 
 
 _NOT_CONST = object()
@@ -103,6 +104,13 @@ def const(node: exp.Expression) -> Any:
         return -value if _numbers(value) else _NOT_CONST
     if isinstance(node, exp.Cast):
         return const(node.this)
+    if isinstance(node, exp.DPipe):
+        left, right = const(node.this), const(node.expression)
+        if left is None or right is None:
+            return None if _NOT_CONST not in (left, right) else _NOT_CONST
+        if isinstance(left, str) and isinstance(right, str):
+            return left + right
+        return _NOT_CONST
     for kind, op in _ARITHMETIC.items():
         if isinstance(node, kind):
             left, right = const(node.this), const(node.expression)
@@ -142,6 +150,8 @@ _COMPARE_OPS: dict[type[exp.Expression], Any] = {
 def _compare(op: type[exp.Expression], a: Any, b: Any) -> Truth:
     if a is None or b is None:
         return N
+    if isinstance(a, str) != isinstance(b, str):
+        return R  # 1 = '1': true in PostgreSQL, false in SQLite; do not guess
     try:
         result = _COMPARE_OPS[op](a, b)
     except TypeError:
@@ -160,16 +170,38 @@ def _deterministic(node: exp.Expression) -> bool:
 
 
 def _same(a: exp.Expression, b: exp.Expression) -> bool:
-    return a == b and _deterministic(a)
+    # Two anonymous `?` placeholders are two values, however alike they look.
+    anonymous = any(p.this is None for p in a.find_all(exp.Placeholder))
+    return a == b and _deterministic(a) and not anonymous
 
 
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+
+
+def _positive(node: exp.Expression) -> exp.Expression | None:
+    """The predicate a negated one negates, or None if `node` is not negated.
+
+    sqlglot writes some negations as a `negate` flag rather than a NOT node: `x NOT LIKE p` in
+    both dialects, and `x IS NOT NULL` when reading PostgreSQL.
+    """
+    if isinstance(node, exp.Not):
+        inner: exp.Expression = node.this
+        return inner.this if isinstance(inner, exp.Paren) else inner
+    if node.args.get("negate"):
+        positive = node.copy()
+        positive.set("negate", False)
+        return positive
+    return None
 
 
 def truth(node: exp.Expression, target: Target) -> Truth:
     """Whether `node` is the same for every row, and which way."""
     if isinstance(node, exp.Paren):
         return truth(node.this, target)
+    if node.args.get("negate") and isinstance(node, exp.Is | exp.Like | exp.ILike | exp.Glob):
+        positive = _positive(node)
+        assert positive is not None
+        return _not(truth(positive, target))
     if isinstance(node, exp.Not):
         return _not(truth(node.this, target))
     if isinstance(node, exp.And):
@@ -182,6 +214,11 @@ def truth(node: exp.Expression, target: Target) -> Truth:
     value = const(node)
     if value is not _NOT_CONST:
         return _truthy(value)
+    if isinstance(node, exp.EQ) and isinstance(node.expression, exp.Any):
+        # `id = ANY (SELECT id FROM t)` is `id IN (SELECT id FROM t)`.
+        # Copies: building the In node must not re-parent the statement's own nodes.
+        query = node.expression.this
+        return _truth_in(exp.In(this=node.this.copy(), query=query.copy()), target)
     if isinstance(node, _COMPARISONS):
         left, right = const(node.this), const(node.expression)
         if left is not _NOT_CONST and right is not _NOT_CONST:
@@ -190,8 +227,10 @@ def truth(node: exp.Expression, target: Target) -> Truth:
             target.notes.append(f"{node.sql()} compares a value with itself")
             return T if isinstance(node, exp.EQ | exp.GTE | exp.LTE) else F
         return R
-    if isinstance(node, exp.NullSafeEQ) and _same(node.this, node.expression):
-        return T
+    if isinstance(node, exp.NullSafeEQ | exp.NullSafeNEQ) and _same(node.this, node.expression):
+        # `x IS NOT DISTINCT FROM x` holds for every row, NULLs included; its negation for none.
+        target.notes.append(f"{node.sql()} compares a value with itself")
+        return T if isinstance(node, exp.NullSafeEQ) else F
     if isinstance(node, exp.Is):
         return _truth_is(node, target)
     if isinstance(node, exp.Like | exp.ILike | exp.Glob):
@@ -244,8 +283,11 @@ def _truth_in(node: exp.In, target: Target) -> Truth:
         select = query.this if isinstance(query, exp.Subquery) else query
         if _selects_same_column_of_target(node.this, select, target):
             target.self_lookup = True
+            target.batched = bool(select.args.get("limit"))
+            limited = " with only a LIMIT to pick the rows" if target.batched else ""
             target.notes.append(
-                f"{node.sql()} looks up {target.table}'s own column in {target.table} itself"
+                f"{node.sql()} looks up {target.table}'s own column in {target.table} "
+                f"itself{limited}"
             )
             return T
         return R
@@ -274,7 +316,9 @@ def _selects_same_column_of_target(column: exp.Expression, select: Any, target: 
         and truth(where.this, Target(target.table, set(), schema=target.schema)) is not T
     ):
         return False
-    if select.args.get("limit") or select.args.get("group") or select.args.get("having"):
+    # LIMIT / OFFSET are no filter: `id IN (SELECT id FROM t LIMIT 1000)` is a batch of any rows,
+    # and the loop that repeats it takes them all. GROUP BY / HAVING may pick rows, so they count.
+    if select.args.get("group") or select.args.get("having"):
         return False
     return bool(select.expressions[0].name.lower() == column.name.lower())
 
@@ -291,22 +335,30 @@ _INF = math.inf
 
 
 Span = tuple[float, bool, float, bool]  # low, low included, high, high included
+# The same with the literal as written: a number, or text; open ends are -_INF / _INF.
+Bounds = tuple[Any, bool, Any, bool]
 
 
-def _intervals(node: exp.Expression) -> tuple[str, list[Span]] | None:
-    """A comparison of one expression with a number, as the values it lets through."""
+def _comparable(*values: Any) -> bool:
+    """All numbers, or all text: values whose order the guard may reason about."""
+    return _numbers(*values) or all(isinstance(v, str) for v in values)
+
+
+def _intervals(node: exp.Expression) -> tuple[str, bool, list[Bounds]] | None:
+    """A comparison of one expression with a literal, as the values it lets through:
+    (the expression, whether the literal is text, the spans)."""
     if isinstance(node, exp.Between):
         low, high = const(node.args["low"]), const(node.args["high"])
-        if _numbers(low, high):
-            return node.this.sql(), [(low, True, high, True)]
+        if _comparable(low, high):
+            return node.this.sql(), isinstance(low, str), [(low, True, high, True)]
         return None
     if not isinstance(node, _COMPARISONS):
         return None
     subject, value = node.this, const(node.expression)
     flipped = False
-    if not _numbers(value):
+    if not _comparable(value):
         subject, value, flipped = node.expression, const(node.this), True
-        if not _numbers(value):
+        if not _comparable(value):
             return None
     if const(subject) is not _NOT_CONST:
         return None
@@ -319,8 +371,8 @@ def _intervals(node: exp.Expression) -> tuple[str, list[Span]] | None:
             exp.LTE: exp.GTE,
         }
         op = mirror.get(op, op)
-    v = float(value)
-    by_op: dict[type[exp.Expression], list[Span]] = {
+    v = value if isinstance(value, str) else float(value)
+    by_op: dict[type[exp.Expression], list[Bounds]] = {
         exp.EQ: [(v, True, v, True)],
         exp.NEQ: [(-_INF, False, v, False), (v, False, _INF, False)],
         exp.GT: [(v, False, _INF, False)],
@@ -328,7 +380,27 @@ def _intervals(node: exp.Expression) -> tuple[str, list[Span]] | None:
         exp.LT: [(-_INF, False, v, False)],
         exp.LTE: [(-_INF, False, v, True)],
     }
-    return subject.sql(), by_op[op]
+    return subject.sql(), isinstance(value, str), by_op[op]
+
+
+def _text_as_numbers(bounds: list[Bounds]) -> list[Span] | None:
+    """Spans over text, as numbers, when they all meet at one literal.
+
+    Text orders by collation, and a date column orders '2024-2-01' after '2024-12-01': only
+    `d < '2024-01-01' OR d >= '2024-01-01'`, one literal on both sides, is safe to judge.
+    """
+    literals = {v for low, _, high, _ in bounds for v in (low, high) if isinstance(v, str)}
+    if len(literals) != 1:
+        return None
+    return [
+        (
+            0.0 if isinstance(low, str) else low,
+            low_in,
+            0.0 if isinstance(high, str) else high,
+            hi_in,
+        )
+        for low, low_in, high, hi_in in bounds
+    ]
 
 
 def _numbers(*values: Any) -> bool:
@@ -339,25 +411,27 @@ def _covers_everything(parts: list[exp.Expression], target: Target) -> bool:
     """`x > 5 OR x <= 5`, `x IS NULL OR x IS NOT NULL`, `p OR NOT p`: true for every row."""
     texts = {p.sql() for p in parts}
     for part in parts:
-        inner = part.this if isinstance(part, exp.Not) else None
+        inner = _positive(part)
         if inner is not None:
-            inner_text = (inner.this if isinstance(inner, exp.Paren) else inner).sql()
+            inner_text = inner.sql()
             if inner_text in texts and _deterministic(inner):
                 target.notes.append(f"{inner_text} OR NOT {inner_text} is always true")
                 return True
-    by_subject: dict[str, list[tuple[float, bool, float, bool]]] = {}
+    by_subject: dict[tuple[str, bool], list[Bounds]] = {}
     for part in parts:
         found = _intervals(part)
         if found:
-            by_subject.setdefault(found[0], []).extend(found[1])
-    for subject, spans in by_subject.items():
-        if _union_is_everything(spans):
+            subject, text, bounds = found
+            by_subject.setdefault((subject, text), []).extend(bounds)
+    for (subject, text), bounds in by_subject.items():
+        spans = _text_as_numbers(bounds) if text else bounds
+        if spans is not None and _union_is_everything(spans):
             target.notes.append(f"the ranges on {subject} cover every value")
             return True
     return False
 
 
-def _union_is_everything(spans: list[tuple[float, bool, float, bool]]) -> bool:
+def _union_is_everything(spans: list[Span]) -> bool:
     spans = sorted(spans, key=lambda s: (s[0], not s[1]))
     reach, reach_closed = -_INF, False
     started = False
@@ -378,19 +452,21 @@ def _union_is_everything(spans: list[tuple[float, bool, float, bool]]) -> bool:
 # --------------------------------------------------------------------------- correlation
 
 
-def _own_tables(select: exp.Select) -> set[str]:
-    names: set[str] = set()
+def _own_tables(select: exp.Select) -> tuple[set[str], set[str]]:
+    """The tables a SELECT reads itself: (the names that qualify its columns, the tables)."""
+    qualifiers: set[str] = set()
+    tables: set[str] = set()
     for table in select.find_all(exp.Table):
         if table.find_ancestor(exp.Select) is select:
-            names.add(table.name.lower())
-            if table.alias:
-                names.add(table.alias.lower())
-    return names
+            # An alias hides the table's own name: in `FROM t AS t2`, `t.id` is the outer t.
+            qualifiers.add((table.alias or table.name).lower())
+            tables.add(table.name.lower())
+    return qualifiers, tables
 
 
-def _subquery_scope(column: exp.Column, predicate: exp.Expression) -> exp.Select | None:
-    """The innermost SELECT between `column` and the predicate, if the column is in one."""
-    node = column.parent
+def _subquery_scope(inner: exp.Expr, predicate: exp.Expression) -> exp.Select | None:
+    """The innermost SELECT between `inner` and the predicate, if `inner` is in one."""
+    node = inner.parent
     while node is not None and node is not predicate:
         if isinstance(node, exp.Select):
             return node
@@ -415,16 +491,61 @@ def mentions_target(predicate: exp.Expression, target: Target) -> bool:
             ):
                 return True
             continue
-        own = _own_tables(scope)
+        own, own_tables = _own_tables(scope)
         if qualifier:
             if qualifier in target.names and qualifier not in own:
                 return True
             continue
-        if not own or target.schema is None:
+        if not own:
             return True  # a bare name whose origin cannot be told: assume the target
+        if target.schema is None:
+            # SQL resolves a bare name to the innermost table that has it. Without the schema,
+            # read it as the subquery's own column unless it is compared with another column,
+            # as in a join predicate (`c.id = customer_id`), where it may well be the target's.
+            if _compared_with_column(column, scope):
+                return True
+            continue
         if _resolves_to_target(column.name, target, default=None) and not _resolves_in(
-            column.name, own, target
+            column.name, own_tables, target
         ):
+            return True
+    return False
+
+
+def _compared_with_column(column: exp.Column, scope: exp.Select) -> bool:
+    """Whether `column` is one operand of a comparison (=, <, BETWEEN, LIKE, IN ...) whose
+    other operands read a column."""
+    node: exp.Expr = column
+    while node.parent is not None and node.parent is not scope:
+        parent = node.parent
+        if isinstance(parent, exp.Connector | exp.Not | exp.Where | exp.Select | exp.Exists):
+            return False
+        if isinstance(parent, exp.Predicate):
+            others = [
+                operand
+                for value in parent.args.values()
+                for operand in (value if isinstance(value, list) else [value])
+                if isinstance(operand, exp.Expr) and operand is not node
+            ]
+            return any(operand.find(exp.Column) for operand in others)
+        node = parent
+    return False
+
+
+_PER_ROW = ("rand", "random")
+
+
+def varies_per_row(node: exp.Expression) -> bool:
+    """Whether the predicate calls a function that gives each row its own answer (random()).
+
+    Such a predicate does not look at the target's columns, yet does not pick all rows or none.
+    Stable functions such as now() do not count: they are the same for the whole statement.
+    """
+    for func in node.find_all(exp.Func):
+        if _subquery_scope(func, node) is not None:
+            continue  # inside a subquery: evaluated once, not per target row
+        name = str(func.this) if isinstance(func, exp.Anonymous) else func.sql_name()
+        if isinstance(func, exp.Rand) or name.lower() in _PER_ROW:
             return True
     return False
 

@@ -1,0 +1,577 @@
+"""Read the live schema for the guard, and read anything at all without leaving a trace.
+
+The guard reads on the learner's own connection, because only there does it see the learner's
+uncommitted rows and DDL. Those reads must leave nothing behind. The rules, per engine:
+
+PostgreSQL
+  * idle: the reads run in a transaction of their own, `BEGIN ISOLATION LEVEL REPEATABLE READ
+    READ ONLY` (one snapshot, so a count and its total agree), with a `SET LOCAL
+    statement_timeout`, and end with ROLLBACK.
+  * in a transaction: `SAVEPOINT dbsandbox_preview; SET LOCAL transaction_read_only = on;
+    SET LOCAL statement_timeout = ...`, and afterwards `ROLLBACK TO SAVEPOINT` and `RELEASE`.
+    ROLLBACK TO undoes the SET LOCALs, clears any error (so the learner's transaction is never
+    left failed), and releases the locks the reads took. Read-only matters: the previewed
+    predicate may call nextval() or a function that writes, and a sequence step is not undone
+    by any rollback.
+  * in a REPEATABLE READ or SERIALIZABLE transaction, some reads inside it are traces:
+    - the transaction's snapshot is taken by its first query. If the learner has run none yet,
+      a preview inside it would fix the snapshot early, so the reads go to a separate
+      connection. That connection sees what the learner's next statement would see, because a
+      transaction without a snapshot cannot have written anything. Whether the snapshot exists
+      is read from pg_stat_activity.backend_xmin on that separate connection.
+    - SERIALIZABLE records every read as a predicate (SIRead) lock, and ROLLBACK TO SAVEPOINT
+      keeps them until the transaction ends, so they could later make the learner's COMMIT
+      fail. Reads of user tables therefore also go to a separate connection there (catalog
+      reads take no predicate locks and stay in the session).
+  * a failed transaction cannot read anything: TransactionFailed.
+  * notices the reads raise are taken off `connection.notices` again, so the learner's next
+    statement does not show them.
+
+SQLite
+  * idle: `BEGIN` ... `ROLLBACK`, for one consistent snapshot.
+  * in a transaction: plain SELECTs inside it (WAL readers never block). But the first read of
+    a deferred transaction starts its snapshot, and a transaction whose snapshot is older than
+    another connection's commit can no longer write (SQLITE_BUSY_SNAPSHOT). So if the learner
+    has only run BEGIN (and holds no write lock), the reads go to a separate read-only
+    connection to the same file instead, which sees exactly what the learner's next statement
+    would see.
+  * a progress handler stops any read that runs longer than the timeout.
+
+A separate connection cannot see the session's TEMP tables: if a read there finds no such
+table, the work is done again in the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import psycopg2
+import psycopg2.extensions as ext
+import sqlglot
+from sqlglot import exp
+
+from sandbox.guard.schema import ColumnInfo, Schema, TableInfo
+from sandbox.masking import redact
+from sandbox.outcome import TxState
+
+if TYPE_CHECKING:
+    from sandbox.session import Session
+
+PREVIEW_TIMEOUT_S = 2.0
+PREVIEW_SAVEPOINT = "dbsandbox_preview"
+# How many SQLite VM instructions run between two looks at the clock.
+_PROGRESS_STEPS = 10_000
+
+T = TypeVar("T")
+
+
+class TransactionFailed(Exception):
+    """The session's PostgreSQL transaction has failed: nothing can be read until ROLLBACK."""
+
+
+class ReadError(Exception):
+    """A read the guard made failed; `message` is the engine's own words (redacted)."""
+
+    def __init__(self, message: str, code: str | None = None, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.timed_out = timed_out
+
+
+class Reader:
+    """Runs the guard's reads on one connection, inside a scope `run_reads` set up."""
+
+    def __init__(
+        self,
+        conn: Any,
+        engine: str,
+        *,
+        separate: bool = False,
+        note: str | None = None,
+        interrupted: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.conn = conn
+        self.engine = engine
+        # Whether the reads run on a connection of their own rather than the learner's.
+        self.separate = separate
+        # Why they do, when the learner should know (e.g. their uncommitted rows are not seen).
+        self.note = note
+        self._interrupted = interrupted
+
+    def rows(self, sql: str, params: Any = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and every row of one query; engine errors become ReadError.
+
+        Without params the SQL is passed alone, so psycopg2 leaves any '%' in it untouched
+        (plan SQL is the learner's predicate, regenerated by sqlglot).
+        """
+        cursor = self.conn.cursor()
+        try:
+            if params is None:
+                cursor.execute(sql)
+            else:
+                cursor.execute(sql, params)
+            if cursor.description is None:
+                return [], []
+            columns = [str(d[0]) for d in cursor.description]
+            return columns, [tuple(r) for r in cursor.fetchall()]
+        except (sqlite3.Error, psycopg2.Error) as exc:
+            raise _read_error(exc, self._interrupted()) from exc
+        finally:
+            # An unfinished SQLite statement would keep a read snapshot open.
+            with contextlib.suppress(sqlite3.Error, psycopg2.Error):
+                cursor.close()
+
+    def scalar(self, sql: str, params: Any = None) -> Any:
+        """The first column of the first row, or None when there is no row."""
+        _, rows = self.rows(sql, params)
+        return rows[0][0] if rows else None
+
+
+def _read_error(exc: BaseException, interrupted: bool) -> ReadError:
+    if isinstance(exc, psycopg2.Error):
+        diag = exc.diag
+        message = diag.message_primary or (str(exc).strip().splitlines() or ["error"])[0]
+        # 57014: query_canceled, which our statement_timeout raises.
+        return ReadError(redact(message), exc.pgcode, timed_out=exc.pgcode == "57014")
+    code = getattr(exc, "sqlite_errorname", None)
+    return ReadError(redact(str(exc)), code, timed_out=interrupted)
+
+
+def _missing_table(error: ReadError) -> bool:
+    return error.code == "42P01" or error.message.startswith("no such table")
+
+
+def run_reads(
+    session: Session,
+    work: Callable[[Reader], T],
+    *,
+    timeout_s: float = PREVIEW_TIMEOUT_S,
+    user_tables: bool = True,
+) -> T:
+    """Call `work` with a Reader, in a scope that leaves no trace in the session.
+
+    `user_tables` says whether `work` reads user tables (which take SERIALIZABLE predicate
+    locks) or only the catalogs. Raises TransactionFailed or ReadError; the session's
+    transaction is left exactly as it was either way.
+    """
+    if session.engine == "postgres":
+        return _pg_run(session, work, timeout_s, user_tables)
+    return _sqlite_run(session, work, timeout_s)
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _pg_exec(cursor: Any, sql: str) -> None:
+    try:
+        cursor.execute(sql)
+    except psycopg2.Error as exc:
+        raise _read_error(exc, False) from exc
+
+
+@contextlib.contextmanager
+def _pg_own_transaction(conn: Any, timeout_s: float) -> Iterator[None]:
+    """A read-only transaction of the guard's own, always rolled back."""
+    cursor = conn.cursor()
+    try:
+        _pg_exec(cursor, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        _pg_exec(cursor, f"SET LOCAL statement_timeout = {max(1, round(timeout_s * 1000))}")
+        yield
+    finally:
+        if not conn.closed and conn.info.transaction_status != ext.TRANSACTION_STATUS_IDLE:
+            with contextlib.suppress(psycopg2.Error):
+                cursor.execute("ROLLBACK")
+        with contextlib.suppress(psycopg2.Error):
+            cursor.close()
+
+
+@contextlib.contextmanager
+def _pg_savepoint(conn: Any, timeout_s: float) -> Iterator[None]:
+    """A read-only savepoint inside the learner's transaction, rolled back and released."""
+    cursor = conn.cursor()
+    try:
+        _pg_exec(cursor, f"SAVEPOINT {PREVIEW_SAVEPOINT}")
+        try:
+            _pg_exec(cursor, "SET LOCAL transaction_read_only = on")
+            _pg_exec(cursor, f"SET LOCAL statement_timeout = {max(1, round(timeout_s * 1000))}")
+            yield
+        finally:
+            # A savepoint of the same name the learner made earlier is only shadowed by ours:
+            # both statements act on the newest one, which is ours.
+            with contextlib.suppress(psycopg2.Error):
+                cursor.execute(f"ROLLBACK TO SAVEPOINT {PREVIEW_SAVEPOINT}")
+                cursor.execute(f"RELEASE SAVEPOINT {PREVIEW_SAVEPOINT}")
+    finally:
+        with contextlib.suppress(psycopg2.Error):
+            cursor.close()
+
+
+# Settings that change how a name or a literal in the previewed SQL is read.
+_PG_COPIED_SETTINGS = ("search_path", "TimeZone", "DateStyle", "IntervalStyle")
+
+
+def _pg_connect_like(raw: Any) -> Any:
+    """A new autocommit connection that reads SQL as the session does.
+
+    It connects with the session's parameters, then takes the session's current values of
+    the settings that affect name resolution and literals (the learner may have run SET
+    search_path). SHOW reads them without taking a snapshot in the session.
+    """
+    cursor = raw.cursor()
+    try:
+        values = []
+        for name in _PG_COPIED_SETTINGS:
+            _pg_exec(cursor, f"SHOW {name}")
+            values.append((name, str(cursor.fetchone()[0])))
+    finally:
+        cursor.close()
+    password = raw.info.password
+    try:
+        conn = psycopg2.connect(raw.dsn, **({"password": password} if password else {}))
+    except psycopg2.Error as exc:
+        raise _read_error(exc, False) from exc
+    conn.autocommit = True
+    try:
+        with conn.cursor() as sibling_cursor:
+            for name, value in values:
+                sibling_cursor.execute("SELECT set_config(%s, %s, false)", (name, value))
+    except psycopg2.Error as exc:
+        conn.close()
+        raise _read_error(exc, False) from exc
+    return conn
+
+
+def _pg_separate_reason(raw: Any, sibling: Any, isolation: str, user_tables: bool) -> str | None:
+    """Why reads must leave the learner's REPEATABLE READ / SERIALIZABLE transaction, if so.
+
+    Returns None to read in the session, "" to read on the sibling silently (it sees the same
+    data), or a note for the learner.
+    """
+    cursor = sibling.cursor()
+    try:
+        cursor.execute(
+            "SELECT backend_xmin IS NOT NULL, backend_xid IS NOT NULL "
+            "FROM pg_stat_activity WHERE pid = %s",
+            (raw.info.backend_pid,),
+        )
+        row = cursor.fetchone()
+    except psycopg2.Error as exc:
+        raise _read_error(exc, False) from exc
+    finally:
+        cursor.close()
+    has_snapshot, wrote = (bool(row[0]), bool(row[1])) if row else (True, True)
+    if not has_snapshot:
+        return ""  # no snapshot yet, so nothing written yet: the sibling sees the same rows
+    if isolation == "serializable" and user_tables:
+        mine = "; your transaction's own uncommitted changes are not included" if wrote else ""
+        return (
+            "counted on a separate connection from committed data: reads inside a SERIALIZABLE "
+            "transaction are kept as predicate locks even after ROLLBACK TO SAVEPOINT and "
+            f"could make your COMMIT fail{mine}"
+        )
+    return None
+
+
+def _pg_run(
+    session: Session, work: Callable[[Reader], T], timeout_s: float, user_tables: bool
+) -> T:
+    raw = session.raw
+    status = raw.info.transaction_status
+    if status == ext.TRANSACTION_STATUS_INERROR:
+        raise TransactionFailed()
+    if raw.closed or status == ext.TRANSACTION_STATUS_UNKNOWN:
+        raise ReadError("the connection to the server is gone")
+    saved_notices = list(raw.notices)
+    try:
+        if status == ext.TRANSACTION_STATUS_IDLE:
+            with _pg_own_transaction(raw, timeout_s):
+                return work(Reader(raw, "postgres"))
+        cursor = raw.cursor()
+        try:
+            # SHOW takes no snapshot, unlike any SELECT.
+            _pg_exec(cursor, "SHOW transaction_isolation")
+            isolation = str(cursor.fetchone()[0])
+        finally:
+            cursor.close()
+        if isolation in ("repeatable read", "serializable"):
+            sibling = _pg_connect_like(raw)
+            try:
+                reason = _pg_separate_reason(raw, sibling, isolation, user_tables)
+                if reason is not None:
+                    try:
+                        with _pg_own_transaction(sibling, timeout_s):
+                            return work(
+                                Reader(sibling, "postgres", separate=True, note=reason or None)
+                            )
+                    except ReadError as exc:
+                        if not _missing_table(exc):
+                            raise
+                        # Perhaps a TEMP table, visible only in the session: read there.
+            finally:
+                sibling.close()
+        with _pg_savepoint(raw, timeout_s):
+            return work(Reader(raw, "postgres"))
+    finally:
+        # Restore rather than trim: psycopg2 keeps at most 50 notices, dropping the oldest.
+        raw.notices[:] = saved_notices
+
+
+# --------------------------------------------------------------------------- SQLite
+
+
+@contextlib.contextmanager
+def _sqlite_deadline(conn: sqlite3.Connection, timeout_s: float) -> Iterator[Callable[[], bool]]:
+    """Interrupt any statement on `conn` that runs past the timeout; yields "did it fire?"."""
+    deadline = time.monotonic() + timeout_s
+    fired = False
+
+    def handler() -> int:
+        nonlocal fired
+        if time.monotonic() > deadline:
+            fired = True
+            return 1  # non-zero aborts the statement with SQLITE_INTERRUPT
+        return 0
+
+    conn.set_progress_handler(handler, _PROGRESS_STEPS)
+    try:
+        yield lambda: fired
+    finally:
+        conn.set_progress_handler(None, 0)
+
+
+def _sqlite_own_transaction(
+    conn: sqlite3.Connection, reader: Reader, work: Callable[[Reader], T]
+) -> T:
+    conn.execute("BEGIN")
+    try:
+        return work(reader)
+    finally:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+
+
+def _sqlite_fresh_transaction(session: Session) -> bool:
+    """Whether the learner's transaction has run nothing but BEGIN (so holds no snapshot).
+
+    SQLite cannot be asked whether a transaction holds a read snapshot, so this uses the
+    session's own bookkeeping; a session driven behind its back counts as not fresh.
+    """
+    return (
+        session.tx_state is TxState.IN_TRANSACTION
+        and session.tx_statements <= 1
+        and not session.holds_write_lock
+    )
+
+
+def _sqlite_file(raw: sqlite3.Connection) -> str | None:
+    # PRAGMA database_list reads no table, so it starts no snapshot.
+    for _, name, path in raw.execute("PRAGMA database_list").fetchall():
+        if name == "main":
+            return str(path) or None
+    return None
+
+
+def _sqlite_run(session: Session, work: Callable[[Reader], T], timeout_s: float) -> T:
+    raw: sqlite3.Connection = session.raw
+    if raw.in_transaction and _sqlite_fresh_transaction(session):
+        path = _sqlite_file(raw)
+        if path is not None:
+            uri = f"file:{urllib.parse.quote(path)}?mode=ro"
+            sibling = sqlite3.connect(
+                uri, uri=True, timeout=timeout_s, isolation_level=None, check_same_thread=False
+            )
+            try:
+                with _sqlite_deadline(sibling, timeout_s) as fired:
+                    reader = Reader(sibling, "sqlite", separate=True, interrupted=fired)
+                    return _sqlite_own_transaction(sibling, reader, work)
+            except ReadError as exc:
+                if not _missing_table(exc):
+                    raise
+                # Perhaps a TEMP table, visible only in the session: read there.
+            finally:
+                sibling.close()
+    with _sqlite_deadline(raw, timeout_s) as fired:
+        reader = Reader(raw, "sqlite", interrupted=fired)
+        if raw.in_transaction:
+            return work(reader)
+        return _sqlite_own_transaction(raw, reader, work)
+
+
+# --------------------------------------------------------------------------- introspection
+
+
+def introspect(session: Session, *, timeout_s: float = PREVIEW_TIMEOUT_S) -> Schema | None:
+    """Every user table the session can name without a schema, with columns and constraints.
+
+    Tables are keyed by lower-case name, and also by lower-case "schema.table", so that
+    qualified statements (`DELETE FROM public.accounts ...`) find them too. Where two schemas
+    hold the same name, the unqualified key is the table the session's search path (SQLite:
+    temp, then main, then attached databases) resolves it to.
+
+    Returns None when nothing can be read: the PostgreSQL transaction has failed, or a read
+    failed (the guard then lints without a schema, as it would without introspection).
+    """
+    reader_work = _pg_schema if session.engine == "postgres" else _sqlite_schema
+    try:
+        return run_reads(session, reader_work, timeout_s=timeout_s, user_tables=False)
+    except (TransactionFailed, ReadError):
+        return None
+
+
+_PG_KINDS = {"p": "PRIMARY KEY", "f": "FOREIGN KEY", "c": "CHECK", "u": "UNIQUE"}
+
+
+def _pg_schema(reader: Reader) -> Schema:
+    # current_schemas(true) is the effective search path, the session's temp schema included;
+    # the system schemas hold no user tables.
+    _, tables = reader.rows(
+        "SELECT c.oid, n.nspname, c.relname "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p', 'f') "
+        "AND n.nspname = ANY (current_schemas(true)) "
+        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+        "ORDER BY array_position(current_schemas(true), n.nspname::text), c.relname"
+    )
+    if not tables:
+        return Schema()
+    oids = [int(oid) for oid, _, _ in tables]
+    _, column_rows = reader.rows(
+        "SELECT a.attrelid, a.attname, a.attnotnull, "
+        "COALESCE(a.attnum = ANY (i.indkey::int2[]), false) "
+        "FROM pg_attribute a "
+        "LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
+        "WHERE a.attrelid = ANY (%s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attrelid, a.attnum",
+        (oids,),
+    )
+    _, constraint_rows = reader.rows(
+        "SELECT conrelid, conname, contype FROM pg_constraint "
+        "WHERE conrelid = ANY (%s::oid[]) AND contype IN ('p', 'f', 'c', 'u') "
+        "ORDER BY conrelid, conname",
+        (oids,),
+    )
+    columns: dict[int, dict[str, ColumnInfo]] = {oid: {} for oid in oids}
+    for relid, name, not_null, in_pk in column_rows:
+        columns[int(relid)][str(name).lower()] = ColumnInfo(str(name), bool(not_null), bool(in_pk))
+    constraints: dict[int, dict[str, str]] = {oid: {} for oid in oids}
+    for relid, name, kind in constraint_rows:
+        constraints[int(relid)][str(name).lower()] = _PG_KINDS[str(kind)]
+    found: dict[str, TableInfo] = {}
+    for oid, schema_name, table_name in tables:
+        info = TableInfo(str(table_name), columns[int(oid)], constraints[int(oid)])
+        # Rows come in search-path order: the first of a name is the one it resolves to.
+        found.setdefault(str(table_name).lower(), info)
+        found[f"{schema_name}.{table_name}".lower()] = info
+    return Schema(found)
+
+
+def _sqlite_quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def sqlite_databases(reader: Reader) -> list[str]:
+    """Schema names in the order SQLite resolves an unqualified table name: temp, main, rest."""
+    _, rows = reader.rows("SELECT seq, name FROM pragma_database_list")
+    names = [str(name) for _, name in sorted(rows)]
+    return sorted(names, key=lambda n: (n != "temp", n != "main"))
+
+
+_WITHOUT_ROWID = re.compile(r"\)[^)]*\bWITHOUT\s+ROWID\b[^)]*$", re.IGNORECASE)
+
+
+def _sqlite_schema(reader: Reader) -> Schema:
+    found: dict[str, TableInfo] = {}
+    for database in sqlite_databases(reader):
+        _, tables = reader.rows(
+            f"SELECT name, sql FROM {_sqlite_quote(database)}.sqlite_schema "
+            "WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+        )
+        for name, sql in tables:
+            info = _sqlite_table(reader, database, str(name), str(sql or ""))
+            found.setdefault(str(name).lower(), info)
+            found[f"{database}.{name}".lower()] = info
+    return Schema(found)
+
+
+def _sqlite_table(reader: Reader, database: str, name: str, sql: str) -> TableInfo:
+    _, rows = reader.rows(
+        'SELECT name, type, "notnull", pk FROM pragma_table_info(?, ?) ORDER BY cid',
+        (name, database),
+    )
+    pk_columns = [r for r in rows if r[3]]
+    without_rowid = bool(_WITHOUT_ROWID.search(sql))
+    # A single INTEGER PRIMARY KEY is the rowid itself and can never be NULL, and WITHOUT ROWID
+    # tables enforce NOT NULL on their key. Any other SQLite primary key column accepts NULL
+    # (a bug kept for compatibility), so primary_key does not imply not_null here.
+    rowid_alias = (
+        not without_rowid and len(pk_columns) == 1 and str(pk_columns[0][1]).upper() == "INTEGER"
+    )
+    columns: dict[str, ColumnInfo] = {}
+    for column, _, not_null, pk in rows:
+        implied = bool(pk) and (rowid_alias or without_rowid)
+        columns[str(column).lower()] = ColumnInfo(str(column), bool(not_null) or implied, bool(pk))
+    _, fk_rows = reader.rows(
+        'SELECT id, "from", "table" FROM pragma_foreign_key_list(?, ?) ORDER BY id, seq',
+        (name, database),
+    )
+    return TableInfo(name, columns, _sqlite_constraints(name, sql, fk_rows))
+
+
+def _sqlite_constraints(table: str, sql: str, fk_rows: list[tuple[Any, ...]]) -> dict[str, str]:
+    """Named constraints from the CREATE TABLE text, plus every foreign key.
+
+    SQLite keeps constraint names only in the table's SQL, so they are read from it with
+    sqlglot. Foreign keys without a name get a synthetic one in PostgreSQL's style
+    (`orders_account_id_fkey`), so a reader can still see that the table has them.
+    """
+    found: dict[str, str] = {}
+    named_fk_columns: list[tuple[str, ...]] = []
+    try:
+        parsed = sqlglot.parse_one(sql, read="sqlite") if sql else None
+    except Exception:  # sqlglot raises many kinds; an unreadable definition has no names
+        parsed = None
+    body = parsed.this if isinstance(parsed, exp.Create) else None
+    if isinstance(body, exp.Schema):
+        for item in body.expressions:
+            if isinstance(item, exp.ColumnDef):
+                for constraint in item.args.get("constraints") or []:
+                    kind = _constraint_kind(constraint.args.get("kind"))
+                    if constraint.this is not None and kind:
+                        found[constraint.name.lower()] = kind
+                        if kind == "FOREIGN KEY":
+                            named_fk_columns.append((item.name.lower(),))
+            elif isinstance(item, exp.Constraint):
+                for part in item.expressions:
+                    kind = _constraint_kind(part)
+                    if kind:
+                        found[item.name.lower()] = kind
+                        if isinstance(part, exp.ForeignKey):
+                            named_fk_columns.append(tuple(c.name.lower() for c in part.expressions))
+    by_id: dict[int, list[str]] = {}
+    for fk_id, column, _ in fk_rows:
+        by_id.setdefault(int(fk_id), []).append(str(column))
+    for fk_columns in by_id.values():
+        if tuple(c.lower() for c in fk_columns) in named_fk_columns:
+            continue
+        found.setdefault(f"{table}_{'_'.join(fk_columns)}_fkey".lower(), "FOREIGN KEY")
+    return found
+
+
+def _constraint_kind(node: Any) -> str | None:
+    if isinstance(node, exp.Reference | exp.ForeignKey):
+        return "FOREIGN KEY"
+    if isinstance(node, exp.CheckColumnConstraint):
+        return "CHECK"
+    if isinstance(node, exp.UniqueColumnConstraint):
+        return "UNIQUE"
+    if isinstance(node, exp.PrimaryKeyColumnConstraint | exp.PrimaryKey):
+        return "PRIMARY KEY"
+    return None

@@ -1,0 +1,197 @@
+"""Whether a flagged statement may run: allow, confirm or block.
+
+- allow: it runs; its findings are shown.
+- confirm: it runs only when the learner says yes: in the app a dialog showing its impact; in
+  `dbsandbox run` the flag --yes, or an acknowledgement comment naming the rule on the
+  statement (`-- dbsandbox: allow delete-without-where`).
+- block: it never runs. Only statements that reach outside the sandbox are blocked: a sandbox
+  never needs to drop a database or a server-wide role, and on a shared PostgreSQL server those
+  belong to someone else.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sandbox.guard.findings import Finding, Severity
+from sandbox.guard.lint import lint_statement
+from sandbox.guard.schema import Schema
+from sandbox.statements import Dialect, Statement, tokens
+
+if TYPE_CHECKING:
+    from sandbox.guard.impact import Impact
+    from sandbox.session import Session
+
+
+class Decision(enum.StrEnum):
+    ALLOW = "allow"
+    CONFIRM = "confirm"
+    BLOCK = "block"
+
+
+_OUTSIDE_THE_SANDBOX = frozenset({"database", "role", "tablespace", "everything owned by"})
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Severity decides, unless a rule has its own decision."""
+
+    by_severity: dict[Severity, Decision] = field(
+        default_factory=lambda: {
+            Severity.ERROR: Decision.CONFIRM,
+            Severity.WARNING: Decision.ALLOW,
+            Severity.INFO: Decision.ALLOW,
+        }
+    )
+    by_rule: dict[str, Decision] = field(default_factory=dict)
+
+    def decide(self, finding: Finding) -> Decision:
+        if any(kind in _OUTSIDE_THE_SANDBOX for kind, _ in finding.objects):
+            return Decision.BLOCK
+        return self.by_rule.get(finding.rule, self.by_severity[finding.severity])
+
+
+# `dbsandbox: allow rule-a, rule-b` inside a comment.
+_ACK = re.compile(r"dbsandbox:\s*allow\s+([a-z][a-z0-9-]*(?:\s*,\s*[a-z][a-z0-9-]*)*)", re.I)
+
+
+def _rules_in(text: str) -> set[str]:
+    found: set[str] = set()
+    for match in _ACK.finditer(text):
+        found.update(part.strip().lower() for part in match.group(1).split(","))
+    return found
+
+
+def acknowledgements(
+    source: str, statements: Sequence[Statement], dialect: Dialect
+) -> dict[int, set[str]]:
+    """The rules each statement's comments acknowledge, by statement index.
+
+    A comment counts for a statement when it stands on the lines just before it, inside it, or
+    after its semicolon on the same line. Text in strings never counts.
+    """
+    found: dict[int, set[str]] = {}
+    previous_end = 0
+    for position, statement in enumerate(statements):
+        before = source[previous_end : statement.start]
+        if position > 0:
+            # The rest of the previous statement's last line belongs to that statement.
+            newline = before.find("\n")
+            tail, before = (before, "") if newline < 0 else (before[:newline], before[newline:])
+            found.setdefault(statements[position - 1].index, set()).update(_rules_in(tail))
+        rules = _rules_in(before) | _rules_in(_comments_only(statement.text, dialect))
+        found.setdefault(statement.index, set()).update(rules)
+        previous_end = statement.end
+    if statements:
+        last = statements[-1]
+        tail = source[last.end :].split("\n", 1)[0]
+        found.setdefault(last.index, set()).update(_rules_in(tail))
+    return found
+
+
+def _comments_only(text: str, dialect: Dialect) -> str:
+    """The statement's text with every code token blanked out: what remains is comments."""
+    chars = list(text)
+    for token in tokens(text, dialect):
+        chars[token.start : token.end] = " " * (token.end - token.start)
+    return "".join(chars)
+
+
+@dataclass
+class Review:
+    """The guard's verdict on one statement about to run."""
+
+    findings: list[Finding]
+    decisions: list[Decision]
+    impacts: list[Impact | None]
+    decision: Decision  # what happens: the strongest decision left after acknowledgements
+    reason: str  # why, in a few words
+
+    @property
+    def runs(self) -> bool:
+        return self.decision is Decision.ALLOW
+
+    def to_json(self) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = []
+        for finding, decision, impact in zip(
+            self.findings, self.decisions, self.impacts, strict=True
+        ):
+            entry = finding.to_json()
+            del entry["path"]
+            entry["decision"] = str(decision)
+            entry["impact"] = _impact_json(impact) if impact is not None else None
+            entries.append(entry)
+        return entries
+
+
+@dataclass
+class Guard:
+    """Lints each statement, measures flagged ones, and applies the policy.
+
+    `yes` confirms every confirm-level finding (the run's --yes); `acknowledged` holds the
+    rules each statement's comments acknowledge; `enforce=False` lets everything run (a
+    scenario's scripted mistake) while still reporting what the guard saw.
+    """
+
+    policy: Policy = field(default_factory=Policy)
+    yes: bool = False
+    enforce: bool = True
+    acknowledged: dict[int, set[str]] = field(default_factory=dict)
+
+    def review(
+        self,
+        statement: Statement,
+        session: Session,
+        dialect: Dialect,
+        schema: Schema | None = None,
+        index: int | None = None,
+    ) -> Review:
+        """Runs on the session's own thread: impact previews use its connection."""
+        from sandbox.guard.impact import measure
+
+        findings = lint_statement(statement, dialect, schema)
+        decisions = [self.policy.decide(f) for f in findings]
+        impacts: list[Impact | None] = [
+            measure(session, f) if d is not Decision.ALLOW or f.severity is Severity.ERROR else None
+            for f, d in zip(findings, decisions, strict=True)
+        ]
+        acknowledged = self.acknowledged.get(statement.index if index is None else index, set())
+        outcome, reason = Decision.ALLOW, "no finding stops it"
+        for finding, decision in zip(findings, decisions, strict=True):
+            if decision is Decision.BLOCK:
+                outcome, reason = Decision.BLOCK, "blocked: it reaches outside the sandbox"
+                break
+            if decision is Decision.CONFIRM:
+                if finding.rule in acknowledged:
+                    reason = "acknowledged by a comment"
+                elif self.yes:
+                    reason = "confirmed by --yes"
+                elif not self.enforce:
+                    reason = "a scripted mistake: allowed to happen"
+                else:
+                    outcome = Decision.CONFIRM
+                    reason = (
+                        "needs confirmation: rerun with --yes, or add the comment "
+                        f"-- dbsandbox: allow {finding.rule}"
+                    )
+        if outcome is Decision.BLOCK and not self.enforce:
+            outcome, reason = Decision.ALLOW, "a scripted mistake: allowed to happen"
+        return Review(findings, decisions, impacts, outcome, reason)
+
+
+def _impact_json(impact: Impact) -> dict[str, Any]:
+    from sandbox.outcome import json_value
+
+    return {
+        "summary": impact.summary,
+        "rows": impact.rows,
+        "total": impact.total,
+        "columns": impact.columns,
+        "sample": [[json_value(v) for v in row] for row in impact.sample],
+        "also": impact.also,
+        "error": impact.error,
+    }
