@@ -41,7 +41,7 @@ class Case:
 
     @property
     def dialects(self) -> tuple[Dialect, ...]:
-        return DIALECTS if self.dialect == "both" else (self.dialect,)  # type: ignore[return-value]
+        return tuple(d for d in DIALECTS if self.dialect in (d, "both"))
 
     @property
     def label(self) -> str:
@@ -57,29 +57,24 @@ def _slug(index: int, sql: str) -> str:
     return f"{index:03d}-" + "-".join(words)
 
 
-def _load() -> list[Case]:
-    with CORPUS.open("rb") as handle:
-        raw: list[dict[str, Any]] = tomllib.load(handle)["case"]
-    return [
-        Case(
-            slug=_slug(index, entry["sql"]),
-            sql=entry["sql"],
-            dialect=entry["dialect"],
-            expect=frozenset(entry["expect"]),
-            category=entry["category"],
-            note=entry.get("note", ""),
-        )
-        for index, entry in enumerate(raw)
-    ]
-
-
 def _raw() -> list[dict[str, Any]]:
     with CORPUS.open("rb") as handle:
         cases: list[dict[str, Any]] = tomllib.load(handle)["case"]
     return cases
 
 
-CASES = _load()
+RAW = _raw()
+CASES = [
+    Case(
+        slug=_slug(index, entry["sql"]),
+        sql=entry["sql"],
+        dialect=entry["dialect"],
+        expect=frozenset(entry["expect"]),
+        category=entry["category"],
+        note=entry.get("note", ""),
+    )
+    for index, entry in enumerate(RAW)
+]
 
 
 @cache
@@ -168,9 +163,8 @@ def test_recall_and_false_positives(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_corpus_shape() -> None:
-    raw = _raw()
     assert len(CASES) >= MIN_CASES
-    for entry in raw:
+    for entry in RAW:
         assert set(entry) <= KEYS and {"sql", "dialect", "expect", "category"} <= set(entry), entry
         assert entry["dialect"] in ("sqlite", "postgres", "both"), entry
         assert entry["sql"].strip() and entry["category"].strip(), entry

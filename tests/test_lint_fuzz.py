@@ -123,3 +123,7 @@ def test_findings_point_at_the_statement() -> None:
     body = "DO $$\nBEGIN\n  UPDATE t SET a = 1;\nEND $$"
     (inner,) = lint_script(body, "postgres")
     assert (inner.rule, inner.line, inner.column) == ("update-without-where", 3, 3)
+    dynamic = "DO $$\nBEGIN\n  EXECUTE format('DROP TABLE %I', name);\nEND $$"
+    (built,) = lint_script(dynamic, "postgres")
+    assert (built.rule, built.line, built.column) == ("drop-table", 3, 3)  # at EXECUTE
+    assert built.objects == ()  # a name known only at run time is no table to measure
