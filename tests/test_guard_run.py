@@ -183,3 +183,18 @@ def test_schema_aware_lint_sees_tables_created_during_the_run(
     assert last["status"] == "blocked"
     assert last["findings"][0]["rule"] == "always-true-where"  # type: ignore[index]
     assert last["findings"][0]["impact"]["summary"] == "would delete 2 of 2 rows in b"  # type: ignore[index]
+
+
+def test_a_sqlite_text_primary_key_may_hold_null(capsys: pytest.CaptureFixture[str]) -> None:
+    """SQLite lets NULL into a non-INTEGER primary key, so IS NOT NULL there does filter."""
+    script = (
+        "CREATE TABLE tags (name TEXT PRIMARY KEY);\n"
+        "INSERT INTO tags VALUES ('a'), (NULL);\n"
+        "DELETE FROM tags WHERE name IS NOT NULL;\n"
+        "SELECT count(*) FROM tags;\n"
+    )
+    code, report = run(capsys, "sqlite", script)
+    assert code == 0
+    stmts = statements(report)
+    assert stmts[2]["findings"] == [] and stmts[2]["rowcount"] == 1
+    assert stmts[3]["rows"] == [[1]]

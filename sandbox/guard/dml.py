@@ -7,6 +7,7 @@ measures its impact: the same target and predicate as a SELECT count.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from sqlglot import exp
@@ -79,6 +80,20 @@ def check(root: exp.Expression, dialect: str, schema: Schema | None) -> list[Dml
 def _check_delete_update(
     node: exp.Expression, root: exp.Expression, dialect: str, schema: Schema | None
 ) -> DmlFinding | None:
+    """Judge the statement; only a flagged one gets its preview SQL, which is costly to build."""
+    found = _judge_delete_update(node, root, dialect, schema)
+    table = _target_of(node)
+    if found is None or found.rule == "unverified" or table is None:
+        return found
+    verb = "delete" if isinstance(node, exp.Delete) else "update"
+    where = node.args.get("where")
+    plan = _preview(verb, table, _other_tables(node), where, root, dialect)
+    return dataclasses.replace(found, preview=plan)
+
+
+def _judge_delete_update(
+    node: exp.Expression, root: exp.Expression, dialect: str, schema: Schema | None
+) -> DmlFinding | None:
     table = _target_of(node)
     verb = "delete" if isinstance(node, exp.Delete) else "update"
     if table is None or (verb == "update" and not node.expressions):
@@ -96,7 +111,6 @@ def _check_delete_update(
     shown = _display(table)
     others = _other_tables(node)
     where = node.args.get("where")
-    preview = _preview(verb, table, others, where, root, dialect)
     if where is None:
         if others:
             names = ", ".join(o.sql(dialect=dialect) for o in others)
@@ -106,7 +120,7 @@ def _check_delete_update(
                 f"row of {shown} that has any match",
                 "add a WHERE that joins the tables on their keys and names the rows to change",
                 shown,
-                preview,
+                None,
             )
         rule = f"{verb}-without-where"
         what = (
@@ -125,7 +139,7 @@ def _check_delete_update(
             "add a WHERE naming the rows, e.g. WHERE id = ...; run it after BEGIN so you can "
             "ROLLBACK",
             shown,
-            preview,
+            None,
         )
     target = Target(shown, _names(table), other_tables=bool(others), schema=schema)
     verdict = truth(where.this, target)
@@ -141,7 +155,7 @@ def _check_delete_update(
             + (" (a batch at a time)" if target.batched else ""),
             "write a WHERE that singles out the rows you mean (e.g. by primary key)",
             shown,
-            preview,
+            None,
         )
     if (
         verdict is Truth.ROW
@@ -155,7 +169,7 @@ def _check_delete_update(
             f"make the condition refer to {shown}'s columns (correlate the subquery, or join "
             "on a key)",
             shown,
-            preview,
+            None,
         )
     return None
 
@@ -203,6 +217,20 @@ def _preview(
     root: exp.Expression,
     dialect: str,
 ) -> PreviewPlan:
+    def build() -> tuple[str, str, str]:
+        return _preview_sql(verb, table, others, where, root, dialect)
+
+    return PreviewPlan(verb=verb, table=_display(table), build=build)
+
+
+def _preview_sql(
+    verb: str,
+    table: exp.Table,
+    others: list[exp.Expression],
+    where: exp.Expression | None,
+    root: exp.Expression,
+    dialect: str,
+) -> tuple[str, str, str]:
     target = table.copy()
     condition: exp.Expression | None = where.this.copy() if isinstance(where, exp.Where) else None
     if others:
@@ -228,13 +256,7 @@ def _preview(
     total = exp.select(exp.Count(this=exp.Star())).from_(
         exp.Table(this=table.this.copy(), db=table.args.get("db"))
     )
-    return PreviewPlan(
-        verb=verb,
-        table=_display(table),
-        count_sql=count.sql(dialect=dialect),
-        total_sql=total.sql(dialect=dialect),
-        sample_sql=sample.sql(dialect=dialect),
-    )
+    return count.sql(dialect=dialect), total.sql(dialect=dialect), sample.sql(dialect=dialect)
 
 
 def _plain_ctes(root: exp.Expression) -> exp.With | None:

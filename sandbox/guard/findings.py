@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,13 +51,34 @@ RULES = _rules(
 
 @dataclass(frozen=True)
 class PreviewPlan:
-    """SQL that measures what a DML statement would touch, without running it."""
+    """SQL that measures what a DML statement would touch, without running it.
+
+    The SQL is generated on first use: most findings are only listed (`dbsandbox lint`), and
+    generating it costs more than linting the statement.
+    """
 
     verb: str  # "delete", "update" or "merge"
     table: str
-    count_sql: str  # SELECT count(*) of the rows it would touch
-    total_sql: str  # SELECT count(*) of the whole table
-    sample_sql: str  # a few of the rows it would touch
+    build: Callable[[], tuple[str, str, str]] = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def _sql(self) -> tuple[str, str, str]:
+        return self.build()
+
+    @property
+    def count_sql(self) -> str:
+        """SELECT count(*) of the rows it would touch."""
+        return self._sql[0]
+
+    @property
+    def total_sql(self) -> str:
+        """SELECT count(*) of the whole table."""
+        return self._sql[1]
+
+    @property
+    def sample_sql(self) -> str:
+        """A few of the rows it would touch."""
+        return self._sql[2]
 
 
 @dataclass(frozen=True)

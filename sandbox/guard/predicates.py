@@ -274,7 +274,9 @@ def _not_null_column(node: exp.Expression, target: Target) -> bool:
         return False
     table = target.schema.table(target.table)
     column = table.column(node.name) if table else None
-    return bool(column and (column.not_null or column.primary_key))
+    # Only NOT NULL counts: a SQLite primary key other than INTEGER PRIMARY KEY accepts NULL
+    # (introspection marks PostgreSQL key columns NOT NULL, as the server does).
+    return bool(column and column.not_null)
 
 
 def _truth_in(node: exp.In, target: Target) -> Truth:
