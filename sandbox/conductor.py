@@ -122,6 +122,26 @@ class Conductor:
             self.timeline.add(name, EventKind.SESSION_OPENED, f"session {name} opened{detail}")
         return seat.session
 
+    def quietly(self, session_name: str, sql: str) -> Outcome:
+        """Run SQL on a session off the record (session settings, a scenario's checks).
+
+        Waits for the session's last statement first; nothing goes on the timeline.
+        """
+        seat = self._seats.get(session_name)
+        if seat is None:
+            self.session(session_name)
+            seat = self._seats[session_name]
+        if seat.last is not None and not seat.last.finished():
+            self._wait_for(seat.last, self.wait_timeout_s)
+        kind = classify(sql, self.target.adapter.dialect)
+        return seat.executor.submit(seat.session.execute, sql, kind).result()
+
+    def settle_all(self) -> None:
+        """Let every waiting statement resolve (or cancel it after the wait timeout)."""
+        deadline = time.perf_counter() + self.wait_timeout_s
+        for execution in list(self.pending):
+            self._wait_for(execution, max(0.0, deadline - time.perf_counter()))
+
     # ------------------------------------------------------------------ statements
 
     def execute(
@@ -330,9 +350,7 @@ class Conductor:
 
     def finish(self) -> None:
         """Resolve or cancel whatever still waits, then close every session."""
-        deadline = time.perf_counter() + self.wait_timeout_s
-        for execution in list(self.pending):
-            self._wait_for(execution, max(0.0, deadline - time.perf_counter()))
+        self.settle_all()
         self.close()
 
     def close(self) -> None:

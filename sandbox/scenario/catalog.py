@@ -1,0 +1,59 @@
+"""Where scenarios are found: the catalog folder, or a path the user gives."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from sandbox.errors import UserError
+from sandbox.scenario.loader import ScenarioInvalid, load
+from sandbox.scenario.model import Scenario
+
+CATALOG_ENV = "DBSANDBOX_SCENARIOS"
+
+
+def catalog_dir() -> Path:
+    """The catalog: $DBSANDBOX_SCENARIOS, the source tree's scenarios/, or the installed copy."""
+    configured = os.environ.get(CATALOG_ENV)
+    if configured:
+        return Path(configured)
+    source_tree = Path(__file__).resolve().parent.parent.parent / "scenarios"
+    if source_tree.is_dir():
+        return source_tree
+    return Path(sys.prefix) / "share" / "dbsandbox" / "scenarios"
+
+
+def catalog_files() -> list[Path]:
+    folder = catalog_dir()
+    return sorted(folder.glob("*.toml")) if folder.is_dir() else []
+
+
+def catalog() -> list[Scenario]:
+    """Every scenario of the catalog, by id; a broken file is a UserError naming it."""
+    return [load(path) for path in catalog_files()]
+
+
+def is_scenario_ref(ref: str) -> bool:
+    """Whether `dbsandbox run REF` means a scenario: a .toml path or a catalog id."""
+    if ref.endswith(".toml"):
+        return True
+    return not Path(ref).exists() and (catalog_dir() / f"{ref}.toml").is_file()
+
+
+def find(ref: str) -> Scenario:
+    """A scenario by catalog id or by path."""
+    path = Path(ref) if ref.endswith(".toml") else catalog_dir() / f"{ref}.toml"
+    if not path.is_file():
+        known = ", ".join(p.stem for p in catalog_files()) or "none found"
+        raise UserError(f"no scenario {ref!r} (catalog: {known})")
+    try:
+        return load(path)
+    except ScenarioInvalid as exc:
+        first = exc.problems[0]
+        more = (
+            f" (and {len(exc.problems) - 1} more; run dbsandbox validate)"
+            if len(exc.problems) > 1
+            else ""
+        )
+        raise UserError(f"{first}{more}") from None

@@ -1,0 +1,465 @@
+"""Read and validate scenario files (TOML, read with tomllib).
+
+Every mistake becomes a Problem naming the file, the line where it can be found, and the key,
+so that `dbsandbox validate` can tell an author exactly what to fix. tomllib gives lines only
+for syntax errors; for the rest the line is found by looking for the key in the file's text.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlglot
+
+from sandbox.errors import UserError
+from sandbox.scenario.model import (
+    DIFFICULTIES,
+    ENGINES,
+    POSTGRES_LEVELS,
+    STATUSES,
+    Check,
+    Expectation,
+    PerEngine,
+    Scenario,
+    SessionSpec,
+    Step,
+)
+from sandbox.statements import Dialect, split_statements, words
+
+ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
+SESSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")
+TOP_KEYS = {
+    "id", "title", "summary", "difficulty", "tags", "engines", "engine_note", "story", "task",
+    "setup", "sessions", "breakage", "checks", "hints", "solution",
+}  # fmt: skip
+STEP_KEYS = {"session", "sql", "expect", "error", "rows", "rowcount", "waits", "findings"}
+CHECK_KEYS = {"name", "sql", "expect", "session"}
+# Statements sqlglot cannot parse but that are plain SQL of the engines (transaction control,
+# settings): a parse failure on these is sqlglot's gap, not the author's mistake.
+_UNPARSED_OK = frozenset(
+    {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE", "SET",
+     "RESET", "SHOW", "PRAGMA", "LOCK", "EXPLAIN", "VACUUM", "ANALYZE", "DO"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ScenarioInvalid(UserError):
+    """A scenario file with problems; str() lists them, one per line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class _Locator:
+    """Find the line of a key in the TOML text: `breakage[2].session` -> line number."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def line(self, path: str) -> int | None:
+        parts = re.findall(r"([A-Za-z_][\w-]*)(?:\[(\d+)\])?", path)
+        start, end = 0, len(self.lines)
+        for depth, (name, index) in enumerate(parts):
+            if index:
+                header = re.compile(rf"^\s*\[\[\s*{re.escape(name)}\s*\]\]")
+                hits = [i for i in range(start, end) if header.match(self.lines[i])]
+                if int(index) >= len(hits):
+                    return None
+                start = hits[int(index)]
+                later = [
+                    i
+                    for i in range(start + 1, end)
+                    if re.match(r"^\s*\[\[?[^.\]]+\]\]?\s*$", self.lines[i])
+                ]
+                end = later[0] if later else end
+                if depth == len(parts) - 1:
+                    return start + 1
+                continue
+            key = re.compile(rf"^\s*(\[+\s*)?([\w.-]*\.)?{re.escape(name)}\s*(=|\]|\.)")
+            for i in range(start, end):
+                if key.match(self.lines[i]):
+                    if depth == len(parts) - 1:
+                        return i + 1
+                    start = i
+                    break
+            else:
+                return None
+        return None
+
+
+class _Reader:
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.shown = str(path)
+        self.locate = _Locator(text)
+        self.problems: list[Problem] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(Problem(self.shown, self.locate.line(key), key, message))
+
+    def unknown_keys(self, table: dict[str, Any], allowed: set[str], where: str) -> None:
+        for key in sorted(set(table) - allowed):
+            known = ", ".join(sorted(allowed))
+            self.problem(f"{where}.{key}" if where else key, f"unknown key (known: {known})")
+
+    def text(self, table: dict[str, Any], key: str, where: str, required: bool = True) -> str:
+        value = table.get(key)
+        full = f"{where}.{key}" if where else key
+        if value is None:
+            if required:
+                self.problem(full, "missing (a string is required)")
+            return ""
+        if not isinstance(value, str) or not value.strip():
+            self.problem(full, f"must be a non-empty string, not {_kind(value)}")
+            return ""
+        return value.strip()
+
+    def strings(self, table: dict[str, Any], key: str, where: str, required: bool) -> list[str]:
+        value = table.get(key)
+        full = f"{where}.{key}" if where else key
+        if value is None:
+            if required:
+                self.problem(full, "missing (a list of strings is required)")
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            self.problem(full, "must be a list of non-empty strings")
+            return []
+        return [v.strip() for v in value]
+
+    def tables(self, data: dict[str, Any], key: str, required: bool) -> list[dict[str, Any]]:
+        value = data.get(key)
+        if value is None:
+            if required:
+                self.problem(key, f"missing: add at least one [[{key}]] table")
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            self.problem(key, f"must be an array of tables, written [[{key}]]")
+            return []
+        if required and not value:
+            self.problem(key, f"empty: add at least one [[{key}]] table")
+        return value
+
+
+def _kind(value: Any) -> str:
+    return {
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def load(path: Path) -> Scenario:
+    """Read and validate one scenario file; raises ScenarioInvalid listing every problem."""
+    scenario, problems = _read(path)
+    if problems or scenario is None:
+        raise ScenarioInvalid(problems)
+    return scenario
+
+
+def validate(path: Path) -> list[Problem]:
+    """Every problem in a scenario file (empty when it is valid)."""
+    return _read(path)[1]
+
+
+def _read(path: Path) -> tuple[Scenario | None, list[Problem]]:
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, [Problem(shown, None, "", "no such file")]
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Problem(shown, None, "", f"cannot read it: {exc}")]
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        message = str(exc).split(" (at line")[0]
+        return None, [Problem(shown, line, "", f"not valid TOML: {message}")]
+    reader = _Reader(path, text)
+    scenario = _build(reader, data)
+    return (scenario if not reader.problems else None), reader.problems
+
+
+def _build(r: _Reader, data: dict[str, Any]) -> Scenario | None:
+    r.unknown_keys(data, TOP_KEYS, "")
+    ident = r.text(data, "id", "")
+    if ident and not ID.match(ident):
+        r.problem("id", "must be lower-case letters, digits and dashes, e.g. missing-where")
+    elif ident and ident != r.path.stem:
+        r.problem("id", f"must match the file name ({r.path.stem}.toml)")
+    title = r.text(data, "title", "")
+    summary = r.text(data, "summary", "")
+    difficulty = r.text(data, "difficulty", "")
+    if difficulty and difficulty not in DIFFICULTIES:
+        r.problem("difficulty", f"must be one of {', '.join(DIFFICULTIES)}, not {difficulty!r}")
+    tags = r.strings(data, "tags", "", required=False)
+    engines = r.strings(data, "engines", "", required=True)
+    for engine in engines:
+        if engine not in ENGINES:
+            r.problem("engines", f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+    engines = [e for e in engines if e in ENGINES]
+    if not engines and "engines" in data:
+        r.problem("engines", "name at least one engine")
+    engine_note = r.text(data, "engine_note", "", required=len(engines) == 1)
+    if len(engines) == 1 and not engine_note:
+        pass  # already reported: a one-engine scenario must say why
+    story = r.text(data, "story", "")
+    task = r.text(data, "task", "")
+    hints = r.strings(data, "hints", "", required=True)
+    if "hints" in data and not hints and not r.problems:
+        r.problem("hints", "give at least one hint")
+
+    sessions = _sessions(r, data, engines)
+    names = {s.name for s in sessions}
+    setup = _setup(r, data, engines)
+    breakage = _steps(r, data, "breakage", names, engines, required=True)
+    solution = _steps(r, data, "solution", names, engines, required=True)
+    checks = _checks(r, data, names, engines)
+    if r.problems:
+        return None
+    return Scenario(
+        id=ident,
+        title=title,
+        summary=summary,
+        difficulty=difficulty,
+        tags=tuple(tags),
+        engines=tuple(engines),
+        story=story,
+        task=task,
+        setup=setup,
+        sessions=tuple(sessions),
+        breakage=tuple(breakage),
+        checks=tuple(checks),
+        hints=tuple(hints),
+        solution=tuple(solution),
+        path=r.path,
+        engine_note=engine_note or None,
+    )
+
+
+def _sessions(r: _Reader, data: dict[str, Any], engines: list[str]) -> list[SessionSpec]:
+    tables = r.tables(data, "sessions", required=False)
+    if not tables:
+        return [SessionSpec("A")]
+    found: list[SessionSpec] = []
+    for i, table in enumerate(tables):
+        where = f"sessions[{i}]"
+        r.unknown_keys(table, {"name", "isolation"}, where)
+        name = r.text(table, "name", where)
+        if name and not SESSION_NAME.match(name):
+            r.problem(f"{where}.name", "letters, digits, _ or - only (e.g. A, B, alice)")
+        if name in {s.name for s in found}:
+            r.problem(f"{where}.name", f"session {name} is declared twice")
+        isolation = r.text(table, "isolation", where, required=False).lower() or None
+        if isolation and isolation not in POSTGRES_LEVELS:
+            r.problem(f"{where}.isolation", f"must be one of {', '.join(POSTGRES_LEVELS)}")
+        if isolation and "sqlite" in engines:
+            r.problem(
+                f"{where}.isolation",
+                "SQLite has no isolation levels (it is always serializable); use BEGIN "
+                "IMMEDIATE in a step, or make the scenario PostgreSQL-only",
+            )
+        found.append(SessionSpec(name, isolation))
+    return found
+
+
+def _setup(r: _Reader, data: dict[str, Any], engines: list[str]) -> PerEngine:
+    table = data.get("setup")
+    if not isinstance(table, dict):
+        r.problem("setup", 'missing: add a [setup] table with sql = """..."""')
+        return PerEngine()
+    r.unknown_keys(table, {"sql", "dialect", *ENGINES}, "setup")
+    source = table.get("dialect", "postgres")
+    if source not in ENGINES:
+        r.problem("setup.dialect", f"must be one of {', '.join(ENGINES)}")
+        return PerEngine()
+    overrides: dict[str, str] = {}
+    for engine in engines:
+        if engine in table:
+            text = r.text(table, engine, "setup")
+        else:
+            written = r.text(table, "sql", "setup")
+            text = _transpile(r, written, source, engine) if written else ""
+        if text:
+            _check_sql(r, text, engine, "setup", several=True)
+        overrides[engine] = text
+    return PerEngine(None, overrides)
+
+
+def _transpile(r: _Reader, sql: str, source: str, engine: str) -> str:
+    if source == engine:
+        return sql
+    out: list[str] = []
+    for statement in split_statements(sql, "postgres" if source == "postgres" else "sqlite"):
+        try:
+            out.extend(sqlglot.transpile(statement.text, read=source, write=engine))
+        except Exception as exc:  # any sqlglot error means: write this one per engine
+            first = str(exc).splitlines()[0]
+            r.problem(
+                "setup.sql", f"cannot be transpiled to {engine} ({first}); add setup.{engine}"
+            )
+            return ""
+    return ";\n".join(out) + ";"
+
+
+def _check_sql(r: _Reader, sql: str, engine: str, key: str, several: bool = False) -> None:
+    dialect: Dialect = "postgres" if engine == "postgres" else "sqlite"
+    statements = split_statements(sql, dialect)
+    if not statements:
+        r.problem(key, "has no SQL statement")
+        return
+    if not several and len(statements) > 1:
+        r.problem(key, f"holds {len(statements)} statements; a step is one statement")
+        return
+    for statement in statements:
+        first = (words(statement.text, dialect) or [""])[0]
+        if first in _UNPARSED_OK:
+            continue
+        try:
+            sqlglot.parse_one(statement.text, read=engine)
+        except Exception as exc:  # sqlglot's parse errors have many types
+            first_line = str(exc).splitlines()[0]
+            snippet = " ".join(statement.text.split())[:60]
+            r.problem(key, f"does not parse as {engine} SQL: {snippet!r}: {first_line}")
+
+
+def _per_engine(
+    r: _Reader, table: dict[str, Any], key: str, where: str, engines: list[str]
+) -> PerEngine:
+    overrides = {
+        e: table[e][key] for e in engines if isinstance(table.get(e), dict) and key in table[e]
+    }
+    return PerEngine(table.get(key), overrides)
+
+
+def _steps(
+    r: _Reader,
+    data: dict[str, Any],
+    key: str,
+    sessions: set[str],
+    engines: list[str],
+    required: bool,
+) -> list[Step]:
+    steps: list[Step] = []
+    for i, table in enumerate(r.tables(data, key, required)):
+        where = f"{key}[{i}]"
+        r.unknown_keys(table, STEP_KEYS | set(ENGINES), where)
+        for engine in ENGINES:
+            if engine in table:
+                if not isinstance(table[engine], dict):
+                    r.problem(f"{where}.{engine}", "must be a table of per-engine overrides")
+                    continue
+                r.unknown_keys(table[engine], STEP_KEYS - {"session"}, f"{where}.{engine}")
+        session = table.get("session", "A")
+        if not isinstance(session, str) or session not in sessions:
+            declared = ", ".join(sorted(sessions))
+            r.problem(f"{where}.session", f"unknown session {session!r} (declared: {declared})")
+        sql = _per_engine(r, table, "sql", where, engines)
+        for engine in engines:
+            text = sql.on(engine)
+            if not isinstance(text, str) or not text.strip():
+                r.problem(f"{where}.sql", f"missing for {engine} (a string is required)")
+                continue
+            _check_sql(r, text, engine, f"{where}.sql")
+        expect = _expectation(r, table, where, engines)
+        steps.append(Step(str(session), sql, expect, r.locate.line(where)))
+    return steps
+
+
+def _expectation(r: _Reader, table: dict[str, Any], where: str, engines: list[str]) -> Expectation:
+    fields = {k: _per_engine(r, table, k, where, engines) for k in STEP_KEYS - {"session", "sql"}}
+    for engine in engines:
+        status = fields["expect"].on(engine)
+        if status is not None and status not in STATUSES:
+            r.problem(f"{where}.expect", f"must be one of {', '.join(STATUSES)}, not {status!r}")
+        error = fields["error"].on(engine)
+        if error is not None and not isinstance(error, str):
+            r.problem(
+                f"{where}.error", 'must be an error code string, e.g. "23505" or "SQLITE_BUSY"'
+            )
+        if error is not None and status not in (None, "error"):
+            r.problem(f"{where}.error", 'an error code goes with expect = "error"')
+        rows = fields["rows"].on(engine)
+        if rows is not None and not (
+            isinstance(rows, list) and all(isinstance(x, list) for x in rows)
+        ):
+            r.problem(f"{where}.rows", 'must be a list of rows, each a list: [[1, "a"], [2, "b"]]')
+        count = fields["rowcount"].on(engine)
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
+            r.problem(f"{where}.rowcount", "must be a whole number")
+        waits = fields["waits"].on(engine)
+        if waits is not None and not isinstance(waits, bool):
+            r.problem(f"{where}.waits", "must be true or false")
+        rules = fields["findings"].on(engine)
+        if rules is not None:
+            from sandbox.guard import RULES
+
+            if not isinstance(rules, list) or not all(isinstance(x, str) for x in rules):
+                r.problem(f"{where}.findings", "must be a list of guard rule ids")
+            else:
+                for rule in rules:
+                    if rule not in RULES:
+                        r.problem(f"{where}.findings", f"unknown guard rule {rule!r}")
+    status = fields["expect"]
+    if fields["error"].default is not None and status.default is None and not status.overrides:
+        status = PerEngine("error", {})
+    return Expectation(
+        status=status,
+        error=fields["error"],
+        rows=fields["rows"],
+        rowcount=fields["rowcount"],
+        waits=fields["waits"],
+        findings=fields["findings"],
+    )
+
+
+def _checks(
+    r: _Reader, data: dict[str, Any], sessions: set[str], engines: list[str]
+) -> list[Check]:
+    checks: list[Check] = []
+    for i, table in enumerate(r.tables(data, "checks", required=True)):
+        where = f"checks[{i}]"
+        r.unknown_keys(table, CHECK_KEYS | set(ENGINES), where)
+        name = r.text(table, "name", where)
+        session = table.get("session")
+        if session is not None and session not in sessions:
+            r.problem(
+                f"{where}.session",
+                f"unknown session {session!r} (declared: {', '.join(sorted(sessions))})",
+            )
+        sql = _per_engine(r, table, "sql", where, engines)
+        expect = _per_engine(r, table, "expect", where, engines)
+        for engine in engines:
+            text = sql.on(engine)
+            if not isinstance(text, str) or not text.strip():
+                r.problem(f"{where}.sql", f"missing for {engine} (a string is required)")
+            else:
+                _check_sql(r, text, engine, f"{where}.sql")
+            rows = expect.on(engine)
+            if rows is None:
+                r.problem(
+                    f"{where}.expect", f"missing for {engine}: the rows the check must return"
+                )
+            elif not (isinstance(rows, list) and all(isinstance(x, list) for x in rows)):
+                r.problem(f"{where}.expect", "must be a list of rows, each a list: [[3]]")
+        checks.append(Check(name, sql, expect, session, r.locate.line(where)))
+    return checks

@@ -1,0 +1,218 @@
+"""Play a scenario for real: set the stage, make the mistake happen, judge the recovery.
+
+The breakage steps run through the same conductor and guard as any script, the guard told to
+let them through (they are the mistake) while still reporting what it sees. Each step's actual
+outcome is compared with what the scenario declares, so a scenario that no longer reproduces
+what the engine does fails loudly. Checks run last: by default on a fresh connection, which
+sees only what was committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.conductor import Conductor, Execution
+from sandbox.guard.policy import Guard
+from sandbox.outcome import Outcome, Status, json_value
+from sandbox.runner import RunOptions
+from sandbox.scenario.model import Check, Scenario, Step
+from sandbox.statements import Dialect, split_statements
+from sandbox.targets import Target
+from sandbox.timeline import Event, Timeline
+
+_ISOLATION_SQL = "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {}"
+
+
+class ScenarioBroken(Exception):
+    """The scenario's own setup failed on this engine: a bug in the scenario, not the learner."""
+
+
+@dataclass
+class StepResult:
+    phase: str  # "breakage" or "solution"
+    step: Step
+    execution: Execution
+    expected: dict[str, Any]
+    actual: dict[str, Any]
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.mismatches
+
+
+@dataclass
+class CheckResult:
+    check: Check
+    expected: Any
+    actual: Any
+    passed: bool
+
+
+@dataclass
+class ScenarioRun:
+    scenario: Scenario
+    engine: str
+    target: str
+    solution: bool
+    steps: list[StepResult]
+    checks: list[CheckResult]
+    executions: list[Execution]
+    timeline: list[Event]
+
+    @property
+    def steps_ok(self) -> bool:
+        return all(s.passed for s in self.steps)
+
+    @property
+    def recovered(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def passed(self) -> bool:
+        """Steps behaved as declared and, when the solution was played, every check passes."""
+        return self.steps_ok and (self.recovered or not self.solution)
+
+
+def _dialect(engine: str) -> Dialect:
+    return "postgres" if engine == "postgres" else "sqlite"
+
+
+def play(
+    scenario: Scenario,
+    target: Target,
+    *,
+    solution: bool = False,
+    options: RunOptions | None = None,
+) -> ScenarioRun:
+    """Run the scenario on a fresh target; with `solution`, also play the reference solution."""
+    engine = target.engine
+    options = options or RunOptions()
+    _set_stage(scenario, target)
+    timeline = Timeline()
+    conductor = Conductor(
+        target,
+        timeline,
+        page_size=options.page_size,
+        statement_timeout_s=options.statement_timeout_s,
+        wait_timeout_s=options.wait_timeout_s,
+    )
+    guard = Guard(enforce=False)
+    played: list[tuple[str, Step, Execution]] = []
+    try:
+        for spec in scenario.sessions:
+            conductor.session(spec.name)
+            if spec.isolation and engine == "postgres":
+                conductor.quietly(spec.name, _ISOLATION_SQL.format(spec.isolation.upper()))
+        phases = [("breakage", scenario.breakage)]
+        if solution:
+            phases.append(("solution", scenario.solution))
+        for phase, steps in phases:
+            for step in steps:
+                statement = split_statements(step.sql.on(engine), _dialect(engine))[0]
+                played.append((phase, step, conductor.execute(step.session, statement, guard)))
+        conductor.settle_all()
+        checks = [_run_check(check, conductor, target) for check in scenario.checks]
+        conductor.finish()
+    finally:
+        conductor.close()
+    results = [_judge(phase, step, execution, engine) for phase, step, execution in played]
+    return ScenarioRun(
+        scenario=scenario,
+        engine=engine,
+        target=target.description,
+        solution=solution,
+        steps=results,
+        checks=checks,
+        executions=conductor.executions,
+        timeline=timeline.events,
+    )
+
+
+def _set_stage(scenario: Scenario, target: Target) -> None:
+    """Run the setup on its own connection, each statement committed at once."""
+    connection = target.connect("setup")
+    adapter = target.adapter
+    engine = target.engine
+    try:
+        for statement in split_statements(scenario.setup.on(engine) or "", _dialect(engine)):
+            cursor = connection.raw.cursor()
+            try:
+                cursor.execute(statement.text)
+            except Exception as exc:
+                error = adapter.error_of(exc)
+                if error is None:
+                    raise
+                raise ScenarioBroken(
+                    f"{scenario.id}: setup failed on {engine} at {statement.text[:60]!r}: "
+                    f"{error.code or ''} {error.message}".replace("  ", " ")
+                ) from None
+            finally:
+                cursor.close()
+    finally:
+        connection.close()
+
+
+def _rows(outcome: Outcome) -> list[list[Any]]:
+    return [[json_value(v) for v in row] for row in outcome.rows]
+
+
+def _run_check(check: Check, conductor: Conductor, target: Target) -> CheckResult:
+    engine = target.engine
+    expected = check.expect.on(engine)
+    sql = check.sql.on(engine)
+    if check.session is not None:
+        outcome = conductor.quietly(check.session, sql)
+    else:
+        outcome = _fresh_query(target, sql)
+    if outcome.error is not None:
+        actual: Any = {"error": outcome.error.to_json()}
+        return CheckResult(check, expected, actual, False)
+    actual = _rows(outcome)
+    return CheckResult(check, expected, actual, actual == expected)
+
+
+def _fresh_query(target: Target, sql: str) -> Outcome:
+    """A query on a new connection: it sees only committed data, as the next visitor would."""
+    from sandbox.session import Session
+    from sandbox.sqlkind import classify
+
+    session = Session("check", target)
+    session.open()
+    try:
+        return session.execute(sql, classify(sql, target.adapter.dialect))
+    finally:
+        session.close()
+
+
+def _judge(phase: str, step: Step, execution: Execution, engine: str) -> StepResult:
+    expected = step.expect.on(engine)
+    outcome = execution.outcome
+    review = execution.review
+    findings = sorted(
+        {f.rule for f in review.findings if f.blocking} if review is not None else set()
+    )
+    if outcome is None:
+        actual: dict[str, Any] = {"status": "cancelled"}
+    else:
+        actual = {
+            "status": str(outcome.status),
+            "error": outcome.error.code if outcome.error else None,
+            "rows": _rows(outcome),
+            "rowcount": outcome.rowcount,
+            "waits": execution.waited,
+            "findings": findings,
+        }
+    mismatches = []
+    for key, want in expected.items():
+        got = actual.get(key)
+        if key == "findings":
+            want = sorted(want)
+        if got != want:
+            mismatches.append(f"{key}: expected {want!r}, got {got!r}")
+    if "status" not in expected and outcome is not None and outcome.status is not Status.OK:
+        # A step that declares nothing must at least run cleanly.
+        detail = f" ({outcome.error.code}: {outcome.error.message})" if outcome.error else ""
+        mismatches.append(f"status: expected 'ok', got {str(outcome.status)!r}{detail}")
+    return StepResult(phase, step, execution, expected, actual, mismatches)
