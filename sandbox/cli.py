@@ -105,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         "statements after it to session NAME (opened on first use; the first is A). "
         "Exit 0 when the script ran (SQL errors are outcomes), 2 on bad input.",
     )
-    run.add_argument("script", metavar="SCRIPT", help="SQL file to run, or - for standard input")
+    run.add_argument(
+        "script",
+        metavar="SCRIPT|SCENARIO",
+        help="SQL file to run, - for standard input, or a scenario (catalog id or .toml path)",
+    )
     _add_target_options(run)
     out = run.add_argument_group("output and limits")
     out.add_argument("--format", choices=("text", "json"), default="text", help="report format")
@@ -137,7 +141,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="run statements the guard flags as dangerous without stopping (their findings and "
         "impact are still reported)",
     )
+    run.add_argument(
+        "--solution",
+        action="store_true",
+        help="scenarios: after the breakage, play the reference solution, then the checks",
+    )
     run.set_defaults(handler=_cmd_run)
+
+    scenarios = commands.add_parser(
+        "scenarios",
+        help="list the breakage scenarios in the catalog",
+        description="List the catalog: id, title, difficulty, engines, tags.",
+    )
+    scenarios.add_argument("--format", choices=("text", "json"), default="text")
+    scenarios.set_defaults(handler=_cmd_scenarios)
+
+    validate = commands.add_parser(
+        "validate",
+        help="check scenario files and say exactly what is wrong",
+        description="Validate scenario files. Exit 0 when all are valid, 1 with one line per "
+        "problem (file:line: key: message) when not.",
+    )
+    validate.add_argument(
+        "paths", nargs="+", metavar="PATH", help="scenario .toml files or folders"
+    )
+    validate.set_defaults(handler=_cmd_validate)
 
     lint = commands.add_parser(
         "lint",
@@ -200,6 +228,85 @@ def _read_script(name: str) -> tuple[str, str]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from sandbox.scenario.catalog import is_scenario_ref
+
+    if is_scenario_ref(args.script):
+        return _run_scenario(args)
+    if args.solution:
+        raise UserError("--solution goes with a scenario, not a SQL script")
+    return _run_script(args)
+
+
+def _run_scenario(args: argparse.Namespace) -> int:
+    from sandbox.runner import RunOptions
+    from sandbox.scenario import report as scenario_report
+    from sandbox.scenario.catalog import find
+    from sandbox.scenario.player import ScenarioBroken, play
+    from sandbox.targets import TargetOptions, open_target
+
+    scenario = find(args.script)
+    if not scenario.supports(args.engine):
+        why = f": {scenario.engine_note}" if scenario.engine_note else ""
+        engines = ", ".join(scenario.engines)
+        raise UserError(f"scenario {scenario.id} runs on {engines} only{why}")
+    options = TargetOptions(
+        engine=args.engine,
+        url=args.url,
+        from_file=args.from_file,
+        busy_timeout_ms=args.busy_timeout,
+    )
+    with open_target(options) as target:
+        try:
+            result = play(
+                scenario,
+                target,
+                solution=args.solution,
+                options=RunOptions(args.page_size, args.statement_timeout, args.wait_timeout),
+            )
+        except ScenarioBroken as exc:
+            print(f"dbsandbox: {exc}", file=sys.stderr)
+            return 1
+    if args.format == "json":
+        print(scenario_report.to_json(result))
+    else:
+        print(scenario_report.to_text(result))
+    return EXIT_OK if result.passed else 1
+
+
+def _cmd_scenarios(args: argparse.Namespace) -> int:
+    import json
+
+    from sandbox.scenario.catalog import catalog
+
+    found = catalog()
+    if args.format == "json":
+        print(json.dumps([s.listing() for s in found], indent=2))
+        return EXIT_OK
+    for s in found:
+        engines = "+".join(s.engines)
+        print(f"{s.id:<22} {s.difficulty:<12} {engines:<16} {s.title}")
+        if s.tags:
+            print(f"{'':<22} tags: {', '.join(s.tags)}")
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from sandbox.scenario.loader import validate
+
+    files: list[Path] = []
+    for name in args.paths:
+        path = Path(name)
+        files.extend(sorted(path.glob("*.toml")) if path.is_dir() else [path])
+    problems = [problem for path in files for problem in validate(path)]
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    print(f"{len(files)} scenario file{'s' if len(files) != 1 else ''} valid")
+    return EXIT_OK
+
+
+def _run_script(args: argparse.Namespace) -> int:
     from sandbox import report
     from sandbox.guard.policy import Guard
     from sandbox.runner import RunOptions, read_script, run_steps

@@ -1,0 +1,99 @@
+"""Render a scenario run: steps expected vs actual, checks, and the usual statements/timeline."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sandbox.masking import redact
+from sandbox.report import execution_json
+from sandbox.scenario.player import ScenarioRun
+
+
+def to_json(run: ScenarioRun) -> str:
+    document: dict[str, Any] = {
+        "scenario": run.scenario.id,
+        "title": run.scenario.title,
+        "engine": run.engine,
+        "target": run.target,
+        "solution": run.solution,
+        "passed": run.passed,
+        "recovered": run.recovered,
+        "steps": [
+            {
+                "phase": s.phase,
+                "session": s.step.session,
+                "sql": s.execution.statement.text,
+                "expected": s.expected,
+                "actual": s.actual,
+                "passed": s.passed,
+                "mismatches": s.mismatches,
+            }
+            for s in run.steps
+        ],
+        "checks": [
+            {
+                "name": c.check.name,
+                "passed": c.passed,
+                "expected": c.expected,
+                "actual": c.actual,
+            }
+            for c in run.checks
+        ],
+        "statements": [execution_json(e) for e in run.executions],
+        "timeline": [event.to_json() for event in run.timeline],
+    }
+    return redact(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def to_text(run: ScenarioRun) -> str:
+    scenario = run.scenario
+    lines = [
+        f"scenario {scenario.id} · {run.engine} · {scenario.title}",
+        f"  {scenario.summary}",
+        "",
+    ]
+    phase = None
+    for result in run.steps:
+        if result.phase != phase:
+            phase = result.phase
+            lines.append(phase)
+        mark = "ok " if result.passed else "XX "
+        sql = " ".join(result.execution.statement.text.split())
+        lines.append(f"  {mark}[{result.step.session}] {sql}")
+        actual = result.actual
+        said = [f"{actual.get('status')}"]
+        if actual.get("error"):
+            said.append(str(actual["error"]))
+        if actual.get("waits"):
+            said.append("waited on a lock")
+        if actual.get("rowcount") is not None:
+            said.append(f"{actual['rowcount']} rows")
+        if actual.get("findings"):
+            said.append("guard: " + ", ".join(actual["findings"]))
+        lines.append("       " + ", ".join(said))
+        lines += [f"       expected {m}" for m in result.mismatches]
+    lines += ["", f"checks (recovered: {'yes' if run.recovered else 'no'})"]
+    for check in run.checks:
+        mark = "ok " if check.passed else "XX "
+        lines.append(f"  {mark}{check.check.name}")
+        if not check.passed:
+            lines.append(
+                f"       expected {json.dumps(check.expected)}, got {json.dumps(check.actual)}"
+            )
+    lines.append("")
+    if not run.steps_ok:
+        lines.append("result: a step did not behave as the scenario declares (see XX above)")
+    elif run.solution:
+        verdict = "every check passes" if run.recovered else "a check fails"
+        lines.append(f"result: the breakage reproduced; with the reference solution {verdict}")
+    else:
+        lines.append(
+            "result: the breakage reproduced"
+            + (
+                ""
+                if run.recovered
+                else "; not recovered yet (add --solution to play the reference recovery)"
+            )
+        )
+    return redact("\n".join(lines))

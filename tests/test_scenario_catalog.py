@@ -1,0 +1,123 @@
+"""Every scenario in the catalog, on every engine it declares, for real.
+
+The breakage must behave exactly as the file declares; with the reference solution every
+check passes, and without it at least one check fails (a check that cannot fail is a defect).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sandbox.cli import main
+from sandbox.scenario.catalog import catalog_files
+from sandbox.scenario.loader import load
+from sandbox.scenario.player import ScenarioRun, play
+from sandbox.targets import open_target
+from tests.conftest import options_for
+
+CASES = [
+    pytest.param(path, engine, id=f"{path.stem}-{engine}")
+    for path in catalog_files()
+    for engine in load(path).engines
+]
+
+
+def played(path: Path, engine: str, solution: bool, request: pytest.FixtureRequest) -> ScenarioRun:
+    if engine == "postgres":
+        request.getfixturevalue("postgres_url")
+    with open_target(options_for(engine)) as target:
+        return play(load(path), target, solution=solution)
+
+
+def mismatches(run: ScenarioRun) -> list[str]:
+    return [
+        f"{s.phase} {s.step.sql.on(run.engine)!r}: {m}" for s in run.steps for m in s.mismatches
+    ]
+
+
+def test_the_catalog_has_the_fourteen_scenarios() -> None:
+    ids = {p.stem for p in catalog_files()}
+    assert ids >= {
+        "missing-where", "skipped-commit", "failed-transfer", "lost-update", "duplicate-charge",
+        "same-email-signups", "schema-drift", "null-comparison", "missing-index", "deadlock",
+        "cascade-surprise", "savepoint-recovery", "dropped-column", "aborted-transaction",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "engine"), CASES)
+def test_breakage_reproduces_and_is_not_yet_recovered(
+    path: Path, engine: str, request: pytest.FixtureRequest
+) -> None:
+    run = played(path, engine, False, request)
+    assert mismatches(run) == []
+    failing = [c.check.name for c in run.checks if not c.passed]
+    assert failing, "every check passes without the solution: a check that cannot fail"
+
+
+@pytest.mark.parametrize(("path", "engine"), CASES)
+def test_the_reference_solution_recovers(
+    path: Path, engine: str, request: pytest.FixtureRequest
+) -> None:
+    run = played(path, engine, True, request)
+    assert mismatches(run) == []
+    assert [(c.check.name, c.actual) for c in run.checks if not c.passed] == []
+    assert run.passed
+
+
+def test_run_scenario_json_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "missing-where", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["scenario"] == "missing-where"
+    assert report["solution"] is False
+    assert {"statements", "timeline", "steps", "checks"} <= set(report)
+    step = report["steps"][1]
+    assert step["expected"] == {"rowcount": 4, "findings": ["delete-without-where"]}
+    assert step["actual"]["rowcount"] == 4 and step["passed"] is True
+    check = report["checks"][0]
+    assert set(check) == {"name", "passed", "expected", "actual"}
+    assert check["passed"] is False
+
+    assert main(["run", "missing-where", "--solution", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert all(c["passed"] for c in report["checks"])
+
+
+def test_a_step_that_does_not_behave_as_declared_fails_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = next(p for p in catalog_files() if p.stem == "missing-where")
+    wrong = tmp_path / "missing-where.toml"
+    wrong.write_text(source.read_text().replace("rowcount = 4", "rowcount = 5"), encoding="utf-8")
+    assert main(["run", str(wrong), "--solution"]) == 1
+    out = capsys.readouterr().out
+    assert "expected rowcount: expected 5, got 4" in out
+
+
+def test_scenarios_listing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scenarios", "--format", "json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert {entry["id"] for entry in listing} == {p.stem for p in catalog_files()}
+    for entry in listing:
+        assert set(entry) >= {"id", "title", "difficulty", "engines", "tags"}
+    assert main(["scenarios"]) == 0
+    assert "missing-where" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "no-such-scenario.toml"], "no scenario 'no-such-scenario.toml'"),
+        (["run", "missing-where", "--engine", "oracle"], "invalid choice"),
+    ],
+)
+def test_bad_scenario_input_exits_two(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        raise SystemExit(main(args))
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
