@@ -121,3 +121,56 @@ def test_bad_scenario_input_exits_two(
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+NULLS = """id = "nulls"
+title = "NULL in expectations"
+summary = "s"
+difficulty = "beginner"
+engines = ["sqlite", "postgres"]
+story = "s"
+task = "t"
+hints = ["h"]
+
+[setup]
+sql = """
+CREATE TABLE t (id INTEGER PRIMARY KEY, note TEXT);
+INSERT INTO t VALUES (1, NULL), (2, 'x');
+"""
+
+[[breakage]]
+engines = ["sqlite"]
+sql = "PRAGMA foreign_keys = ON"
+
+[[breakage]]
+sql = "SELECT id, note FROM t ORDER BY id"
+rows = [[1, { null = true }], [2, "x"]]
+tx_after = "idle"
+
+[[solution]]
+sql = "UPDATE t SET note = 'y' WHERE note IS NULL"
+rowcount = 1
+
+[[checks]]
+name = "no NULL notes left"
+sql = "SELECT id, note FROM t WHERE id = 1"
+expect = [[1, "y"]]
+"""
+
+
+def test_null_expectations_and_one_engine_steps(engine: str, tmp_path: Path) -> None:
+    path = tmp_path / "nulls.toml"
+    path.write_text(NULLS, encoding="utf-8")
+    scenario = load(path)
+    with open_target(options_for(engine)) as target:
+        broken = play(scenario, target)
+    ran = [s.execution.statement.text for s in broken.steps]
+    assert ran[0].startswith("PRAGMA") == (engine == "sqlite")
+    assert mismatches(broken) == []
+    assert not broken.recovered
+    wrong = tmp_path / "wrong" / "nulls.toml"
+    wrong.parent.mkdir()
+    wrong.write_text(NULLS.replace("[[1, { null = true }], [2", '[[1, ""], [2'), encoding="utf-8")
+    with open_target(options_for(engine)) as target:
+        mismatched = play(load(wrong), target)
+    assert mismatches(mismatched), "an empty string must not match NULL"

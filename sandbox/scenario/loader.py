@@ -21,6 +21,7 @@ from sandbox.scenario.model import (
     ENGINES,
     POSTGRES_LEVELS,
     STATUSES,
+    TX_STATES,
     Check,
     Expectation,
     PerEngine,
@@ -36,7 +37,10 @@ TOP_KEYS = {
     "id", "title", "summary", "difficulty", "tags", "engines", "engine_note", "story", "task",
     "setup", "sessions", "breakage", "checks", "hints", "solution",
 }  # fmt: skip
-STEP_KEYS = {"session", "sql", "expect", "error", "rows", "rowcount", "waits", "findings"}
+STEP_KEYS = {
+    "session", "sql", "expect", "error", "rows", "rowcount", "waits", "findings", "tag",
+    "tx_after", "engines",
+}  # fmt: skip
 CHECK_KEYS = {"name", "sql", "expect", "session"}
 # Statements sqlglot cannot parse but that are plain SQL of the engines (transaction control,
 # settings): a parse failure on these is sqlglot's gap, not the author's mistake.
@@ -371,25 +375,42 @@ def _steps(
                 if not isinstance(table[engine], dict):
                     r.problem(f"{where}.{engine}", "must be a table of per-engine overrides")
                     continue
-                r.unknown_keys(table[engine], STEP_KEYS - {"session"}, f"{where}.{engine}")
+                r.unknown_keys(
+                    table[engine], STEP_KEYS - {"session", "engines"}, f"{where}.{engine}"
+                )
         session = table.get("session", "A")
         if not isinstance(session, str) or session not in sessions:
             declared = ", ".join(sorted(sessions))
             r.problem(f"{where}.session", f"unknown session {session!r} (declared: {declared})")
+        only = table.get("engines")
+        if only is not None and (
+            not isinstance(only, list) or not only or any(e not in engines for e in only)
+        ):
+            r.problem(
+                f"{where}.engines",
+                f"must list some of the scenario's engines ({', '.join(engines)})",
+            )
+            only = None
+        runs_on = [e for e in engines if only is None or e in only]
         sql = _per_engine(r, table, "sql", where, engines)
-        for engine in engines:
+        for engine in runs_on:
             text = sql.on(engine)
             if not isinstance(text, str) or not text.strip():
                 r.problem(f"{where}.sql", f"missing for {engine} (a string is required)")
                 continue
             _check_sql(r, text, engine, f"{where}.sql")
-        expect = _expectation(r, table, where, engines)
-        steps.append(Step(str(session), sql, expect, r.locate.line(where)))
+        expect = _expectation(r, table, where, runs_on)
+        steps.append(
+            Step(str(session), sql, expect, r.locate.line(where), tuple(only) if only else None)
+        )
     return steps
 
 
 def _expectation(r: _Reader, table: dict[str, Any], where: str, engines: list[str]) -> Expectation:
-    fields = {k: _per_engine(r, table, k, where, engines) for k in STEP_KEYS - {"session", "sql"}}
+    fields = {
+        k: _per_engine(r, table, k, where, engines)
+        for k in STEP_KEYS - {"session", "sql", "engines"}
+    }
     for engine in engines:
         status = fields["expect"].on(engine)
         if status is not None and status not in STATUSES:
@@ -409,6 +430,12 @@ def _expectation(r: _Reader, table: dict[str, Any], where: str, engines: list[st
         count = fields["rowcount"].on(engine)
         if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
             r.problem(f"{where}.rowcount", "must be a whole number")
+        tx_after = fields["tx_after"].on(engine)
+        if tx_after is not None and tx_after not in TX_STATES:
+            r.problem(f"{where}.tx_after", f"must be one of {', '.join(TX_STATES)}")
+        tag = fields["tag"].on(engine)
+        if tag is not None and not isinstance(tag, str):
+            r.problem(f"{where}.tag", 'must be a command tag string, e.g. "ROLLBACK"')
         waits = fields["waits"].on(engine)
         if waits is not None and not isinstance(waits, bool):
             r.problem(f"{where}.waits", "must be true or false")
@@ -432,6 +459,8 @@ def _expectation(r: _Reader, table: dict[str, Any], where: str, engines: list[st
         rowcount=fields["rowcount"],
         waits=fields["waits"],
         findings=fields["findings"],
+        tag=fields["tag"],
+        tx_after=fields["tx_after"],
     )
 
 

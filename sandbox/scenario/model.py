@@ -9,6 +9,18 @@ from typing import Any
 ENGINES = ("sqlite", "postgres")
 DIFFICULTIES = ("beginner", "intermediate", "advanced")
 STATUSES = ("ok", "error")
+TX_STATES = ("idle", "in_transaction", "failed")
+
+
+def null_to_none(value: object) -> object:
+    """TOML has no NULL: `{ null = true }` in expected rows stands for SQL NULL."""
+    if isinstance(value, dict) and value == {"null": True}:
+        return None
+    if isinstance(value, list):
+        return [null_to_none(v) for v in value]
+    return value
+
+
 POSTGRES_LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
 
 
@@ -39,6 +51,8 @@ class Expectation:
     rowcount: PerEngine
     waits: PerEngine  # True: must wait on a lock first; False: must not
     findings: PerEngine  # guard rule ids it must raise (errors and warnings)
+    tag: PerEngine  # the server's command tag (PostgreSQL), e.g. "ROLLBACK" for a failed COMMIT
+    tx_after: PerEngine  # "idle", "in_transaction" or "failed"
 
     def on(self, engine: str) -> dict[str, Any]:
         """The expectations in force on one engine, unset ones left out."""
@@ -49,6 +63,8 @@ class Expectation:
             "rowcount": self.rowcount,
             "waits": self.waits,
             "findings": self.findings,
+            "tag": self.tag,
+            "tx_after": self.tx_after,
         }
         return {k: v.on(engine) for k, v in fields.items() if v.on(engine) is not None}
 
@@ -59,6 +75,10 @@ class Step:
     sql: PerEngine
     expect: Expectation
     line: int | None = None  # where the step is in the scenario file
+    engines: tuple[str, ...] | None = None  # None: every engine of the scenario
+
+    def runs_on(self, engine: str) -> bool:
+        return self.engines is None or engine in self.engines
 
 
 @dataclass(frozen=True)

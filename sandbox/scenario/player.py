@@ -16,7 +16,7 @@ from sandbox.conductor import Conductor, Execution
 from sandbox.guard.policy import Guard
 from sandbox.outcome import Outcome, Status, json_value
 from sandbox.runner import RunOptions
-from sandbox.scenario.model import Check, Scenario, Step
+from sandbox.scenario.model import Check, Scenario, Step, null_to_none
 from sandbox.statements import Dialect, split_statements
 from sandbox.targets import Target
 from sandbox.timeline import Event, Timeline
@@ -110,6 +110,8 @@ def play(
             phases.append(("solution", scenario.solution))
         for phase, steps in phases:
             for step in steps:
+                if not step.runs_on(engine):
+                    continue
                 statement = split_statements(step.sql.on(engine), _dialect(engine))[0]
                 played.append((phase, step, conductor.execute(step.session, statement, guard)))
         conductor.settle_all()
@@ -160,7 +162,7 @@ def _rows(outcome: Outcome) -> list[list[Any]]:
 
 def _run_check(check: Check, conductor: Conductor, target: Target) -> CheckResult:
     engine = target.engine
-    expected = check.expect.on(engine)
+    expected = null_to_none(check.expect.on(engine))
     sql = check.sql.on(engine)
     if check.session is not None:
         outcome = conductor.quietly(check.session, sql)
@@ -187,7 +189,7 @@ def _fresh_query(target: Target, sql: str) -> Outcome:
 
 
 def _judge(phase: str, step: Step, execution: Execution, engine: str) -> StepResult:
-    expected = step.expect.on(engine)
+    expected = {k: null_to_none(v) for k, v in step.expect.on(engine).items()}
     outcome = execution.outcome
     review = execution.review
     findings = sorted(
@@ -203,12 +205,14 @@ def _judge(phase: str, step: Step, execution: Execution, engine: str) -> StepRes
             "rowcount": outcome.rowcount,
             "waits": execution.waited,
             "findings": findings,
+            "tag": outcome.tag,
+            "tx_after": str(outcome.tx_after),
         }
     mismatches = []
     for key, want in expected.items():
         got = actual.get(key)
-        if key == "findings":
-            want = sorted(want)
+        if key == "findings" and isinstance(want, list):
+            want = sorted(str(rule) for rule in want)
         if got != want:
             mismatches.append(f"{key}: expected {want!r}, got {got!r}")
     if "status" not in expected and outcome is not None and outcome.status is not Status.OK:

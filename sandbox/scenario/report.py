@@ -65,6 +65,8 @@ def to_text(run: ScenarioRun) -> str:
         said = [f"{actual.get('status')}"]
         if actual.get("error"):
             said.append(str(actual["error"]))
+        if actual.get("tag") and actual["tag"].split(" ")[0] != result.execution.kind.keyword:
+            said.append(f"the server answered {actual['tag']}")
         if actual.get("waits"):
             said.append("waited on a lock")
         if actual.get("rowcount") is not None:
@@ -78,9 +80,9 @@ def to_text(run: ScenarioRun) -> str:
         mark = "ok " if check.passed else "XX "
         lines.append(f"  {mark}{check.check.name}")
         if not check.passed:
-            lines.append(
-                f"       expected {json.dumps(check.expected)}, got {json.dumps(check.actual)}"
-            )
+            wanted = json.dumps(check.expected, ensure_ascii=False)
+            got = json.dumps(check.actual, ensure_ascii=False)
+            lines.append(f"       expected {wanted}, got {got}")
     lines.append("")
     if not run.steps_ok:
         lines.append("result: a step did not behave as the scenario declares (see XX above)")
