@@ -133,10 +133,10 @@ task = "t"
 hints = ["h"]
 
 [setup]
-sql = """
+sql = '''
 CREATE TABLE t (id INTEGER PRIMARY KEY, note TEXT);
 INSERT INTO t VALUES (1, NULL), (2, 'x');
-"""
+'''
 
 [[breakage]]
 engines = ["sqlite"]
