@@ -241,3 +241,16 @@ def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out.strip().splitlines()
     assert out == [f"{bad}:2: title: must be a non-empty string, not a number"]
     assert main(["validate", "scenarios"]) == 0
+
+
+def test_a_per_engine_error_code_implies_an_error_on_that_engine(tmp_path: Path) -> None:
+    from sandbox.scenario.loader import load
+
+    text = VALID.replace(
+        'findings = ["delete-without-where"]',
+        'findings = ["delete-without-where"]\n\n[breakage.sqlite]\nerror = "SQLITE_BUSY"',
+    )
+    scenario = load(write(tmp_path, text))
+    expect = scenario.breakage[1].expect
+    assert expect.on("sqlite")["status"] == "error"
+    assert "status" not in expect.on("postgres")

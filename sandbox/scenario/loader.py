@@ -449,9 +449,13 @@ def _expectation(r: _Reader, table: dict[str, Any], where: str, engines: list[st
                 for rule in rules:
                     if rule not in RULES:
                         r.problem(f"{where}.findings", f"unknown guard rule {rule!r}")
+    # An error code implies expect = "error" on each engine it is given for.
     status = fields["expect"]
-    if fields["error"].default is not None and status.default is None and not status.overrides:
-        status = PerEngine("error", {})
+    implied = {
+        e: "error" for e in engines if fields["error"].on(e) is not None and status.on(e) is None
+    }
+    if implied:
+        status = PerEngine(status.default, {**implied, **status.overrides})
     return Expectation(
         status=status,
         error=fields["error"],
