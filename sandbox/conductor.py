@@ -122,10 +122,11 @@ class Conductor:
             self.timeline.add(name, EventKind.SESSION_OPENED, f"session {name} opened{detail}")
         return seat.session
 
-    def quietly(self, session_name: str, sql: str) -> Outcome:
+    def quietly(self, session_name: str, sql: str, timeout_s: float | None = None) -> Outcome:
         """Run SQL on a session off the record (session settings, a scenario's checks).
 
-        Waits for the session's last statement first; nothing goes on the timeline.
+        Waits for the session's last statement first; nothing goes on the timeline. With a
+        timeout, a statement still running after it is cancelled (its outcome says so).
         """
         seat = self._seats.get(session_name)
         if seat is None:
@@ -134,7 +135,12 @@ class Conductor:
         if seat.last is not None and not seat.last.finished():
             self._wait_for(seat.last, self.wait_timeout_s)
         kind = classify(sql, self.target.adapter.dialect)
-        return seat.executor.submit(seat.session.execute, sql, kind).result()
+        future = seat.executor.submit(seat.session.execute, sql, kind)
+        try:
+            return future.result(timeout=timeout_s)
+        except cf.TimeoutError:
+            seat.session.cancel()
+            return future.result(timeout=self.target.cancel_grace_s)
 
     def settle_all(self) -> None:
         """Let every waiting statement resolve (or cancel it after the wait timeout)."""

@@ -136,8 +136,8 @@ def describe_close(name: str, state: TxState, statements: int) -> str:
     """What closing a session did to its transaction."""
     if state is TxState.IDLE:
         return f"session {name} closed"
-    what = "failed transaction" if state is TxState.FAILED else "open transaction"
+    what = "a failed transaction" if state is TxState.FAILED else "an open transaction"
     return (
-        f"session {name} closed with an {what}: rolled back, "
+        f"session {name} closed with {what}: rolled back, "
         f"{plural(statements, 'uncommitted statement')} discarded"
     )

@@ -174,3 +174,61 @@ def test_null_expectations_and_one_engine_steps(engine: str, tmp_path: Path) -> 
     with open_target(options_for(engine)) as target:
         mismatched = play(load(wrong), target)
     assert mismatches(mismatched), "an empty string must not match NULL"
+
+
+LOCKED = """id = "locked"
+title = "A check behind a lock"
+summary = "s"
+difficulty = "beginner"
+engines = ["postgres"]
+engine_note = "SQLite readers never wait in WAL mode."
+story = "s"
+task = "t"
+hints = ["h"]
+
+[[sessions]]
+name = "A"
+[[sessions]]
+name = "B"
+
+[setup]
+sql = "CREATE TABLE t (id INTEGER PRIMARY KEY)"
+
+[[breakage]]
+sql = "BEGIN"
+
+[[breakage]]
+sql = "ALTER TABLE t ADD COLUMN note TEXT"
+
+[[solution]]
+sql = "COMMIT"
+
+[[checks]]
+name = "a fresh connection can read t"
+sql = "SELECT count(*) FROM t"
+expect = [[0]]
+
+[[checks]]
+name = "session B can read t"
+session = "B"
+sql = "SELECT count(*) FROM t"
+expect = [[0]]
+"""
+
+
+def test_a_check_behind_a_learners_lock_fails_instead_of_hanging(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sandbox.scenario import player
+
+    monkeypatch.setattr(player, "CHECK_TIMEOUT_S", 0.5)
+    path = tmp_path / "locked.toml"
+    path.write_text(LOCKED, encoding="utf-8")
+    with open_target(options_for("postgres")) as target:
+        run = play(load(path), target)
+    assert mismatches(run) == []
+    fresh, in_b = run.checks
+    assert not fresh.passed and fresh.actual["error"]["code"] == "57014"
+    assert not in_b.passed and in_b.actual["error"]["code"] == "57014"
+    with open_target(options_for("postgres")) as target:
+        assert play(load(path), target, solution=True).recovered

@@ -160,12 +160,15 @@ def _rows(outcome: Outcome) -> list[list[Any]]:
     return [[json_value(v) for v in row] for row in outcome.rows]
 
 
+CHECK_TIMEOUT_S = 5.0
+
+
 def _run_check(check: Check, conductor: Conductor, target: Target) -> CheckResult:
     engine = target.engine
     expected = null_to_none(check.expect.on(engine))
     sql = check.sql.on(engine)
     if check.session is not None:
-        outcome = conductor.quietly(check.session, sql)
+        outcome = conductor.quietly(check.session, sql, timeout_s=CHECK_TIMEOUT_S)
     else:
         outcome = _fresh_query(target, sql)
     if outcome.error is not None:
@@ -176,13 +179,20 @@ def _run_check(check: Check, conductor: Conductor, target: Target) -> CheckResul
 
 
 def _fresh_query(target: Target, sql: str) -> Outcome:
-    """A query on a new connection: it sees only committed data, as the next visitor would."""
+    """A query on a new connection: it sees only committed data, as the next visitor would.
+
+    A learner's session may still hold a lock the query needs (an uncommitted ALTER TABLE):
+    the check then fails on its statement timeout instead of waiting for ever.
+    """
     from sandbox.session import Session
     from sandbox.sqlkind import classify
 
     session = Session("check", target)
     session.open()
     try:
+        if target.engine == "postgres":
+            limit = f"SET statement_timeout = '{int(CHECK_TIMEOUT_S * 1000)}ms'"
+            session.execute(limit, classify(limit, "postgres"))
         return session.execute(sql, classify(sql, target.adapter.dialect))
     finally:
         session.close()
