@@ -89,7 +89,7 @@ def play(
     """Run the scenario on a fresh target; with `solution`, also play the reference solution."""
     engine = target.engine
     options = options or RunOptions()
-    _set_stage(scenario, target)
+    set_stage(scenario, target)
     timeline = Timeline()
     conductor = Conductor(
         target,
@@ -98,24 +98,14 @@ def play(
         statement_timeout_s=options.statement_timeout_s,
         wait_timeout_s=options.wait_timeout_s,
     )
-    guard = Guard(enforce=False)
     played: list[tuple[str, Step, Execution]] = []
     try:
-        for spec in scenario.sessions:
-            conductor.session(spec.name)
-            if spec.isolation and engine == "postgres":
-                conductor.quietly(spec.name, _ISOLATION_SQL.format(spec.isolation.upper()))
-        phases = [("breakage", scenario.breakage)]
+        open_sessions(scenario, conductor)
+        played += play_steps("breakage", scenario.breakage, conductor)
         if solution:
-            phases.append(("solution", scenario.solution))
-        for phase, steps in phases:
-            for step in steps:
-                if not step.runs_on(engine):
-                    continue
-                statement = split_statements(step.sql.on(engine), _dialect(engine))[0]
-                played.append((phase, step, conductor.execute(step.session, statement, guard)))
+            played += play_steps("solution", scenario.solution, conductor)
         conductor.settle_all()
-        checks = [_run_check(check, conductor, target) for check in scenario.checks]
+        checks = run_checks(scenario, conductor)
         conductor.finish()
     finally:
         conductor.close()
@@ -132,7 +122,35 @@ def play(
     )
 
 
-def _set_stage(scenario: Scenario, target: Target) -> None:
+def open_sessions(scenario: Scenario, conductor: Conductor) -> None:
+    """Open the scenario's sessions, each with its isolation level (PostgreSQL)."""
+    for spec in scenario.sessions:
+        conductor.session(spec.name)
+        if spec.isolation and conductor.target.engine == "postgres":
+            conductor.quietly(spec.name, _ISOLATION_SQL.format(spec.isolation.upper()))
+
+
+def play_steps(
+    phase: str, steps: tuple[Step, ...], conductor: Conductor
+) -> list[tuple[str, Step, Execution]]:
+    """Run scripted steps; the guard reports them but lets them happen (they are the mistake)."""
+    engine = conductor.target.engine
+    guard = Guard(enforce=False)
+    played: list[tuple[str, Step, Execution]] = []
+    for step in steps:
+        if not step.runs_on(engine):
+            continue
+        statement = split_statements(step.sql.on(engine), _dialect(engine))[0]
+        played.append((phase, step, conductor.execute(step.session, statement, guard)))
+    return played
+
+
+def run_checks(scenario: Scenario, conductor: Conductor) -> list[CheckResult]:
+    """Judge recovery: every check of the scenario, against the live sandbox."""
+    return [_run_check(check, conductor, conductor.target) for check in scenario.checks]
+
+
+def set_stage(scenario: Scenario, target: Target) -> None:
     """Run the setup on its own connection, each statement committed at once."""
     connection = target.connect("setup")
     adapter = target.adapter
