@@ -148,6 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_cmd_run)
 
+    play = commands.add_parser(
+        "play",
+        help="open the app with a scenario loaded (without one: the scenario picker)",
+        description="Open the terminal app on a fresh sandbox, with SCENARIO loaded: its "
+        "breakage already happened, and the scenario panel tells the story and checks your "
+        "recovery. Plain `dbsandbox` opens the app with the scenario picker in front.",
+    )
+    play.add_argument("scenario", nargs="?", metavar="SCENARIO", help="catalog id or .toml path")
+    _add_target_options(play)
+    play.set_defaults(handler=_cmd_play)
+
     scenarios = commands.add_parser(
         "scenarios",
         help="list the breakage scenarios in the catalog",
@@ -271,6 +282,33 @@ def _run_scenario(args: argparse.Namespace) -> int:
     else:
         print(scenario_report.to_text(result))
     return EXIT_OK if result.passed else 1
+
+
+def _open_app(options: object, scenario: object, pick: bool) -> int:
+    # Only this command imports the UI: the headless commands never load textual.
+    from sandbox.ui.app import create_app
+
+    app = create_app(options, scenario, pick)  # type: ignore[arg-type]
+    app.run()
+    return EXIT_OK
+
+
+def _cmd_play(args: argparse.Namespace) -> int:
+    from sandbox.scenario.catalog import find
+    from sandbox.targets import TargetOptions, resolve_postgres_url
+
+    scenario = find(args.scenario) if args.scenario else None
+    url = args.url
+    if args.engine == "postgres":
+        url = resolve_postgres_url(args.url, Path.cwd())
+    elif args.url:
+        raise UserError("--url is for --engine postgres; SQLite sandboxes need no server")
+    if scenario is not None and not scenario.supports(args.engine):
+        raise UserError(f"scenario {scenario.id} runs on {', '.join(scenario.engines)} only")
+    options = TargetOptions(
+        engine=args.engine, url=url, from_file=args.from_file, busy_timeout_ms=args.busy_timeout
+    )
+    return _open_app(options, scenario, pick=scenario is None)
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:
@@ -412,8 +450,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return EXIT_OK
+        from sandbox.targets import TargetOptions
+
+        return _open_app(TargetOptions(), None, pick=True)
     # A terminal closing or `kill` must clean up like Ctrl+C: scratch databases are dropped
     # in the `finally` blocks that KeyboardInterrupt unwinds through. The previous handlers
     # come back afterwards, so calling main() in-process (tests, embedding) leaves no trace.

@@ -142,6 +142,10 @@ class Conductor:
             seat.session.cancel()
             return future.result(timeout=self.target.cancel_grace_s)
 
+    def settle_all_quickly(self) -> None:
+        """Record whatever finished since; never waits for a statement still waiting."""
+        self._settle()
+
     def settle_all(self) -> None:
         """Let every waiting statement resolve (or cancel it after the wait timeout)."""
         deadline = time.perf_counter() + self.wait_timeout_s

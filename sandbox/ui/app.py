@@ -1,0 +1,402 @@
+"""The dbsandbox app: editor, schema and results, transaction timeline, scenario panel.
+
+All database work goes through the Bridge (thread workers); this module only arranges what the
+learner sees and turns keys into requests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Tab, Tabs, TextArea
+
+from sandbox.errors import UserError
+from sandbox.scenario.catalog import catalog, find
+from sandbox.scenario.model import Scenario
+from sandbox.statements import split_statements
+from sandbox.targets import TargetOptions
+from sandbox.ui.bridge import Bridge
+from sandbox.ui.messages import (
+    ChecksDone,
+    ConfirmationNeeded,
+    SandboxFailed,
+    SandboxReady,
+    SchemaChanged,
+    StatementDone,
+    TimelineEvent,
+)
+from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen, ScenarioPicker
+from sandbox.ui.widgets.results import ResultsView
+from sandbox.ui.widgets.scenario_panel import ScenarioPanel
+from sandbox.ui.widgets.schema import SchemaView
+from sandbox.ui.widgets.timeline import TimelineView
+
+HELP = """
+# dbsandbox keys
+
+| key | what it does |
+| --- | --- |
+| **F5** or **ctrl+j** | run the statement under the cursor, or the selected statements |
+| **F7** | select everything in the editor (typing replaces it) |
+| **F6** | switch to the next session (tabs above the editor) |
+| **F8** | cancel the statement running or waiting in this session |
+| **ctrl+up / ctrl+down** | previous / next statement from history |
+| **ctrl+p** | commands: load scenario, reset, switch session or engine, export timeline |
+| **ctrl+r** | reset the scenario: a fresh sandbox with the mistake made again |
+| **F1** | this help |
+| **Esc** | close a dialog, back to the editor |
+| **ctrl+q** | quit (asks first if a transaction is open) |
+
+A statement the guard flags opens a confirmation showing what it would do; the answer
+defaults to **No**, and nothing runs without a yes.
+"""
+
+
+class DbSandboxApp(App[None]):
+    """The terminal sandbox. Build it with `create_app` (the CLI and the tests share it)."""
+
+    TITLE = "dbsandbox"
+    CSS_PATH = "app.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f5", "run", "Run", priority=True),
+        Binding("ctrl+j", "run", "Run", show=False, priority=True),
+        Binding("f6", "next_session", "Session", priority=True),
+        Binding("f8", "cancel", "Cancel", priority=True),
+        Binding("ctrl+up", "history(-1)", "History back", show=False),
+        Binding("ctrl+down", "history(1)", "History forward", show=False),
+        Binding("ctrl+r", "reset", "Reset"),
+        Binding("f1", "help", "Help"),
+        Binding("escape", "focus_editor", "Editor", show=False),
+        Binding("ctrl+q", "quit_safely", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self, options: TargetOptions, scenario: Scenario | None = None, pick: bool = True
+    ) -> None:
+        super().__init__()
+        self.options = options
+        self.bridge = Bridge(self, options)
+        self.initial_scenario = scenario
+        self.pick = pick and scenario is None
+        self.session = "A"
+        self.sessions: list[str] = ["A"]
+        self.history: list[str] = []
+        self.history_at = 0
+        self.engine = options.engine
+        self.sandbox_description: str | None = None  # set once a sandbox is ready
+        self._left = False  # quitting: late worker messages find no widgets any more
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield SchemaView(id="schema")
+                yield ScenarioPanel(id="scenario")
+            with Vertical(id="center"):
+                yield Tabs(Tab("session A", id="session-A"), id="sessions")
+                yield TextArea.code_editor("SELECT 1;", language="sql", id="editor", soft_wrap=True)
+                yield ResultsView(id="results")
+            yield TimelineView(id="timeline")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._set_subtitle("starting…")
+        self.query_one("#editor", TextArea).focus()
+        self.open_sandbox(self.initial_scenario)
+        self.set_interval(0.25, self.poll_waits)
+        if self.pick:
+            self.push_screen(ScenarioPicker(self._catalog(), self.engine), self._picked)
+
+    def _catalog(self) -> list[Scenario]:
+        try:
+            return catalog()
+        except UserError as exc:
+            self.notify(str(exc), severity="error")
+            return []
+
+    def _set_subtitle(self, state: str) -> None:
+        self.sub_title = f"{self.engine} · session {self.session} · {state}"
+
+    # ------------------------------------------------------------------ workers
+
+    @work(thread=True, exclusive=True, group="sandbox", exit_on_error=False)
+    def open_sandbox(self, scenario: Scenario | None) -> None:
+        self.bridge.open(scenario)
+
+    @work(thread=True, group="statements", exit_on_error=False)
+    def run_sql(self, session: str, text: str, confirmed: bool = False) -> None:
+        self.bridge.run(session, text, confirmed)
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def poll_waits(self) -> None:
+        self.bridge.poll()
+
+    @work(thread=True, group="checks", exit_on_error=False)
+    def run_checks(self) -> None:
+        self.bridge.check()
+
+    @work(thread=True, group="close", exit_on_error=False)
+    def close_sandbox(self) -> None:
+        self.bridge.close()
+
+    # ------------------------------------------------------------------ messages
+
+    @on(SandboxReady)
+    async def sandbox_ready(self, message: SandboxReady) -> None:
+        if self._leaving:
+            return
+        self.engine = message.engine
+        self.sessions = message.sessions or ["A"]
+        tabs = self.query_one("#sessions", Tabs)
+        # Reconcile rather than clear: Tabs cannot take back a tab id it is still removing.
+        wanted = [f"session-{name}" for name in self.sessions]
+        present = [tab.id for tab in tabs.query(Tab)]
+        for tab_id in present:
+            if tab_id not in wanted and tab_id is not None:
+                await tabs.remove_tab(tab_id)
+        for name, tab_id in zip(self.sessions, wanted, strict=True):
+            if tab_id not in present:
+                await tabs.add_tab(Tab(f"session {name}", id=tab_id))
+        tabs.active = wanted[0]
+        self.session = self.sessions[0]
+        self.query_one("#timeline", TimelineView).clear()
+        for event in self.bridge.timeline.events:
+            self.query_one("#timeline", TimelineView).add_event(event)
+        self.query_one("#scenario", ScenarioPanel).load(message.scenario)
+        self._set_subtitle(message.scenario.id if message.scenario else "free play")
+        self.sandbox_description = message.description
+        self.notify(f"sandbox ready: {message.description}", timeout=3)
+
+    @on(SandboxFailed)
+    def sandbox_failed(self, message: SandboxFailed) -> None:
+        if self._leaving:
+            return  # a worker\'s late message while the app shuts down
+        self._set_subtitle("no sandbox")
+        self.notify(message.reason, severity="error", timeout=10)
+
+    @on(TimelineEvent)
+    def timeline_event(self, message: TimelineEvent) -> None:
+        if self._leaving:
+            return  # a worker\'s late message while the app shuts down
+        self.query_one("#timeline", TimelineView).add_event(message.event)
+
+    @on(StatementDone)
+    def statement_done(self, message: StatementDone) -> None:
+        if self._leaving:
+            return  # a worker\'s late message while the app shuts down
+        self.query_one("#results", ResultsView).show(message.execution)
+
+    @on(SchemaChanged)
+    def schema_changed(self, message: SchemaChanged) -> None:
+        if self._leaving:
+            return  # a worker\'s late message while the app shuts down
+        self.query_one("#schema", SchemaView).show(message.tables)
+
+    @on(ChecksDone)
+    def checks_done(self, message: ChecksDone) -> None:
+        if self._leaving:
+            return  # a worker\'s late message while the app shuts down
+        self.query_one("#scenario", ScenarioPanel).show_checks(message.results)
+
+    @on(ConfirmationNeeded)
+    def confirmation_needed(self, message: ConfirmationNeeded) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_sql(message.session, message.statement.text, confirmed=True)
+            else:
+                self.bridge.decline(message.session, message.statement)
+            self.action_focus_editor()
+
+        self.push_screen(ConfirmStatement(message.statement.text, message.review), answered)
+
+    @on(ScenarioPanel.CheckPressed)
+    def check_pressed(self) -> None:
+        self.run_checks()
+
+    @on(ScenarioPanel.ResetPressed)
+    def reset_pressed(self) -> None:
+        self.action_reset()
+
+    @on(Tabs.TabActivated)
+    def tab_activated(self, event: Tabs.TabActivated) -> None:
+        if event.tab.id and event.tab.id.startswith("session-"):
+            self.session = event.tab.id.removeprefix("session-")
+            self._set_subtitle(self.bridge.scenario.id if self.bridge.scenario else "free play")
+
+    # ------------------------------------------------------------------ actions
+
+    def _statement_at_cursor(self) -> str:
+        editor = self.query_one("#editor", TextArea)
+        if editor.selected_text.strip():
+            return editor.selected_text
+        text = editor.text
+        row, column = editor.cursor_location
+        lines = text.split("\n")
+        offset = sum(len(line) + 1 for line in lines[:row]) + column
+        statements = split_statements(text, self.bridge.dialect)
+        for statement in statements:
+            if statement.start <= offset <= statement.end + 1:
+                return statement.text
+        before = [s for s in statements if s.end <= offset]
+        return before[-1].text if before else (statements[0].text if statements else "")
+
+    def action_run(self) -> None:
+        text = self._statement_at_cursor()
+        if not text.strip():
+            self.notify("nothing to run: type a statement first", severity="warning")
+            return
+        self.history.append(text)
+        self.history_at = len(self.history)
+        self.run_sql(self.session, text)
+
+    def action_history(self, step: int) -> None:
+        if not self.history:
+            return
+        self.history_at = max(0, min(len(self.history) - 1, self.history_at + step))
+        self.query_one("#editor", TextArea).text = self.history[self.history_at]
+
+    def action_next_session(self) -> None:
+        if len(self.sessions) < 2:
+            self.notify("this sandbox has one session; multi-session scenarios have more")
+            return
+        index = (self.sessions.index(self.session) + 1) % len(self.sessions)
+        self.query_one("#sessions", Tabs).active = f"session-{self.sessions[index]}"
+
+    def action_switch_session(self, name: str) -> None:
+        self.query_one("#sessions", Tabs).active = f"session-{name}"
+
+    def action_cancel(self) -> None:
+        self.bridge.cancel(self.session)
+        self.notify(f"cancel sent to session {self.session}")
+
+    def action_focus_editor(self) -> None:
+        self.query_one("#editor", TextArea).focus()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(HELP))
+
+    def _leave(self, what: str, then: object) -> None:
+        """Ask before leaving open transactions behind; `then` runs if the learner agrees."""
+        open_ones = self.bridge.open_transactions()
+        if not open_ones:
+            then()  # type: ignore[operator]
+            return
+        lines = [
+            f"session {name}: {'a failed' if state.value == 'failed' else 'an open'} transaction — "
+            f"{count} uncommitted statement{'s' if count != 1 else ''} will be rolled back"
+            for name, state, count in open_ones
+        ]
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                then()  # type: ignore[operator]
+
+        self.push_screen(ConfirmQuit(what, lines), answered)
+
+    def action_quit_safely(self) -> None:
+        self._leave("Quit", self._quit_now)
+
+    def _quit_now(self) -> None:
+        self._left = True
+        self.bridge.close()
+        self.exit()
+
+    def action_reset(self) -> None:
+        scenario = self.bridge.scenario
+        self._leave("Reset", lambda: self.open_sandbox(scenario))
+
+    def load_scenario(self, scenario_id: str) -> None:
+        try:
+            scenario = find(scenario_id)
+        except UserError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self._leave("Switch scenario", lambda: self.open_sandbox(scenario))
+
+    def _picked(self, scenario_id: str | None) -> None:
+        if scenario_id:
+            self.load_scenario(scenario_id)
+        self.action_focus_editor()
+
+    def action_pick_scenario(self) -> None:
+        self.push_screen(ScenarioPicker(self._catalog(), self.engine), self._picked)
+
+    def action_switch_engine(self, engine: str) -> None:
+        from dataclasses import replace
+
+        from sandbox.targets import resolve_postgres_url
+
+        if engine == "postgres" and not self.options.url:
+            try:
+                url = resolve_postgres_url(None, self.options.cwd)
+            except UserError as exc:
+                self.notify(str(exc), severity="error", timeout=8)
+                return
+            self.options = replace(self.options, engine=engine, url=url, from_file=None)
+        else:
+            self.options = replace(
+                self.options, engine=engine, url=None if engine == "sqlite" else self.options.url
+            )
+        scenario = self.bridge.scenario
+
+        def switch() -> None:
+            self.bridge.options = self.options
+            self.engine = engine
+            self.open_sandbox(scenario if scenario and scenario.supports(engine) else None)
+
+        self._leave("Switch engine", switch)
+
+    def action_export_timeline(self) -> None:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path.cwd() / f"dbsandbox-timeline-{stamp}.json"
+        events = [e.to_json() for e in self.bridge.timeline.events]
+        path.write_text(json.dumps(events, indent=2, ensure_ascii=False), encoding="utf-8")
+        self.notify(f"timeline written to {path}")
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Load scenario", "Pick a breakage scenario", self.action_pick_scenario)
+        yield SystemCommand(
+            "Reset scenario", "A fresh sandbox, the mistake made again", self.action_reset
+        )
+        for name in self.sessions:
+            yield SystemCommand(
+                f"Switch session: {name}",
+                f"Send statements to session {name}",
+                lambda n=name: self.action_switch_session(n),
+            )
+        for engine in ("sqlite", "postgres"):
+            if engine != self.engine:
+                yield SystemCommand(
+                    f"Switch engine: {engine}",
+                    "A fresh sandbox on the other engine",
+                    lambda e=engine: self.action_switch_engine(e),
+                )
+        yield SystemCommand(
+            "Export timeline", "Write the timeline as JSON", self.action_export_timeline
+        )
+
+    @property
+    def _leaving(self) -> bool:
+        return self._left or not self.is_running
+
+    def on_unmount(self) -> None:
+        # Ctrl+C or a crash: still drop the scratch database.
+        self._left = True
+        self.bridge.close()
+
+
+def create_app(
+    options: TargetOptions, scenario: Scenario | None = None, pick: bool = True
+) -> DbSandboxApp:
+    """The app factory shared by the CLI and the tests."""
+    return DbSandboxApp(options, scenario, pick)

@@ -1,0 +1,138 @@
+"""Modal dialogs: the scenario picker, the guard's confirmation, quitting, and help."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Markdown, OptionList, Static
+from textual.widgets.option_list import Option
+
+from sandbox.guard.policy import Decision, Review
+from sandbox.scenario.model import Scenario
+from sandbox.ui.text import escape
+
+
+class ScenarioPicker(ModalScreen[str | None]):
+    """Choose a breakage scenario; Esc goes to free play."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss_picker", "Free play", show=True)
+    ]
+
+    def __init__(self, scenarios: list[Scenario], engine: str) -> None:
+        super().__init__()
+        self.scenarios = scenarios
+        self.engine = engine
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="picker", classes="dialog"):
+            yield Label("Pick a breakage scenario  (Esc: free play)", classes="dialog-title")
+            options = [
+                Option(
+                    f"{s.title}\n  {s.id} · {s.difficulty} · {'+'.join(s.engines)}",
+                    id=s.id,
+                    disabled=not s.supports(self.engine),
+                )
+                for s in self.scenarios
+            ]
+            yield OptionList(*options, id="scenario-list")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_dismiss_picker(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmStatement(ModalScreen[bool]):
+    """The guard stopped a statement: show what it would do; the default answer is no."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "answer(False)", "No, don't run it", show=True),
+        Binding("n", "answer(False)", "No", show=False),
+        Binding("y", "answer(True)", "Yes, run it", show=False),
+    ]
+
+    def __init__(self, sql: str, review: Review) -> None:
+        super().__init__()
+        self.sql = sql
+        self.review = review
+
+    def compose(self) -> ComposeResult:
+        blocked = self.review.decision is Decision.BLOCK
+        with Vertical(id="confirm", classes="dialog"):
+            yield Label("The guard stopped this statement", classes="dialog-title")
+            yield Static(escape(" ".join(self.sql.split())[:300]), id="confirm-sql")
+            with VerticalScroll(id="confirm-findings"):
+                for finding, impact in zip(self.review.findings, self.review.impacts, strict=True):
+                    rule = f"{finding.severity} {finding.rule}"
+                    yield Static(f"[b]{rule}[/b]: {escape(finding.message)}")
+                    if impact is not None and impact.summary:
+                        yield Static(f"  [b]{escape(impact.summary)}[/b]", classes="impact")
+                    yield Static(f"  fix: {escape(finding.fix)}", classes="fix")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("No, don't run it", id="no", variant="primary")
+                if not blocked:
+                    yield Button("Yes, run it", id="yes", variant="error")
+            if blocked:
+                yield Label("It reaches outside the sandbox, so it cannot run here.")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes and self.review.decision is not Decision.BLOCK)
+
+
+class ConfirmQuit(ModalScreen[bool]):
+    """Leaving with open transactions: say what will be rolled back, and ask."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "answer(False)", "Stay", show=True)]
+
+    def __init__(self, what: str, lines: list[str]) -> None:
+        super().__init__()
+        self.what = what
+        self.lines = lines
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="quit", classes="dialog"):
+            yield Label(f"{self.what}?", classes="dialog-title")
+            for line in self.lines:
+                yield Static(escape(line))
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Stay", id="stay", variant="primary")
+                yield Button(f"{self.what} and roll back", id="go", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#stay", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "go")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close", show=True),
+        Binding("f1", "close", "Close"),
+    ]
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help", classes="dialog"):
+            yield Markdown(self.text)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

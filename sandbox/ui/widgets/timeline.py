@@ -1,0 +1,414 @@
+"""The transaction timeline pane: one lane per session, open transactions impossible to miss.
+
+Two parts. At the top, one box per session saying what it is doing right now: idle, IN
+TRANSACTION (for how long, how many statements a rollback would discard, which savepoints are
+alive), FAILED (PostgreSQL: every statement fails until ROLLBACK) or waiting for a lock held by
+another session. Below, the event log: one line per event, with a gutter that has a column per
+session, drawn as a thick bar while that session's transaction is open, so the length and overlap
+of transactions can be read at a glance; every transaction end carries a COMMITTED or ROLLED BACK
+badge (a COMMIT the server answered with ROLLBACK included).
+
+The state comes from `sandbox.transactions.TransactionTracker`, fed with the same events. The log
+is a RichLog (ListView does not survive 10,000 entries), written in batches: `add_event` only
+records and schedules, and one callback per batch renders the new lines and the boxes.
+`add_event` must run on the UI thread; the bridge hands events over as messages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from rich.cells import cell_len
+from rich.segment import Segment, Segments
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widget import Widget
+from textual.widgets import RichLog, Static
+
+from sandbox.timeline import Event, EventKind
+from sandbox.transactions import (
+    COMMIT_REFUSED_PREFIX,
+    TX_FAILED_PREFIX,
+    TransactionSpan,
+    TransactionTracker,
+)
+
+LaneState = Literal["none", "idle", "open", "failed", "waiting", "closed"]
+Tone = Literal["muted", "warning", "error", "success", "info", "plain"]
+
+TICK_S = 0.2  # how often open-transaction and wait durations are redrawn
+MIN_LANES = 2  # gutter columns reserved up front, so a second session rarely forces a redraw
+LANE_INDENT = 3  # the text of lane n starts n * LANE_INDENT cells further right
+
+# One single-cell glyph per event kind: it sits in the session's gutter column.
+_MARKERS: dict[EventKind, tuple[str, Tone]] = {
+    EventKind.SESSION_OPENED: ("○", "muted"),
+    EventKind.STATEMENT: ("▶", "plain"),
+    EventKind.OUTCOME: ("✓", "muted"),
+    EventKind.BEGIN: ("●", "warning"),
+    EventKind.SAVEPOINT: ("◆", "info"),
+    EventKind.ROLLBACK_TO: ("↶", "warning"),
+    EventKind.RELEASE: ("◇", "info"),
+    EventKind.COMMIT: ("✔", "success"),
+    EventKind.ROLLBACK: ("✖", "error"),
+    EventKind.ERROR: ("!", "error"),
+    EventKind.NOTICE: ("ℹ", "info"),
+    EventKind.GUARD: ("⚠", "warning"),
+    EventKind.LOCK_WAIT: ("⧗", "warning"),
+    EventKind.LOCK_RELEASED: ("⇣", "info"),
+    EventKind.CANCELLED: ("⊘", "error"),
+    EventKind.SESSION_CLOSED: ("■", "muted"),
+}
+
+# What a session's gutter column shows between its own events.
+_GUTTER: dict[LaneState, tuple[str, Tone]] = {
+    "none": (" ", "plain"),
+    "closed": (" ", "plain"),
+    "idle": ("│", "muted"),
+    "open": ("┃", "warning"),
+    "failed": ("┃", "error"),
+    "waiting": ("┇", "warning"),
+}
+
+# Session names are told apart by colour in the log; fixed colours read on dark and light themes.
+_LANE_COLOURS = ("bright_cyan", "bright_magenta", "bright_green", "bright_blue", "orange3", "plum2")
+
+
+def seconds(ms: float) -> str:
+    """A duration for the header: one decimal, never negative."""
+    return f"{max(ms, 0.0) / 1000:.1f} s"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """What a session's header box says, and in which state (it picks the colour)."""
+
+    session: str
+    state: LaneState
+    headline: str
+    detail: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.headline}\n{self.detail}" if self.detail else self.headline
+
+
+def how_it_ended(span: TransactionSpan) -> str:
+    """One line on how a finished transaction ended, for the idle box."""
+    if span.commit_refused:
+        return "last transaction: COMMIT answered ROLLBACK, nothing was saved"
+    if span.closed_by_session:
+        return "last transaction: rolled back when the session closed"
+    if span.state == "committed":
+        return "last transaction: committed"
+    return "last transaction: rolled back"
+
+
+def lane_state(tracker: TransactionTracker, session: str) -> LaneState:
+    """The session's state as the gutter and the header colour show it."""
+    if tracker.waiting(session) is not None:
+        return "waiting"
+    span = tracker.open_span(session)
+    if span is not None:
+        return "failed" if span.state == "failed" else "open"
+    return "closed" if tracker.is_closed(session) else "idle"
+
+
+def describe_session(tracker: TransactionTracker, session: str, now_ms: float) -> SessionSummary:
+    """The header box of one session at timeline time `now_ms`."""
+    state = lane_state(tracker, session)
+    span = tracker.open_span(session)
+    wait = tracker.waiting(session)
+    if wait is not None:
+        holders = ", ".join(wait.blocked_by) or "another session"
+        headline = f"{session} ⏳ waiting for {holders} · {seconds(wait.duration_ms(now_ms))}"
+        detail = f"stuck: {wait.sql}" if wait.sql else "stuck on a lock"
+        if span is not None:
+            detail = f"in transaction · {plural(len(span.statements), 'statement')} · {detail}"
+        return SessionSummary(session, state, headline, detail)
+    if span is not None and span.state == "failed":
+        headline = f"{session} ✖ FAILED transaction — every statement fails until ROLLBACK"
+        count = plural(len(span.statements), "statement")
+        detail = f"open {seconds(span.duration_ms(now_ms))} · {count}, none will be saved"
+        if span.failed_by:
+            detail += f" · failed at: {span.failed_by}"
+        return SessionSummary(session, state, headline, detail)
+    if span is not None:
+        headline = (
+            f"{session} ● IN TRANSACTION {seconds(span.duration_ms(now_ms))}"
+            f" · {plural(len(span.statements), 'statement')}"
+        )
+        if span.savepoints:
+            headline += f" · savepoints: {', '.join(span.savepoints)}"
+        detail = "not saved until COMMIT"
+        if span.statements:
+            detail += f" · last: {span.statements[-1]}"
+        return SessionSummary(session, state, headline, detail)
+    spans = tracker.spans(session)
+    last = how_it_ended(spans[-1]) if spans else ""
+    if state == "closed":
+        return SessionSummary(session, state, f"{session} closed", last)
+    return SessionSummary(
+        session, state, f"{session} idle", last or "autocommit: each statement is saved at once"
+    )
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One event as the log shows it, with the lanes frozen as they were at that moment."""
+
+    event: Event
+    lane: int
+    gutter: tuple[LaneState, ...]  # every lane known at the time, after the event
+    badge: tuple[str, Tone] | None  # COMMITTED / ROLLED BACK / FAILED / ...
+
+
+def _badge(event: Event, ended: TransactionSpan | None) -> tuple[str, Tone] | None:
+    """The label that makes a transaction's start, failure or end stand out in the log."""
+    if ended is not None:
+        if ended.state == "committed":
+            return " COMMITTED ", "success"
+        if ended.commit_refused and COMMIT_REFUSED_PREFIX not in event.message:
+            return " ROLLED BACK (COMMIT answered ROLLBACK) ", "error"
+        return " ROLLED BACK ", "error"
+    if event.kind is EventKind.BEGIN:
+        return "BEGIN", "warning"
+    if event.kind is EventKind.ERROR and event.message.startswith(TX_FAILED_PREFIX):
+        return " FAILED ", "error"
+    if event.kind is EventKind.LOCK_WAIT:
+        return "WAIT", "warning"
+    return None
+
+
+class SessionBox(Static):
+    """The header box of one session; its CSS class follows the session's state."""
+
+    def __init__(self, session: str) -> None:
+        super().__init__(session, markup=False, classes="-none")
+        self.session = session
+        self.summary: SessionSummary | None = None
+
+    def show(self, summary: SessionSummary) -> None:
+        """Redraw only when the words or the state changed (the tick calls this often)."""
+        if summary == self.summary:
+            return
+        if self.summary is None or summary.state != self.summary.state:
+            self.set_classes(f"-{summary.state}")
+        self.summary = summary
+        text = Text(summary.headline, style="bold")
+        if summary.detail:
+            text.append("\n")
+            text.append(summary.detail, style="not bold")
+        self.update(text)
+
+
+class TimelineView(Widget):
+    """Per-session transaction boxes over a lane-per-session event log."""
+
+    # Colours for the log lines come from the theme through these component classes.
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "timeline--muted",
+        "timeline--warning",
+        "timeline--error",
+        "timeline--success",
+        "timeline--info",
+    }
+
+    DEFAULT_CSS = """
+    TimelineView { height: 1fr; }
+    TimelineView > #timeline-sessions { height: auto; }
+    TimelineView SessionBox { width: 1fr; height: auto; padding: 0 1; border: round $panel; }
+    TimelineView SessionBox.-idle, TimelineView SessionBox.-closed,
+    TimelineView SessionBox.-none { color: $text-muted; }
+    TimelineView SessionBox.-open { border: heavy $warning; color: $warning; }
+    TimelineView SessionBox.-waiting { border: heavy $warning; color: $warning; }
+    TimelineView SessionBox.-failed { border: heavy $error; color: $error; background: $error 15%; }
+    TimelineView > #timeline-log { height: 1fr; }
+    TimelineView > .timeline--muted { color: $text-muted; }
+    TimelineView > .timeline--warning { color: $warning; }
+    TimelineView > .timeline--error { color: $error; }
+    TimelineView > .timeline--success { color: $success; }
+    TimelineView > .timeline--info { color: $accent; }
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] | None = None,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        """`clock` returns the current timeline time in ms; by default it is extrapolated from
+        the latest event, since the widget never sees the timeline's own start."""
+        super().__init__(name=name, id=id, classes=classes)
+        self._clock = clock
+        self.tracker = TransactionTracker()
+        self._rows: list[_Row] = []
+        self._lanes: dict[str, int] = {}
+        self._boxes: dict[str, SessionBox] = {}
+        self._written = 0  # rows already in the RichLog
+        self._width = MIN_LANES  # gutter columns the written rows were drawn with
+        self._flush_scheduled = False
+        self._ready = False  # mounted: children exist and theme styles resolve
+        self._anchor: tuple[float, float] = (0.0, time.monotonic())
+
+    def compose(self) -> ComposeResult:
+        yield Horizontal(id="timeline-sessions")
+        yield RichLog(id="timeline-log", wrap=False, markup=False, highlight=False)
+
+    def on_mount(self) -> None:
+        # Events may arrive before mounting; they are drawn from here on.
+        self._ready = True
+        self.set_interval(TICK_S, self._tick)
+        self._schedule_flush()
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def event_log(self) -> RichLog:
+        """The RichLog the event lines go to (not `log`: Textual's logger owns that name)."""
+        return self.query_one("#timeline-log", RichLog)
+
+    @property
+    def rows(self) -> int:
+        """How many events the widget holds."""
+        return len(self._rows)
+
+    def add_event(self, event: Event) -> None:
+        """Take one timeline event (UI thread only); the screen catches up in the next batch."""
+        before = self.tracker.open_span(event.session)
+        self.tracker.feed(event)
+        after = self.tracker.open_span(event.session)
+        ended = before if before is not None and before is not after else None
+        lane = self._lanes.get(event.session)
+        if lane is None:
+            lane = self._lanes[event.session] = len(self._lanes)
+        gutter = tuple(lane_state(self.tracker, s) for s in self._lanes)
+        self._rows.append(_Row(event, lane, gutter, _badge(event, ended)))
+        self._anchor = (event.elapsed_ms, time.monotonic())
+        self._schedule_flush()
+
+    def clear(self) -> None:
+        """Forget every event and session (a new run starts)."""
+        self.tracker = TransactionTracker()
+        self._rows.clear()
+        self._lanes.clear()
+        self._written = 0
+        self._width = MIN_LANES
+        for box in self._boxes.values():
+            box.remove()
+        self._boxes.clear()
+        if self._ready:
+            self.event_log.clear()
+
+    def now_ms(self) -> float:
+        """The timeline's current time, for the durations of what is still open."""
+        if self._clock is not None:
+            return self._clock()
+        at_ms, at_monotonic = self._anchor
+        return at_ms + (time.monotonic() - at_monotonic) * 1000
+
+    def summary(self, session: str) -> SessionSummary:
+        """What the session's header box says now."""
+        return describe_session(self.tracker, session, self.now_ms())
+
+    def lines(self) -> list[str]:
+        """Every log line as plain text, drawn with the current lanes."""
+        styles = self._styles()
+        return ["".join(piece for piece, _ in self._row_pieces(row, styles)) for row in self._rows]
+
+    # ------------------------------------------------------------------ drawing
+
+    def _schedule_flush(self) -> None:
+        # One redraw per batch of events: a burst of 10,000 costs one write, not 10,000.
+        if not self._flush_scheduled and self._ready:
+            self._flush_scheduled = True
+            self.call_later(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        log = self.event_log
+        if len(self._lanes) > self._width:
+            # A new session widened the gutter: redraw everything so the columns line up.
+            self._width = len(self._lanes)
+            log.clear()
+            self._written = 0
+        if self._written < len(self._rows):
+            styles = self._styles()
+            segments: list[Segment] = []
+            width = 0
+            for row in self._rows[self._written :]:
+                pieces = self._row_pieces(row, styles)
+                segments.extend(Segment(piece, style) for piece, style in pieces)
+                segments.append(Segment.line())
+                width = max(width, sum(cell_len(piece) for piece, _ in pieces))
+            self._written = len(self._rows)
+            # Ready-made segments at a known width: RichLog skips measuring and wrapping, which
+            # is most of the cost of writing 10,000 lines as Text. Long lines scroll sideways.
+            log.write(Segments(segments[:-1]), width=max(width, log.min_width))
+        self._update_boxes()
+
+    def _tick(self) -> None:
+        if any(lane_state(self.tracker, s) in ("open", "failed", "waiting") for s in self._lanes):
+            self._update_boxes()
+
+    def _update_boxes(self) -> None:
+        now = self.now_ms()
+        strip = self.query_one("#timeline-sessions", Horizontal)
+        for session in self._lanes:
+            box = self._boxes.get(session)
+            if box is None:
+                box = self._boxes[session] = SessionBox(session)
+                strip.mount(box)
+            box.show(describe_session(self.tracker, session, now))
+
+    def _styles(self) -> dict[Tone, Style]:
+        styles: dict[Tone, Style] = {"plain": Style()}
+        if self._ready:
+            for tone in ("muted", "warning", "error", "success", "info"):
+                styles[tone] = self.get_component_rich_style(f"timeline--{tone}", partial=True)
+        else:
+            styles.update({"muted": Style(dim=True), "warning": Style(color="yellow")})
+            styles.update({"error": Style(color="red"), "success": Style(color="green")})
+            styles["info"] = Style(color="blue")
+        return styles
+
+    def _row_pieces(self, row: _Row, styles: dict[Tone, Style]) -> list[tuple[str, Style]]:
+        """One log line as (text, style) pieces: time, the lanes' gutter, session, message."""
+        event = row.event
+        pieces: list[tuple[str, Style]] = [(f"{event.elapsed_ms / 1000:9.3f}s ", styles["muted"])]
+        for lane in range(max(self._width, len(self._lanes))):
+            if lane == row.lane:
+                glyph, tone = _MARKERS.get(event.kind, ("·", "plain"))
+            else:
+                state = row.gutter[lane] if lane < len(row.gutter) else "none"
+                glyph, tone = _GUTTER[state]
+            pieces.append((glyph + " ", styles[tone]))
+        pieces.append((" " * (1 + row.lane * LANE_INDENT), styles["plain"]))
+        colour = _LANE_COLOURS[row.lane % len(_LANE_COLOURS)]
+        pieces.append((event.session, Style(color=colour, bold=True)))
+        pieces.append(("  ", styles["plain"]))
+        if row.badge is not None:
+            label, tone = row.badge
+            # Ends of transactions are printed reversed so they cannot be scrolled past unseen.
+            reverse = label.startswith(" ")
+            pieces.append((label, styles[tone] + Style(bold=True, reverse=reverse)))
+            pieces.append((" ", styles["plain"]))
+        message_tone: Tone = "plain"
+        if event.kind in (EventKind.ERROR, EventKind.CANCELLED):
+            message_tone = "error"
+        elif event.kind in (EventKind.OUTCOME, EventKind.SESSION_OPENED):
+            message_tone = "muted"
+        # One event, one line: a multi-line server message would otherwise break the lanes.
+        pieces.append((" ".join(event.message.split()), styles[message_tone]))
+        return pieces

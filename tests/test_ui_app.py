@@ -1,0 +1,238 @@
+"""The real app through App.run_test() and Pilot: every flow of issue 5 on a real sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Static, TextArea
+
+from sandbox.scenario.catalog import find
+from sandbox.targets import TargetOptions
+from sandbox.ui.app import DbSandboxApp, create_app
+from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen, ScenarioPicker
+from sandbox.ui.widgets.scenario_panel import ScenarioPanel
+from sandbox.ui.widgets.schema import SchemaView
+
+SIZE = (120, 40)
+
+
+async def until(pilot: Pilot[None], condition: Callable[[], bool], seconds: float = 15.0) -> None:
+    """Let workers and messages run until `condition` holds (bounded; never a fixed sleep)."""
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not reached")
+
+
+def caption(app: DbSandboxApp) -> str:
+    return str(app.query_one("#results #caption", Static).render())
+
+
+async def run_sql(pilot: Pilot[None], app: DbSandboxApp, sql: str) -> None:
+    editor = app.query_one("#editor", TextArea)
+    editor.text = sql
+    editor.move_cursor((0, 0))
+    editor.focus()
+    before = caption(app)
+    await pilot.press("f5")
+    await until(pilot, lambda: caption(app) != before or isinstance(app.screen, ConfirmStatement))
+
+
+async def ready(pilot: Pilot[None], app: DbSandboxApp) -> None:
+    await until(pilot, lambda: app.sandbox_description is not None)
+
+
+def free_play() -> DbSandboxApp:
+    return create_app(TargetOptions(), pick=False)
+
+
+async def test_launch_shows_the_picker_and_esc_goes_to_free_play() -> None:
+    app = create_app(TargetOptions(), pick=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ScenarioPicker))
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ScenarioPicker))
+        assert app.focused is app.query_one("#editor", TextArea)
+        await ready(pilot, app)
+        assert app.title == "dbsandbox"
+        assert "sqlite" in app.sub_title and "session A" in app.sub_title
+
+
+async def test_picking_a_scenario_loads_it() -> None:
+    app = create_app(TargetOptions(), pick=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ScenarioPicker))
+        picker = app.screen
+        assert isinstance(picker, ScenarioPicker)
+        option_list = picker.query_one("#scenario-list")
+        index = [s.id for s in picker.scenarios].index("missing-where")
+        option_list.highlighted = index  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        panel = app.query_one("#scenario", ScenarioPanel)
+        await until(pilot, lambda: panel.scenario is not None)
+        assert panel.scenario is not None and panel.scenario.id == "missing-where"
+
+
+async def test_run_shows_rows_and_schema_refreshes() -> None:
+    app = free_play()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await run_sql(pilot, app, "CREATE TABLE pets (id INTEGER PRIMARY KEY, name TEXT NOT NULL);")
+        schema = app.query_one("#schema", SchemaView)
+        await until(pilot, lambda: any("pets" in str(n.label) for n in schema.root.children))
+        await run_sql(pilot, app, "INSERT INTO pets VALUES (1, 'rex'), (2, 'tom');")
+        assert "2 rows affected" in caption(app)
+        await run_sql(pilot, app, "SELECT * FROM pets ORDER BY id;")
+        assert "2 rows shown" in caption(app)
+        table = app.query_one("#results #rows")
+        assert table.row_count == 2  # type: ignore[attr-defined]
+
+
+async def test_a_million_rows_show_one_page() -> None:
+    app = free_play()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await run_sql(
+            pilot,
+            app,
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000) "
+            "SELECT i FROM n;",
+        )
+        assert "500 rows shown, more rows exist" in caption(app)
+        assert app.query_one("#results #rows").row_count == 500  # type: ignore[attr-defined]
+
+
+async def test_the_guard_asks_and_no_is_the_default() -> None:
+    app = free_play()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await run_sql(pilot, app, "CREATE TABLE zz (id INTEGER PRIMARY KEY);")
+        await run_sql(pilot, app, "INSERT INTO zz VALUES (1), (2), (3);")
+        await run_sql(pilot, app, "DELETE FROM zz;")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmStatement))
+        dialog = app.screen
+        text = " ".join(str(w.render()) for w in dialog.query(Static))
+        assert "would delete 3 of 3 rows in zz" in text
+        assert app.focused is not None and app.focused.id == "no"
+        await pilot.press("enter")  # the default: no
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmStatement))
+        await until(pilot, lambda: any("declined" in e.message for e in app.bridge.timeline.events))
+        await run_sql(pilot, app, "SELECT count(*) FROM zz;")
+        assert app.query_one("#results #rows").get_row_at(0) == ["3"]  # type: ignore[attr-defined]
+        # Now say yes.
+        await run_sql(pilot, app, "DELETE FROM zz;")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmStatement))
+        await pilot.press("y")
+        await until(pilot, lambda: "3 rows affected" in caption(app))
+
+
+async def test_a_scenario_checks_and_recovers() -> None:
+    app = create_app(TargetOptions(), find("missing-where"), pick=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        panel = app.query_one("#scenario", ScenarioPanel)
+        await until(pilot, lambda: panel.scenario is not None)
+        await pilot.click("#check")
+        checks = panel.query_one("#checks", Static)
+        await until(pilot, lambda: "✘" in str(checks.render()))
+        await pilot.click("#hint")
+        assert "hint 1:" in str(panel.query_one("#hints", Static).render())
+        for sql in ("ROLLBACK;", "DELETE FROM login_sessions WHERE user_name = 'bob';"):
+            await run_sql(pilot, app, sql)
+        await pilot.click("#check")
+        await until(pilot, lambda: "Recovered" in str(checks.render()))
+
+
+async def test_sessions_switch_and_a_wait_resolves() -> None:
+    app = create_app(TargetOptions(), find("same-email-signups"), pick=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await until(pilot, lambda: len(app.sessions) >= 2)
+        assert app.session == "A"
+        await pilot.press("f6")
+        await until(pilot, lambda: app.session == "B")
+        await pilot.press("f6")
+        await until(pilot, lambda: app.session == "A")
+
+
+async def test_a_statement_waiting_on_a_lock_shows_waiting_then_its_outcome() -> None:
+    # A busy timeout long enough for A to commit while B waits (the default 200 ms is not).
+    app = create_app(TargetOptions(busy_timeout_ms=10_000), pick=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await run_sql(pilot, app, "CREATE TABLE c (id INTEGER PRIMARY KEY, n INTEGER);")
+        await run_sql(pilot, app, "INSERT INTO c VALUES (1, 0);")
+        await run_sql(pilot, app, "BEGIN IMMEDIATE;")
+        app.run_sql("B", "UPDATE c SET n = n + 1 WHERE id = 1;")  # B waits for A's write lock
+        await until(pilot, lambda: "waiting for a lock held by A" in caption(app))
+        await run_sql(pilot, app, "COMMIT;")
+        await until(pilot, lambda: "[B]" in caption(app) and "1 row affected" in caption(app))
+
+
+async def test_quitting_with_an_open_transaction_asks_first() -> None:
+    app = free_play()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await run_sql(pilot, app, "CREATE TABLE q (id INTEGER);")
+        await run_sql(pilot, app, "BEGIN;")
+        await run_sql(pilot, app, "INSERT INTO q VALUES (1);")
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+        text = " ".join(str(w.render()) for w in app.screen.query(Static))
+        assert (
+            "session A: an open transaction — 2 uncommitted statements will be rolled back" in text
+        )
+        await pilot.press("escape")  # stay
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmQuit))
+        assert app.is_running
+
+
+async def test_help_lists_keys_and_esc_closes_it() -> None:
+    app = free_play()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f1")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
+
+
+async def test_command_palette_entries_and_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    app = free_play()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for wanted in (
+            "Load scenario",
+            "Reset scenario",
+            "Switch session: A",
+            "Switch engine: postgres",
+            "Export timeline",
+        ):
+            assert wanted in titles
+        await run_sql(pilot, app, "SELECT 1;")
+        app.action_export_timeline()
+        exported = list(tmp_path.glob("dbsandbox-timeline-*.json"))
+        assert len(exported) == 1 and '"kind": "outcome"' in exported[0].read_text()
+
+
+async def test_a_long_statement_can_be_cancelled() -> None:
+    app = free_play()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        editor = app.query_one("#editor", TextArea)
+        editor.text = (
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+            "SELECT count(*) FROM n;"
+        )
+        await pilot.press("f5")
+        await asyncio.sleep(0.3)  # let it start running in its worker
+        await pilot.press("f8")
+        await until(pilot, lambda: "SQLITE_INTERRUPT" in caption(app))
