@@ -61,6 +61,12 @@ defaults to **No**, and nothing runs without a yes.
 """
 
 
+EDITOR_START = """-- Type SQL here. F5 runs the statement under the cursor (or the selection).
+-- F7 selects all, F1 shows every key. Try:
+SELECT 'hello, sandbox' AS greeting;
+"""
+
+
 class DbSandboxApp(App[None]):
     """The terminal sandbox. Build it with `create_app` (the CLI and the tests share it)."""
 
@@ -103,12 +109,19 @@ class DbSandboxApp(App[None]):
                 yield ScenarioPanel(id="scenario")
             with Vertical(id="center"):
                 yield Tabs(Tab("session A", id="session-A"), id="sessions")
-                yield TextArea.code_editor("SELECT 1;", language="sql", id="editor", soft_wrap=True)
+                yield TextArea.code_editor(
+                    EDITOR_START, language="sql", id="editor", soft_wrap=True
+                )
                 yield ResultsView(id="results")
             yield TimelineView(id="timeline")
         yield Footer()
 
+    def on_resize(self) -> None:
+        # Below 100 columns three panes leave the editor too narrow: slim the side panes.
+        self.screen.set_class(self.size.width < 100, "narrow")
+
     def on_mount(self) -> None:
+        self.on_resize()
         self._set_subtitle("starting…")
         self.query_one("#editor", TextArea).focus()
         self.open_sandbox(self.initial_scenario)
