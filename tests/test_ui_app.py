@@ -236,3 +236,34 @@ async def test_a_long_statement_can_be_cancelled() -> None:
         await asyncio.sleep(0.3)  # let it start running in its worker
         await pilot.press("f8")
         await until(pilot, lambda: "SQLITE_INTERRUPT" in caption(app))
+
+
+async def test_history_brings_back_earlier_statements() -> None:
+    app = free_play()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await run_sql(pilot, app, "SELECT 1 AS first;")
+        await run_sql(pilot, app, "SELECT 2 AS second;")
+        editor = app.query_one("#editor", TextArea)
+        editor.text = ""
+        await pilot.press("ctrl+up")
+        assert editor.text == "SELECT 2 AS second"
+        await pilot.press("ctrl+up")
+        assert editor.text == "SELECT 1 AS first"
+        await pilot.press("ctrl+down")
+        assert editor.text == "SELECT 2 AS second"
+
+
+async def test_switching_engine_opens_a_postgres_sandbox(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DBSANDBOX_POSTGRES_URL", postgres_url)
+    app = free_play()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        first = app.sandbox_description
+        app.action_switch_engine("postgres")
+        await until(pilot, lambda: app.sandbox_description != first and app.engine == "postgres")
+        assert "postgres" in app.sub_title
+        await run_sql(pilot, app, "SELECT current_setting('server_version_num')::int > 0 AS pg;")
+        assert "1 row shown" in caption(app)
