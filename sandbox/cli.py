@@ -289,7 +289,12 @@ def _open_app(options: object, scenario: object, pick: bool) -> int:
     from sandbox.ui.app import create_app
 
     app = create_app(options, scenario, pick)  # type: ignore[arg-type]
-    app.run()
+    try:
+        app.run()
+    finally:
+        # A closed terminal (SIGHUP) or kill unwinds past the app's own cleanup: the scratch
+        # database must still go.
+        app.bridge.close()
     return EXIT_OK
 
 
