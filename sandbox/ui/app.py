@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
@@ -120,7 +122,16 @@ class DbSandboxApp(App[None]):
         # Below 100 columns three panes leave the editor too narrow: slim the side panes.
         self.screen.set_class(self.size.width < 100, "narrow")
 
+    def _exit_on_signal(self, signum: int, frame: object) -> None:
+        self._left = True
+        self.exit()
+
     def on_mount(self) -> None:
+        # A closed terminal (SIGHUP) or `kill` (SIGTERM) must leave like ctrl+q does, so the
+        # scratch database is dropped; the driver's own handling would end the process first.
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGHUP, signal.SIGTERM):
+                signal.signal(sig, self._exit_on_signal)
         self.on_resize()
         self._set_subtitle("starting…")
         self.query_one("#editor", TextArea).focus()
