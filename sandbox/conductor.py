@@ -14,9 +14,8 @@ import concurrent.futures as cf
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sandbox.guard.policy import Guard, Review
-from sandbox.guard.schema import Schema
 from sandbox.outcome import Outcome, Status
 from sandbox.session import Session
 from sandbox.sqlkind import StatementKind, classify
@@ -24,6 +23,11 @@ from sandbox.statements import Statement
 from sandbox.targets import Target
 from sandbox.timeline import EventKind, Timeline
 from sandbox.transcript import describe_close, record_outcome, short_sql
+
+if TYPE_CHECKING:
+    # The guard pulls in sqlglot; the conductor only needs its types until one is passed.
+    from sandbox.guard.policy import Guard, Review
+    from sandbox.guard.schema import Schema
 
 _POLL_S = 0.003
 

@@ -8,8 +8,10 @@ so redacting by value is the only guarantee that does not depend on what a drive
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import URL
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 MASK = "***"
 

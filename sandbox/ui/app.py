@@ -22,7 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Tab, Tabs, TextArea
 
 from sandbox.errors import UserError
-from sandbox.scenario.catalog import catalog, find
+from sandbox.scenario.catalog import Listing, find, listings
 from sandbox.scenario.model import Scenario
 from sandbox.statements import split_statements
 from sandbox.targets import TargetOptions
@@ -101,6 +101,7 @@ class DbSandboxApp(App[None]):
         self.history_at = 0
         self.engine = options.engine
         self.sandbox_description: str | None = None  # set once a sandbox is ready
+        self._listings: list[Listing] | None = None  # the catalog's titles, read once
         self._left = False  # quitting: late worker messages find no widgets any more
 
     def compose(self) -> ComposeResult:
@@ -135,17 +136,18 @@ class DbSandboxApp(App[None]):
         self.on_resize()
         self._set_subtitle("starting…")
         self.query_one("#editor", TextArea).focus()
-        self.open_sandbox(self.initial_scenario)
+        # Just after the first frame: the worker's imports would compete with it for the GIL.
+        # (Not call_after_refresh: with the picker on top, the main screen does not refresh.)
+        self.set_timer(0.05, lambda: self.open_sandbox(self.initial_scenario))
         self.set_interval(0.25, self.poll_waits)
         if self.pick:
-            self.push_screen(ScenarioPicker(self._catalog(), self.engine), self._picked)
+            self.show_picker()
 
-    def _catalog(self) -> list[Scenario]:
-        try:
-            return catalog()
-        except UserError as exc:
-            self.notify(str(exc), severity="error")
-            return []
+    def show_picker(self) -> None:
+        """Put the picker up: titles only, read from the TOML files (milliseconds)."""
+        if self._listings is None:
+            self._listings = listings()
+        self.push_screen(ScenarioPicker(self._listings, self.engine), self._picked)
 
     def _set_subtitle(self, state: str) -> None:
         self.sub_title = f"{self.engine} · session {self.session} · {state}"
@@ -197,8 +199,7 @@ class DbSandboxApp(App[None]):
             self.query_one("#timeline", TimelineView).add_event(event)
         self.query_one("#scenario", ScenarioPanel).load(message.scenario)
         self._set_subtitle(message.scenario.id if message.scenario else "free play")
-        self.sandbox_description = message.description
-        self.notify(f"sandbox ready: {message.description}", timeout=3)
+        self.sandbox_description = message.description  # the header says it is ready
 
     @on(SandboxFailed)
     def sandbox_failed(self, message: SandboxFailed) -> None:
@@ -339,12 +340,17 @@ class DbSandboxApp(App[None]):
         self._leave("Reset", lambda: self.open_sandbox(scenario))
 
     def load_scenario(self, scenario_id: str) -> None:
+        self._leave("Switch scenario", lambda: self.open_scenario(scenario_id))
+
+    @work(thread=True, exclusive=True, group="sandbox", exit_on_error=False)
+    def open_scenario(self, scenario_id: str) -> None:
+        """Read and validate the picked scenario (sqlglot), then build its sandbox."""
         try:
             scenario = find(scenario_id)
         except UserError as exc:
-            self.notify(str(exc), severity="error")
+            self.call_from_thread(self.notify, str(exc), severity="error")
             return
-        self._leave("Switch scenario", lambda: self.open_sandbox(scenario))
+        self.bridge.open(scenario)
 
     def _picked(self, scenario_id: str | None) -> None:
         if scenario_id:
@@ -352,7 +358,7 @@ class DbSandboxApp(App[None]):
         self.action_focus_editor()
 
     def action_pick_scenario(self) -> None:
-        self.push_screen(ScenarioPicker(self._catalog(), self.engine), self._picked)
+        self.show_picker()
 
     def action_switch_engine(self, engine: str) -> None:
         from dataclasses import replace

@@ -14,10 +14,8 @@ from typing import TYPE_CHECKING
 
 from sandbox.conductor import Conductor
 from sandbox.errors import UserError
-from sandbox.guard.policy import Guard, acknowledgements
 from sandbox.outcome import Status, TxState
 from sandbox.scenario.model import Scenario
-from sandbox.scenario.player import ScenarioBroken, open_sessions, play_steps, run_checks, set_stage
 from sandbox.schema_summary import summarize
 from sandbox.statements import Dialect, Statement, split_statements
 from sandbox.targets import Target, TargetOptions, open_target
@@ -58,6 +56,8 @@ class Bridge:
 
     def open(self, scenario: Scenario | None = None) -> None:
         """Create a fresh sandbox (closing the old one); with a scenario, play its breakage."""
+        from sandbox.scenario.player import ScenarioBroken, open_sessions, play_steps, set_stage
+
         with self._lock:
             self._close_locked()
             self.timeline = Timeline()
@@ -112,6 +112,8 @@ class Bridge:
 
     def run(self, session: str, text: str, confirmed: bool = False) -> None:
         """Run every statement of `text` on `session`, stopping at one the guard stops."""
+        from sandbox.guard.policy import Guard, acknowledgements
+
         statements = split_statements(text, self.dialect)
         acknowledged = acknowledgements(text, statements, self.dialect)
         changed_schema = False
@@ -192,6 +194,8 @@ class Bridge:
         with self._lock:
             if self.conductor is None or self.scenario is None:
                 return
+            from sandbox.scenario.player import run_checks
+
             results = run_checks(self.scenario, self.conductor)
         self.app.post_message(ChecksDone(results))
 

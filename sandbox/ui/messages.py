@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
-from sandbox.conductor import Execution
-from sandbox.guard.policy import Review
-from sandbox.scenario.model import Scenario
-from sandbox.scenario.player import CheckResult
-from sandbox.schema_summary import TableSummary
-from sandbox.statements import Statement
-from sandbox.timeline import Event
+if TYPE_CHECKING:
+    from sandbox.conductor import Execution
+    from sandbox.guard.policy import Review
+    from sandbox.scenario.model import Scenario
+    from sandbox.scenario.player import CheckResult
+    from sandbox.schema_summary import TableSummary
+    from sandbox.statements import Statement
+    from sandbox.timeline import Event
 
 
 class SandboxReady(Message):

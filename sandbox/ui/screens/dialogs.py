@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -11,9 +11,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Markdown, OptionList, Static
 from textual.widgets.option_list import Option
 
-from sandbox.guard.policy import Decision, Review
-from sandbox.scenario.model import Scenario
 from sandbox.ui.text import escape
+
+if TYPE_CHECKING:
+    from sandbox.guard.policy import Review
+    from sandbox.scenario.catalog import Listing
 
 
 class ScenarioPicker(ModalScreen[str | None]):
@@ -23,7 +25,7 @@ class ScenarioPicker(ModalScreen[str | None]):
         Binding("escape", "dismiss_picker", "Free play", show=True)
     ]
 
-    def __init__(self, scenarios: list[Scenario], engine: str) -> None:
+    def __init__(self, scenarios: list[Listing], engine: str) -> None:
         super().__init__()
         self.scenarios = scenarios
         self.engine = engine
@@ -63,7 +65,7 @@ class ConfirmStatement(ModalScreen[bool]):
         self.review = review
 
     def compose(self) -> ComposeResult:
-        blocked = self.review.decision is Decision.BLOCK
+        blocked = self._blocked
         with Vertical(id="confirm", classes="dialog"):
             yield Label("The guard stopped this statement", classes="dialog-title")
             yield Static(escape(" ".join(self.sql.split())[:300]), id="confirm-sql")
@@ -88,7 +90,11 @@ class ConfirmStatement(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
     def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes and self.review.decision is not Decision.BLOCK)
+        self.dismiss(yes and not self._blocked)
+
+    @property
+    def _blocked(self) -> bool:
+        return str(self.review.decision) == "block"  # Decision.BLOCK, without importing the guard
 
 
 class ConfirmQuit(ModalScreen[bool]):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from sandbox.conductor import Execution
 from sandbox.outcome import Status, json_value
 from sandbox.transcript import plural
 from sandbox.ui.text import escape
+
+if TYPE_CHECKING:
+    from sandbox.conductor import Execution
 
 
 class ResultsView(Vertical):

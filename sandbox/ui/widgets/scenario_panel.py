@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Markdown, Static
 
-from sandbox.scenario.model import Scenario
-from sandbox.scenario.player import CheckResult
 from sandbox.ui.text import escape
+
+if TYPE_CHECKING:
+    from sandbox.scenario.model import Scenario
+    from sandbox.scenario.player import CheckResult
 
 FREE_PLAY = "**Free play.** Load a scenario from the command palette (ctrl+p)."
 

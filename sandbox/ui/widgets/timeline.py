@@ -337,6 +337,8 @@ class TimelineView(Widget):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if not self.is_attached or not self.is_mounted:
+            return  # the app is shutting down: nothing left to draw on
         log = self.event_log
         if len(self._lanes) > self._width:
             # A new session widened the gutter: redraw everything so the columns line up.
@@ -365,6 +367,8 @@ class TimelineView(Widget):
     def _update_boxes(self) -> None:
         now = self.now_ms()
         strip = self.query_one("#timeline-sessions", Horizontal)
+        if not strip.is_mounted:
+            return  # mounting into a strip being torn down would raise (app exiting)
         for session in self._lanes:
             box = self._boxes.get(session)
             if box is None:
