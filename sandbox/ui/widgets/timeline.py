@@ -390,7 +390,7 @@ class TimelineView(Widget):
     def _row_pieces(self, row: _Row, styles: dict[Tone, Style]) -> list[tuple[str, Style]]:
         """One log line as (text, style) pieces: time, the lanes' gutter, session, message."""
         event = row.event
-        pieces: list[tuple[str, Style]] = [(f"{event.elapsed_ms / 1000:9.3f}s ", styles["muted"])]
+        pieces: list[tuple[str, Style]] = [(f"{event.elapsed_ms / 1000:6.2f}s ", styles["muted"])]
         for lane in range(max(self._width, len(self._lanes))):
             if lane == row.lane:
                 glyph, tone = _MARKERS.get(event.kind, ("·", "plain"))
