@@ -84,6 +84,15 @@ class RunOptions:
     statement_timeout_s: float = 30.0
     wait_timeout_s: float = 5.0
 
+    def conductor(self, target: Target, timeline: Timeline) -> Conductor:
+        return Conductor(
+            target,
+            timeline,
+            page_size=self.page_size,
+            statement_timeout_s=self.statement_timeout_s,
+            wait_timeout_s=self.wait_timeout_s,
+        )
+
 
 def run_steps(
     steps: list[Step],
@@ -97,13 +106,7 @@ def run_steps(
     """
     options = options or RunOptions()
     timeline = Timeline()
-    conductor = Conductor(
-        target,
-        timeline,
-        page_size=options.page_size,
-        statement_timeout_s=options.statement_timeout_s,
-        wait_timeout_s=options.wait_timeout_s,
-    )
+    conductor = options.conductor(target, timeline)
     stopped: Execution | None = None
     try:
         for step in steps:

@@ -91,13 +91,7 @@ def play(
     options = options or RunOptions()
     set_stage(scenario, target)
     timeline = Timeline()
-    conductor = Conductor(
-        target,
-        timeline,
-        page_size=options.page_size,
-        statement_timeout_s=options.statement_timeout_s,
-        wait_timeout_s=options.wait_timeout_s,
-    )
+    conductor = options.conductor(target, timeline)
     played: list[tuple[str, Step, Execution]] = []
     try:
         open_sessions(scenario, conductor)

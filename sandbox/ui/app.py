@@ -7,17 +7,19 @@ learner sees and turns keys into requests.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Tab, Tabs, TextArea
 
@@ -67,6 +69,22 @@ EDITOR_START = """-- Type SQL here. F5 runs the statement under the cursor (or t
 -- F7 selects all, F1 shows every key. Try:
 SELECT 'hello, sandbox' AS greeting;
 """
+
+
+_M = TypeVar("_M", bound=Message)
+
+
+def _unless_leaving(
+    handler: Callable[[DbSandboxApp, _M], None],
+) -> Callable[[DbSandboxApp, _M], None]:
+    """Drop a worker's late message once the app is shutting down: its widgets are gone."""
+
+    @functools.wraps(handler)
+    def guarded(app: DbSandboxApp, message: _M) -> None:
+        if not app._leaving:
+            handler(app, message)
+
+    return guarded
 
 
 class DbSandboxApp(App[None]):
@@ -202,34 +220,29 @@ class DbSandboxApp(App[None]):
         self.sandbox_description = message.description  # the header says it is ready
 
     @on(SandboxFailed)
+    @_unless_leaving
     def sandbox_failed(self, message: SandboxFailed) -> None:
-        if self._leaving:
-            return  # a worker\'s late message while the app shuts down
         self._set_subtitle("no sandbox")
         self.notify(message.reason, severity="error", timeout=10)
 
     @on(TimelineEvent)
+    @_unless_leaving
     def timeline_event(self, message: TimelineEvent) -> None:
-        if self._leaving:
-            return  # a worker\'s late message while the app shuts down
         self.query_one("#timeline", TimelineView).add_event(message.event)
 
     @on(StatementDone)
+    @_unless_leaving
     def statement_done(self, message: StatementDone) -> None:
-        if self._leaving:
-            return  # a worker\'s late message while the app shuts down
         self.query_one("#results", ResultsView).show(message.execution)
 
     @on(SchemaChanged)
+    @_unless_leaving
     def schema_changed(self, message: SchemaChanged) -> None:
-        if self._leaving:
-            return  # a worker\'s late message while the app shuts down
         self.query_one("#schema", SchemaView).show(message.tables)
 
     @on(ChecksDone)
+    @_unless_leaving
     def checks_done(self, message: ChecksDone) -> None:
-        if self._leaving:
-            return  # a worker\'s late message while the app shuts down
         self.query_one("#scenario", ScenarioPanel).show_checks(message.results)
 
     @on(ConfirmationNeeded)
