@@ -38,9 +38,25 @@ async def run_sql(pilot: Pilot[None], app: DbSandboxApp, sql: str) -> None:
     editor.text = sql
     editor.move_cursor((0, 0))
     editor.focus()
-    before = caption(app)
+    conductor = app.bridge.conductor
+    assert conductor is not None
+    before = len(conductor.executions)
+
+    def shown() -> bool:
+        # The new statement finished (or is waiting) and its caption is up; two runs can have
+        # identical captions, so count executions rather than compare text.
+        if isinstance(app.screen, ConfirmStatement):
+            return True
+        if len(conductor.executions) <= before:
+            return False
+        last = conductor.executions[-1]
+        return last.outcome is not None or last.waited
+
     await pilot.press("f5")
-    await until(pilot, lambda: caption(app) != before or isinstance(app.screen, ConfirmStatement))
+    await until(pilot, shown)
+    # Every message the run posted (its result, and any statement it released) is handled.
+    await app.workers.wait_for_complete()
+    await pilot.pause()
 
 
 async def ready(pilot: Pilot[None], app: DbSandboxApp) -> None:
