@@ -295,7 +295,8 @@ def _open_app(options: object, scenario: object, pick: bool) -> int:
         # A closed terminal (SIGHUP) or kill unwinds past the app's own cleanup: the scratch
         # database must still go.
         app.bridge.close()
-    return EXIT_OK
+    # A crash inside the app (its traceback already printed) must not look like success.
+    return app.return_code or EXIT_OK
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
