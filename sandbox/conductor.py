@@ -42,7 +42,8 @@ class Execution:
     kind: StatementKind
     started: float = field(default_factory=time.perf_counter)
     waited: bool = False
-    blocked_by: list[str] = field(default_factory=list)
+    blocked_by: list[str] = field(default_factory=list)  # everyone it ever waited for
+    waiting_on: list[str] = field(default_factory=list)  # who holds it up right now
     outcome: Outcome | None = None
     review: Review | None = None  # what the guard found and decided, when it looked
     recorded: bool = False  # its outcome is on the timeline
@@ -310,9 +311,12 @@ class Conductor:
         with execution.lock:
             if execution.finished():
                 return True
-            if blockers != execution.blocked_by:
+            if blockers != execution.waiting_on:
                 execution.waited = True
-                execution.blocked_by = blockers
+                execution.waiting_on = blockers
+                # Everyone it waited for, in order: after a release, a statement queued behind
+                # the same row can take the lock first and become the next holder.
+                execution.blocked_by += [b for b in blockers if b not in execution.blocked_by]
                 names = ", ".join(blockers)
                 self.timeline.add(
                     execution.session,

@@ -34,7 +34,7 @@ class ResultsView(Vertical):
         # Learner text (session names, SQL, engine messages) may hold [brackets]: escape it.
         head = escape(f"[{execution.session}] line {execution.statement.line}: ")
         if outcome is None:
-            waiting = escape(", ".join(execution.blocked_by) or "another session")
+            waiting = escape(", ".join(execution.waiting_on) or "another session")
             caption.update(f"{head}[b yellow]waiting for a lock held by {waiting}[/]")
             return
         if outcome.status is Status.BLOCKED:
