@@ -94,16 +94,16 @@ class Bridge:
             self._close_locked()
 
     def _close_locked(self) -> None:
-        if self.conductor is not None:
-            try:
-                self.conductor.close()
-            finally:
-                self.conductor = None
-        if self.target is not None:
-            try:
-                self.target.close()
-            finally:
-                self.target = None
+        conductor, target = self.conductor, self.target
+        self.conductor = self.target = None
+        try:
+            if conductor is not None:
+                conductor.close()
+        finally:
+            # Even if a session would not close, the sandbox itself (scratch database or
+            # temporary file) must go.
+            if target is not None:
+                target.close()
 
     def _forward(self, event: Event) -> None:
         self.app.post_message(TimelineEvent(event))
