@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sandbox.statements import Dialect, Token, tokens
+from sandbox.statements import Token
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,8 @@ def _close(toks: list[Token], i: int) -> int:
     return i
 
 
-def check(sql: str, dialect: Dialect) -> list[KeywordFinding]:
-    toks = list(tokens(sql, dialect))
+def check(toks: list[Token]) -> list[KeywordFinding]:
+    """Findings for a statement, from its tokens (the linter has already lexed it)."""
     if not toks:
         return []
     first = _word(toks[0])
@@ -416,9 +416,8 @@ def _replica(how: str) -> KeywordFinding:
     )
 
 
-def set_config(sql: str, dialect: Dialect) -> list[KeywordFinding]:
+def set_config(toks: list[Token]) -> list[KeywordFinding]:
     """`SELECT set_config('session_replication_role', 'replica', ...)`: SET as a function call."""
-    toks = list(tokens(sql, dialect))
     for i, token in enumerate(toks):
         if _word(token) != "SET_CONFIG" or [t.text for t in toks[i + 1 : i + 2]] != ["("]:
             continue

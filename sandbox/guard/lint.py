@@ -148,10 +148,10 @@ def _lint(
     if first == "EXPLAIN":
         return []  # plain EXPLAIN plans the statement without running it
     if first in _KEYWORD_RULES:
-        return _keyword_findings(ddl.check(sql, dialect), statement, offset)
+        return _keyword_findings(ddl.check(toks), statement, offset)
     # `SELECT set_config('session_replication_role', 'replica', ...)` is a SET in disguise.
     switched = (
-        _keyword_findings(ddl.set_config(sql, dialect), statement, offset)
+        _keyword_findings(ddl.set_config(toks), statement, offset)
         if first in ("SELECT", "WITH", "VALUES")
         else []
     )
@@ -260,7 +260,9 @@ def _lint_inner(
                 findings.extend(_lint(rest, statement, at, dialect, schema, depth + 1))
                 break
             if word in ("SELECT", "PERFORM"):
-                findings.extend(_keyword_findings(ddl.set_config(rest, dialect), statement, at))
+                findings.extend(
+                    _keyword_findings(ddl.set_config(piece_toks[index:]), statement, at)
+                )
                 break
     return findings
 
