@@ -65,10 +65,6 @@ class Outcome:
     # Something the learner must not miss, e.g. a COMMIT that the server answered with ROLLBACK.
     note: str | None = None
 
-    @property
-    def returns_rows(self) -> bool:
-        return bool(self.columns)
-
 
 def json_value(value: Any) -> Any:
     """Convert a driver value to a JSON value without losing what it says."""

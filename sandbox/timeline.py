@@ -106,6 +106,3 @@ class Timeline:
     def events(self) -> list[Event]:
         with self._lock:
             return list(self._events)
-
-    def for_session(self, session: str) -> list[Event]:
-        return [e for e in self.events if e.session == session]

@@ -95,7 +95,6 @@ class Finding:
     # DROP / TRUNCATE: what the statement names, as (kind, name), and whether CASCADE is on.
     objects: tuple[tuple[str, str], ...] = ()
     cascade: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self, path: str | None = None) -> dict[str, Any]:
         data: dict[str, Any] = {
