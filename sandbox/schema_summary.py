@@ -7,6 +7,7 @@ is committed, which is what every other session sees too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sandbox.targets import Target
 
@@ -42,10 +43,7 @@ def summarize(target: Target) -> list[TableSummary]:
         connection.close()
 
 
-def _sqlite(cursor: object) -> list[TableSummary]:
-    from typing import Any
-
-    c: Any = cursor
+def _sqlite(c: Any) -> list[TableSummary]:
     c.execute(
         "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
         "ORDER BY name"
@@ -66,10 +64,7 @@ def _sqlite(cursor: object) -> list[TableSummary]:
     return tables
 
 
-def _postgres(cursor: object) -> list[TableSummary]:
-    from typing import Any
-
-    c: Any = cursor
+def _postgres(c: Any) -> list[TableSummary]:
     c.execute(
         "SELECT c.oid, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY (current_schemas(false)) "

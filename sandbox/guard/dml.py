@@ -8,6 +8,7 @@ measures its impact: the same target and predicate as a SELECT count.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 from sqlglot import exp
@@ -217,9 +218,7 @@ def _preview(
     root: exp.Expression,
     dialect: str,
 ) -> PreviewPlan:
-    def build() -> tuple[str, str, str]:
-        return _preview_sql(verb, table, others, where, root, dialect)
-
+    build = functools.partial(_preview_sql, verb, table, others, where, root, dialect)
     return PreviewPlan(verb=verb, table=_display(table), build=build)
 
 

@@ -322,11 +322,11 @@ class DbSandboxApp(App[None]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen(HELP))
 
-    def _leave(self, what: str, then: object) -> None:
+    def _leave(self, what: str, then: Callable[[], object]) -> None:
         """Ask before leaving open transactions behind; `then` runs if the learner agrees."""
         open_ones = self.bridge.open_transactions()
         if not open_ones:
-            then()  # type: ignore[operator]
+            then()
             return
         lines = [
             f"session {name}: {'a failed' if state.value == 'failed' else 'an open'} transaction — "
@@ -336,7 +336,7 @@ class DbSandboxApp(App[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                then()  # type: ignore[operator]
+                then()
 
         self.push_screen(ConfirmQuit(what, lines), answered)
 
