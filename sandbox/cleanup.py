@@ -2,7 +2,8 @@
 
 A PostgreSQL scratch database or schema is an orphan when its name has our prefix, its comment
 carries our marker (so we created it), and no connection in pg_stat_activity carries its
-application name (every live sandbox keeps one open). A SQLite sandbox directory is an orphan
+application name (every live sandbox keeps one open). A snapshot database (`<name>_s<N>`) and
+a restore in progress (`<name>_r`) belong to the sandbox `<name>`. A SQLite sandbox directory is an orphan
 when the process that made it is gone.
 """
 
@@ -36,7 +37,8 @@ SELECT d.datname,
        pg_catalog.pg_get_userbyid(d.datdba) = current_user
          OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS may_drop,
        (SELECT count(*) FROM pg_catalog.pg_stat_activity a
-         WHERE starts_with(a.application_name, 'dbsandbox:' || d.datname)) AS live,
+         WHERE starts_with(a.application_name,
+                           'dbsandbox:' || regexp_replace(d.datname, '_(s[0-9]+|r)$', ''))) AS live,
        (SELECT count(*) FROM pg_catalog.pg_stat_activity a
          WHERE a.datname = d.datname) AS connections
 FROM pg_catalog.pg_database d

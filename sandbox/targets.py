@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
     from sandbox.session import Session
+    from sandbox.snapshots.store import SnapshotStore
 
 # SQLAlchemy, psycopg2 and python-dotenv are imported where PostgreSQL needs them: a SQLite
 # sandbox (the app's default) starts faster and uses ~26 MiB less without them.
@@ -79,6 +80,21 @@ class Target(ABC):
 
     def __init__(self) -> None:
         self.notices: list[str] = []
+        self._snapshots: SnapshotStore | None = None
+
+    @property
+    def snapshots(self) -> SnapshotStore:
+        """This sandbox's named snapshots (made on first use, removed with the sandbox)."""
+        if self._snapshots is None:
+            self._snapshots = self._make_snapshots()
+        return self._snapshots
+
+    @abstractmethod
+    def _make_snapshots(self) -> SnapshotStore: ...
+
+    def _close_snapshots(self) -> None:
+        if self._snapshots is not None:
+            self._snapshots.close()
 
     @abstractmethod
     def connect(self, session: str) -> Connection: ...
@@ -186,9 +202,15 @@ class SqliteTarget(Target):
         # transaction may be the holder then.
         return writers or [s.name for s in others if s.tx_state is not TxState.IDLE]
 
+    def _make_snapshots(self) -> SnapshotStore:
+        from sandbox.snapshots.sqlite import SqliteSnapshots
+
+        return SqliteSnapshots(self.path, self.directory / "snapshots", self.busy_timeout_ms)
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._probe.close()
+        # The snapshots live inside the directory: removing it removes them too.
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -292,9 +314,13 @@ def _scratch_name() -> str:
     return f"{SCRATCH_PREFIX}{stamp}_{secrets.token_hex(3)}"
 
 
-def _marker_comment() -> str:
+def _marker_comment(what: str | None = None) -> str:
     when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    return f"{MARKER}: created {when} by pid {os.getpid()} on {socket.gethostname()}; safe to drop"
+    about = f" ({what})" if what else ""
+    return (
+        f"{MARKER}{about}: created {when} by pid {os.getpid()} on {socket.gethostname()}; "
+        "safe to drop"
+    )
 
 
 class PostgresTarget(Target):
@@ -374,6 +400,37 @@ class PostgresTarget(Target):
             raise UserError(f"session {session} cannot connect: {redact(reason)}") from None
         return Connection(sa_connection.connection.dbapi_connection, sa_connection.close)
 
+    @property
+    def admin(self) -> Any:
+        """The autocommit connection to the server's own database that creates and drops."""
+        return self._admin
+
+    def marker_comment(self, what: str | None = None) -> str:
+        return _marker_comment(what)
+
+    def open_database(self, database: str, role: str) -> Connection:
+        """A connection to one of this sandbox's databases (a snapshot, or the live one)."""
+        import sqlalchemy as sa
+
+        engine = _pg_engine(self.url.set(database=database), f"{self.application_name}:{role}")
+        try:
+            sa_connection = engine.connect()
+        except sa.exc.DBAPIError as exc:
+            engine.dispose()
+            reason = (str(exc.orig).strip().splitlines() or ["connection failed"])[0]
+            raise UserError(f"cannot connect to {database}: {redact(reason)}") from None
+
+        def close() -> None:
+            sa_connection.close()
+            engine.dispose()
+
+        return Connection(sa_connection.connection.dbapi_connection, close)
+
+    def _make_snapshots(self) -> SnapshotStore:
+        from sandbox.snapshots.postgres import PostgresSnapshots
+
+        return PostgresSnapshots(self)
+
     def blockers(
         self, waiting: Session, sessions: Sequence[Session], running: set[str]
     ) -> list[str]:
@@ -397,6 +454,7 @@ class PostgresTarget(Target):
         for engine in self._engines.values():
             engine.dispose()
         try:
+            self._close_snapshots()
             self._drop()
         finally:
             self._admin_sa.close()

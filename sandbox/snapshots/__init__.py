@@ -1,0 +1,1 @@
+"""Snapshots of a whole sandbox: take, restore, and compare with now."""

@@ -1,0 +1,200 @@
+"""PostgreSQL snapshots: one database per snapshot, beside the scratch database.
+
+Taking one: `CREATE DATABASE snap TEMPLATE live` is the exact, fast copy, but PostgreSQL
+refuses it while anyone is connected to the template, and a sandbox's sessions are connected
+all the time (an open transaction cannot survive a reconnect). So a snapshot is a template
+clone only when nobody is connected (a scenario's start, before its sessions open); otherwise
+it is a logical copy (definitions from the catalogs, rows by COPY) read in one REPEATABLE READ
+transaction, which never disturbs a session. benchmarks/snapshots.py measures both.
+
+Restoring always clones: the sessions are disconnected anyway (a restore discards open
+transactions), so the snapshot database is used as a template for a new live database, which
+then takes the old one's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from sandbox.masking import redact
+from sandbox.snapshots.model import SnapshotError
+from sandbox.snapshots.store import SnapshotStore
+
+if TYPE_CHECKING:
+    from sandbox.targets import Connection, PostgresTarget
+
+OBJECT_IN_USE = "55006"  # "source database ... is being accessed by other users"
+
+_LIVE_CONNECTIONS = """
+SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()
+"""
+_USER_TABLES = """
+SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
+"""
+
+
+class PostgresSnapshots(SnapshotStore):
+    engine = "postgres"
+    reconnects = True
+
+    def __init__(self, target: PostgresTarget) -> None:
+        super().__init__()
+        self.target = target
+        self._databases: dict[str, str] = {}  # snapshot name -> database name
+
+    # ------------------------------------------------------------------ taking
+
+    def _take(self, name: str, serial: int) -> tuple[str, int, int]:
+        self._require_databases()
+        database = f"{self.target.name}_s{serial}"
+        admin = self.target.admin
+        try:
+            method, tables = self._clone_or_copy(database)
+            with admin.cursor() as cursor:
+                cursor.execute(
+                    f"COMMENT ON DATABASE {_q(database)} IS %s",
+                    (self.target.marker_comment(f"snapshot {name} of {self.target.name}"),),
+                )
+                cursor.execute("SELECT pg_catalog.pg_database_size(%s)", (database,))
+                size = int(cursor.fetchone()[0])
+        except BaseException:
+            self._drop(database)
+            raise
+        old = self._databases.pop(name, None)
+        if old is not None:
+            self._drop(old)
+        self._databases[name] = database
+        return method, size, tables
+
+    def _clone_or_copy(self, database: str) -> tuple[str, int]:
+        import psycopg2
+
+        live = self.target.name
+        with self.target.admin.cursor() as cursor:
+            cursor.execute(_LIVE_CONNECTIONS, (live,))
+            idle = cursor.fetchone()[0] == 0
+            if idle:
+                try:
+                    cursor.execute(f"CREATE DATABASE {_q(database)} TEMPLATE {_q(live)}")
+                except psycopg2.Error as exc:
+                    # Someone connected between the look and the clone: copy instead.
+                    if exc.pgcode != OBJECT_IN_USE:
+                        raise SnapshotError(f"snapshot failed: {_message(exc)}") from None
+                else:
+                    with self._connection(database) as snap:
+                        return "template clone", _count_tables(snap.raw)
+            self._create_empty(cursor, database)
+        return "logical copy", self._copy_into(database)
+
+    def _create_empty(self, cursor: Any, database: str) -> None:
+        """An empty database with the live one's encoding and collation (template0 has none of
+        template1's additions, so only what the copy makes will be in it)."""
+        import psycopg2
+
+        cursor.execute(
+            "SELECT pg_catalog.pg_encoding_to_char(encoding), datcollate, datctype "
+            "FROM pg_catalog.pg_database WHERE datname = %s",
+            (self.target.name,),
+        )
+        encoding, collate, ctype = cursor.fetchone()
+        try:
+            cursor.execute(
+                f"CREATE DATABASE {_q(database)} TEMPLATE template0 "
+                "ENCODING %s LC_COLLATE %s LC_CTYPE %s",
+                (encoding, collate, ctype),
+            )
+        except psycopg2.Error as exc:
+            raise SnapshotError(f"snapshot failed: {_message(exc)}") from None
+
+    def _copy_into(self, database: str) -> int:
+        import psycopg2
+
+        from sandbox.snapshots.pgcopy import LockBusy, UnsupportedObject, copy_database
+
+        with (
+            self._connection(self.target.name) as source,
+            self._connection(database) as destination,
+        ):
+            try:
+                stats = copy_database(source.raw, destination.raw)
+            except (LockBusy, UnsupportedObject) as exc:
+                raise SnapshotError(f"snapshot failed: {exc}") from None
+            except psycopg2.Error as exc:
+                raise SnapshotError(f"snapshot failed: {_message(exc)}") from None
+        return int(stats.tables)
+
+    # ------------------------------------------------------------------ restoring
+
+    def _restore(self, name: str) -> None:
+        import psycopg2
+
+        live = self.target.name
+        fresh = f"{live}_r"
+        with self.target.admin.cursor() as cursor:
+            try:
+                # Clone first: if that fails, the live database is still there, untouched.
+                cursor.execute(f"DROP DATABASE IF EXISTS {_q(fresh)} WITH (FORCE)")
+                cursor.execute(f"CREATE DATABASE {_q(fresh)} TEMPLATE {_q(self._databases[name])}")
+                cursor.execute(f"DROP DATABASE {_q(live)} WITH (FORCE)")
+                cursor.execute(f"ALTER DATABASE {_q(fresh)} RENAME TO {_q(live)}")
+                cursor.execute(
+                    f"COMMENT ON DATABASE {_q(live)} IS %s", (self.target.marker_comment(),)
+                )
+            except psycopg2.Error as exc:
+                raise SnapshotError(f"restore of {name} failed: {_message(exc)}") from None
+
+    # ------------------------------------------------------------------ comparing
+
+    @contextlib.contextmanager
+    def compare(self, name: str) -> Iterator[tuple[Any, Any]]:
+        with (
+            self._connection(self._databases[name]) as before,
+            self._connection(self.target.name) as after,
+        ):
+            yield before.raw, after.raw
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def _require_databases(self) -> None:
+        if self.target.mode != "database":
+            raise SnapshotError(
+                "snapshots on PostgreSQL copy the scratch database, and this role may not "
+                "create databases (the sandbox is a scratch schema): grant it CREATEDB"
+            )
+
+    @contextlib.contextmanager
+    def _connection(self, database: str) -> Iterator[Connection]:
+        connection = self.target.open_database(database, "snapshot")
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def _drop(self, database: str) -> None:
+        with contextlib.suppress(Exception), self.target.admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {_q(database)} WITH (FORCE)")
+
+    def close(self) -> None:
+        for database in self._databases.values():
+            self._drop(database)
+        self._databases.clear()
+
+
+def _q(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _count_tables(raw: Any) -> int:
+    with raw.cursor() as cursor:
+        cursor.execute(_USER_TABLES)
+        return int(cursor.fetchone()[0])
+
+
+def _message(exc: Any) -> str:
+    diag = getattr(exc, "diag", None)
+    text = (diag.message_primary if diag is not None else None) or str(exc)
+    return redact(text.strip().splitlines()[0] if text.strip() else "unknown error")
