@@ -16,13 +16,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sandbox.outcome import Outcome, Status
+from sandbox.outcome import Outcome, SqlError, Status, TxState
 from sandbox.session import Session
+from sandbox.snapshots.model import SnapshotError, SnapshotInfo, human_size
 from sandbox.sqlkind import StatementKind, classify
-from sandbox.statements import Statement
+from sandbox.statements import MetaCommand, Statement
 from sandbox.targets import Target
 from sandbox.timeline import EventKind, Timeline
-from sandbox.transcript import describe_close, record_outcome, short_sql
+from sandbox.transcript import describe_close, plural, record_outcome, short_sql
 
 if TYPE_CHECKING:
     # The guard pulls in sqlglot; the conductor only needs its types until one is passed.
@@ -47,6 +48,8 @@ class Execution:
     outcome: Outcome | None = None
     review: Review | None = None  # what the guard found and decided, when it looked
     recorded: bool = False  # its outcome is on the timeline
+    meta: str | None = None  # a snapshot command (\\snapshot ...) rather than SQL
+    snapshot_before: str | None = None  # the snapshot taken automatically just before it ran
     future: cf.Future[None] | None = None
     # Orders "started waiting" against "finished" when the conductor and the session thread race.
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -95,8 +98,12 @@ class Conductor:
         page_size: int = 100,
         statement_timeout_s: float = 30.0,
         wait_timeout_s: float = 5.0,
+        auto_snapshots: bool = True,
     ) -> None:
         self.target = target
+        # Before every dangerous statement that was let through, a snapshot to come back to.
+        self.auto_snapshots = auto_snapshots
+        self._auto_serial = 0
         self.timeline = timeline or Timeline()
         self.page_size = page_size
         self.statement_timeout_s = statement_timeout_s
@@ -225,6 +232,8 @@ class Conductor:
                 statement=execution.index,
             )
         if review.runs:
+            if self.auto_snapshots and any(str(d) == "confirm" for d in review.decisions):
+                self._snapshot_before(execution)
             return True
         state = session.tx_state
         execution.outcome = Outcome(
@@ -243,6 +252,201 @@ class Conductor:
             line=statement.line,
         )
         return False
+
+    def _snapshot_before(self, execution: Execution) -> None:
+        """A confirmed dangerous statement is about to run: keep a way back."""
+        self._auto_serial += 1
+        name = f"before-{self._auto_serial}"
+        statement = execution.statement
+        reason = (
+            f"before {short_sql(statement.text, 48)} ({execution.session}, line {statement.line})"
+        )
+        try:
+            info = self.target.snapshots.take(name, reason)
+        except SnapshotError as exc:
+            self.timeline.add(
+                execution.session,
+                EventKind.SNAPSHOT,
+                f"no snapshot before this statement: {exc}",
+                statement=execution.index,
+                error=str(exc),
+            )
+            return
+        execution.snapshot_before = name
+        self.timeline.add(
+            execution.session,
+            EventKind.SNAPSHOT,
+            f"snapshot {name} taken first ({_described(info)}): \\restore {name} undoes "
+            "this statement even after COMMIT",
+            statement=execution.index,
+            snapshot=info.to_json(),
+        )
+
+    # ------------------------------------------------------------------ snapshot commands
+
+    def run_meta(self, session_name: str, command: MetaCommand) -> Execution:
+        """Run \\snapshot, \\restore, \\diff or \\snapshots on behalf of a session.
+
+        Recorded like a statement (an Execution whose outcome carries the result in `data`);
+        a request that cannot be done (unknown snapshot, a locked table) is an error outcome.
+        """
+        from sandbox.metacommands import as_statement, kind_of
+
+        session = self.session(session_name)
+        seat = self._seats[session_name]
+        if seat.last is not None and not seat.last.finished():
+            self._wait_for(seat.last, self.wait_timeout_s)
+        execution = Execution(
+            len(self.executions),
+            session_name,
+            as_statement(command),
+            kind_of(command),
+            meta=command.name,
+        )
+        # Listed once it is done: a restore settles every pending statement, and this one must
+        # not count as pending while it runs.
+        before = session.tx_state
+        started = time.perf_counter()
+        event = {
+            "snapshot": EventKind.SNAPSHOT,
+            "snapshots": EventKind.SNAPSHOT,
+            "restore": EventKind.RESTORE,
+            "diff": EventKind.DIFF,
+        }[command.name]
+        try:
+            outcome = self._meta(command, execution)
+        except SnapshotError as exc:
+            outcome = Outcome(
+                status=Status.ERROR,
+                tx_before=before,
+                tx_after=session.tx_state,
+                elapsed_ms=0.0,
+                error=SqlError("dbsandbox", str(exc)),
+            )
+            message = f"{command.text} failed: {exc}"
+            self.timeline.add(
+                session_name, event, message, statement=execution.index, error=str(exc)
+            )
+        else:
+            outcome.tx_before = before
+            outcome.tx_after = session.tx_state
+        outcome.elapsed_ms = (time.perf_counter() - started) * 1000
+        execution.outcome = outcome
+        execution.recorded = True
+        self.executions.append(execution)
+        return execution
+
+    def _meta(self, command: MetaCommand, execution: Execution) -> Outcome:
+        store = self.target.snapshots
+        who, index = execution.session, execution.index
+        name = command.args[0] if command.args else ""
+        outcome = Outcome(Status.OK, TxState.IDLE, TxState.IDLE, 0.0)
+        if command.name == "snapshot":
+            info = store.take(name, "on demand")
+            outcome.note = f"snapshot {name} taken ({_described(info)}){self._uncommitted_note()}"
+            outcome.data = {"snapshot": info.to_json()}
+            self.timeline.add(
+                who, EventKind.SNAPSHOT, outcome.note, statement=index, snapshot=info.to_json()
+            )
+        elif command.name == "snapshots":
+            infos = store.list()
+            outcome.columns = ["name", "taken", "reason", "method", "size", "ms"]
+            outcome.rows = [
+                (
+                    i.name,
+                    i.taken_at[11:19],
+                    i.reason,
+                    i.method,
+                    human_size(i.size_bytes),
+                    round(i.elapsed_ms),
+                )
+                for i in infos
+            ]
+            outcome.data = {"snapshots": [i.to_json() for i in infos]}
+            self.timeline.add(
+                who, EventKind.SNAPSHOT, f"{plural(len(infos), 'snapshot')} listed", statement=index
+            )
+        elif command.name == "restore":
+            outcome.data = {"restore": self.restore(name, who, index)}
+            outcome.note = outcome.data["restore"]["message"]
+        else:
+            diff = store.diff(name)
+            outcome.columns, rows = diff.display()
+            outcome.rows = list(rows)
+            outcome.note = f"since {name}: {diff.summary()}{self._uncommitted_note()}"
+            outcome.data = {"diff": {"snapshot": name, **diff.to_json()}}
+            self.timeline.add(who, EventKind.DIFF, outcome.note, statement=index, snapshot=name)
+        return outcome
+
+    def _uncommitted_note(self) -> str:
+        open_tx = [s.name for s in self.sessions if s.tx_state is not TxState.IDLE]
+        if not open_tx:
+            return ""
+        return f" (committed data only: {', '.join(open_tx)} has an open transaction)"
+
+    def restore(self, name: str, requester: str, index: int | None = None) -> dict[str, object]:
+        """Put the sandbox back to snapshot `name`; every open transaction is rolled back first.
+
+        Returns what happened, JSON-ready (the snapshot, who lost what, how long it took).
+        """
+        store = self.target.snapshots
+        info = store.get(name)
+        # Statements still waiting on a lock would race the restore: let them end first.
+        self.settle_all()
+        discarded: dict[str, int] = {}
+        for seat in self._seats.values():
+            session = seat.session
+            if session.tx_state is TxState.IDLE:
+                continue
+            count = session.tx_statements
+            self.quietly(session.name, "ROLLBACK")
+            discarded[session.name] = count
+            self.timeline.add(
+                session.name,
+                EventKind.ROLLBACK,
+                f"rolled back for \\restore {name}: "
+                f"{plural(count, 'uncommitted statement')} discarded",
+                statement=index,
+                by="restore",
+            )
+        lost_settings: dict[str, list[str]] = {}
+        if store.reconnects:
+            for seat in self._seats.values():
+                seat.executor.submit(seat.session.close).result()
+        try:
+            elapsed_ms = store.restore(name)
+        finally:
+            if store.reconnects:
+                for seat in self._seats.values():
+                    failed = seat.executor.submit(seat.session.reopen).result()
+                    if failed:
+                        lost_settings[seat.session.name] = failed
+        for seat in self._seats.values():
+            seat.schema = None
+        rolled = "; ".join(
+            f"{who}'s open transaction rolled back ({plural(n, 'statement')})"
+            for who, n in discarded.items()
+        )
+        message = f"restored snapshot {name} ({info.reason}) in {elapsed_ms:.0f} ms" + (
+            f"; {rolled}" if rolled else ""
+        )
+        if store.reconnects:
+            message += "; sessions reconnected"
+        self.timeline.add(
+            requester,
+            EventKind.RESTORE,
+            message,
+            statement=index,
+            snapshot=name,
+            discarded=discarded,
+        )
+        return {
+            "snapshot": info.to_json(),
+            "elapsed_ms": round(elapsed_ms, 3),
+            "rolled_back": discarded,
+            "settings_lost": lost_settings,
+            "message": message,
+        }
 
     def _perform(self, session: Session, execution: Execution) -> None:
         # Runs on the session's thread. Only the conductor's thread writes the timeline, so a
@@ -382,6 +586,13 @@ class Conductor:
                 seat.executor.shutdown(wait=False)
             self.timeline.add(name, EventKind.SESSION_CLOSED, describe_close(name, state, count))
         self._seats.clear()
+
+
+def _described(info: SnapshotInfo) -> str:
+    return (
+        f"{info.method}, {plural(info.tables, 'table')}, {human_size(info.size_bytes)}, "
+        f"{info.elapsed_ms:.0f} ms"
+    )
 
 
 def _introspect(session: Session) -> Schema | None:

@@ -64,6 +64,8 @@ class Outcome:
     notices: list[str] = field(default_factory=list)
     # Something the learner must not miss, e.g. a COMMIT that the server answered with ROLLBACK.
     note: str | None = None
+    # What a meta-command (\snapshot, \restore, \diff, \snapshots) produced, JSON-ready.
+    data: dict[str, Any] | None = None
 
 
 def json_value(value: Any) -> Any:

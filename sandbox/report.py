@@ -29,6 +29,8 @@ def execution_json(execution: Execution) -> dict[str, Any]:
         "column": statement.column,
         "waited": execution.waited,
         "blocked_by": execution.blocked_by,
+        "meta": execution.meta,
+        "snapshot_before": execution.snapshot_before,
     }
     data["findings"] = execution.review.to_json() if execution.review else []
     if outcome is None:  # only if the run was interrupted before the statement ended
@@ -48,6 +50,8 @@ def execution_json(execution: Execution) -> dict[str, Any]:
         notices=outcome.notices,
         note=outcome.note,
     )
+    # A snapshot command's result: "snapshot", "snapshots", "restore" or "diff".
+    data.update(outcome.data or {})
     return data
 
 
@@ -118,6 +122,9 @@ def to_text(result: RunResult) -> str:
         indent = "      "
         if execution.review is not None:
             lines += _findings_text(execution, indent)
+        if execution.snapshot_before:
+            name = execution.snapshot_before
+            lines.append(f"{indent}snapshot {name} taken first: \\restore {name} undoes this")
         if execution.waited:
             lines.append(f"{indent}waited for a lock held by {', '.join(execution.blocked_by)}")
         if outcome is None:
@@ -130,7 +137,8 @@ def to_text(result: RunResult) -> str:
         tx = _TX_WORDS[str(outcome.tx_after)]
         lines.append(f"{indent}{status} · {tx} · {outcome.elapsed_ms:.1f} ms")
         if outcome.note:
-            lines.append(f"{indent}!! {outcome.note}")
+            # A snapshot command's note is its answer; a statement's note is a warning.
+            lines.append(f"{indent}{'' if execution.meta else '!! '}{outcome.note}")
         lines += [f"{indent}{n}" for n in outcome.notices]
         if outcome.columns:
             rows = [[json_value(v) for v in row] for row in outcome.rows]

@@ -1,33 +1,31 @@
 """`dbsandbox run FILE.sql`: a multi-session script in a fresh sandbox.
 
 A line `\\session NAME` sends the following statements to that session (opened on first use;
-the first session is A). Such lines are directions to the runner, not statements.
+the first session is A). The snapshot commands (`\\snapshot NAME`, `\\restore NAME`,
+`\\diff NAME`, `\\snapshots`) are steps of the script, recorded where they ran.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from sandbox.conductor import Conductor, Execution
-from sandbox.errors import UserError
 from sandbox.guard.policy import Guard, acknowledgements
+from sandbox.metacommands import check
 from sandbox.outcome import Status
 from sandbox.statements import Dialect, MetaCommand, Statement, split
 from sandbox.targets import Target
 from sandbox.timeline import Event, Timeline
 
 DEFAULT_SESSION = "A"
-SESSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")
-META_COMMANDS = {"session": "\\session NAME  send the statements that follow to session NAME"}
 
 
 @dataclass(frozen=True)
 class Step:
-    """One statement of a script and the session it goes to."""
+    """One statement (or snapshot command) of a script and the session it goes to."""
 
     session: str
-    statement: Statement
+    statement: Statement | MetaCommand
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,8 @@ class Script:
 def read_script(text: str, dialect: Dialect, source: str = "<script>") -> Script:
     """Parse a script for running under the guard."""
     steps = parse_script(text, dialect, source)
-    return Script(steps, acknowledgements(text, [s.statement for s in steps], dialect))
+    statements = [s.statement for s in steps if isinstance(s.statement, Statement)]
+    return Script(steps, acknowledgements(text, statements, dialect))
 
 
 def parse_script(text: str, dialect: Dialect, source: str = "<script>") -> list[Step]:
@@ -50,22 +49,12 @@ def parse_script(text: str, dialect: Dialect, source: str = "<script>") -> list[
     session = DEFAULT_SESSION
     for item in split(text, dialect):
         if isinstance(item, MetaCommand):
-            session = _direction(item, source)
-        else:
-            steps.append(Step(session, item))
+            check(item, source, session)
+            if item.name == "session":
+                session = item.args[0]
+                continue
+        steps.append(Step(session, item))
     return steps
-
-
-def _direction(command: MetaCommand, source: str) -> str:
-    where = f"{source}:{command.line}"
-    if command.name not in META_COMMANDS:
-        known = ", ".join(f"\\{name}" for name in META_COMMANDS)
-        raise UserError(f"{where}: unknown command \\{command.name} (known: {known})")
-    if len(command.args) != 1 or not SESSION_NAME.match(command.args[0]):
-        raise UserError(
-            f"{where}: \\session needs one name of letters, digits, _ or - (e.g. \\session B)"
-        )
-    return command.args[0]
 
 
 @dataclass
@@ -110,6 +99,9 @@ def run_steps(
     stopped: Execution | None = None
     try:
         for step in steps:
+            if isinstance(step.statement, MetaCommand):
+                conductor.run_meta(step.session, step.statement)
+                continue
             execution = conductor.execute(step.session, step.statement, guard)
             if execution.outcome is not None and execution.outcome.status is Status.BLOCKED:
                 stopped = execution

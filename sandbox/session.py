@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox.masking import redact
 from sandbox.outcome import Outcome, SqlError, Status, TxState
-from sandbox.sqlkind import StatementKind, TxControl
+from sandbox.sqlkind import StatementKind, TxControl, classify
 
 if TYPE_CHECKING:
     from sandbox.targets import Connection, Target
@@ -44,6 +44,9 @@ class Session:
         self.ended_tx_statements = 0
         # SQLite: whether this session's open transaction has taken the write lock.
         self.holds_write_lock = False
+        # Session-level SETs (isolation level, search_path, ...) in the order they ran: a
+        # reconnect (PostgreSQL restore) replays them so the session behaves as before.
+        self.settings: list[str] = []
 
     @property
     def engine(self) -> str:
@@ -59,6 +62,25 @@ class Session:
     def open(self) -> None:
         self._connection = self._target.connect(self.name)
         self.pid = self._adapter.session_id(self._connection.raw)
+
+    def reopen(self) -> list[str]:
+        """Connect again (after a restore replaced the database) and replay the settings.
+
+        Returns the settings that no longer apply (their error messages), for the record.
+        """
+        self.close()
+        self.open()
+        failed = []
+        for sql in self.settings:
+            try:
+                self._adapter.run(self.raw, sql, classify(sql, self._adapter.dialect), 1)
+            except Exception as exc:  # a setting naming an object the snapshot lacks
+                found = self._adapter.error_of(exc)
+                if found is None:
+                    raise
+                failed.append(f"{sql}: {redact(found.message)}")
+        self._adapter.drain_notices(self.raw)
+        return failed
 
     def execute(self, sql: str, kind: StatementKind) -> Outcome:
         """Run one statement; SQL errors come back in the outcome, never as exceptions."""
@@ -109,6 +131,8 @@ class Session:
         elif error is not None and self._adapter.connection_lost(raw):
             outcome.note = CONNECTION_LOST_NOTE
         self._track(kind, outcome)
+        if _is_session_setting(kind, outcome):
+            self.settings.append(sql)
         return outcome
 
     def _track(self, kind: StatementKind, outcome: Outcome) -> None:
@@ -144,3 +168,14 @@ class Session:
         self._connection = None
         self.tx_state = TxState.IDLE
         return state, count
+
+
+def _is_session_setting(kind: StatementKind, outcome: Outcome) -> bool:
+    """A SET that outlives its statement: run outside a transaction, not SET LOCAL."""
+    return (
+        kind.keyword == "SET"
+        and outcome.status is Status.OK
+        and outcome.tx_before is TxState.IDLE
+        and outcome.tx_after is TxState.IDLE
+        and (len(kind.words) < 2 or kind.words[1] != "LOCAL")
+    )

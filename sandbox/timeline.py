@@ -33,6 +33,9 @@ class EventKind(enum.StrEnum):
     LOCK_RELEASED = "lock_released"
     CANCELLED = "cancelled"
     SESSION_CLOSED = "session_closed"
+    SNAPSHOT = "snapshot"  # taken (or listed)
+    RESTORE = "restore"  # the sandbox was put back to a snapshot
+    DIFF = "diff"  # compared with a snapshot
 
 
 @dataclass(frozen=True)
