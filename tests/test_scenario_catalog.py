@@ -38,12 +38,13 @@ def mismatches(run: ScenarioRun) -> list[str]:
     ]
 
 
-def test_the_catalog_has_the_fourteen_scenarios() -> None:
+def test_the_catalog_has_the_fifteen_scenarios() -> None:
     ids = {p.stem for p in catalog_files()}
     assert ids >= {
         "missing-where", "skipped-commit", "failed-transfer", "lost-update", "duplicate-charge",
         "same-email-signups", "schema-drift", "null-comparison", "missing-index", "deadlock",
         "cascade-surprise", "savepoint-recovery", "dropped-column", "aborted-transaction",
+        "committed-delete",
     }  # fmt: skip
 
 
@@ -77,12 +78,22 @@ def test_run_scenario_json_and_exit_codes(capsys: pytest.CaptureFixture[str]) ->
     assert step["expected"] == {"rowcount": 4, "findings": ["delete-without-where"]}
     assert step["actual"]["rowcount"] == 4 and step["passed"] is True
     check = report["checks"][0]
-    assert set(check) == {"name", "passed", "expected", "actual"}
-    assert check["passed"] is False
+    assert set(check) == {"name", "kind", "passed", "expected", "actual"}
+    assert check["passed"] is False and check["kind"] == "data"
+    recovery = report["checks"][-1]
+    assert (recovery["kind"], recovery["expected"], recovery["actual"]) == (
+        "recovery",
+        ["rollback"],
+        [],
+    )
+    # The DELETE is not committed: what everyone else sees has not changed yet.
+    assert report["diff_since_start"]["summary"] == "no changes"
 
     assert main(["run", "missing-where", "--solution", "--format", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert all(c["passed"] for c in report["checks"])
+    assert report["checks"][-1]["actual"] == ["rollback", "repair"]
+    assert report["diff_since_start"]["summary"] == "login_sessions: 1 row removed"
 
 
 def test_a_step_that_does_not_behave_as_declared_fails_the_run(

@@ -18,6 +18,7 @@ from sandbox.scenario.model import (
     DIFFICULTIES,
     ENGINES,
     POSTGRES_LEVELS,
+    RECOVERY_METHODS,
     STATUSES,
     TX_STATES,
     Check,
@@ -39,7 +40,7 @@ STEP_KEYS = {
     "session", "sql", "expect", "error", "rows", "rowcount", "waits", "findings", "tag",
     "tx_after", "engines",
 }  # fmt: skip
-CHECK_KEYS = {"name", "sql", "expect", "session"}
+CHECK_KEYS = {"name", "sql", "expect", "session", "recovery"}
 # Statements sqlglot cannot parse but that are plain SQL of the engines (transaction control,
 # settings): a parse failure on these is sqlglot's gap, not the author's mistake.
 _UNPARSED_OK = frozenset(
@@ -328,9 +329,29 @@ def _transpile(r: _Reader, sql: str, source: str, engine: str) -> str:
     return ";\n".join(out) + ";"
 
 
+def _check_meta(r: _Reader, text: str, key: str) -> None:
+    """A step may be a snapshot command (\\snapshot, \\restore, \\diff, \\snapshots)."""
+    from sandbox.errors import UserError
+    from sandbox.metacommands import SNAPSHOT_COMMANDS, check
+    from sandbox.statements import MetaCommand, split
+
+    items = split(text)
+    command = items[0] if len(items) == 1 else None
+    if not isinstance(command, MetaCommand) or command.name not in SNAPSHOT_COMMANDS:
+        r.problem(key, "a backslash step must be one of \\snapshot, \\restore, \\diff, \\snapshots")
+        return
+    try:
+        check(command, "", "A")
+    except UserError as exc:
+        r.problem(key, str(exc).split(": ", 1)[1])
+
+
 def _check_sql(r: _Reader, sql: str, engine: str, key: str, several: bool = False) -> None:
     import sqlglot
 
+    if not several and sql.lstrip().startswith("\\"):
+        _check_meta(r, sql.strip(), key)
+        return
     dialect: Dialect = "postgres" if engine == "postgres" else "sqlite"
     statements = split_statements(sql, dialect)
     if not statements:
@@ -486,6 +507,15 @@ def _checks(
             )
         sql = _per_engine(r, table, "sql", where, engines)
         expect = _per_engine(r, table, "expect", where, engines)
+        recovery = _recovery(r, table, where)
+        if recovery is not None:
+            if "sql" in table or "expect" in table:
+                r.problem(
+                    f"{where}.recovery",
+                    "a recovery check judges what the learner ran: it takes no sql or expect",
+                )
+            checks.append(Check(name, sql, expect, session, r.locate.line(where), tuple(recovery)))
+            continue
         for engine in engines:
             text = sql.on(engine)
             if not isinstance(text, str) or not text.strip():
@@ -501,3 +531,18 @@ def _checks(
                 r.problem(f"{where}.expect", "must be a list of rows, each a list: [[3]]")
         checks.append(Check(name, sql, expect, session, r.locate.line(where)))
     return checks
+
+
+def _recovery(r: _Reader, table: dict[str, Any], where: str) -> list[str] | None:
+    methods = table.get("recovery")
+    if methods is None:
+        return None
+    known = ", ".join(RECOVERY_METHODS)
+    if (
+        not isinstance(methods, list)
+        or not methods
+        or not all(isinstance(m, str) and m in RECOVERY_METHODS for m in methods)
+    ):
+        r.problem(f"{where}.recovery", f"must list one or more of {known}")
+        return []
+    return [str(m) for m in methods]

@@ -81,15 +81,23 @@ class Step:
         return self.engines is None or engine in self.engines
 
 
+RECOVERY_METHODS = ("rollback", "savepoint", "restore", "repair")
+
+
 @dataclass(frozen=True)
 class Check:
-    """A question whose answer proves recovery: run `sql`, compare its rows with `expect`."""
+    """A question whose answer proves recovery.
+
+    A data check runs `sql` and compares its rows with `expect`; a recovery check asks how the
+    learner got out (`recovery`: any of RECOVERY_METHODS will do), judged from what they ran.
+    """
 
     name: str
     sql: PerEngine
     expect: PerEngine  # rows
     session: str | None = None  # None: a fresh session that sees only committed data
     line: int | None = None
+    recovery: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,25 @@ sees only what was committed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.conductor import Conductor, Execution
 from sandbox.guard.policy import Guard
 from sandbox.outcome import Outcome, Status, json_value
+from sandbox.recovery import methods_used
 from sandbox.runner import RunOptions
 from sandbox.scenario.model import Check, Scenario, Step, null_to_none
-from sandbox.statements import Dialect, split_statements
+from sandbox.snapshots.model import SnapshotError
+from sandbox.statements import Dialect, MetaCommand, split, split_statements
 from sandbox.targets import Target
 from sandbox.timeline import Event, Timeline
+
+if TYPE_CHECKING:
+    from sandbox.snapshots.diff import Diff
+
+# Taken after the setup, before the breakage: what "before the mistake" means.
+START_SNAPSHOT = "start"
+START_REASON = "scenario start: the stage before the mistake"
 
 _ISOLATION_SQL = "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {}"
 
@@ -60,6 +69,9 @@ class ScenarioRun:
     checks: list[CheckResult]
     executions: list[Execution]
     timeline: list[Event]
+    # What changed since the pre-mistake snapshot, when the checks ran (None: no snapshot).
+    diff: Diff | None = None
+    diff_problem: str | None = None  # why there is no diff
 
     @property
     def steps_ok(self) -> bool:
@@ -92,14 +104,19 @@ def play(
     set_stage(scenario, target)
     timeline = Timeline()
     conductor = options.conductor(target, timeline)
+    take_start_snapshot(conductor, scenario)
     played: list[tuple[str, Step, Execution]] = []
+    diff: Diff | None = None
+    diff_problem: str | None = None
     try:
         open_sessions(scenario, conductor)
         played += play_steps("breakage", scenario.breakage, conductor)
+        since = len(conductor.executions)
         if solution:
             played += play_steps("solution", scenario.solution, conductor)
         conductor.settle_all()
-        checks = run_checks(scenario, conductor)
+        checks = run_checks(scenario, conductor, since)
+        diff, diff_problem = diff_since_start(target)
         conductor.finish()
     finally:
         conductor.close()
@@ -113,7 +130,41 @@ def play(
         checks=checks,
         executions=conductor.executions,
         timeline=timeline.events,
+        diff=diff,
+        diff_problem=diff_problem,
     )
+
+
+def take_start_snapshot(conductor: Conductor, scenario: Scenario) -> None:
+    """Snapshot the stage before any session opens (on PostgreSQL: a fast template clone).
+
+    A scenario whose snapshot cannot be taken still plays; the timeline says why there is
+    no way back but ROLLBACK.
+    """
+    from sandbox.timeline import EventKind
+
+    # Recorded on the first session's lane: a "setup" lane would stay empty ever after.
+    owner = scenario.sessions[0].name if scenario.sessions else "A"
+    try:
+        info = conductor.target.snapshots.take(START_SNAPSHOT, START_REASON)
+    except SnapshotError as exc:
+        conductor.timeline.add(owner, EventKind.SNAPSHOT, f"no start snapshot: {exc}")
+        return
+    conductor.timeline.add(
+        owner,
+        EventKind.SNAPSHOT,
+        f"snapshot {START_SNAPSHOT} taken before the breakage ({info.method}, "
+        f"{info.elapsed_ms:.0f} ms): \\restore {START_SNAPSHOT} goes back to it",
+        snapshot=info.to_json(),
+    )
+
+
+def diff_since_start(target: Target) -> tuple[Diff | None, str | None]:
+    """The row-level changes since the pre-mistake snapshot, or why there are none."""
+    try:
+        return target.snapshots.diff(START_SNAPSHOT), None
+    except SnapshotError as exc:
+        return None, str(exc)
 
 
 def open_sessions(scenario: Scenario, conductor: Conductor) -> None:
@@ -134,14 +185,21 @@ def play_steps(
     for step in steps:
         if not step.runs_on(engine):
             continue
-        statement = split_statements(step.sql.on(engine), _dialect(engine))[0]
-        played.append((phase, step, conductor.execute(step.session, statement, guard)))
+        item = split(step.sql.on(engine), _dialect(engine))[0]
+        if isinstance(item, MetaCommand):
+            played.append((phase, step, conductor.run_meta(step.session, item)))
+            continue
+        played.append((phase, step, conductor.execute(step.session, item, guard)))
     return played
 
 
-def run_checks(scenario: Scenario, conductor: Conductor) -> list[CheckResult]:
-    """Judge recovery: every check of the scenario, against the live sandbox."""
-    return [_run_check(check, conductor, conductor.target) for check in scenario.checks]
+def run_checks(scenario: Scenario, conductor: Conductor, since: int = 0) -> list[CheckResult]:
+    """Judge recovery: every check of the scenario, against the live sandbox.
+
+    `since` is where the learner's part began (the first execution after the breakage): a
+    recovery check looks at what ran from there on.
+    """
+    return [_run_check(check, conductor, conductor.target, since) for check in scenario.checks]
 
 
 def set_stage(scenario: Scenario, target: Target) -> None:
@@ -175,7 +233,11 @@ def _rows(outcome: Outcome) -> list[list[Any]]:
 CHECK_TIMEOUT_S = 5.0
 
 
-def _run_check(check: Check, conductor: Conductor, target: Target) -> CheckResult:
+def _run_check(check: Check, conductor: Conductor, target: Target, since: int) -> CheckResult:
+    if check.recovery is not None:
+        used = methods_used(conductor.executions, since)
+        passed = any(method in check.recovery for method in used)
+        return CheckResult(check, list(check.recovery), used, passed)
     engine = target.engine
     expected = null_to_none(check.expect.on(engine))
     sql = check.sql.on(engine)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from sandbox.masking import redact
+from sandbox.recovery import describe as describe_methods
 from sandbox.report import execution_json
 from sandbox.scenario.player import ScenarioRun
 
@@ -34,12 +35,14 @@ def to_json(run: ScenarioRun) -> str:
         "checks": [
             {
                 "name": c.check.name,
+                "kind": "recovery" if c.check.recovery is not None else "data",
                 "passed": c.passed,
                 "expected": c.expected,
                 "actual": c.actual,
             }
             for c in run.checks
         ],
+        "diff_since_start": run.diff.to_json() if run.diff is not None else None,
         "statements": [execution_json(e) for e in run.executions],
         "timeline": [event.to_json() for event in run.timeline],
     }
@@ -79,10 +82,19 @@ def to_text(run: ScenarioRun) -> str:
     for check in run.checks:
         mark = "ok " if check.passed else "XX "
         lines.append(f"  {mark}{check.check.name}")
-        if not check.passed:
-            wanted = json.dumps(check.expected, ensure_ascii=False)
-            got = json.dumps(check.actual, ensure_ascii=False)
-            lines.append(f"       expected {wanted}, got {got}")
+        if check.passed:
+            continue
+        if check.check.recovery is not None:
+            lines.append(
+                f"       wanted: {describe_methods(check.expected, ' or ')}; "
+                f"you: {describe_methods(check.actual)}"
+            )
+            continue
+        wanted = json.dumps(check.expected, ensure_ascii=False)
+        got = json.dumps(check.actual, ensure_ascii=False)
+        lines.append(f"       expected {wanted}, got {got}")
+    if run.diff is not None:
+        lines += ["", f"since the start snapshot: {run.diff.summary()}"]
     lines.append("")
     if not run.steps_ok:
         lines.append("result: a step did not behave as the scenario declares (see XX above)")
