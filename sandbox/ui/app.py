@@ -26,12 +26,13 @@ from textual.widgets import Footer, Header, Tab, Tabs, TextArea
 from sandbox.errors import UserError
 from sandbox.scenario.catalog import Listing, find, listings
 from sandbox.scenario.model import Scenario
-from sandbox.statements import split_statements
+from sandbox.statements import split
 from sandbox.targets import TargetOptions
 from sandbox.ui.bridge import Bridge
 from sandbox.ui.messages import (
     ChecksDone,
     ConfirmationNeeded,
+    Notice,
     SandboxFailed,
     SandboxReady,
     SchemaChanged,
@@ -243,7 +244,14 @@ class DbSandboxApp(App[None]):
     @on(ChecksDone)
     @_unless_leaving
     def checks_done(self, message: ChecksDone) -> None:
-        self.query_one("#scenario", ScenarioPanel).show_checks(message.results)
+        self.query_one("#scenario", ScenarioPanel).show_checks(
+            message.results, message.methods, message.diff, message.diff_problem
+        )
+
+    @on(Notice)
+    @_unless_leaving
+    def notice(self, message: Notice) -> None:
+        self.notify(message.text, severity=message.severity, timeout=8)
 
     @on(ConfirmationNeeded)
     def confirmation_needed(self, message: ConfirmationNeeded) -> None:
@@ -280,12 +288,13 @@ class DbSandboxApp(App[None]):
         row, column = editor.cursor_location
         lines = text.split("\n")
         offset = sum(len(line) + 1 for line in lines[:row]) + column
-        statements = split_statements(text, self.bridge.dialect)
-        for statement in statements:
-            if statement.start <= offset <= statement.end + 1:
-                return statement.text
-        before = [s for s in statements if s.end <= offset]
-        return before[-1].text if before else (statements[0].text if statements else "")
+        # Backslash commands (\\diff start) are runnable lines too.
+        items = split(text, self.bridge.dialect)
+        for item in items:
+            if item.start <= offset <= item.end + 1:
+                return item.text
+        before = [i for i in items if i.end <= offset]
+        return before[-1].text if before else (items[0].text if items else "")
 
     def action_run(self) -> None:
         text = self._statement_at_cursor()

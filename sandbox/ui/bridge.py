@@ -17,12 +17,13 @@ from sandbox.errors import UserError
 from sandbox.outcome import Status, TxState
 from sandbox.scenario.model import Scenario
 from sandbox.schema_summary import summarize
-from sandbox.statements import Dialect, Statement, split_statements
+from sandbox.statements import Dialect, MetaCommand, Statement, split
 from sandbox.targets import Target, TargetOptions, open_target
 from sandbox.timeline import Event, EventKind, Timeline
 from sandbox.ui.messages import (
     ChecksDone,
     ConfirmationNeeded,
+    Notice,
     SandboxFailed,
     SandboxReady,
     SchemaChanged,
@@ -47,6 +48,7 @@ class Bridge:
         self.scenario: Scenario | None = None
         self._lock = threading.Lock()
         self._reported: set[int] = set()  # executions whose outcome the app has been shown
+        self.breakage_end = 0  # executions before this index are the scenario's breakage
 
     # ------------------------------------------------------------------ lifecycle (threads)
 
@@ -56,7 +58,13 @@ class Bridge:
 
     def open(self, scenario: Scenario | None = None) -> None:
         """Create a fresh sandbox (closing the old one); with a scenario, play its breakage."""
-        from sandbox.scenario.player import ScenarioBroken, open_sessions, play_steps, set_stage
+        from sandbox.scenario.player import (
+            ScenarioBroken,
+            open_sessions,
+            play_steps,
+            set_stage,
+            take_start_snapshot,
+        )
 
         with self._lock:
             self._close_locked()
@@ -74,8 +82,10 @@ class Bridge:
                 self.conductor = Conductor(self.target, self.timeline, page_size=PAGE_SIZE)
                 self._reported = set()
                 if scenario is not None:
+                    take_start_snapshot(self.conductor, scenario)
                     open_sessions(scenario, self.conductor)
                     play_steps("breakage", scenario.breakage, self.conductor)
+                    self.breakage_end = len(self.conductor.executions)
                     self._report()
                 else:
                     self.conductor.session("A")
@@ -113,14 +123,31 @@ class Bridge:
     def run(self, session: str, text: str, confirmed: bool = False) -> None:
         """Run every statement of `text` on `session`, stopping at one the guard stops."""
         from sandbox.guard.policy import Guard, acknowledgements
+        from sandbox.metacommands import check
 
-        statements = split_statements(text, self.dialect)
+        items = split(text, self.dialect)
+        statements = [item for item in items if isinstance(item, Statement)]
         acknowledged = acknowledgements(text, statements, self.dialect)
         changed_schema = False
-        for statement in statements:
+        for item in items:
+            if isinstance(item, MetaCommand):
+                try:
+                    check(item, "line", session)
+                except UserError as exc:
+                    self.app.post_message(Notice(str(exc)))
+                    return
+                if item.name == "session":
+                    session = item.args[0]  # the rest of this text goes to that session
+                    continue
             with self._lock:
                 if self.conductor is None:
                     return
+                if isinstance(item, MetaCommand):
+                    execution = self.conductor.run_meta(session, item)
+                    self._report(first=execution.index)
+                    changed_schema |= item.name == "restore"
+                    continue
+                statement = item
                 guard = Guard(yes=confirmed, acknowledged=acknowledged)
                 execution = self.conductor.execute(session, statement, guard)
                 outcome = execution.outcome
@@ -194,10 +221,13 @@ class Bridge:
         with self._lock:
             if self.conductor is None or self.scenario is None:
                 return
-            from sandbox.scenario.player import run_checks
+            from sandbox.recovery import methods_used
+            from sandbox.scenario.player import diff_since_start, run_checks
 
-            results = run_checks(self.scenario, self.conductor)
-        self.app.post_message(ChecksDone(results))
+            results = run_checks(self.scenario, self.conductor, self.breakage_end)
+            methods = methods_used(self.conductor.executions, self.breakage_end)
+            diff, problem = diff_since_start(self.conductor.target)
+        self.app.post_message(ChecksDone(results, methods, diff, problem))
 
     # ------------------------------------------------------------------ questions (UI thread)
 

@@ -7,11 +7,14 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from textual.notifications import SeverityLevel
+
     from sandbox.conductor import Execution
     from sandbox.guard.policy import Review
     from sandbox.scenario.model import Scenario
     from sandbox.scenario.player import CheckResult
     from sandbox.schema_summary import TableSummary
+    from sandbox.snapshots.diff import Diff
     from sandbox.statements import Statement
     from sandbox.timeline import Event
 
@@ -64,6 +67,24 @@ class SchemaChanged(Message):
 
 
 class ChecksDone(Message):
-    def __init__(self, results: list[CheckResult]) -> None:
+    def __init__(
+        self,
+        results: list[CheckResult],
+        methods: list[str],
+        diff: Diff | None = None,
+        diff_problem: str | None = None,
+    ) -> None:
         super().__init__()
         self.results = results
+        self.methods = methods  # how the learner recovered, as far as what they ran tells
+        self.diff = diff  # since the pre-mistake snapshot
+        self.diff_problem = diff_problem
+
+
+class Notice(Message):
+    """Something for the learner that is not a statement's outcome (a malformed command)."""
+
+    def __init__(self, text: str, severity: SeverityLevel = "warning") -> None:
+        super().__init__()
+        self.text = text
+        self.severity: SeverityLevel = severity

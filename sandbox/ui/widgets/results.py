@@ -53,9 +53,13 @@ class ResultsView(Vertical):
                 table.add_row(*["NULL" if v is None else str(json_value(v)) for v in row])
             shown = len(outcome.rows)
             more = ", more rows exist (only the first page is fetched)" if outcome.more_rows else ""
-            caption.update(
-                f"{head}{plural(shown, 'row')} shown{more} · {outcome.elapsed_ms:.1f} ms"
+            # A \diff or \snapshots answers in its note; the grid holds the detail.
+            said = (
+                escape(outcome.note)
+                if execution.meta and outcome.note
+                else f"{plural(shown, 'row')} shown{more}"
             )
+            caption.update(f"{head}{said} · {outcome.elapsed_ms:.1f} ms")
         else:
             did = escape(outcome.tag or "ok")
             if outcome.rowcount is not None:

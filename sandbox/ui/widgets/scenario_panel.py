@@ -9,13 +9,16 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Markdown, Static
 
+from sandbox.recovery import describe
 from sandbox.ui.text import escape
 
 if TYPE_CHECKING:
     from sandbox.scenario.model import Scenario
     from sandbox.scenario.player import CheckResult
+    from sandbox.snapshots.diff import Diff
 
 FREE_PLAY = "**Free play.** Load a scenario from the command palette (ctrl+p)."
+DIFF_ROWS = 8  # rows of the diff shown under the checks; \\diff start shows them all
 
 
 class ScenarioPanel(VerticalScroll):
@@ -60,13 +63,24 @@ class ScenarioPanel(VerticalScroll):
             return
         story.update(f"## {scenario.title}\n\n{scenario.story}\n\n**Your task:** {scenario.task}")
 
-    def show_checks(self, results: list[CheckResult]) -> None:
+    def show_checks(
+        self,
+        results: list[CheckResult],
+        methods: list[str],
+        diff: Diff | None = None,
+        diff_problem: str | None = None,
+    ) -> None:
         lines = []
         for result in results:
             mark = "[b green]✔[/]" if result.passed else "[b red]✘[/]"
             lines.append(f"{mark} {escape(result.check.name)}")
+            if result.check.recovery is not None and not result.passed:
+                wanted = describe(result.check.recovery, " or ")
+                lines.append(f"   [dim]wanted: {escape(wanted)}[/]")
+        lines.append(f"[b]How you recovered:[/] {escape(describe(methods))}")
         if results and all(r.passed for r in results):
             lines.append("[b green]Recovered. Well done.[/]")
+        lines += _diff_lines(diff, diff_problem)
         self.query_one("#checks", Static).update("\n".join(lines))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -82,3 +96,18 @@ class ScenarioPanel(VerticalScroll):
             self.post_message(self.CheckPressed())
         elif event.button.id == "reset":
             self.post_message(self.ResetPressed())
+
+
+def _diff_lines(diff: Diff | None, problem: str | None) -> list[str]:
+    """The changes since the pre-mistake snapshot: a summary and the first few rows."""
+    if diff is None:
+        return [f"[dim]no diff: {escape(problem)}[/]"] if problem else []
+    lines = [f"[b]Since the start snapshot:[/] {escape(diff.summary())}"]
+    _, rows = diff.display()
+    for table, change, key, row in rows[:DIFF_ROWS]:
+        lines.append(
+            f"  {escape(str(table))} {escape(str(change))} {escape(str(key))} {escape(str(row))}"
+        )
+    if len(rows) > DIFF_ROWS:
+        lines.append(f"  [dim]… {len(rows) - DIFF_ROWS} more: run \\\\diff start[/]")
+    return lines
