@@ -3,8 +3,8 @@
 A PostgreSQL scratch database or schema is an orphan when its name has our prefix, its comment
 carries our marker (so we created it), and no connection in pg_stat_activity carries its
 application name (every live sandbox keeps one open). A snapshot database (`<name>_s<N>`) and
-a restore in progress (`<name>_r`) belong to the sandbox `<name>`. A SQLite sandbox directory is an orphan
-when the process that made it is gone.
+a restore in progress (`<name>_r`) belong to the sandbox `<name>`. A SQLite sandbox directory
+is an orphan when the process that made it is gone.
 """
 
 from __future__ import annotations

@@ -372,3 +372,16 @@ def test_recovery_methods_from_what_ran(target: Target, conductor: Conductor) ->
     later = len(conductor.executions)
     run(conductor, "B", "BEGIN; INSERT INTO notes VALUES ('z'); ROLLBACK")
     assert methods_used(conductor.executions, later) == ["rollback"]
+
+
+def test_postgres_diff_gives_up_on_a_learners_lock(postgres_url: str) -> None:
+    with open_target(options_for("postgres")) as target:
+        conductor = Conductor(target)
+        try:
+            run(conductor, "A", SETUP + "\\snapshot s\n")
+            run(conductor, "B", "BEGIN; ALTER TABLE accounts ADD COLUMN x INT")
+            [diff] = run(conductor, "A", "\\diff s")
+            assert diff.outcome.status is Status.ERROR
+            assert "locked by an uncommitted change" in diff.outcome.error.message
+        finally:
+            conductor.close()

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from sandbox.targets import Connection, PostgresTarget
 
 OBJECT_IN_USE = "55006"  # "source database ... is being accessed by other users"
+LOCK_NOT_AVAILABLE = "55P03"
+READ_LOCK_TIMEOUT_MS = 2000
 
 _LIVE_CONNECTIONS = """
 SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()
@@ -155,7 +157,19 @@ class PostgresSnapshots(SnapshotStore):
             self._connection(self._databases[name]) as before,
             self._connection(self.target.name) as after,
         ):
+            # A learner's uncommitted ALTER TABLE or TRUNCATE holds a lock no reader gets past:
+            # give up after a while instead of freezing the run (or the app) for ever.
+            with after.raw.cursor() as cursor:
+                cursor.execute(f"SET lock_timeout = {READ_LOCK_TIMEOUT_MS}")
             yield before.raw, after.raw
+
+    def _read_problem(self, exc: Exception) -> str | None:
+        if getattr(exc, "pgcode", None) == LOCK_NOT_AVAILABLE:
+            return (
+                "a table is locked by an uncommitted change in another session "
+                f"({_message(exc)}); COMMIT or ROLLBACK it first"
+            )
+        return None
 
     # ------------------------------------------------------------------ housekeeping
 

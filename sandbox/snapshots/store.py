@@ -77,7 +77,17 @@ class SnapshotStore(ABC):
 
         self.get(name)
         with self.compare(name) as (before, after):
-            return diff_databases(before, after, self.engine, limit=limit)
+            try:
+                return diff_databases(before, after, self.engine, limit=limit)
+            except Exception as exc:
+                problem = self._read_problem(exc)
+                if problem is None:
+                    raise
+                raise SnapshotError(f"diff against {name} failed: {problem}") from None
+
+    def _read_problem(self, exc: Exception) -> str | None:
+        """A learner-caused reason a read failed (a lock held too long), else None."""
+        return None
 
     @abstractmethod
     def compare(self, name: str) -> AbstractContextManager[tuple[Any, Any]]:
