@@ -166,6 +166,21 @@ async def lock_wait_over(app: DbSandboxApp) -> None:
     await app.workers.wait_for_complete()
 
 
+async def recovery(pilot: Pilot[None], app: DbSandboxApp) -> None:
+    """committed-delete: the learner diffed, restored the start snapshot, re-added the order and
+    pressed Check; the results pane shows the diff taken before the restore."""
+    await ready(pilot, app)
+    panel = app.query_one("#scenario", ScenarioPanel)
+    await until(pilot, lambda: panel.scenario is not None)
+    await run_sql(pilot, app, "\\restore start", lambda text: "restored snapshot" in text)
+    await run_sql(pilot, app, "INSERT INTO orders VALUES (1003, 2, 49.00);", lambda t: "1 row" in t)
+    await pilot.click("#check")
+    checks = panel.query_one("#checks", Static)
+    await until(pilot, lambda: "Recovered" in str(checks.render()))
+    await run_sql(pilot, app, "\\diff before-1", lambda text: "since before-1" in text)
+    await settle(pilot, app)
+
+
 @dataclass(frozen=True)
 class Shot:
     name: str
@@ -196,6 +211,12 @@ SHOTS = [
         scenario,
     ),
     Shot("help", "the help screen", lambda: create_app(TargetOptions(), pick=False), help_screen),
+    Shot(
+        "recovery",
+        "committed-delete recovered: restore, the checks graded, the diff in the results",
+        lambda: create_app(TargetOptions(), find("committed-delete"), pick=False),
+        recovery,
+    ),
     Shot(
         "lock-wait",
         "same-email-signups (two sessions): a lock wait in the timeline, one going on",

@@ -164,6 +164,48 @@ async def test_a_scenario_checks_and_recovers() -> None:
         await until(pilot, lambda: "Recovered" in str(checks.render()))
 
 
+async def test_a_committed_delete_is_seen_restored_and_graded() -> None:
+    """The whole recovery: see which rows went, restore the snapshot, have the check agree."""
+    app = create_app(TargetOptions(), find("committed-delete"), pick=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        panel = app.query_one("#scenario", ScenarioPanel)
+        await until(pilot, lambda: panel.scenario is not None)
+        await run_sql(pilot, app, "\\diff start")
+        assert "customers: 6 rows removed" in caption(app)
+        grid = app.query_one("#results #rows")
+        first = grid.get_row_at(0)  # type: ignore[attr-defined]
+        assert first[:3] == ["customers", "removed", "id=1"]
+        await run_sql(pilot, app, "\\restore start")
+        assert "restored snapshot start" in caption(app)
+        await run_sql(pilot, app, "INSERT INTO orders VALUES (1003, 2, 49.00);")
+        await pilot.click("#check")
+        checks = panel.query_one("#checks", Static)
+        await until(pilot, lambda: "Recovered" in str(checks.render()))
+        text = str(checks.render())
+        assert "How you recovered: restored a snapshot, repaired with SQL" in text
+        assert "Since the start snapshot: orders: 1 row added" in text
+        # The schema pane reads the restored table again: six customers, not none.
+        schema = app.query_one("#schema", SchemaView)
+        await until(
+            pilot, lambda: any(str(n.label) == "customers  6 rows" for n in schema.root.children)
+        )
+
+
+async def test_a_malformed_command_is_a_notice_not_a_crash() -> None:
+    app = free_play()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        editor = app.query_one("#editor", TextArea)
+        editor.text = "\\restore"
+        editor.focus()
+        await pilot.press("f5")
+        await until(
+            pilot,
+            lambda: any("needs exactly one name" in n.message for n in app._notifications),
+        )
+
+
 async def test_sessions_switch_and_a_wait_resolves() -> None:
     app = create_app(TargetOptions(), find("same-email-signups"), pick=False)
     async with app.run_test(size=SIZE) as pilot:
