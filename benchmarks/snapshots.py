@@ -33,6 +33,7 @@ from sandbox.conductor import Conductor
 from sandbox.statements import split
 from sandbox.targets import Target, TargetOptions, open_target
 
+
 def fill(target: Target, megabytes: int) -> int:
     """Create and fill `items` until the database holds about `megabytes`; returns the rows."""
     connection = target.connect("fill")
