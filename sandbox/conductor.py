@@ -208,7 +208,13 @@ class Conductor:
                 seat.schema = seat.executor.submit(_introspect, session).result()
             schema = seat.schema
         review = seat.executor.submit(
-            guard.review, statement, session, dialect, schema, execution.index
+            # Acknowledgements are keyed by the statement's place in its own text (a script, or
+            # the editor's text), not by its place in the run, which also counts \\ commands.
+            guard.review,
+            statement,
+            session,
+            dialect,
+            schema,
         ).result()
         execution.review = review
         for finding, decision, impact in zip(
