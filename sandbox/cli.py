@@ -14,11 +14,14 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sandbox import __version__
 from sandbox.errors import UserError
 from sandbox.masking import redact
+
+if TYPE_CHECKING:
+    from sandbox.export import SessionRecord
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -146,6 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="scenarios: after the breakage, play the reference solution, then the checks",
     )
+    run.add_argument(
+        "--export",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="after the run, also write the session to PATH: .json the timeline, .sql a script "
+        "that `dbsandbox run` replays (no --yes needed), .md a recovery runbook; a path without "
+        "a suffix, or a directory, gets all three. Repeatable; a file already there is "
+        "overwritten. One line per file written goes to stderr",
+    )
     run.set_defaults(handler=_cmd_run)
 
     play = commands.add_parser(
@@ -266,6 +280,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
         from_file=args.from_file,
         busy_timeout_ms=args.busy_timeout,
     )
+    _check_exports(args.export)  # a bad path fails before the run, not after it
     with open_target(options) as target:
         try:
             result = play(
@@ -281,7 +296,28 @@ def _run_scenario(args: argparse.Namespace) -> int:
         print(scenario_report.to_json(result))
     else:
         print(scenario_report.to_text(result))
+    if args.export:
+        from sandbox.export import SessionRecord
+
+        _write_exports(SessionRecord.from_scenario_run(result), args.export)
     return EXIT_OK if result.passed else 1
+
+
+def _check_exports(paths: list[Path]) -> None:
+    from sandbox.export import export_paths
+
+    for path in paths:
+        export_paths(path)
+
+
+def _write_exports(record: SessionRecord, paths: list[Path]) -> None:
+    """Write each --export; stdout stays the report, so the files are named on stderr."""
+    from sandbox.export import write_export
+
+    sys.stdout.flush()
+    for path in paths:
+        for written in write_export(record, path):
+            print(f"wrote {written}", file=sys.stderr)
 
 
 def _open_app(options: object, scenario: object, pick: bool) -> int:
@@ -367,6 +403,7 @@ def _run_script(args: argparse.Namespace) -> int:
         from_file=args.from_file,
         busy_timeout_ms=args.busy_timeout,
     )
+    _check_exports(args.export)  # a bad path fails before the run, not after it
     with open_target(options) as target:
         result = run_steps(
             script.steps,
@@ -376,6 +413,11 @@ def _run_script(args: argparse.Namespace) -> int:
         )
     rendered = report.to_json(result) if args.format == "json" else report.to_text(result)
     print(rendered)
+    if args.export:
+        # Also when the guard stopped the script: the export shows where and why.
+        from sandbox.export import SessionRecord
+
+        _write_exports(SessionRecord.from_run(result), args.export)
     return EXIT_STOPPED if result.stopped is not None else EXIT_OK
 
 
