@@ -254,3 +254,57 @@ def test_a_per_engine_error_code_implies_an_error_on_that_engine(tmp_path: Path)
     expect = scenario.breakage[1].expect
     assert expect.on("sqlite")["status"] == "error"
     assert "status" not in expect.on("postgres")
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "message"),
+    [
+        (
+            '[[checks]]\nname = "how"\nrecovery = ["prayer"]\n',
+            "checks[1].recovery",
+            "must list one or more of rollback, savepoint, restore, repair",
+        ),
+        (
+            '[[checks]]\nname = "how"\nrecovery = []\n',
+            "checks[1].recovery",
+            "must list one or more of",
+        ),
+        (
+            '[[checks]]\nname = "how"\nrecovery = ["restore"]\nsql = "SELECT 1"\n',
+            "checks[1].recovery",
+            "takes no sql or expect",
+        ),
+        (
+            '[[solution]]\nsql = "\\\\restore"\n',
+            "solution[1].sql",
+            "\\restore NAME needs exactly one name",
+        ),
+        (
+            '[[solution]]\nsql = "\\\\session B"\n',
+            "solution[1].sql",
+            "a backslash step must be one of \\snapshot, \\restore, \\diff, \\snapshots",
+        ),
+        (
+            '[[solution]]\nsql = "\\\\restore bad/name"\n',
+            "solution[1].sql",
+            "bad snapshot name 'bad/name'",
+        ),
+    ],
+)
+def test_recovery_checks_and_snapshot_steps_are_validated(
+    tmp_path: Path, extra: str, key: str, message: str
+) -> None:
+    text = VALID + "\n" + extra
+    problem = named(validate(write(tmp_path, text)), key)
+    assert message in problem.message
+    # The line of the offending key, in the appended table.
+    needle = "recovery =" if key.endswith("recovery") else 'sql = "\\\\'
+    assert problem.line == len(VALID.splitlines()) + 1 + line_of(extra, needle)
+
+
+def test_well_formed_recovery_checks_and_snapshot_steps_are_valid(tmp_path: Path) -> None:
+    extra = (
+        '[[solution]]\nsql = "\\\\diff start"\n\n[[solution]]\nsql = "\\\\restore start"\n\n'
+        '[[checks]]\nname = "how"\nrecovery = ["rollback", "restore"]\n'
+    )
+    assert [str(p) for p in validate(write(tmp_path, VALID + "\n" + extra))] == []

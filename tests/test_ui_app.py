@@ -272,13 +272,33 @@ async def test_command_palette_entries_and_export(
             "Reset scenario",
             "Switch session: A",
             "Switch engine: postgres",
-            "Export timeline",
+            "Export session",
         ):
             assert wanted in titles
         await run_sql(pilot, app, "SELECT 1;")
-        app.action_export_timeline()
-        exported = list(tmp_path.glob("dbsandbox-timeline-*.json"))
-        assert len(exported) == 1 and '"kind": "outcome"' in exported[0].read_text()
+        app.action_export_session()
+        await until(pilot, lambda: len(list(tmp_path.glob("dbsandbox-session-*"))) == 3)
+        [timeline] = tmp_path.glob("dbsandbox-session-*.json")
+        assert '"kind": "outcome"' in timeline.read_text()
+        [script] = tmp_path.glob("dbsandbox-session-*.sql")
+        assert "SELECT 1;" in script.read_text()
+        [runbook] = tmp_path.glob("dbsandbox-session-*.md")
+        assert "## What was done" in runbook.read_text()
+
+
+async def test_an_acknowledgement_counts_whenever_the_statement_comes() -> None:
+    """Acknowledgements belong to the editor text being run, not to the session's history."""
+    app = free_play()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await run_sql(pilot, app, "CREATE TABLE zz (id INTEGER PRIMARY KEY);")
+        await run_sql(pilot, app, "INSERT INTO zz VALUES (1), (2);")
+        editor = app.query_one("#editor", TextArea)
+        editor.text = "-- dbsandbox: allow delete-without-where\nDELETE FROM zz;"
+        editor.focus()
+        await pilot.press("f7", "f5")
+        await until(pilot, lambda: "2 rows affected" in caption(app))
+        assert not isinstance(app.screen, ConfirmStatement)
 
 
 async def test_a_long_statement_can_be_cancelled() -> None:

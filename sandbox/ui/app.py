@@ -6,9 +6,7 @@ learner sees and turns keys into requests.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
-import json
 import signal
 import threading
 from collections.abc import Callable, Iterable
@@ -55,14 +53,21 @@ HELP = """
 | **F6** | switch to the next session (tabs above the editor) |
 | **F8** | cancel the statement running or waiting in this session |
 | **ctrl+up / ctrl+down** | previous / next statement from history |
-| **ctrl+p** | commands: load scenario, reset, switch session or engine, export timeline |
+| **ctrl+p** | commands: load scenario, reset, switch session or engine, export session |
 | **ctrl+r** | reset the scenario: a fresh sandbox with the mistake made again |
 | **F1** | this help |
 | **Esc** | close a dialog, back to the editor |
 | **ctrl+q** | quit (asks first if a transaction is open) |
 
 A statement the guard flags opens a confirmation showing what it would do; the answer
-defaults to **No**, and nothing runs without a yes.
+defaults to **No**, and nothing runs without a yes. A confirmed one is snapshotted first.
+
+| command (run like SQL, F5) | what it does |
+| --- | --- |
+| `\\snapshot NAME` | copy the whole sandbox as committed now |
+| `\\snapshots` | list the snapshots (a scenario has `start`) |
+| `\\diff NAME` | rows added, removed and changed since NAME |
+| `\\restore NAME` | put the sandbox back to NAME (open transactions roll back) |
 """
 
 
@@ -407,12 +412,10 @@ class DbSandboxApp(App[None]):
 
         self._leave("Switch engine", switch)
 
-    def action_export_timeline(self) -> None:
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = Path.cwd() / f"dbsandbox-timeline-{stamp}.json"
-        events = [e.to_json() for e in self.bridge.timeline.events]
-        path.write_text(json.dumps(events, indent=2, ensure_ascii=False), encoding="utf-8")
-        self.notify(f"timeline written to {path}")
+    @work(thread=True, group="export", exit_on_error=False)
+    def action_export_session(self) -> None:
+        """The timeline (.json), a replayable script (.sql) and a runbook (.md), in the cwd."""
+        self.bridge.export(Path.cwd())
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -434,7 +437,9 @@ class DbSandboxApp(App[None]):
                     lambda e=engine: self.action_switch_engine(e),
                 )
         yield SystemCommand(
-            "Export timeline", "Write the timeline as JSON", self.action_export_timeline
+            "Export session",
+            "Timeline (.json), replayable script (.sql) and recovery runbook (.md), here",
+            self.action_export_session,
         )
 
     @property

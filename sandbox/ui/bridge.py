@@ -10,6 +10,7 @@ Results come back as messages, the only thing a thread may hand the app.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sandbox.conductor import Conductor
@@ -33,6 +34,8 @@ from sandbox.ui.messages import (
 
 if TYPE_CHECKING:
     from textual.app import App
+
+    from sandbox.scenario.player import CheckResult
 
 PAGE_SIZE = 500  # rows shown per result; a million-row table is never loaded whole
 _SCHEMA_WORDS = frozenset({"CREATE", "ALTER", "DROP", "COMMIT", "END", "TRUNCATE", "ROLLBACK"})
@@ -228,6 +231,37 @@ class Bridge:
             methods = methods_used(self.conductor.executions, self.breakage_end)
             diff, problem = diff_since_start(self.conductor.target)
         self.app.post_message(ChecksDone(results, methods, diff, problem))
+
+    def export(self, directory: Path) -> None:
+        """Write the session as JSON timeline, replayable .sql and Markdown runbook."""
+        from sandbox.export import SessionRecord, write_export
+        from sandbox.scenario.player import START_SNAPSHOT, diff_since_start, run_checks
+
+        with self._lock:
+            if self.conductor is None:
+                self.app.post_message(Notice("nothing to export: no sandbox is open"))
+                return
+            checks: list[CheckResult] = []
+            diff = problem = None
+            if self.scenario is not None:
+                checks = run_checks(self.scenario, self.conductor, self.breakage_end)
+                diff, problem = diff_since_start(self.conductor.target)
+            record = SessionRecord.from_conductor(
+                self.conductor,
+                scenario=self.scenario,
+                learner_from=self.breakage_end if self.scenario is not None else None,
+                checks=checks,
+                diff=diff,
+                diff_against=START_SNAPSHOT if diff is not None else None,
+                diff_problem=problem,
+            )
+        try:
+            written = write_export(record, directory)
+        except UserError as exc:
+            self.app.post_message(Notice(str(exc), "error"))
+            return
+        names = ", ".join(path.name for path in written)
+        self.app.post_message(Notice(f"session exported to {directory}: {names}", "information"))
 
     # ------------------------------------------------------------------ questions (UI thread)
 
