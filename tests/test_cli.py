@@ -594,7 +594,7 @@ def assert_interrupted_cleanly(
     process: subprocess.Popen[str], postgres_url: str, name: str
 ) -> None:
     out, err = process.communicate(timeout=30)  # far less than the 300 s the statement sleeps
-    assert process.returncode == 130  # non-zero: the script did not complete
+    assert process.returncode == 130, err  # non-zero: the script did not complete
     assert out == ""
     assert err == "dbsandbox: interrupted; the sandbox was removed\n"
     assert not database_exists(postgres_url, name)
