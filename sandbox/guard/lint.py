@@ -188,8 +188,9 @@ def _wrapped(toks: list[Token], first: str, dialect: Dialect) -> tuple[int, int]
             while i < len(toks):
                 depth += {"(": 1, ")": -1}.get(toks[i].text, 0)
                 if words[i] in ("ANALYZE", "ANALYSE"):
-                    nxt = words[i + 1] if i + 1 < len(words) else ""
-                    analyze = nxt not in ("FALSE", "OFF") and toks[i + 1].text != "0"
+                    # The option list may be cut short (`EXPLAIN (ANALYZE` at the end of text).
+                    nxt = toks[i + 1].text.upper() if i + 1 < len(toks) else ""
+                    analyze = nxt not in ("FALSE", "OFF", "0")
                 i += 1
                 if depth == 0:
                     break
