@@ -22,6 +22,7 @@ from sandbox.masking import redact
 
 if TYPE_CHECKING:
     from sandbox.export import SessionRecord
+    from sandbox.targets import TargetOptions
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -252,6 +253,17 @@ def _read_script(name: str) -> tuple[str, str]:
         raise UserError(f"cannot read {name}: {exc.strerror or exc}") from None
 
 
+def _target_options(args: argparse.Namespace) -> TargetOptions:
+    from sandbox.targets import TargetOptions
+
+    return TargetOptions(
+        engine=args.engine,
+        url=args.url,
+        from_file=args.from_file,
+        busy_timeout_ms=args.busy_timeout,
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from sandbox.scenario.catalog import is_scenario_ref
 
@@ -267,19 +279,14 @@ def _run_scenario(args: argparse.Namespace) -> int:
     from sandbox.scenario import report as scenario_report
     from sandbox.scenario.catalog import find
     from sandbox.scenario.player import ScenarioBroken, play
-    from sandbox.targets import TargetOptions, open_target
+    from sandbox.targets import open_target
 
     scenario = find(args.script)
     if not scenario.supports(args.engine):
         why = f": {scenario.engine_note}" if scenario.engine_note else ""
         engines = ", ".join(scenario.engines)
         raise UserError(f"scenario {scenario.id} runs on {engines} only{why}")
-    options = TargetOptions(
-        engine=args.engine,
-        url=args.url,
-        from_file=args.from_file,
-        busy_timeout_ms=args.busy_timeout,
-    )
+    options = _target_options(args)
     _check_exports(args.export)  # a bad path fails before the run, not after it
     with open_target(options) as target:
         try:
@@ -391,18 +398,13 @@ def _run_script(args: argparse.Namespace) -> int:
     from sandbox.guard.policy import Guard
     from sandbox.runner import RunOptions, read_script, run_steps
     from sandbox.statements import Dialect
-    from sandbox.targets import TargetOptions, open_target
+    from sandbox.targets import open_target
 
     text, source = _read_script(args.script)
     dialect: Dialect = "postgres" if args.engine == "postgres" else "sqlite"
     script = read_script(text, dialect, source)  # bad directions fail before any database exists
     guard = Guard(yes=args.yes, acknowledged=script.acknowledged)
-    options = TargetOptions(
-        engine=args.engine,
-        url=args.url,
-        from_file=args.from_file,
-        busy_timeout_ms=args.busy_timeout,
-    )
+    options = _target_options(args)
     _check_exports(args.export)  # a bad path fails before the run, not after it
     with open_target(options) as target:
         result = run_steps(
