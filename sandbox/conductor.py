@@ -238,7 +238,7 @@ class Conductor:
                 statement=execution.index,
             )
         if review.runs:
-            if self.auto_snapshots and any(str(d) == "confirm" for d in review.decisions):
+            if self.auto_snapshots and review.confirmed_rules:
                 self._snapshot_before(execution)
             return True
         state = session.tx_state

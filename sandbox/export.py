@@ -248,22 +248,14 @@ def _terminated(sql: str) -> str:
 
 def _confirmed_rules(execution: Execution) -> list[str]:
     """The rules the guard wanted confirmed for a statement that then ran."""
-    review = execution.review
-    if review is None or not review.runs:
-        return []
-    rules: list[str] = []
-    for finding, decision in zip(review.findings, review.decisions, strict=True):
-        if str(decision) == "confirm" and finding.rule not in rules:
-            rules.append(finding.rule)
-    return rules
+    return execution.review.confirmed_rules if execution.review else []
 
 
 def _blocked_rules(execution: Execution) -> list[str]:
     """Rules blocked outright that still ran (a scenario's scripted mistake)."""
-    review = execution.review
-    if review is None or not review.runs:
-        return []
-    return [f.rule for f, d in zip(review.findings, review.decisions, strict=True) if d == "block"]
+    from sandbox.guard.policy import Decision
+
+    return execution.review.let_through(Decision.BLOCK) if execution.review else []
 
 
 def _setup_lines(record: SessionRecord) -> list[str]:

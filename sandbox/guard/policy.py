@@ -115,6 +115,21 @@ class Review:
     def runs(self) -> bool:
         return self.decision is Decision.ALLOW
 
+    def let_through(self, decision: Decision) -> list[str]:
+        """Rules that asked for `decision` although the statement runs (confirmed, or a
+        scripted mistake), each once, in finding order."""
+        if not self.runs:
+            return []
+        rules = [
+            f.rule for f, d in zip(self.findings, self.decisions, strict=True) if d is decision
+        ]
+        return list(dict.fromkeys(rules))
+
+    @property
+    def confirmed_rules(self) -> list[str]:
+        """Rules that wanted a confirmation and got it: the statement runs despite them."""
+        return self.let_through(Decision.CONFIRM)
+
     def to_json(self) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = []
         for finding, decision, impact in zip(
