@@ -47,7 +47,6 @@ SUFFIXES = {
 SETUP_SESSION = "setup"  # where a scenario's setup goes in a replay script
 FIRST_SESSION = "A"  # the runner's default session (sandbox.runner.DEFAULT_SESSION)
 DIFF_ROWS = 50  # rows of a diff a runbook lists before "… N more"
-_ISOLATION_SQL = "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {}"
 
 
 # ---------------------------------------------------------------------------------- the record
@@ -262,7 +261,7 @@ def _setup_lines(record: SessionRecord) -> list[str]:
     """The scenario's stage: setup statements, the start snapshot, isolation levels."""
     from sandbox.guard.lint import lint_statement
     from sandbox.guard.policy import Decision, Policy
-    from sandbox.scenario.player import START_SNAPSHOT
+    from sandbox.scenario.player import START_SNAPSHOT, isolation_sql
 
     scenario = record.scenario
     assert scenario is not None
@@ -296,7 +295,7 @@ def _setup_lines(record: SessionRecord) -> list[str]:
                     "",
                     f"-- Session {spec.name}'s isolation level, as the scenario sets it.",
                     f"\\session {spec.name}",
-                    _terminated(_ISOLATION_SQL.format(spec.isolation.upper())),
+                    _terminated(isolation_sql(spec.isolation)),
                 ]
     return lines
 

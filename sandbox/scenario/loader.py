@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.errors import UserError
+from sandbox.metacommands import SESSION_NAME
 from sandbox.scenario.model import (
     DIFFICULTIES,
     ENGINES,
@@ -31,7 +32,6 @@ from sandbox.scenario.model import (
 from sandbox.statements import Dialect, split_statements, words
 
 ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
-SESSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")
 TOP_KEYS = {
     "id", "title", "summary", "difficulty", "tags", "engines", "engine_note", "story", "task",
     "setup", "sessions", "breakage", "checks", "hints", "solution",

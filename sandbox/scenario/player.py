@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 START_SNAPSHOT = "start"
 START_REASON = "scenario start: the stage before the mistake"
 
-_ISOLATION_SQL = "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {}"
+
+def isolation_sql(level: str) -> str:
+    """The statement that gives a PostgreSQL session its isolation level for every transaction."""
+    return f"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL {level.upper()}"
 
 
 class ScenarioBroken(Exception):
@@ -172,7 +175,7 @@ def open_sessions(scenario: Scenario, conductor: Conductor) -> None:
     for spec in scenario.sessions:
         conductor.session(spec.name)
         if spec.isolation and conductor.target.engine == "postgres":
-            conductor.quietly(spec.name, _ISOLATION_SQL.format(spec.isolation.upper()))
+            conductor.quietly(spec.name, isolation_sql(spec.isolation))
 
 
 def play_steps(

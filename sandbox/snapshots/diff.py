@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sandbox.outcome import json_value
+from sandbox.targets import quote_ident
 
 ENGINES = ("sqlite", "postgres")
 FETCH_SIZE = 2000  # rows per fetchmany
@@ -552,10 +553,6 @@ def _render_pairs(pairs: Iterable[tuple[str, Any]]) -> str:
 # ---------------------------------------------------------------------------------- catalogs
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 def _folder(engine: str) -> Callable[[str], str]:
     """How names are matched: SQLite folds ASCII case, PostgreSQL names are exact."""
     if engine == "sqlite":
@@ -637,7 +634,7 @@ def _execute(conn: Any, engine: str, sql: str) -> None:
 
 def _read(conn: Any, engine: str, source: str, columns: Sequence[str]) -> list[Row]:
     """Every row of `source` over `columns` (no columns: one empty row per row)."""
-    select = ", ".join(_quote(c) for c in columns) if columns else "1"
+    select = ", ".join(quote_ident(c) for c in columns) if columns else "1"
     cursor = _cursor(conn, engine)
     try:
         cursor.execute(f"SELECT {select} FROM {source}")
@@ -673,7 +670,7 @@ def _sqlite_tables(cursor: Any) -> dict[Hashable, _Table]:
     cursor.execute(_SQLITE_COLUMNS)
     for table, column, declared, pk in cursor.fetchall():
         ident = _ascii_lower(table)
-        entry = tables.setdefault(ident, _Table(table, "main." + _quote(table)))
+        entry = tables.setdefault(ident, _Table(table, "main." + quote_ident(table)))
         entry.columns.append(_Column(column, declared or ""))
         if pk:
             keys.setdefault(ident, []).append((pk, column))
@@ -714,7 +711,7 @@ def _postgres_tables(cursor: Any) -> dict[Hashable, _Table]:
     tables: dict[Hashable, _Table] = {}
     cursor.execute(_PG_LIST)
     for oid, schema, name, kind, partition in cursor.fetchall():
-        qualified = f"{_quote(schema)}.{_quote(name)}"
+        qualified = f"{quote_ident(schema)}.{quote_ident(name)}"
         # ONLY: an inheritance parent's rows without its children's, which are tables too.
         entry = _Table(
             display=name if schema == "public" else f"{schema}.{name}",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sandbox.masking import redact
 from sandbox.snapshots.model import SnapshotError
 from sandbox.snapshots.store import SnapshotStore
+from sandbox.targets import quote_ident
 
 if TYPE_CHECKING:
     from sandbox.targets import Connection, PostgresTarget
@@ -58,7 +59,7 @@ class PostgresSnapshots(SnapshotStore):
             method, tables = self._clone_or_copy(database)
             with admin.cursor() as cursor:
                 cursor.execute(
-                    f"COMMENT ON DATABASE {_q(database)} IS %s",
+                    f"COMMENT ON DATABASE {quote_ident(database)} IS %s",
                     (self.target.marker_comment(f"snapshot {name} of {self.target.name}"),),
                 )
                 cursor.execute("SELECT pg_catalog.pg_database_size(%s)", (database,))
@@ -81,7 +82,9 @@ class PostgresSnapshots(SnapshotStore):
             idle = cursor.fetchone()[0] == 0
             if idle:
                 try:
-                    cursor.execute(f"CREATE DATABASE {_q(database)} TEMPLATE {_q(live)}")
+                    cursor.execute(
+                        f"CREATE DATABASE {quote_ident(database)} TEMPLATE {quote_ident(live)}"
+                    )
                 except psycopg2.Error as exc:
                     # Someone connected between the look and the clone: copy instead.
                     if exc.pgcode != OBJECT_IN_USE:
@@ -105,7 +108,7 @@ class PostgresSnapshots(SnapshotStore):
         encoding, collate, ctype = cursor.fetchone()
         try:
             cursor.execute(
-                f"CREATE DATABASE {_q(database)} TEMPLATE template0 "
+                f"CREATE DATABASE {quote_ident(database)} TEMPLATE template0 "
                 "ENCODING %s LC_COLLATE %s LC_CTYPE %s",
                 (encoding, collate, ctype),
             )
@@ -139,13 +142,12 @@ class PostgresSnapshots(SnapshotStore):
         with self.target.admin.cursor() as cursor:
             try:
                 # Clone first: if that fails, the live database is still there, untouched.
-                cursor.execute(f"DROP DATABASE IF EXISTS {_q(fresh)} WITH (FORCE)")
-                cursor.execute(f"CREATE DATABASE {_q(fresh)} TEMPLATE {_q(self._databases[name])}")
-                cursor.execute(f"DROP DATABASE {_q(live)} WITH (FORCE)")
-                cursor.execute(f"ALTER DATABASE {_q(fresh)} RENAME TO {_q(live)}")
-                cursor.execute(
-                    f"COMMENT ON DATABASE {_q(live)} IS %s", (self.target.marker_comment(),)
-                )
+                snapshot, now, new = map(quote_ident, (self._databases[name], live, fresh))
+                cursor.execute(f"DROP DATABASE IF EXISTS {new} WITH (FORCE)")
+                cursor.execute(f"CREATE DATABASE {new} TEMPLATE {snapshot}")
+                cursor.execute(f"DROP DATABASE {now} WITH (FORCE)")
+                cursor.execute(f"ALTER DATABASE {new} RENAME TO {now}")
+                cursor.execute(f"COMMENT ON DATABASE {now} IS %s", (self.target.marker_comment(),))
             except psycopg2.Error as exc:
                 raise SnapshotError(f"restore of {name} failed: {_message(exc)}") from None
 
@@ -190,16 +192,12 @@ class PostgresSnapshots(SnapshotStore):
 
     def _drop(self, database: str) -> None:
         with contextlib.suppress(Exception), self.target.admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {_q(database)} WITH (FORCE)")
+            cursor.execute(f"DROP DATABASE IF EXISTS {quote_ident(database)} WITH (FORCE)")
 
     def close(self) -> None:
         for database in self._databases.values():
             self._drop(database)
         self._databases.clear()
-
-
-def _q(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _count_tables(raw: Any) -> int:
