@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from textual.app import App
 
     from sandbox.scenario.player import CheckResult
+    from sandbox.snapshots.diff import Diff
 
 PAGE_SIZE = 500  # rows shown per result; a million-row table is never loaded whole
 _SCHEMA_WORDS = frozenset({"CREATE", "ALTER", "DROP", "COMMIT", "END", "TRUNCATE", "ROLLBACK"})
@@ -219,23 +220,30 @@ class Bridge:
             return
         self.app.post_message(SchemaChanged(tables))
 
+    def _grade_locked(
+        self, conductor: Conductor, scenario: Scenario
+    ) -> tuple[list[CheckResult], Diff | None, str | None]:
+        """The scenario's checks, and the diff since its start snapshot (or why there is none)."""
+        from sandbox.scenario.player import diff_since_start, run_checks
+
+        results = run_checks(scenario, conductor, self.breakage_end)
+        return (results, *diff_since_start(conductor.target))
+
     def check(self) -> None:
         """Run the scenario's checks against the live sandbox."""
+        from sandbox.recovery import methods_used
+
         with self._lock:
             if self.conductor is None or self.scenario is None:
                 return
-            from sandbox.recovery import methods_used
-            from sandbox.scenario.player import diff_since_start, run_checks
-
-            results = run_checks(self.scenario, self.conductor, self.breakage_end)
+            results, diff, problem = self._grade_locked(self.conductor, self.scenario)
             methods = methods_used(self.conductor.executions, self.breakage_end)
-            diff, problem = diff_since_start(self.conductor.target)
         self.app.post_message(ChecksDone(results, methods, diff, problem))
 
     def export(self, directory: Path) -> None:
         """Write the session as JSON timeline, replayable .sql and Markdown runbook."""
         from sandbox.export import SessionRecord, write_export
-        from sandbox.scenario.player import START_SNAPSHOT, diff_since_start, run_checks
+        from sandbox.scenario.player import START_SNAPSHOT
 
         with self._lock:
             if self.conductor is None:
@@ -244,8 +252,7 @@ class Bridge:
             checks: list[CheckResult] = []
             diff = problem = None
             if self.scenario is not None:
-                checks = run_checks(self.scenario, self.conductor, self.breakage_end)
-                diff, problem = diff_since_start(self.conductor.target)
+                checks, diff, problem = self._grade_locked(self.conductor, self.scenario)
             record = SessionRecord.from_conductor(
                 self.conductor,
                 scenario=self.scenario,
