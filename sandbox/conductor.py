@@ -87,6 +87,15 @@ _CHANGES_SCHEMA = frozenset(
 )
 
 
+# The timeline event each snapshot command is recorded as (its failure too).
+_META_EVENTS = {
+    "snapshot": EventKind.SNAPSHOT,
+    "snapshots": EventKind.SNAPSHOT,
+    "restore": EventKind.RESTORE,
+    "diff": EventKind.DIFF,
+}
+
+
 class Conductor:
     """Runs statements on named sessions and records everything on one timeline."""
 
@@ -313,12 +322,7 @@ class Conductor:
         # not count as pending while it runs.
         before = session.tx_state
         started = time.perf_counter()
-        event = {
-            "snapshot": EventKind.SNAPSHOT,
-            "snapshots": EventKind.SNAPSHOT,
-            "restore": EventKind.RESTORE,
-            "diff": EventKind.DIFF,
-        }[command.name]
+        event = _META_EVENTS[command.name]
         try:
             outcome = self._meta(command, execution)
         except SnapshotError as exc:
