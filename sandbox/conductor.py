@@ -1,27 +1,37 @@
-"""Several sessions, each on its own thread, driven in script order.
+"""Several independent sessions, and one record of what each of them did, as it happened.
 
-The conductor sends a statement to its session's thread and then *settles*: it waits until
-every statement in flight has either finished or is confirmed to be waiting on a lock (on
-PostgreSQL by pg_blocking_pids, on SQLite by probing the write lock). Only then does the script
-move on. Settling after every statement makes runs deterministic: a COMMIT that releases a
-lock is followed by the released statement's outcome before the next line runs, exactly as
-two people at two terminals would see it.
+The model, shared by the app and by `dbsandbox run`:
+
+- Every session has its own connection and its own thread; its statements run one after
+  another, and a statement never waits for another session's statement unless the engine
+  makes it wait.
+- `submit` hands a statement to its session and returns at once. What becomes of it is written
+  on the timeline by the thread that sees it, the moment it sees it: the session's thread
+  records that it was sent and how it ended; the watcher thread records that it waits on a lock
+  (and on whom), that the wait is over, and a statement timeout.
+- A script's pacing sits on top of the same state: `execute` submits and then *settles*, i.e.
+  waits until every statement in flight has finished or waits on a lock that a person at a
+  terminal would see still waiting (see `Conductor.settled`). The next line is sent only then,
+  so a COMMIT that releases a waiting statement is followed by that statement's outcome before
+  the script moves on, on an idle machine and on a loaded one.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sandbox.outcome import Outcome, SqlError, Status, TxState
-from sandbox.session import Session
+from sandbox.session import CONNECTION_LOST_NOTE, Session
 from sandbox.snapshots.model import SnapshotError, SnapshotInfo, human_size
 from sandbox.sqlkind import StatementKind, classify
 from sandbox.statements import MetaCommand, Statement
-from sandbox.targets import Target
+from sandbox.targets import Target, WaitInfo
 from sandbox.timeline import EventKind, Timeline
 from sandbox.transcript import describe_close, plural, record_outcome, short_sql
 
@@ -30,10 +40,14 @@ if TYPE_CHECKING:
     from sandbox.guard.policy import Guard, Review
     from sandbox.guard.schema import Schema
 
-_POLL_S = 0.003
+# How often the watcher asks the engine about running statements. SQLite's probe is a local
+# file lock test; PostgreSQL's is one catalog query on the watcher's own connection.
+_WATCH_S = {"sqlite": 0.005, "postgres": 0.015}
+# How long a cancelled statement is given before the cancel is sent again.
+_CANCEL_RETRY_S = 0.5
 
 
-@dataclass
+@dataclass(eq=False)
 class Execution:
     """One statement sent to one session, and what became of it."""
 
@@ -41,21 +55,40 @@ class Execution:
     session: str
     statement: Statement
     kind: StatementKind
-    started: float = field(default_factory=time.perf_counter)
-    waited: bool = False
+    submitted: float = field(default_factory=time.perf_counter)
+    started: float | None = None  # when its session sent it to the engine
+    waited: bool = False  # it waited on a lock at some point
+    waiting: bool = False  # it waits on a lock right now
     blocked_by: list[str] = field(default_factory=list)  # everyone it ever waited for
     waiting_on: list[str] = field(default_factory=list)  # who holds it up right now
+    wait_detail: str | None = None  # which lock, where the engine says (PostgreSQL)
+    # When the watcher last asked the engine and heard that it still waits: a confirmation
+    # older than another statement's end may be stale (that end may have released it).
+    wait_seen: float = 0.0
+    wait_started: float = 0.0
     outcome: Outcome | None = None
     review: Review | None = None  # what the guard found and decided, when it looked
-    recorded: bool = False  # its outcome is on the timeline
     meta: str | None = None  # a snapshot command (\\snapshot ...) rather than SQL
     snapshot_before: str | None = None  # the snapshot taken automatically just before it ran
+    # Settled at a confirmed lock wait even where the engine would end the wait on its own
+    # (a SQLite busy wait): the script goes on while it waits. See `\\background`.
+    background: bool = False
+    cancelling: str | None = None  # why dbsandbox asked the engine to stop it
     future: cf.Future[None] | None = None
-    # Orders "started waiting" against "finished" when the conductor and the session thread race.
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    failure: BaseException | None = None  # a bug on the session's thread, re-raised by settle
+    reviewed: threading.Event = field(default_factory=threading.Event, repr=False)
+    # Orders "started waiting" against "finished" when the watcher and the session race.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _generation: int = 0  # the session's cancel generation when it was submitted
+    _running_since: float = 0.0  # start of the current stretch of running (not waiting)
 
     def finished(self) -> bool:
-        return self.outcome is not None or (self.future is not None and self.future.done())
+        return self.outcome is not None or self.failure is not None
+
+    @property
+    def running(self) -> bool:
+        """Sent to the engine and not finished (it may be waiting on a lock)."""
+        return self.started is not None and not self.finished()
 
 
 @dataclass
@@ -64,6 +97,7 @@ class _Seat:
     executor: cf.ThreadPoolExecutor
     last: Execution | None = None
     schema: Schema | None = None  # what this session sees, for schema-aware lint; None: stale
+    generation: int = 0  # bumped by a cancel: statements queued before it never run
 
 
 # Statements whose lint can use the schema, and statements after which the schema may differ.
@@ -96,8 +130,48 @@ _META_EVENTS = {
 }
 
 
+class _Gate:
+    """Statements run side by side; a restore runs alone (it replaces the database)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._exclusive = False
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive:
+                self._cond.wait()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive:
+                self._cond.wait()
+            self._exclusive = True
+            while self._active:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
 class Conductor:
-    """Runs statements on named sessions and records everything on one timeline."""
+    """Runs statements on named sessions and records everything on one timeline.
+
+    Safe to call from several threads at once (the app submits from thread workers).
+    """
 
     def __init__(
         self,
@@ -119,17 +193,43 @@ class Conductor:
         self.wait_timeout_s = wait_timeout_s
         self.executions: list[Execution] = []
         self._seats: dict[str, _Seat] = {}
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._opening = threading.Lock()  # one session connects at a time
+        self._gate = _Gate()
+        self._running: set[Execution] = set()
+        self._in_flight: set[Execution] = set()
+        self._last_finish = 0.0  # when a statement last ended: it may have released others
+        self._closing = False
+        self._watcher: threading.Thread | None = None
 
     # ------------------------------------------------------------------ sessions
 
     @property
     def sessions(self) -> list[Session]:
-        return [seat.session for seat in self._seats.values()]
+        with self._lock:
+            return [seat.session for seat in self._seats.values()]
+
+    def has_session(self, name: str) -> bool:
+        with self._lock:
+            return name in self._seats
 
     def session(self, name: str) -> Session:
         """The named session, opened (on its own thread) on first use."""
-        seat = self._seats.get(name)
-        if seat is None:
+        return self._seat(name).session
+
+    def _seat(self, name: str) -> _Seat:
+        with self._lock:
+            seat = self._seats.get(name)
+        if seat is not None:
+            return seat
+        with self._opening:
+            with self._lock:
+                seat = self._seats.get(name)
+                if seat is not None:
+                    return seat
+                if self._closing:
+                    raise RuntimeError("the sandbox is closing")
             session = Session(name, self.target, self.page_size)
             executor = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"session-{name}")
             try:
@@ -138,10 +238,11 @@ class Conductor:
                 executor.shutdown(wait=False)
                 raise
             seat = _Seat(session, executor)
-            self._seats[name] = seat
-            detail = f" (server process {session.pid})" if session.pid else ""
-            self.timeline.add(name, EventKind.SESSION_OPENED, f"session {name} opened{detail}")
-        return seat.session
+            with self._lock:
+                self._seats[name] = seat
+        detail = f" (server process {session.pid})" if session.pid else ""
+        self.timeline.add(name, EventKind.SESSION_OPENED, f"session {name} opened{detail}")
+        return seat
 
     def quietly(self, session_name: str, sql: str, timeout_s: float | None = None) -> Outcome:
         """Run SQL on a session off the record (session settings, a scenario's checks).
@@ -149,12 +250,10 @@ class Conductor:
         Waits for the session's last statement first; nothing goes on the timeline. With a
         timeout, a statement still running after it is cancelled (its outcome says so).
         """
-        seat = self._seats.get(session_name)
-        if seat is None:
-            self.session(session_name)
-            seat = self._seats[session_name]
-        if seat.last is not None and not seat.last.finished():
-            self._wait_for(seat.last, self.wait_timeout_s)
+        seat = self._seat(session_name)
+        last = seat.last
+        if last is not None and not last.finished():
+            self._wait_for(last, self.wait_timeout_s)
         kind = classify(sql, self.target.adapter.dialect)
         future = seat.executor.submit(seat.session.execute, sql, kind)
         try:
@@ -163,68 +262,161 @@ class Conductor:
             seat.session.cancel()
             return future.result(timeout=self.target.cancel_grace_s)
 
-    def settle_all_quickly(self) -> None:
-        """Record whatever finished since; never waits for a statement still waiting."""
-        self._settle()
-
-    def settle_all(self) -> None:
-        """Let every waiting statement resolve (or cancel it after the wait timeout)."""
-        deadline = time.perf_counter() + self.wait_timeout_s
-        for execution in list(self.pending):
-            self._wait_for(execution, max(0.0, deadline - time.perf_counter()))
-
     # ------------------------------------------------------------------ statements
 
-    def execute(
-        self, session_name: str, statement: Statement, guard: Guard | None = None
+    def submit(
+        self,
+        session_name: str,
+        statement: Statement,
+        guard: Guard | None = None,
+        *,
+        background: bool = False,
     ) -> Execution:
-        """Send one statement; returns once it finished or is confirmed waiting on a lock.
+        """Hand one statement to its session and return at once.
 
-        With a guard, the statement is linted first (and flagged ones measured) on the
-        session's own thread; a statement the guard stops is recorded as blocked, never run.
+        It runs after whatever the session is still running (the timeline says it is queued);
+        with a guard it is reviewed first, on the session's own thread (`reviewed` is set then);
+        a statement the guard stops is recorded as blocked, never run.
         """
-        session = self.session(session_name)
-        seat = self._seats[session_name]
-        if seat.last is not None and not seat.last.finished():
-            # One connection runs one statement at a time: this one queues behind a waiting one.
-            self._wait_for(seat.last, self.wait_timeout_s)
+        seat = self._seat(session_name)
         kind = classify(statement.text, self.target.adapter.dialect)
-        execution = Execution(len(self.executions), session_name, statement, kind)
-        self.executions.append(execution)
-        if guard is not None and not self._passes(guard, seat, execution):
-            return execution
-        seat.last = execution
+        with self._lock:
+            execution = Execution(len(self.executions), session_name, statement, kind)
+            execution.background = background
+            execution._generation = seat.generation
+            self.executions.append(execution)
+            ahead = seat.last if seat.last is not None and not seat.last.finished() else None
+            seat.last = execution
+            self._in_flight.add(execution)
+        if ahead is not None:
+            why = f"waits for {', '.join(ahead.waiting_on)}" if ahead.waiting else "still runs"
+            self.timeline.add(
+                session_name,
+                EventKind.QUEUED,
+                f"queued: {short_sql(statement.text, 48)} runs after line {ahead.statement.line}, "
+                f"which {why}",
+                statement=execution.index,
+                behind=ahead.index,
+                line=statement.line,
+            )
+        execution.future = seat.executor.submit(self._perform, seat, execution, guard)
+        return execution
+
+    def execute(
+        self,
+        session_name: str,
+        statement: Statement,
+        guard: Guard | None = None,
+        *,
+        background: bool = False,
+    ) -> Execution:
+        """A script's step: submit, then settle (see `settled`).
+
+        A session whose previous statement still waits on a lock cannot run this one: that
+        wait gets `wait_timeout_s` to resolve, then it is cancelled, so a script never hangs.
+        """
+        seat = self._seat(session_name)
+        ahead = seat.last
+        execution = self.submit(session_name, statement, guard, background=background)
+        if ahead is not None and not ahead.finished():
+            self._wait_for(ahead, self.wait_timeout_s)
+        self.settle()
+        return execution
+
+    def _perform(self, seat: _Seat, execution: Execution, guard: Guard | None) -> None:
+        """Runs on the session's thread: review, send, and record what the engine answered."""
+        try:
+            if execution._generation != seat.generation:
+                self._finish_unrun(execution, "not run: cancelled while it was queued")
+                return
+            with self._gate.shared():
+                if guard is not None and not self._passes(guard, seat, execution):
+                    return
+                execution.reviewed.set()
+                self._send(seat, execution)
+        except BaseException as exc:  # a bug: settle re-raises it on the caller's thread
+            execution.failure = exc
+            raise
+        finally:
+            execution.reviewed.set()
+            with self._lock:
+                self._running.discard(execution)
+                self._in_flight.discard(execution)
+                self._last_finish = time.perf_counter()
+                self._changed.notify_all()
+
+    def _send(self, seat: _Seat, execution: Execution) -> None:
+        session = seat.session
+        statement = execution.statement
         self.timeline.add(
-            session_name,
+            execution.session,
             EventKind.STATEMENT,
             f"sent: {short_sql(statement.text)}",
             statement=execution.index,
             line=statement.line,
         )
-        execution.started = time.perf_counter()
-        execution.future = seat.executor.submit(self._perform, session, execution)
-        self._settle(first=execution)
-        return execution
+        with self._lock:
+            execution.started = execution._running_since = time.perf_counter()
+            self._running.add(execution)
+            self._changed.notify_all()
+        self._ensure_watcher()
+        outcome = session.execute(statement.text, execution.kind)
+        if outcome.status is Status.OK and execution.kind.keyword in _CHANGES_SCHEMA:
+            with self._lock:
+                for other in self._seats.values():
+                    other.schema = None
+        with execution.lock:
+            execution.outcome = outcome
+            if execution.waiting:
+                self._wait_over(execution)
+            record_outcome(self.timeline, session, execution.index, execution.kind, outcome)
+        if outcome.note == CONNECTION_LOST_NOTE:
+            self.timeline.add(
+                execution.session,
+                EventKind.CONNECTION_LOST,
+                f"session {execution.session} is gone: {CONNECTION_LOST_NOTE}",
+                statement=execution.index,
+            )
+
+    def _wait_over(self, execution: Execution) -> None:
+        """Record the end of a lock wait (the caller holds the execution's lock)."""
+        execution.waiting = False
+        execution.waiting_on = []
+        # The wait began when the statement reached the engine, not when the watcher saw it.
+        waited_ms = (time.perf_counter() - (execution.started or execution.wait_started)) * 1000
+        self.timeline.add(
+            execution.session,
+            EventKind.LOCK_RELEASED,
+            f"lock wait over after {waited_ms:.0f} ms",
+            statement=execution.index,
+        )
+
+    def _finish_unrun(self, execution: Execution, note: str) -> None:
+        state = self._seat(execution.session).session.tx_state
+        execution.outcome = Outcome(
+            status=Status.CANCELLED, tx_before=state, tx_after=state, elapsed_ms=0.0, note=note
+        )
+        self.timeline.add(
+            execution.session,
+            EventKind.CANCELLED,
+            note,
+            statement=execution.index,
+            outcome=str(Status.CANCELLED),
+        )
 
     def _passes(self, guard: Guard, seat: _Seat, execution: Execution) -> bool:
-        """Review a statement; record the findings; False when it must not run."""
+        """Review a statement (on its session's thread); False when it must not run."""
         session = seat.session
         dialect = self.target.adapter.dialect
         statement = execution.statement
         schema = None
         if execution.kind.keyword in _SCHEMA_AWARE:
             if seat.schema is None:
-                seat.schema = seat.executor.submit(_introspect, session).result()
+                seat.schema = _introspect(session)
             schema = seat.schema
-        review = seat.executor.submit(
-            # Acknowledgements are keyed by the statement's place in its own text (a script, or
-            # the editor's text), not by its place in the run, which also counts \\ commands.
-            guard.review,
-            statement,
-            session,
-            dialect,
-            schema,
-        ).result()
+        # Acknowledgements are keyed by the statement's place in its own text (a script, or
+        # the editor's text), not by its place in the run, which also counts \\ commands.
+        review = guard.review(statement, session, dialect, schema)
         execution.review = review
         for finding, decision, impact in zip(
             review.findings, review.decisions, review.impacts, strict=True
@@ -258,20 +450,21 @@ class Conductor:
             elapsed_ms=0.0,
             note=review.reason,
         )
-        execution.recorded = True
         self.timeline.add(
             execution.session,
             EventKind.GUARD,
             f"not run: {review.reason}",
             statement=execution.index,
             line=statement.line,
+            outcome=str(Status.BLOCKED),
         )
         return False
 
     def _snapshot_before(self, execution: Execution) -> None:
         """A confirmed dangerous statement is about to run: keep a way back."""
-        self._auto_serial += 1
-        name = f"before-{self._auto_serial}"
+        with self._lock:
+            self._auto_serial += 1
+            name = f"before-{self._auto_serial}"
         statement = execution.statement
         reason = (
             f"before {short_sql(statement.text, 48)} ({execution.session}, line {statement.line})"
@@ -297,6 +490,241 @@ class Conductor:
             snapshot=info.to_json(),
         )
 
+    # ------------------------------------------------------------------ pacing
+
+    @property
+    def pending(self) -> list[Execution]:
+        """Statements handed to a session and not finished (queued, running or waiting)."""
+        with self._lock:
+            return sorted(self._in_flight, key=lambda e: e.index)
+
+    def settled(self, execution: Execution) -> bool:
+        """Whether a script may send its next line as far as `execution` is concerned.
+
+        Finished, or confirmed waiting on a lock that a person at a terminal would see still
+        waiting: every PostgreSQL lock wait (the engine waits until the holder is done), and a
+        SQLite busy wait only when its busy timeout is at least a human pause (1 s) or the
+        statement was sent with `\\background`; a shorter busy wait ends on its own before
+        anyone could type the next line, so it is waited out.
+        """
+        if execution.finished():
+            return True
+        if not execution.waiting or execution.wait_seen <= self._last_finish:
+            return False
+        return execution.background or not self.target.waits_end_on_their_own
+
+    def settle(self) -> None:
+        """Wait until every statement in flight is settled (bounded by the statement timeout,
+        which the watcher enforces)."""
+        with self._lock:
+            while True:
+                self._raise_internal_errors()
+                if all(self.settled(e) for e in self._in_flight):
+                    return
+                # Woken by every start, finish and confirmed wait; the timeout is a safety net.
+                self._changed.wait(0.05)
+
+    def settle_all(self) -> None:
+        """Let every statement in flight resolve (or cancel it after the wait timeout)."""
+        deadline = time.perf_counter() + self.wait_timeout_s
+        for execution in self.pending:
+            self._wait_for(execution, max(0.0, deadline - time.perf_counter()))
+
+    def _wait_for(self, execution: Execution, timeout_s: float) -> None:
+        """Let the engine resolve a statement, at most `timeout_s`; then cancel it."""
+        deadline = time.perf_counter() + timeout_s
+        with self._lock:
+            while not execution.finished():
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                self._changed.wait(min(left, 0.05))
+        if not execution.finished():
+            self.cancel(execution, f"still waiting after {timeout_s:g} s")
+        self._raise_internal_errors()
+
+    def _raise_internal_errors(self) -> None:
+        with self._lock:
+            failed = [e for e in self.executions[-64:] if e.failure is not None]
+        for execution in failed:
+            failure = execution.failure
+            assert failure is not None
+            execution.failure = None
+            execution.outcome = execution.outcome or Outcome(
+                Status.ERROR, TxState.IDLE, TxState.IDLE, 0.0, note="internal error"
+            )
+            raise failure
+
+    # ------------------------------------------------------------------ the watcher
+
+    def _ensure_watcher(self) -> None:
+        with self._lock:
+            if self._watcher is None and not self._closing:
+                self._watcher = threading.Thread(
+                    target=self._watch, name="dbsandbox-watcher", daemon=True
+                )
+                self._watcher.start()
+
+    def _watch(self) -> None:
+        """Ask the engine about every running statement: lock waits, and the timeout."""
+        interval = _WATCH_S.get(self.target.engine, 0.01)
+        while True:
+            with self._lock:
+                while not self._running and not self._closing:
+                    self._changed.wait()
+                if self._closing:
+                    return
+                running = sorted(self._running, key=lambda e: e.index)
+            try:
+                self._look_at(running)
+            except Exception as exc:  # the monitor lost its connection (server restart)
+                self.timeline.add(
+                    running[0].session, EventKind.NOTICE, f"lock watch interrupted: {exc}"
+                )
+                time.sleep(0.5)
+            with self._lock:
+                # A statement's end may have released another: look again at once then.
+                self._changed.wait(interval)
+
+    def _look_at(self, running: list[Execution]) -> None:
+        now = time.perf_counter()
+        sessions = self.sessions
+        for execution in running:
+            started = execution.started
+            if execution.finished() or started is None:
+                continue
+            if execution.cancelling is not None:
+                self._repeat_cancel(execution, now)
+                continue
+            seat = self._seats.get(execution.session)
+            if (
+                seat is not None
+                and now - started >= self.target.wait_probe_after_s
+                and self._may_wait(execution)
+            ):
+                # Only a write that started earlier can hold a lock this statement waits for.
+                earlier_writers = {
+                    e.session
+                    for e in running
+                    if e.started is not None
+                    and e.started < started
+                    and not e.kind.read_only
+                    and not e.waiting
+                }
+                asked = time.perf_counter()
+                wait = self.target.lock_wait(seat.session, sessions, earlier_writers)
+                self._note_wait(seat.session, execution, wait, asked)
+            if not execution.waiting and now - execution._running_since > self.statement_timeout_s:
+                self.request_cancel(execution, f"ran longer than {self.statement_timeout_s:g} s")
+
+    def _may_wait(self, execution: Execution) -> bool:
+        kind = execution.kind
+        # WAL readers never wait on SQLite.
+        return not (self.target.engine == "sqlite" and kind.read_only and not kind.takes_write_lock)
+
+    def _note_wait(
+        self, session: Session, execution: Execution, wait: WaitInfo | None, asked: float
+    ) -> None:
+        blockers = wait.blockers if wait is not None else []
+        detail = None
+        if blockers and blockers != execution.waiting_on:
+            detail = self.target.describe_wait(session)  # asked once per change of holders
+        with execution.lock:
+            if execution.finished():
+                return
+            if not blockers:
+                if execution.waiting:
+                    # The lock was granted; the statement runs on (its outcome comes later).
+                    self._wait_over(execution)
+                    execution._running_since = time.perf_counter()
+                    self._notify()
+                return
+            execution.wait_seen = asked
+            if execution.waiting and blockers == execution.waiting_on:
+                self._notify()  # a fresh confirmation may settle a script's step
+                return
+            assert wait is not None
+            if not execution.waiting:
+                execution.wait_started = asked
+            execution.waited = execution.waiting = True
+            execution.waiting_on = blockers
+            execution.wait_detail = detail
+            # Everyone it waited for, in order: after a release, a statement queued behind
+            # the same row can take the lock first and become the next holder.
+            execution.blocked_by += [b for b in blockers if b not in execution.blocked_by]
+            names = ", ".join(blockers)
+            held = "held by" if wait.what != "a safe snapshot" else "until these end:"
+            said = f" ({detail})" if detail else ""
+            self.timeline.add(
+                execution.session,
+                EventKind.LOCK_WAIT,
+                f"waiting for {wait.what} {held} {names}{said}",
+                statement=execution.index,
+                blocked_by=blockers,
+                waits_for=wait.what,
+                lock=detail,
+            )
+        self._notify()
+
+    def _notify(self) -> None:
+        with self._lock:
+            self._changed.notify_all()
+
+    # ------------------------------------------------------------------ cancelling
+
+    def request_cancel(self, execution: Execution, reason: str) -> None:
+        """Ask the engine to stop a statement; returns at once (its outcome says what happened)."""
+        with execution.lock:
+            if execution.finished() or execution.cancelling is not None:
+                return
+            execution.cancelling = reason
+            self.timeline.add(
+                execution.session,
+                EventKind.CANCELLED,
+                f"cancelling: {reason}",
+                statement=execution.index,
+            )
+        seat = self._seats.get(execution.session)
+        if seat is not None and execution.started is not None:
+            seat.session.cancel()
+        execution._running_since = time.perf_counter()  # when the cancel was last sent
+
+    def _repeat_cancel(self, execution: Execution, now: float) -> None:
+        # sqlite3_interrupt() is a no-op until the statement is stepping again, and a cancel
+        # can race the statement's start: send it again until the statement ends.
+        if now - execution._running_since >= _CANCEL_RETRY_S:
+            seat = self._seats.get(execution.session)
+            if seat is not None:
+                seat.session.cancel()
+            execution._running_since = now
+
+    def cancel(self, execution: Execution, reason: str) -> None:
+        """Stop a statement and wait (bounded) for its outcome."""
+        self.request_cancel(execution, reason)
+        deadline = time.perf_counter() + self.target.cancel_grace_s
+        with self._lock:
+            while not execution.finished() and time.perf_counter() < deadline:
+                self._changed.wait(0.05)
+                if not execution.finished() and execution.started is not None:
+                    self._repeat_cancel(execution, time.perf_counter())
+        if not execution.finished():
+            raise RuntimeError(f"statement {execution.index} did not stop after cancel")
+
+    def cancel_session(self, name: str, reason: str = "cancelled by you") -> Execution | None:
+        """Stop what `name` runs or waits for, and drop what is queued behind it.
+
+        Returns the statement that was running, or None when the session was idle.
+        """
+        with self._lock:
+            seat = self._seats.get(name)
+            if seat is None:
+                return None
+            seat.generation += 1
+            running = [e for e in self._running if e.session == name]
+        for execution in running:
+            self.request_cancel(execution, reason)
+        return running[0] if running else None
+
     # ------------------------------------------------------------------ snapshot commands
 
     def run_meta(self, session_name: str, command: MetaCommand) -> Execution:
@@ -307,21 +735,22 @@ class Conductor:
         """
         from sandbox.metacommands import as_statement, kind_of
 
-        session = self.session(session_name)
-        seat = self._seats[session_name]
-        if seat.last is not None and not seat.last.finished():
-            self._wait_for(seat.last, self.wait_timeout_s)
-        execution = Execution(
-            len(self.executions),
-            session_name,
-            as_statement(command),
-            kind_of(command),
-            meta=command.name,
-        )
-        # Listed once it is done: a restore settles every pending statement, and this one must
-        # not count as pending while it runs.
+        seat = self._seat(session_name)
+        session = seat.session
+        last = seat.last
+        if last is not None and not last.finished():
+            self._wait_for(last, self.wait_timeout_s)
+        with self._lock:
+            execution = Execution(
+                len(self.executions),
+                session_name,
+                as_statement(command),
+                kind_of(command),
+                meta=command.name,
+            )
+            self.executions.append(execution)
         before = session.tx_state
-        started = time.perf_counter()
+        started = execution.started = time.perf_counter()
         event = _META_EVENTS[command.name]
         try:
             outcome = self._meta(command, execution)
@@ -335,15 +764,21 @@ class Conductor:
             )
             message = f"{command.text} failed: {exc}"
             self.timeline.add(
-                session_name, event, message, statement=execution.index, error=str(exc)
+                session_name,
+                event,
+                message,
+                statement=execution.index,
+                error=str(exc),
+                outcome=str(Status.ERROR),
             )
         else:
             outcome.tx_before = before
             outcome.tx_after = session.tx_state
         outcome.elapsed_ms = (time.perf_counter() - started) * 1000
         execution.outcome = outcome
-        execution.recorded = True
-        self.executions.append(execution)
+        execution.reviewed.set()
+        with self._lock:
+            self._changed.notify_all()
         return execution
 
     def _meta(self, command: MetaCommand, execution: Execution) -> Outcome:
@@ -351,12 +786,18 @@ class Conductor:
         who, index = execution.session, execution.index
         name = command.args[0] if command.args else ""
         outcome = Outcome(Status.OK, TxState.IDLE, TxState.IDLE, 0.0)
+        done = str(Status.OK)
         if command.name == "snapshot":
             info = store.take(name, "on demand")
             outcome.note = f"snapshot {name} taken ({_described(info)}){self._uncommitted_note()}"
             outcome.data = {"snapshot": info.to_json()}
             self.timeline.add(
-                who, EventKind.SNAPSHOT, outcome.note, statement=index, snapshot=info.to_json()
+                who,
+                EventKind.SNAPSHOT,
+                outcome.note,
+                statement=index,
+                snapshot=info.to_json(),
+                outcome=done,
             )
         elif command.name == "snapshots":
             infos = store.list()
@@ -374,7 +815,11 @@ class Conductor:
             ]
             outcome.data = {"snapshots": [i.to_json() for i in infos]}
             self.timeline.add(
-                who, EventKind.SNAPSHOT, f"{plural(len(infos), 'snapshot')} listed", statement=index
+                who,
+                EventKind.SNAPSHOT,
+                f"{plural(len(infos), 'snapshot')} listed",
+                statement=index,
+                outcome=done,
             )
         elif command.name == "restore":
             outcome.data = {"restore": self.restore(name, who, index)}
@@ -385,7 +830,9 @@ class Conductor:
             outcome.rows = list(rows)
             outcome.note = f"since {name}: {diff.summary()}{self._uncommitted_note()}"
             outcome.data = {"diff": {"snapshot": name, **diff.to_json()}}
-            self.timeline.add(who, EventKind.DIFF, outcome.note, statement=index, snapshot=name)
+            self.timeline.add(
+                who, EventKind.DIFF, outcome.note, statement=index, snapshot=name, outcome=done
+            )
         return outcome
 
     def _uncommitted_note(self) -> str:
@@ -403,13 +850,24 @@ class Conductor:
         info = store.get(name)
         # Statements still waiting on a lock would race the restore: let them end first.
         self.settle_all()
+        with self._gate.exclusive():
+            return self._restore(name, info, requester, index)
+
+    def _restore(
+        self, name: str, info: SnapshotInfo, requester: str, index: int | None
+    ) -> dict[str, object]:
+        store = self.target.snapshots
+        with self._lock:
+            seats = list(self._seats.values())
         discarded: dict[str, int] = {}
-        for seat in self._seats.values():
+        for seat in seats:
             session = seat.session
             if session.tx_state is TxState.IDLE:
                 continue
             count = session.tx_statements
-            self.quietly(session.name, "ROLLBACK")
+            seat.executor.submit(
+                session.execute, "ROLLBACK", classify("ROLLBACK", self.target.adapter.dialect)
+            ).result()
             discarded[session.name] = count
             self.timeline.add(
                 session.name,
@@ -421,17 +879,17 @@ class Conductor:
             )
         lost_settings: dict[str, list[str]] = {}
         if store.reconnects:
-            for seat in self._seats.values():
+            for seat in seats:
                 seat.executor.submit(seat.session.close).result()
         try:
             elapsed_ms = store.restore(name)
         finally:
             if store.reconnects:
-                for seat in self._seats.values():
+                for seat in seats:
                     failed = seat.executor.submit(seat.session.reopen).result()
                     if failed:
                         lost_settings[seat.session.name] = failed
-        for seat in self._seats.values():
+        for seat in seats:
             seat.schema = None
         rolled = "; ".join(
             f"{who}'s open transaction rolled back ({plural(n, 'statement')})"
@@ -449,6 +907,7 @@ class Conductor:
             statement=index,
             snapshot=name,
             discarded=discarded,
+            outcome=str(Status.OK),
         )
         return {
             "snapshot": info.to_json(),
@@ -458,126 +917,6 @@ class Conductor:
             "message": message,
         }
 
-    def _perform(self, session: Session, execution: Execution) -> None:
-        # Runs on the session's thread. Only the conductor's thread writes the timeline, so a
-        # statement released by a COMMIT is always recorded after that COMMIT.
-        outcome = session.execute(execution.statement.text, execution.kind)
-        if outcome.status is Status.OK and execution.kind.keyword in _CHANGES_SCHEMA:
-            for seat in self._seats.values():
-                seat.schema = None
-        with execution.lock:
-            execution.outcome = outcome
-
-    def _record_finished(self, first: Execution | None = None) -> None:
-        """Record outcomes not yet on the timeline: the statement just sent first (it is what
-        released the others), then the rest in script order."""
-        finished = [e for e in self.executions if e.outcome is not None and not e.recorded]
-        finished.sort(key=lambda e: (e is not first, e.index))
-        for execution in finished:
-            outcome = execution.outcome
-            assert outcome is not None
-            execution.recorded = True
-            if execution.waited:
-                self.timeline.add(
-                    execution.session,
-                    EventKind.LOCK_RELEASED,
-                    f"lock wait over after {outcome.elapsed_ms:.0f} ms",
-                    statement=execution.index,
-                )
-            session = self._seats[execution.session].session
-            record_outcome(self.timeline, session, execution.index, execution.kind, outcome)
-
-    @property
-    def pending(self) -> list[Execution]:
-        return [e for e in self.executions if not e.finished()]
-
-    def _running_writers(self) -> set[str]:
-        return {e.session for e in self.pending if not e.kind.read_only and not e.waited}
-
-    def _settle(self, first: Execution | None = None) -> None:
-        """Wait until every statement in flight has finished or is confirmed waiting."""
-        while True:
-            self._record_finished(first)
-            undecided: list[Execution] = []
-            for execution in self.pending:
-                if self._check_waiting(execution):
-                    continue
-                undecided.append(execution)
-                if time.perf_counter() - execution.started > self.statement_timeout_s:
-                    self.cancel(execution, f"ran longer than {self.statement_timeout_s:g} s")
-            if not undecided:
-                self._raise_internal_errors()
-                self._record_finished(first)
-                return
-            cf.wait([e.future for e in undecided if e.future], timeout=_POLL_S)
-
-    def _check_waiting(self, execution: Execution) -> bool:
-        """Ask the engine whether `execution` waits on a lock; record the wait when it does."""
-        if time.perf_counter() - execution.started < self.target.wait_probe_after_s:
-            return False
-        kind = execution.kind
-        if self.target.engine == "sqlite" and kind.read_only and not kind.takes_write_lock:
-            return False  # WAL readers never wait
-        session = self._seats[execution.session].session
-        blockers = self.target.blockers(session, self.sessions, self._running_writers())
-        if not blockers:
-            return False
-        with execution.lock:
-            if execution.finished():
-                return True
-            if blockers != execution.waiting_on:
-                execution.waited = True
-                execution.waiting_on = blockers
-                # Everyone it waited for, in order: after a release, a statement queued behind
-                # the same row can take the lock first and become the next holder.
-                execution.blocked_by += [b for b in blockers if b not in execution.blocked_by]
-                names = ", ".join(blockers)
-                self.timeline.add(
-                    execution.session,
-                    EventKind.LOCK_WAIT,
-                    f"waiting for a lock held by {names}",
-                    statement=execution.index,
-                    blocked_by=blockers,
-                )
-        return True
-
-    def _wait_for(self, execution: Execution, timeout_s: float) -> None:
-        """Let the engine resolve a waiting statement, at most `timeout_s`; then cancel it."""
-        deadline = time.perf_counter() + timeout_s
-        while not execution.finished():
-            self._settle()
-            if execution.finished():
-                break
-            if time.perf_counter() >= deadline:
-                self.cancel(execution, f"still waiting after {timeout_s:g} s")
-                break
-            if execution.future:
-                cf.wait([execution.future], timeout=_POLL_S * 3)
-        self._settle()
-
-    def cancel(self, execution: Execution, reason: str) -> None:
-        """Stop a statement and wait (bounded) for its outcome."""
-        session = self._seats[execution.session].session
-        self.timeline.add(
-            execution.session,
-            EventKind.CANCELLED,
-            f"cancelling: {reason}",
-            statement=execution.index,
-        )
-        deadline = time.perf_counter() + self.target.cancel_grace_s
-        while not execution.finished() and time.perf_counter() < deadline:
-            session.cancel()
-            if execution.future:
-                cf.wait([execution.future], timeout=0.2)
-        if not execution.finished():
-            raise RuntimeError(f"statement {execution.index} did not stop after cancel")
-
-    def _raise_internal_errors(self) -> None:
-        for execution in self.executions:
-            future = execution.future
-            if future is not None and future.done() and execution.outcome is None:
-                future.result()  # re-raises a bug from the session thread here
-
     # ------------------------------------------------------------------ the end
 
     def finish(self) -> None:
@@ -585,17 +924,40 @@ class Conductor:
         self.settle_all()
         self.close()
 
+    def close_session(self, name: str) -> None:
+        """Stop what the session runs, drop what is queued, and close its connection."""
+        with self._lock:
+            seat = self._seats.get(name)
+        if seat is None:
+            return
+        self.cancel_session(name, "the session is closing")
+        last = seat.last
+        if last is not None and not last.finished():
+            with contextlib.suppress(RuntimeError):
+                self.cancel(last, "the session is closing")
+        try:
+            state, count = seat.executor.submit(seat.session.close).result(timeout=30)
+        finally:
+            seat.executor.shutdown(wait=False)
+            with self._lock:
+                self._seats.pop(name, None)
+        self.timeline.add(name, EventKind.SESSION_CLOSED, describe_close(name, state, count))
+
     def close(self) -> None:
-        for name, seat in list(self._seats.items()):
-            if seat.last is not None and not seat.last.finished():
-                self.cancel(seat.last, "the session is closing")
-            self._record_finished()
-            try:
-                state, count = seat.executor.submit(seat.session.close).result(timeout=30)
-            finally:
-                seat.executor.shutdown(wait=False)
-            self.timeline.add(name, EventKind.SESSION_CLOSED, describe_close(name, state, count))
-        self._seats.clear()
+        with self._lock:
+            names = list(self._seats)
+        try:
+            for name in names:
+                self.close_session(name)
+        finally:
+            with self._lock:
+                self._closing = True
+                self._changed.notify_all()
+                watcher = self._watcher
+            # The watcher may be asking the engine right now: let it finish before the target
+            # (and the watcher's connection) goes away.
+            if watcher is not None and watcher is not threading.current_thread():
+                watcher.join(timeout=2)
 
 
 def _described(info: SnapshotInfo) -> str:

@@ -16,12 +16,18 @@ from sandbox.statements import MetaCommand, Statement
 SESSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")
 COMMANDS = {
     "session": ("NAME", "send the statements that follow to session NAME (opened on first use)"),
+    "background": (
+        "",
+        "go on after the next statement as soon as it waits on a lock (not when it ends)",
+    ),
     "snapshot": ("NAME", "copy the whole sandbox, as committed now, under NAME"),
     "restore": ("NAME", "put the sandbox back to snapshot NAME (open transactions roll back)"),
     "diff": ("NAME", "rows added, removed and changed since snapshot NAME"),
     "snapshots": ("", "list the snapshots taken so far"),
 }
 SNAPSHOT_COMMANDS = frozenset({"snapshot", "restore", "diff", "snapshots"})
+# Directions to the runner about the statements that follow, not steps of their own.
+PACING_COMMANDS = frozenset({"session", "background"})
 
 
 def usage(name: str) -> str:

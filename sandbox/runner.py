@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sandbox.conductor import Conductor, Execution
+from sandbox.errors import UserError
 from sandbox.guard.policy import Guard, acknowledgements
 from sandbox.metacommands import check
 from sandbox.outcome import Status
@@ -26,6 +27,7 @@ class Step:
 
     session: str
     statement: Statement | MetaCommand
+    background: bool = False  # a `\background` line came before it
 
 
 @dataclass(frozen=True)
@@ -47,13 +49,25 @@ def parse_script(text: str, dialect: Dialect, source: str = "<script>") -> list[
     """Split a script into steps; a bad direction is a UserError naming the line."""
     steps: list[Step] = []
     session = DEFAULT_SESSION
+    background: MetaCommand | None = None
     for item in split(text, dialect):
         if isinstance(item, MetaCommand):
             check(item, source, session)
             if item.name == "session":
                 session = item.args[0]
                 continue
-        steps.append(Step(session, item))
+            if item.name == "background":
+                background = item
+                continue
+            if background is not None:
+                break
+        steps.append(Step(session, item, background=background is not None))
+        background = None
+    if background is not None:
+        raise UserError(
+            f"{source}:{background.line}: \\background must be followed by a SQL statement "
+            "(it says how to pace that statement)"
+        )
     return steps
 
 
@@ -102,7 +116,9 @@ def run_steps(
             if isinstance(step.statement, MetaCommand):
                 conductor.run_meta(step.session, step.statement)
                 continue
-            execution = conductor.execute(step.session, step.statement, guard)
+            execution = conductor.execute(
+                step.session, step.statement, guard, background=step.background
+            )
             if execution.outcome is not None and execution.outcome.status is Status.BLOCKED:
                 stopped = execution
                 break

@@ -146,7 +146,7 @@ class Session:
         if outcome.tx_before is TxState.IDLE:
             self.tx_statements = 0
         self.tx_statements += 1
-        if outcome.status is Status.OK and (kind.takes_write_lock or not kind.read_only):
+        if (kind.takes_write_lock or not kind.read_only) and _took_write_lock(outcome):
             self.holds_write_lock = True
 
     def cancel(self) -> None:
@@ -168,6 +168,15 @@ class Session:
         self._connection = None
         self.tx_state = TxState.IDLE
         return state, count
+
+
+def _took_write_lock(outcome: Outcome) -> bool:
+    """Whether a write inside a transaction got as far as the lock (SQLite keeps it then, even
+    when the statement itself failed, e.g. on a constraint)."""
+    if outcome.status is Status.OK:
+        return True
+    code = outcome.error.code if outcome.error is not None else None
+    return bool(code and code.startswith("SQLITE_CONSTRAINT"))
 
 
 def _is_session_setting(kind: StatementKind, outcome: Outcome) -> bool:

@@ -26,7 +26,6 @@ from sandbox.engines import EngineAdapter
 from sandbox.engines.sqlite import SqliteAdapter, write_lock_held
 from sandbox.errors import UserError
 from sandbox.masking import mask_url, redact, register_secret
-from sandbox.outcome import TxState
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -54,6 +53,19 @@ class TargetOptions:
     from_file: Path | None = None
     busy_timeout_ms: int = 200
     cwd: Path = field(default_factory=Path.cwd)
+
+
+# How long a person takes at the least to type the next statement: a lock wait that the engine
+# ends sooner (SQLite's busy timeout, 200 ms by default) is over before anyone could act on it.
+HUMAN_PAUSE_S = 1.0
+
+
+@dataclass(frozen=True)
+class WaitInfo:
+    """A statement waits: on whom, and for what kind of thing."""
+
+    blockers: list[str]  # session names, or "server process N" for a holder outside the sandbox
+    what: str = "a lock"
 
 
 class Connection:
@@ -99,11 +111,23 @@ class Target(ABC):
     @abstractmethod
     def connect(self, session: str) -> Connection: ...
 
+    # Whether every lock wait ends by itself before a person could type the next line (SQLite's
+    # busy timeout); the script runner waits such waits out instead of moving on.
+    waits_end_on_their_own: bool = False
+
     @abstractmethod
-    def blockers(
-        self, waiting: Session, sessions: Sequence[Session], running: set[str]
-    ) -> list[str]:
-        """Who `waiting` is waiting for: session names, or descriptions of other holders."""
+    def lock_wait(
+        self, waiting: Session, sessions: Sequence[Session], earlier_writers: set[str]
+    ) -> WaitInfo | None:
+        """Whether `waiting`'s running statement waits, and for whom; None when it does not.
+
+        `earlier_writers` names the sessions running a write that started before it. Called
+        from the conductor's watcher thread only.
+        """
+
+    def describe_wait(self, waiting: Session) -> str | None:
+        """Which lock `waiting` waits for, in words, where the engine can tell."""
+        return None
 
     @abstractmethod
     def close(self) -> None: ...
@@ -190,17 +214,31 @@ class SqliteTarget(Target):
         )
         return Connection(raw, raw.close)
 
-    def blockers(
-        self, waiting: Session, sessions: Sequence[Session], running: set[str]
-    ) -> list[str]:
-        # SQLite has one write lock per database; readers never wait in WAL mode.
-        if not write_lock_held(self._probe):
-            return []
-        others = [s for s in sessions if s is not waiting]
-        writers = [s.name for s in others if s.holds_write_lock or s.name in running]
-        # A statement can take the lock and then fail, unseen by holds_write_lock: any open
-        # transaction may be the holder then.
-        return writers or [s.name for s in others if s.tx_state is not TxState.IDLE]
+    @property
+    def waits_end_on_their_own(self) -> bool:  # type: ignore[override]
+        return self.busy_timeout_ms < HUMAN_PAUSE_S * 1000
+
+    def lock_wait(
+        self, waiting: Session, sessions: Sequence[Session], earlier_writers: set[str]
+    ) -> WaitInfo | None:
+        # SQLite has one write lock per database; readers never wait in WAL mode. A session
+        # whose transaction holds the write lock cannot be waiting for it.
+        if waiting.holds_write_lock or not write_lock_held(self._probe):
+            return None
+        holders = [
+            s.name
+            for s in sessions
+            if s is not waiting and (s.holds_write_lock or s.name in earlier_writers)
+        ]
+        if not holders:
+            return None  # the lock is the statement's own (a long write), not someone else's
+        return WaitInfo(holders, "the write lock")
+
+    def describe_wait(self, waiting: Session) -> str | None:
+        return (
+            f"SQLite has one write lock per database; the busy timeout ends the wait after "
+            f"{self.busy_timeout_ms} ms"
+        )
 
     def _make_snapshots(self) -> SnapshotStore:
         from sandbox.snapshots.sqlite import SqliteSnapshots
@@ -371,6 +409,7 @@ class PostgresTarget(Target):
             self.description = f"postgres database {mask_url(self.url)}"
         self._options = options
         self._engines: dict[str, sa.Engine] = {}
+        self._watch: Connection | None = None
 
     def _create_schema(self, cursor: Any, base: URL) -> None:
         import psycopg2
@@ -431,16 +470,68 @@ class PostgresTarget(Target):
 
         return PostgresSnapshots(self)
 
-    def blockers(
-        self, waiting: Session, sessions: Sequence[Session], running: set[str]
-    ) -> list[str]:
+    def _monitor(self) -> Any:
+        """The watcher's own connection to the sandbox database (pg_locks names its tables).
+
+        Opened on first need, so a scenario's start snapshot can still be a template clone;
+        reopened after a restore, which drops the database it was connected to.
+        """
+        if self._watch is None:
+            self._watch = self.open_database(self.url.database or "postgres", "monitor")
+        return self._watch.raw
+
+    def _ask(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        import psycopg2
+
+        for attempt in (1, 2):
+            try:
+                with self._monitor().cursor() as cursor:
+                    cursor.execute(sql, args)
+                    return list(cursor.fetchall())
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                self._stop_watching()
+                if attempt == 2:
+                    raise
+        return []
+
+    def lock_wait(
+        self, waiting: Session, sessions: Sequence[Session], earlier_writers: set[str]
+    ) -> WaitInfo | None:
         if waiting.pid is None:
-            return []
+            return None
+        # A SERIALIZABLE READ ONLY DEFERRABLE transaction waits for a safe snapshot, which
+        # pg_blocking_pids does not report: it waits on the serializable transactions named.
+        rows = self._ask(
+            "SELECT pg_blocking_pids(%s), pg_safe_snapshot_blocking_pids(%s)",
+            (waiting.pid, waiting.pid),
+        )
+        locks, safe = rows[0] if rows else ([], [])
         by_pid = {s.pid: s.name for s in sessions if s.pid is not None}
-        return [
-            by_pid.get(pid, f"server process {pid}")
-            for pid in _blocking_pids(self._admin, waiting.pid)
-        ]
+
+        def named(pids: list[int]) -> list[str]:
+            return [by_pid.get(pid, f"server process {pid}") for pid in pids]
+
+        if locks:
+            return WaitInfo(named(locks), "a lock")
+        if safe:
+            return WaitInfo(named(safe), "a safe snapshot")
+        return None
+
+    def describe_wait(self, waiting: Session) -> str | None:
+        if waiting.pid is None:
+            return None
+        rows = self._ask(_WAITED_LOCK_SQL, (waiting.pid,))
+        if not rows:
+            return (
+                "READ ONLY DEFERRABLE: it starts once no serializable transaction that began "
+                "before it can still make it see an anomaly"
+            )
+        return describe_lock(*rows[0])
+
+    def _stop_watching(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
 
     def _drop(self) -> None:
         with self._admin.cursor() as cursor:
@@ -451,6 +542,7 @@ class PostgresTarget(Target):
                 cursor.execute(f"DROP SCHEMA IF EXISTS {quote_ident(self.name)} CASCADE")
 
     def close(self) -> None:
+        self._stop_watching()
         for engine in self._engines.values():
             engine.dispose()
         try:
@@ -474,7 +566,35 @@ def open_target(options: TargetOptions) -> Target:
     return PostgresTarget(resolve_postgres_url(options.url, options.cwd))
 
 
-def _blocking_pids(monitor: Any, pid: int) -> list[int]:
-    from sandbox.engines.postgres import blocking_pids
+# The lock a backend waits for; for a row, the tuple lock it holds while it waits for the row's
+# writer names the row (pg_locks shows the transaction id only).
+_WAITED_LOCK_SQL = """
+SELECT w.locktype, w.mode, c.relname, coalesce(w.page, t.page), coalesce(w.tuple, t.tuple),
+       w.transactionid::text, tc.relname
+FROM pg_locks w
+LEFT JOIN pg_class c ON c.oid = w.relation
+LEFT JOIN pg_locks t ON t.pid = w.pid AND t.locktype = 'tuple' AND t.granted
+LEFT JOIN pg_class tc ON tc.oid = t.relation
+WHERE w.pid = %s AND NOT w.granted
+LIMIT 1
+"""
 
-    return blocking_pids(monitor, pid)
+
+def describe_lock(
+    locktype: str,
+    mode: str,
+    relation: str | None,
+    page: int | None,
+    tuple_: int | None,
+    xid: str | None,
+    row_relation: str | None,
+) -> str:
+    """One waited-for lock from pg_locks, in words."""
+    if locktype == "transactionid":
+        row = f" to change row ({page},{tuple_}) of {row_relation}" if row_relation else ""
+        return f"{mode} on transaction {xid}: a row lock, held until that transaction ends{row}"
+    if locktype == "tuple" and relation:
+        return f"{mode} on row ({page},{tuple_}) of {relation}"
+    if locktype == "relation" and relation:
+        return f"{mode} on table {relation}"
+    return f"{mode} on a {locktype} lock"

@@ -18,7 +18,8 @@ from typing import Any
 
 class EventKind(enum.StrEnum):
     SESSION_OPENED = "session_opened"
-    STATEMENT = "statement"  # sent to its session
+    QUEUED = "queued"  # handed to a session that is still busy with an earlier statement
+    STATEMENT = "statement"  # sent to the engine by its session
     OUTCOME = "outcome"  # how it ended
     BEGIN = "begin"
     SAVEPOINT = "savepoint"
@@ -33,6 +34,7 @@ class EventKind(enum.StrEnum):
     LOCK_RELEASED = "lock_released"
     CANCELLED = "cancelled"
     SESSION_CLOSED = "session_closed"
+    CONNECTION_LOST = "connection_lost"  # the server side of a session is gone
     SNAPSHOT = "snapshot"  # taken (or listed)
     RESTORE = "restore"  # the sandbox was put back to a snapshot
     DIFF = "diff"  # compared with a snapshot
@@ -48,6 +50,13 @@ class Event:
     message: str
     statement: int | None = None  # index of the statement in the run, when the event is about one
     data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def outcome(self) -> str | None:
+        """How the statement ended, on the one event that says so (ok, error, cancelled,
+        blocked); None on every other event."""
+        value = self.data.get("outcome")
+        return str(value) if value is not None else None
 
     def to_json(self) -> dict[str, Any]:
         return {

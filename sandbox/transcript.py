@@ -54,7 +54,14 @@ def record_outcome(
     )
     message = summarize(outcome) + (" (autocommit: saved at once)" if autocommitted else "")
     if outcome.status is Status.OK:
-        timeline.add(name, EventKind.OUTCOME, message, statement=index, tag=outcome.tag)
+        timeline.add(
+            name,
+            EventKind.OUTCOME,
+            message,
+            statement=index,
+            tag=outcome.tag,
+            outcome=str(outcome.status),
+        )
     else:
         error = outcome.error
         kind_of = EventKind.CANCELLED if outcome.status is Status.CANCELLED else EventKind.ERROR
@@ -64,6 +71,7 @@ def record_outcome(
             message,
             statement=index,
             code=error.code if error else None,
+            outcome=str(outcome.status),
         )
     for notice in outcome.notices:
         timeline.add(name, EventKind.NOTICE, notice, statement=index)

@@ -78,11 +78,27 @@ def test_postgres_read_committed_loses_an_update(postgres_url: str) -> None:
     assert outcome(result, "B commits").tag == "COMMIT"
     # A's +10 is lost: B overwrote it with a value computed from a stale read.
     assert outcome(result, "final").rows == [(120,)]
-    kinds = [(e.session, e.kind) for e in result.timeline]
-    wait = kinds.index(("B", EventKind.LOCK_WAIT))
-    commit = kinds.index(("A", EventKind.COMMIT))
-    released = kinds.index(("B", EventKind.LOCK_RELEASED))
-    assert wait < commit < released
+    # The order observed: B waits before A's COMMIT is sent, and B's release and outcome are
+    # recorded before the next line (B's COMMIT) is sent. Whether A's COMMIT reply or B's
+    # released UPDATE reaches its client first is a race the timeline records as it happened.
+    events = result.timeline
+    a_commit, b_commit = at(result, "A commits").index, at(result, "B commits").index
+
+    def position(session: str, kind: EventKind, statement: int | None = None) -> int:
+        return next(
+            i
+            for i, e in enumerate(events)
+            if e.session == session
+            and e.kind is kind
+            and (statement is None or e.statement == statement)
+        )
+
+    wait = position("B", EventKind.LOCK_WAIT)
+    commit_sent = position("A", EventKind.STATEMENT, a_commit)
+    released = position("B", EventKind.LOCK_RELEASED)
+    b_outcome = position("B", EventKind.OUTCOME, b_writes.index)
+    next_sent = position("B", EventKind.STATEMENT, b_commit)
+    assert wait < commit_sent < released < b_outcome < next_sent
 
 
 def test_postgres_read_committed_atomic_update_keeps_both(postgres_url: str) -> None:

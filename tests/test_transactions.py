@@ -314,7 +314,9 @@ UPDATE acct SET balance = 0 WHERE id = 1;
 \\session B
 UPDATE acct SET balance = 1 WHERE id = 1; -- @waits
 """,
-        busy_timeout_ms=600,
+        # Longer than a person's pause: the script moves on while B still waits (a shorter
+        # SQLite busy wait would be waited out and end in SQLITE_BUSY instead).
+        busy_timeout_ms=1500,
         wait_timeout_s=0.2,
     )
     assert replay.state_after("waits").waiting("B") is not None

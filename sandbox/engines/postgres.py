@@ -112,11 +112,3 @@ class PostgresAdapter:
 
     def connection_lost(self, conn: Any) -> bool:
         return bool(conn.closed)
-
-
-def blocking_pids(monitor: Any, pid: int) -> list[int]:
-    """The server processes `pid` is waiting for, from pg_blocking_pids."""
-    with monitor.cursor() as cursor:
-        cursor.execute("SELECT pg_blocking_pids(%s)", (pid,))
-        row = cursor.fetchone()
-    return list(row[0]) if row and row[0] else []

@@ -38,7 +38,7 @@ TOP_KEYS = {
 }  # fmt: skip
 STEP_KEYS = {
     "session", "sql", "expect", "error", "rows", "rowcount", "waits", "findings", "tag",
-    "tx_after", "engines",
+    "tx_after", "engines", "background",
 }  # fmt: skip
 CHECK_KEYS = {"name", "sql", "expect", "session", "recovery"}
 # Statements sqlglot cannot parse but that are plain SQL of the engines (transaction control,
@@ -399,7 +399,9 @@ def _steps(
                     r.problem(f"{where}.{engine}", "must be a table of per-engine overrides")
                     continue
                 r.unknown_keys(
-                    table[engine], STEP_KEYS - {"session", "engines"}, f"{where}.{engine}"
+                    table[engine],
+                    STEP_KEYS - {"session", "engines", "background"},
+                    f"{where}.{engine}",
                 )
         session = table.get("session", "A")
         if not isinstance(session, str) or session not in sessions:
@@ -423,8 +425,19 @@ def _steps(
                 continue
             _check_sql(r, text, engine, f"{where}.sql")
         expect = _expectation(r, table, where, runs_on)
+        background = table.get("background", False)
+        if not isinstance(background, bool):
+            r.problem(f"{where}.background", "must be true or false")
+            background = False
         steps.append(
-            Step(str(session), sql, expect, r.locate.line(where), tuple(only) if only else None)
+            Step(
+                str(session),
+                sql,
+                expect,
+                r.locate.line(where),
+                tuple(only) if only else None,
+                background,
+            )
         )
     return steps
 
@@ -432,7 +445,7 @@ def _steps(
 def _expectation(r: _Reader, table: dict[str, Any], where: str, engines: list[str]) -> Expectation:
     fields = {
         k: _per_engine(r, table, k, where, engines)
-        for k in STEP_KEYS - {"session", "sql", "engines"}
+        for k in STEP_KEYS - {"session", "sql", "engines", "background"}
     }
     for engine in engines:
         status = fields["expect"].on(engine)

@@ -76,6 +76,9 @@ class Step:
     expect: Expectation
     line: int | None = None  # where the step is in the scenario file
     engines: tuple[str, ...] | None = None  # None: every engine of the scenario
+    # Go on to the next step as soon as this one waits on a lock (like `\background` in a
+    # script): on SQLite the only way a later COMMIT can release it within its busy timeout.
+    background: bool = False
 
     def runs_on(self, engine: str) -> bool:
         return self.engines is None or engine in self.engines

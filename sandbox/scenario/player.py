@@ -192,7 +192,8 @@ def play_steps(
         if isinstance(item, MetaCommand):
             played.append((phase, step, conductor.run_meta(step.session, item)))
             continue
-        played.append((phase, step, conductor.execute(step.session, item, guard)))
+        execution = conductor.execute(step.session, item, guard, background=step.background)
+        played.append((phase, step, execution))
     return played
 
 
