@@ -172,6 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     play.add_argument("scenario", nargs="?", metavar="SCENARIO", help="catalog id or .toml path")
     _add_target_options(play)
+    play.add_argument(
+        "--statement-timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="S",
+        help="cancel a statement that runs (not waits on a lock) longer than this; its session "
+        "box counts up to it (default 30)",
+    )
     play.set_defaults(handler=_cmd_play)
 
     scenarios = commands.add_parser(
@@ -327,11 +335,13 @@ def _write_exports(record: SessionRecord, paths: list[Path]) -> None:
             print(f"wrote {written}", file=sys.stderr)
 
 
-def _open_app(options: object, scenario: object, pick: bool) -> int:
+def _open_app(
+    options: object, scenario: object, pick: bool, statement_timeout_s: float = 30.0
+) -> int:
     # Only this command imports the UI: the headless commands never load textual.
     from sandbox.ui.app import create_app
 
-    app = create_app(options, scenario, pick)  # type: ignore[arg-type]
+    app = create_app(options, scenario, pick, statement_timeout_s)  # type: ignore[arg-type]
     try:
         app.run()
     finally:
@@ -357,7 +367,7 @@ def _cmd_play(args: argparse.Namespace) -> int:
     options = TargetOptions(
         engine=args.engine, url=url, from_file=args.from_file, busy_timeout_ms=args.busy_timeout
     )
-    return _open_app(options, scenario, pick=scenario is None)
+    return _open_app(options, scenario, scenario is None, args.statement_timeout)
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:

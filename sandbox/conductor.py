@@ -348,6 +348,8 @@ class Conductor:
     def _send(self, seat: _Seat, execution: Execution) -> None:
         session = seat.session
         statement = execution.statement
+        with self._lock:
+            execution.started = execution._running_since = time.perf_counter()
         self.timeline.add(
             execution.session,
             EventKind.STATEMENT,
@@ -356,7 +358,6 @@ class Conductor:
             line=statement.line,
         )
         with self._lock:
-            execution.started = execution._running_since = time.perf_counter()
             self._running.add(execution)
             self._changed.notify_all()
         self._ensure_watcher()
@@ -732,6 +733,7 @@ class Conductor:
 
         Recorded like a statement (an Execution whose outcome carries the result in `data`);
         a request that cannot be done (unknown snapshot, a locked table) is an error outcome.
+        The event that says how it ended is recorded once the outcome is in place.
         """
         from sandbox.metacommands import as_statement, kind_of
 
@@ -753,7 +755,7 @@ class Conductor:
         started = execution.started = time.perf_counter()
         event = _META_EVENTS[command.name]
         try:
-            outcome = self._meta(command, execution)
+            outcome, message, data = self._meta(command, execution)
         except SnapshotError as exc:
             outcome = Outcome(
                 status=Status.ERROR,
@@ -762,44 +764,38 @@ class Conductor:
                 elapsed_ms=0.0,
                 error=SqlError("dbsandbox", str(exc)),
             )
-            message = f"{command.text} failed: {exc}"
-            self.timeline.add(
-                session_name,
-                event,
-                message,
-                statement=execution.index,
-                error=str(exc),
-                outcome=str(Status.ERROR),
-            )
+            message, data = f"{command.text} failed: {exc}", {"error": str(exc)}
         else:
             outcome.tx_before = before
             outcome.tx_after = session.tx_state
         outcome.elapsed_ms = (time.perf_counter() - started) * 1000
         execution.outcome = outcome
+        self.timeline.add(
+            session_name,
+            event,
+            message,
+            statement=execution.index,
+            outcome=str(outcome.status),
+            **data,
+        )
         execution.reviewed.set()
         with self._lock:
             self._changed.notify_all()
         return execution
 
-    def _meta(self, command: MetaCommand, execution: Execution) -> Outcome:
+    def _meta(
+        self, command: MetaCommand, execution: Execution
+    ) -> tuple[Outcome, str, dict[str, object]]:
+        """Do the command: its outcome, and the message and data of the event that records it."""
         store = self.target.snapshots
-        who, index = execution.session, execution.index
         name = command.args[0] if command.args else ""
         outcome = Outcome(Status.OK, TxState.IDLE, TxState.IDLE, 0.0)
-        done = str(Status.OK)
         if command.name == "snapshot":
             info = store.take(name, "on demand")
             outcome.note = f"snapshot {name} taken ({_described(info)}){self._uncommitted_note()}"
             outcome.data = {"snapshot": info.to_json()}
-            self.timeline.add(
-                who,
-                EventKind.SNAPSHOT,
-                outcome.note,
-                statement=index,
-                snapshot=info.to_json(),
-                outcome=done,
-            )
-        elif command.name == "snapshots":
+            return outcome, outcome.note, {"snapshot": info.to_json()}
+        if command.name == "snapshots":
             infos = store.list()
             outcome.columns = ["name", "taken", "reason", "method", "size", "ms"]
             outcome.rows = [
@@ -814,26 +810,18 @@ class Conductor:
                 for i in infos
             ]
             outcome.data = {"snapshots": [i.to_json() for i in infos]}
-            self.timeline.add(
-                who,
-                EventKind.SNAPSHOT,
-                f"{plural(len(infos), 'snapshot')} listed",
-                statement=index,
-                outcome=done,
-            )
-        elif command.name == "restore":
-            outcome.data = {"restore": self.restore(name, who, index)}
-            outcome.note = outcome.data["restore"]["message"]
-        else:
-            diff = store.diff(name)
-            outcome.columns, rows = diff.display()
-            outcome.rows = list(rows)
-            outcome.note = f"since {name}: {diff.summary()}{self._uncommitted_note()}"
-            outcome.data = {"diff": {"snapshot": name, **diff.to_json()}}
-            self.timeline.add(
-                who, EventKind.DIFF, outcome.note, statement=index, snapshot=name, outcome=done
-            )
-        return outcome
+            return outcome, f"{plural(len(infos), 'snapshot')} listed", {}
+        if command.name == "restore":
+            done = self.restore(name, execution.session, execution.index)
+            outcome.data = {"restore": done}
+            outcome.note = str(done["message"])
+            return outcome, outcome.note, {"snapshot": name, "discarded": done["rolled_back"]}
+        diff = store.diff(name)
+        outcome.columns, rows = diff.display()
+        outcome.rows = list(rows)
+        outcome.note = f"since {name}: {diff.summary()}{self._uncommitted_note()}"
+        outcome.data = {"diff": {"snapshot": name, **diff.to_json()}}
+        return outcome, outcome.note, {"snapshot": name}
 
     def _uncommitted_note(self) -> str:
         open_tx = [s.name for s in self.sessions if s.tx_state is not TxState.IDLE]
@@ -844,18 +832,17 @@ class Conductor:
     def restore(self, name: str, requester: str, index: int | None = None) -> dict[str, object]:
         """Put the sandbox back to snapshot `name`; every open transaction is rolled back first.
 
-        Returns what happened, JSON-ready (the snapshot, who lost what, how long it took).
+        Returns what happened, JSON-ready (the snapshot, who lost what, how long it took);
+        the caller records the RESTORE event.
         """
         store = self.target.snapshots
         info = store.get(name)
         # Statements still waiting on a lock would race the restore: let them end first.
         self.settle_all()
         with self._gate.exclusive():
-            return self._restore(name, info, requester, index)
+            return self._restore(name, info, index)
 
-    def _restore(
-        self, name: str, info: SnapshotInfo, requester: str, index: int | None
-    ) -> dict[str, object]:
+    def _restore(self, name: str, info: SnapshotInfo, index: int | None) -> dict[str, object]:
         store = self.target.snapshots
         with self._lock:
             seats = list(self._seats.values())
@@ -900,15 +887,6 @@ class Conductor:
         )
         if store.reconnects:
             message += "; sessions reconnected"
-        self.timeline.add(
-            requester,
-            EventKind.RESTORE,
-            message,
-            statement=index,
-            snapshot=name,
-            discarded=discarded,
-            outcome=str(Status.OK),
-        )
         return {
             "snapshot": info.to_json(),
             "elapsed_ms": round(elapsed_ms, 3),

@@ -64,7 +64,23 @@ def _sqlite(c: Any) -> list[TableSummary]:
     return tables
 
 
+# A table a learner's uncommitted DDL (or LOCK TABLE) holds cannot be counted without waiting
+# for that transaction: the pane says "? rows" rather than wait.
+_COUNT_LOCK_TIMEOUT = "200ms"
+
+
+def _count(c: Any, quoted: str) -> int | None:
+    import psycopg2.errors
+
+    try:
+        c.execute(f"SELECT count(*) FROM {quoted}")
+    except psycopg2.errors.LockNotAvailable:
+        return None
+    return int(c.fetchone()[0])
+
+
 def _postgres(c: Any) -> list[TableSummary]:
+    c.execute(f"SET lock_timeout = '{_COUNT_LOCK_TIMEOUT}'")
     c.execute(
         "SELECT c.oid, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY (current_schemas(false)) "
@@ -74,8 +90,7 @@ def _postgres(c: Any) -> list[TableSummary]:
     tables = []
     for oid, name in found:
         quoted = '"' + name.replace('"', '""') + '"'
-        c.execute(f"SELECT count(*) FROM {quoted}")
-        rows = int(c.fetchone()[0])
+        rows = _count(c, quoted)
         c.execute(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
             "coalesce(a.attnum = ANY (i.indkey), false) "

@@ -232,12 +232,12 @@ class SqliteTarget(Target):
         ]
         if not holders:
             return None  # the lock is the statement's own (a long write), not someone else's
-        return WaitInfo(holders, "the write lock")
+        return WaitInfo(holders)
 
     def describe_wait(self, waiting: Session) -> str | None:
         return (
-            f"SQLite has one write lock per database; the busy timeout ends the wait after "
-            f"{self.busy_timeout_ms} ms"
+            f"the database's one write lock; the busy timeout ends the wait after "
+            f"{self.busy_timeout_ms:,} ms"
         )
 
     def _make_snapshots(self) -> SnapshotStore:

@@ -84,12 +84,27 @@ class TransactionSpan:
         return (self.ended if self.ended is not None else now_ms) - self.started
 
 
+@dataclass(frozen=True)
+class Running:
+    """The statement a session's engine is working on (or waiting with) right now."""
+
+    statement: int
+    sql: str
+    started: float  # elapsed_ms when it was sent
+
+    def duration_ms(self, now_ms: float) -> float:
+        return now_ms - self.started
+
+
 @dataclass
 class _SessionTrack:
     """What the tracker remembers about one session between events."""
 
     spans: list[TransactionSpan] = field(default_factory=list)
     pending: dict[int, str] = field(default_factory=dict)  # sent, not yet resolved: index -> SQL
+    running: Running | None = None  # the statement sent last and not resolved yet
+    queued: set[int] = field(default_factory=set)  # handed over, behind the running one
+    gone: bool = False  # the connection was lost: nothing more can run
     # The latest resolved statement: the BEGIN event that follows may name it as its opener.
     last_resolved: tuple[int, str] | None = None
     wait: LockWait | None = None  # the current lock wait
@@ -150,6 +165,21 @@ class TransactionTracker:
         span = self.open_span(session)
         return len(span.statements) if span else 0
 
+    def running(self, session: str) -> Running | None:
+        """The statement `session` is running (or waiting with) now; None when it is idle."""
+        track = self._tracks.get(session)
+        return track.running if track else None
+
+    def queued(self, session: str) -> int:
+        """How many statements wait in `session`'s queue behind the running one."""
+        track = self._tracks.get(session)
+        return len(track.queued) if track else 0
+
+    def is_gone(self, session: str) -> bool:
+        """Whether the session's connection was lost (terminated, server restarted)."""
+        track = self._tracks.get(session)
+        return track.gone if track else False
+
     def is_closed(self, session: str) -> bool:
         """Whether the session was closed (it may be reopened by a later SESSION_OPENED)."""
         track = self._tracks.get(session)
@@ -164,10 +194,22 @@ class TransactionTracker:
             track = self._tracks[event.session] = _SessionTrack()
         kind = event.kind
         if kind is EventKind.SESSION_OPENED:
-            track.closed = False
+            track.closed = track.gone = False
+        elif kind is EventKind.QUEUED:
+            if event.statement is not None:
+                track.queued.add(event.statement)
         elif kind is EventKind.STATEMENT:
             if event.statement is not None:
-                track.pending[event.statement] = sql_of(event)
+                sql = sql_of(event)
+                track.pending[event.statement] = sql
+                track.queued.discard(event.statement)
+                track.running = Running(event.statement, sql, event.elapsed_ms)
+        elif kind is EventKind.CONNECTION_LOST:
+            track.gone = True
+        elif kind is EventKind.GUARD and event.outcome is not None:
+            # The guard stopped a statement that was queued: it will never run.
+            if event.statement is not None:
+                track.queued.discard(event.statement)
         elif kind is EventKind.OUTCOME:
             self._resolve(track, event)
         elif kind is EventKind.ERROR:
@@ -210,6 +252,8 @@ class TransactionTracker:
                 self._finish(span, event, "rolled_back", ended_by=None)
                 span.closed_by_session = True
             track.pending.clear()
+            track.queued.clear()
+            track.running = None
             track.last_resolved = None
             track.closed = True
         # NOTICE and GUARD change no transaction state: the timeline pane shows them as they are.
@@ -221,6 +265,9 @@ class TransactionTracker:
         index = event.statement
         if index is None:
             return
+        track.queued.discard(index)
+        if track.running is not None and track.running.statement == index:
+            track.running = None
         sql = track.pending.pop(index, f"statement {index}")
         if track.wait is not None and track.wait.statement == index:
             # Normally LOCK_RELEASED came first; a cancelled wait may end without one.

@@ -61,6 +61,7 @@ def record_outcome(
             statement=index,
             tag=outcome.tag,
             outcome=str(outcome.status),
+            saved=True if autocommitted else None,
         )
     else:
         error = outcome.error

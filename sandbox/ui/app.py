@@ -21,11 +21,14 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Tab, Tabs, TextArea
 
+from sandbox.conductor import Execution
 from sandbox.errors import UserError
+from sandbox.metacommands import session_name_ok
 from sandbox.scenario.catalog import Listing, find, listings
 from sandbox.scenario.model import Scenario
 from sandbox.statements import split
 from sandbox.targets import TargetOptions
+from sandbox.timeline import Event, EventKind, Timeline
 from sandbox.ui.bridge import Bridge
 from sandbox.ui.messages import (
     ChecksDone,
@@ -34,7 +37,6 @@ from sandbox.ui.messages import (
     SandboxFailed,
     SandboxReady,
     SchemaChanged,
-    StatementDone,
     TimelineEvent,
 )
 from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen, ScenarioPicker
@@ -51,13 +53,21 @@ HELP = """
 | **F5** or **ctrl+j** | run the statement under the cursor, or the selected statements |
 | **F7** | select everything in the editor (typing replaces it) |
 | **F6** | switch to the next session (tabs above the editor) |
-| **F8** | cancel the statement running or waiting in this session |
+| **ctrl+n** | open a new session (B, C, ...): its own connection, editor and results |
+| **F4** | close this session (asks first when its transaction is open) |
+| **F8** | cancel the statement running or waiting in this session (and what is queued) |
 | **ctrl+up / ctrl+down** | previous / next statement from history |
 | **ctrl+p** | commands: load scenario, reset, switch session or engine, export session |
 | **ctrl+r** | reset the scenario: a fresh sandbox with the mistake made again |
 | **F1** | this help |
 | **Esc** | close a dialog, back to the editor |
-| **ctrl+q** | quit (asks first if a transaction is open) |
+| **ctrl+q** | quit (asks first if a transaction is open or a statement runs) |
+
+Sessions are independent: each has its own connection, and a statement in one never waits
+for another unless the engine makes it (a lock). While a statement runs, its session box
+says so with the time it has run (a statement that runs longer than the statement timeout,
+`--statement-timeout`, is cancelled); a statement sent to a busy session is *queued* behind
+it; a lock wait says whom it waits for. `\\session B` in the editor also opens session B.
 
 A statement the guard flags opens a confirmation showing what it would do; the answer
 defaults to **No**, and nothing runs without a yes. A confirmed one is snapshotted first.
@@ -102,6 +112,8 @@ class DbSandboxApp(App[None]):
         Binding("f5", "run", "Run", priority=True),
         Binding("ctrl+j", "run", "Run", show=False, priority=True),
         Binding("f6", "next_session", "Session", priority=True),
+        Binding("ctrl+n", "new_session", "New session", priority=True),
+        Binding("f4", "close_session", "Close session", show=False, priority=True),
         Binding("f8", "cancel", "Cancel", priority=True),
         Binding("ctrl+up", "history(-1)", "History back", show=False),
         Binding("ctrl+down", "history(1)", "History forward", show=False),
@@ -112,15 +124,27 @@ class DbSandboxApp(App[None]):
     ]
 
     def __init__(
-        self, options: TargetOptions, scenario: Scenario | None = None, pick: bool = True
+        self,
+        options: TargetOptions,
+        scenario: Scenario | None = None,
+        pick: bool = True,
+        statement_timeout_s: float = 30.0,
     ) -> None:
         super().__init__()
         self.options = options
-        self.bridge = Bridge(self, options)
+        self.statement_timeout_s = statement_timeout_s
+        self.bridge = Bridge(self, options, statement_timeout_s)
         self.initial_scenario = scenario
         self.pick = pick and scenario is None
         self.session = "A"
         self.sessions: list[str] = ["A"]
+        # Each session keeps its own editor text and shows its own latest statement.
+        self.buffers: dict[str, str] = {}
+        self.latest: dict[str, Execution] = {}
+        self._stream: Timeline | None = None  # the open sandbox's events; others are stale
+        self._seen = 0  # the last event (seq) the panes have taken
+        self._wanted_session: str | None = None  # a session asked for, focused once it opens
+        self._quitting = False  # quitting: the sandbox is being removed off the UI thread
         self.history: list[str] = []
         self.history_at = 0
         self.engine = options.engine
@@ -163,7 +187,9 @@ class DbSandboxApp(App[None]):
         # Just after the first frame: the worker's imports would compete with it for the GIL.
         # (Not call_after_refresh: with the picker on top, the main screen does not refresh.)
         self.set_timer(0.05, lambda: self.open_sandbox(self.initial_scenario))
-        self.set_interval(0.25, self.poll_waits)
+        self.query_one("#timeline", TimelineView).statement_timeout_s = self.statement_timeout_s
+        # A running statement's caption counts its seconds.
+        self.set_interval(0.25, self._tick_results)
         if self.pick:
             self.show_picker()
 
@@ -186,17 +212,40 @@ class DbSandboxApp(App[None]):
     def run_sql(self, session: str, text: str, confirmed: bool = False) -> None:
         self.bridge.run(session, text, confirmed)
 
-    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
-    def poll_waits(self) -> None:
-        self.bridge.poll()
+    @work(thread=True, group="sessions", exit_on_error=False)
+    def cancel_in(self, session: str) -> None:
+        self.bridge.cancel(session)
+
+    @work(thread=True, group="sessions", exit_on_error=False)
+    def open_session(self, name: str) -> None:
+        self.bridge.new_session(name)
+
+    @work(thread=True, group="sessions", exit_on_error=False)
+    def end_session(self, name: str) -> None:
+        self.bridge.close_session(name)
 
     @work(thread=True, group="checks", exit_on_error=False)
     def run_checks(self) -> None:
         self.bridge.check()
 
-    @work(thread=True, group="close", exit_on_error=False)
-    def close_sandbox(self) -> None:
-        self.bridge.close()
+    def close_and_exit(self) -> None:
+        """Quit: cancel what runs and remove the sandbox off the UI thread, then leave.
+
+        A plain thread, not a worker: the app's shutdown waits for its workers, and this one
+        would still be waiting for the app to run its exit.
+        """
+
+        def close() -> None:
+            try:
+                self.bridge.close()
+            finally:
+                self.call_from_thread(self._exit_now)
+
+        threading.Thread(target=close, name="dbsandbox-quit", daemon=True).start()
+
+    def _exit_now(self) -> None:
+        self._left = True
+        self.exit()
 
     # ------------------------------------------------------------------ messages
 
@@ -205,7 +254,12 @@ class DbSandboxApp(App[None]):
         if self._leaving:
             return
         self.engine = message.engine
-        self.sessions = message.sessions or ["A"]
+        self._stream = message.timeline
+        self.latest.clear()
+        self.buffers = {name: text for name, text in self.buffers.items() if name == "A"}
+        events = message.timeline.events
+        opened = [e.session for e in events if e.kind is EventKind.SESSION_OPENED]
+        self.sessions = list(dict.fromkeys(message.sessions + opened)) or ["A"]
         tabs = self.query_one("#sessions", Tabs)
         # Reconcile rather than clear: Tabs cannot take back a tab id it is still removing.
         wanted = [f"session-{name}" for name in self.sessions]
@@ -218,9 +272,16 @@ class DbSandboxApp(App[None]):
                 await tabs.add_tab(Tab(f"session {name}", id=tab_id))
         tabs.active = wanted[0]
         self.session = self.sessions[0]
-        self.query_one("#timeline", TimelineView).clear()
-        for event in self.bridge.timeline.events:
-            self.query_one("#timeline", TimelineView).add_event(event)
+        timeline = self.query_one("#timeline", TimelineView)
+        timeline.clear()
+        # Events recorded so far are drawn here; later ones arrive as messages (the ones
+        # already drawn are recognised by their sequence number).
+        self._seen = 0
+        for event in events:
+            self._take(event)
+        self.query_one("#results", ResultsView).show_session(
+            self.session, self.latest.get(self.session)
+        )
         self.query_one("#scenario", ScenarioPanel).load(message.scenario)
         self._set_subtitle(message.scenario.id if message.scenario else "free play")
         self.sandbox_description = message.description  # the header says it is ready
@@ -229,17 +290,62 @@ class DbSandboxApp(App[None]):
     @_unless_leaving
     def sandbox_failed(self, message: SandboxFailed) -> None:
         self._set_subtitle("no sandbox")
-        self.notify(message.reason, severity="error", timeout=10)
+        self.notify(message.reason, severity="error", timeout=10, markup=False)
 
     @on(TimelineEvent)
-    @_unless_leaving
-    def timeline_event(self, message: TimelineEvent) -> None:
-        self.query_one("#timeline", TimelineView).add_event(message.event)
+    async def timeline_event(self, message: TimelineEvent) -> None:
+        if self._leaving or message.timeline is not self._stream:
+            return  # an event of a sandbox already closed (reset, switch)
+        await self._take_live(message.event)
 
-    @on(StatementDone)
-    @_unless_leaving
-    def statement_done(self, message: StatementDone) -> None:
-        self.query_one("#results", ResultsView).show(message.execution)
+    def _take(self, event: Event) -> None:
+        """Draw one event (once) and follow what it says about its statement."""
+        if event.seq <= self._seen:
+            return
+        self._seen = event.seq
+        self.query_one("#timeline", TimelineView).add_event(event)
+        execution = self.bridge.execution(event.statement)
+        if execution is None or execution.session != event.session:
+            return
+        shown = self.latest.get(event.session)
+        # The freshest news of the session: its newest statement, or an older one whose
+        # outcome arrives while the newest is still queued behind it.
+        if shown is None or execution.index >= shown.index or not shown.finished():
+            self.latest[event.session] = execution
+            if event.session == self.session:
+                self.query_one("#results", ResultsView).show(execution)
+
+    async def _take_live(self, event: Event) -> None:
+        self._take(event)
+        if event.kind is EventKind.SESSION_OPENED:
+            await self._add_session_tab(event.session)
+        elif event.kind is EventKind.SESSION_CLOSED:
+            await self._remove_session_tab(event.session)
+
+    async def _add_session_tab(self, name: str) -> None:
+        tabs = self.query_one("#sessions", Tabs)
+        if name not in self.sessions:
+            self.sessions.append(name)
+            await tabs.add_tab(Tab(f"session {name}", id=f"session-{name}"))
+        if self._wanted_session == name:
+            self._wanted_session = None
+            tabs.active = f"session-{name}"
+
+    async def _remove_session_tab(self, name: str) -> None:
+        if name not in self.sessions or len(self.sessions) < 2:
+            return
+        self.sessions.remove(name)
+        self.buffers.pop(name, None)
+        self.latest.pop(name, None)
+        tabs = self.query_one("#sessions", Tabs)
+        if self.session == name:
+            tabs.active = f"session-{self.sessions[0]}"
+        await tabs.remove_tab(f"session-{name}")
+
+    def _tick_results(self) -> None:
+        execution = self.latest.get(self.session)
+        if execution is not None and not execution.finished() and not self._leaving:
+            self.query_one("#results", ResultsView).show(execution)
 
     @on(SchemaChanged)
     @_unless_leaving
@@ -256,7 +362,7 @@ class DbSandboxApp(App[None]):
     @on(Notice)
     @_unless_leaving
     def notice(self, message: Notice) -> None:
-        self.notify(message.text, severity=message.severity, timeout=8)
+        self.notify(message.text, severity=message.severity, timeout=8, markup=False)
 
     @on(ConfirmationNeeded)
     def confirmation_needed(self, message: ConfirmationNeeded) -> None:
@@ -279,9 +385,18 @@ class DbSandboxApp(App[None]):
 
     @on(Tabs.TabActivated)
     def tab_activated(self, event: Tabs.TabActivated) -> None:
-        if event.tab.id and event.tab.id.startswith("session-"):
-            self.session = event.tab.id.removeprefix("session-")
-            self._set_subtitle(self.bridge.scenario.id if self.bridge.scenario else "free play")
+        if not (event.tab.id and event.tab.id.startswith("session-")):
+            return
+        name = event.tab.id.removeprefix("session-")
+        if name == self.session:
+            return
+        editor = self.query_one("#editor", TextArea)
+        # Each session keeps its own editor text; the results show its own latest statement.
+        self.buffers[self.session] = editor.text
+        self.session = name
+        editor.text = self.buffers.get(name, f"-- session {name}: its own connection\n")
+        self.query_one("#results", ResultsView).show_session(name, self.latest.get(name))
+        self._set_subtitle(self.bridge.scenario.id if self.bridge.scenario else "free play")
 
     # ------------------------------------------------------------------ actions
 
@@ -318,7 +433,7 @@ class DbSandboxApp(App[None]):
 
     def action_next_session(self) -> None:
         if len(self.sessions) < 2:
-            self.notify("this sandbox has one session; multi-session scenarios have more")
+            self.notify("one session so far: ctrl+n opens another (or type \\session B)")
             return
         index = (self.sessions.index(self.session) + 1) % len(self.sessions)
         self.query_one("#sessions", Tabs).active = f"session-{self.sessions[index]}"
@@ -326,9 +441,36 @@ class DbSandboxApp(App[None]):
     def action_switch_session(self, name: str) -> None:
         self.query_one("#sessions", Tabs).active = f"session-{name}"
 
+    def next_session_name(self) -> str:
+        """The first free letter (B, C, ...), then S27, S28, ..."""
+        for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ":
+            if letter not in self.sessions:
+                return letter
+        number = 27
+        while f"S{number}" in self.sessions:
+            number += 1
+        return f"S{number}"
+
+    def action_new_session(self, name: str | None = None) -> None:
+        name = name or self.next_session_name()
+        if not session_name_ok(name):
+            self.notify(f"not a session name: {name!r}", severity="error", markup=False)
+            return
+        if name in self.sessions:
+            self.action_switch_session(name)
+            return
+        self._wanted_session = name  # focused as soon as it is open
+        self.open_session(name)
+
+    def action_close_session(self, name: str | None = None) -> None:
+        name = name or self.session
+        if len(self.sessions) < 2:
+            self.notify("a sandbox keeps at least one session (ctrl+q quits)")
+            return
+        self._leave(f"Close session {name}", lambda: self.end_session(name), only=name)
+
     def action_cancel(self) -> None:
-        self.bridge.cancel(self.session)
-        self.notify(f"cancel sent to session {self.session}")
+        self.cancel_in(self.session)
 
     def action_focus_editor(self) -> None:
         self.query_one("#editor", TextArea).focus()
@@ -336,10 +478,14 @@ class DbSandboxApp(App[None]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen(HELP))
 
-    def _leave(self, what: str, then: Callable[[], object]) -> None:
-        """Ask before leaving open transactions behind; `then` runs if the learner agrees."""
-        open_ones = self.bridge.open_transactions()
-        if not open_ones:
+    def _leave(self, what: str, then: Callable[[], object], only: str | None = None) -> None:
+        """Ask before leaving open transactions behind; `then` runs if the learner agrees.
+
+        With `only`, just that session is left (closing one session).
+        """
+        open_ones = [t for t in self.bridge.open_transactions() if only in (None, t[0])]
+        busy = [name for name in self.bridge.running() if only in (None, name)]
+        if not open_ones and not busy:
             then()
             return
         lines = [
@@ -347,6 +493,7 @@ class DbSandboxApp(App[None]):
             f"{count} uncommitted statement{'s' if count != 1 else ''} will be rolled back"
             for name, state, count in open_ones
         ]
+        lines += [f"session {name}: the statement it runs will be cancelled" for name in busy]
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -354,17 +501,28 @@ class DbSandboxApp(App[None]):
 
         self.push_screen(ConfirmQuit(what, lines), answered)
 
+    async def action_quit(self) -> None:
+        """The command palette's Quit: the same confirmation as ctrl+q."""
+        self.action_quit_safely()
+
     def action_quit_safely(self) -> None:
+        if self._quitting:
+            return
         self._leave("Quit", self._quit_now)
 
     def _quit_now(self) -> None:
-        self._left = True
-        self.bridge.close()
-        self.exit()
+        self._quitting = True
+        self._set_subtitle("closing: cancelling what runs, removing the sandbox…")
+        self.close_and_exit()
 
     def action_reset(self) -> None:
         scenario = self.bridge.scenario
-        self._leave("Reset", lambda: self.open_sandbox(scenario))
+
+        def reset() -> None:
+            self._set_subtitle("resetting: closing the old sandbox…")
+            self.open_sandbox(scenario)
+
+        self._leave("Reset", reset)
 
     def load_scenario(self, scenario_id: str) -> None:
         self._leave("Switch scenario", lambda: self.open_scenario(scenario_id))
@@ -423,12 +581,23 @@ class DbSandboxApp(App[None]):
         yield SystemCommand(
             "Reset scenario", "A fresh sandbox, the mistake made again", self.action_reset
         )
+        yield SystemCommand(
+            "New session",
+            f"Open session {self.next_session_name()}: its own connection, editor and results",
+            self.action_new_session,
+        )
         for name in self.sessions:
             yield SystemCommand(
                 f"Switch session: {name}",
                 f"Send statements to session {name}",
                 lambda n=name: self.action_switch_session(n),
             )
+            if len(self.sessions) > 1:
+                yield SystemCommand(
+                    f"Close session: {name}",
+                    "Close its connection (an open transaction is rolled back; asks first)",
+                    lambda n=name: self.action_close_session(n),
+                )
         for engine in ("sqlite", "postgres"):
             if engine != self.engine:
                 yield SystemCommand(
@@ -453,7 +622,10 @@ class DbSandboxApp(App[None]):
 
 
 def create_app(
-    options: TargetOptions, scenario: Scenario | None = None, pick: bool = True
+    options: TargetOptions,
+    scenario: Scenario | None = None,
+    pick: bool = True,
+    statement_timeout_s: float = 30.0,
 ) -> DbSandboxApp:
     """The app factory shared by the CLI and the tests."""
-    return DbSandboxApp(options, scenario, pick)
+    return DbSandboxApp(options, scenario, pick, statement_timeout_s)

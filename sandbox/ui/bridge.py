@@ -1,10 +1,10 @@
 """The one place in the UI with thread workers: every database call runs here, off the loop.
 
-The conductor is not built for concurrent callers, so its calls are serialised by a lock; a
-statement that waits on a lock returns as soon as the wait is confirmed, so the lock is never
-held for long, and a timer asks the conductor to record statements released since. Cancelling
-goes straight to the running session (psycopg2 cancel / sqlite3 interrupt are thread safe).
-Results come back as messages, the only thing a thread may hand the app.
+The app renders from one stream: every event the conductor's threads record on the timeline
+(sent, queued, waiting on whom, released, finished, cancelled, connection gone) is handed to
+the app as a message the moment it is recorded. Nothing here serialises sessions: each call
+goes to its own session, and a session waits for another only where the engine makes it.
+The only lock guards opening and closing the sandbox itself (reset, quit, switch).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sandbox.conductor import Conductor
+from sandbox.conductor import Conductor, Execution
 from sandbox.errors import UserError
 from sandbox.outcome import Status, TxState
 from sandbox.scenario.model import Scenario
@@ -28,7 +28,6 @@ from sandbox.ui.messages import (
     SandboxFailed,
     SandboxReady,
     SchemaChanged,
-    StatementDone,
     TimelineEvent,
 )
 
@@ -39,20 +38,26 @@ if TYPE_CHECKING:
     from sandbox.snapshots.diff import Diff
 
 PAGE_SIZE = 500  # rows shown per result; a million-row table is never loaded whole
-_SCHEMA_WORDS = frozenset({"CREATE", "ALTER", "DROP", "COMMIT", "END", "TRUNCATE", "ROLLBACK"})
+# How often the schema pane may re-read the counts while a burst of commits goes on.
+SCHEMA_REFRESH_S = 0.3
 
 
 class Bridge:
-    def __init__(self, app: App[None], options: TargetOptions) -> None:
+    def __init__(
+        self, app: App[None], options: TargetOptions, statement_timeout_s: float = 30.0
+    ) -> None:
         self.app = app
         self.options = options
+        self.statement_timeout_s = statement_timeout_s
         self.target: Target | None = None
         self.conductor: Conductor | None = None
         self.timeline = Timeline()
         self.scenario: Scenario | None = None
-        self._lock = threading.Lock()
-        self._reported: set[int] = set()  # executions whose outcome the app has been shown
         self.breakage_end = 0  # executions before this index are the scenario's breakage
+        self._life = threading.Lock()  # opening or closing the sandbox, never statements
+        self._schema_wanted = threading.Event()
+        self._schema_thread: threading.Thread | None = None
+        self._closed = False
 
     # ------------------------------------------------------------------ lifecycle (threads)
 
@@ -70,10 +75,12 @@ class Bridge:
             take_start_snapshot,
         )
 
-        with self._lock:
+        with self._life:
             self._close_locked()
-            self.timeline = Timeline()
-            self.timeline.subscribe(self._forward)
+            self._closed = False
+            timeline = Timeline()
+            timeline.subscribe(lambda event: self._forward(timeline, event))
+            self.timeline = timeline
             self.scenario = scenario
             try:
                 self.target = open_target(self.options)
@@ -83,14 +90,18 @@ class Bridge:
                             f"scenario {scenario.id} does not run on {self.target.engine}"
                         )
                     set_stage(scenario, self.target)
-                self.conductor = Conductor(self.target, self.timeline, page_size=PAGE_SIZE)
-                self._reported = set()
+                self.conductor = Conductor(
+                    self.target,
+                    timeline,
+                    page_size=PAGE_SIZE,
+                    statement_timeout_s=self.statement_timeout_s,
+                )
+                self.breakage_end = 0
                 if scenario is not None:
                     take_start_snapshot(self.conductor, scenario)
                     open_sessions(scenario, self.conductor)
                     play_steps("breakage", scenario.breakage, self.conductor)
                     self.breakage_end = len(self.conductor.executions)
-                    self._report()
                 else:
                     self.conductor.session("A")
                 sessions = [s.name for s in self.conductor.sessions]
@@ -99,13 +110,18 @@ class Bridge:
                 self.app.post_message(SandboxFailed(str(exc)))
                 return
             self.app.post_message(
-                SandboxReady(self.target.engine, self.target.description, sessions, scenario)
+                SandboxReady(
+                    self.target.engine, self.target.description, sessions, scenario, timeline
+                )
             )
         self.refresh_schema()
 
     def close(self) -> None:
-        with self._lock:
+        """Cancel what runs, close every session and remove the sandbox (bounded)."""
+        with self._life:
             self._close_locked()
+            self._closed = True
+            self._schema_wanted.set()  # lets the schema thread see it should end
 
     def _close_locked(self) -> None:
         conductor, target = self.conductor, self.target
@@ -119,20 +135,30 @@ class Bridge:
             if target is not None:
                 target.close()
 
-    def _forward(self, event: Event) -> None:
-        self.app.post_message(TimelineEvent(event))
+    def _forward(self, timeline: Timeline, event: Event) -> None:
+        """Runs on whichever thread recorded the event: hand it to the app at once."""
+        self.app.post_message(TimelineEvent(event, timeline))
+        if _changes_committed_data(event):
+            self.refresh_schema()
 
     # ------------------------------------------------------------------ statements (threads)
 
     def run(self, session: str, text: str, confirmed: bool = False) -> None:
-        """Run every statement of `text` on `session`, stopping at one the guard stops."""
+        """Send every statement of `text` to `session`, stopping at one the guard stops.
+
+        Returns once the last one is handed over (not finished): its outcome, like every
+        other, arrives through the timeline.
+        """
         from sandbox.guard.policy import Guard, acknowledgements
         from sandbox.metacommands import check
 
+        conductor = self.conductor
+        if conductor is None:
+            self.app.post_message(Notice("no sandbox is open yet"))
+            return
         items = split(text, self.dialect)
         statements = [item for item in items if isinstance(item, Statement)]
         acknowledged = acknowledgements(text, statements, self.dialect)
-        changed_schema = False
         for item in items:
             if isinstance(item, MetaCommand):
                 try:
@@ -142,27 +168,27 @@ class Bridge:
                     return
                 if item.name == "session":
                     session = item.args[0]  # the rest of this text goes to that session
+                    try:
+                        conductor.session(session)  # opened now: its tab appears at once
+                    except UserError as exc:
+                        self.app.post_message(Notice(str(exc), "error"))
+                        return
                     continue
-            with self._lock:
-                if self.conductor is None:
-                    return
-                if isinstance(item, MetaCommand):
-                    execution = self.conductor.run_meta(session, item)
-                    self._report(first=execution.index)
-                    changed_schema |= item.name == "restore"
-                    continue
-                statement = item
-                guard = Guard(yes=confirmed, acknowledged=acknowledged)
-                execution = self.conductor.execute(session, statement, guard)
-                outcome = execution.outcome
-                if outcome is not None and outcome.status is Status.BLOCKED and execution.review:
-                    self._reported.add(execution.index)
-                    self.app.post_message(ConfirmationNeeded(session, statement, execution.review))
-                    break
-                self._report(first=execution.index)
-            changed_schema |= execution.kind.keyword in _SCHEMA_WORDS
-        if changed_schema:
-            self.refresh_schema()
+                if item.name == "background":
+                    continue  # in the app every statement already runs in the background
+                conductor.run_meta(session, item)
+                continue
+            guard = Guard(yes=confirmed, acknowledged=acknowledged)
+            execution = conductor.submit(session, item, guard)
+            # The review runs on the session's thread, after what it is still running; the
+            # next statement of this text is only handed over once this one may run.
+            execution.reviewed.wait()
+            outcome = execution.outcome
+            if outcome is not None and outcome.status is Status.BLOCKED and execution.review:
+                self.app.post_message(ConfirmationNeeded(session, item, execution.review))
+                return
+            if outcome is not None and outcome.status is Status.CANCELLED:
+                return  # cancelled while queued: the rest of the text is dropped too
 
     def decline(self, session: str, statement: Statement) -> None:
         """The learner said no: nothing runs, and the timeline says so."""
@@ -173,54 +199,60 @@ class Bridge:
             line=statement.line,
         )
 
-    def poll(self) -> None:
-        """Record statements released from lock waits since the last call."""
-        with self._lock:
-            if self.conductor is None or not self.conductor.pending:
-                return
-            self.conductor.settle_all_quickly()
-            self._report()
-
-    def _report(self, first: int | None = None) -> None:
-        """Show the app every statement that finished or started waiting, causes first.
-
-        A COMMIT can release another session's statement within the same settle, so finished
-        statements are found by looking, not by remembering which one was sent.
-        """
-        assert self.conductor is not None
-        shown = []
-        for execution in self.conductor.executions:
-            key = execution.index
-            done = execution.outcome is not None
-            if key in self._reported or (not done and not execution.waited and key != first):
-                continue
-            if done:
-                self._reported.add(key)
-            shown.append(execution)
-        shown.sort(key=lambda e: (e.index != first, e.outcome is None, e.index))
-        for execution in shown:
-            self.app.post_message(StatementDone(execution))
-
     def cancel(self, session: str) -> None:
-        """Stop the statement running (or waiting) on `session`. Thread safe, no lock needed."""
+        """Stop what `session` runs or waits for, and what is queued behind it."""
         conductor = self.conductor
         if conductor is None:
             return
-        for s in conductor.sessions:
-            if s.name == session:
-                s.cancel()
+        stopped = conductor.cancel_session(session, "cancelled by you (F8)")
+        if stopped is None:
+            self.app.post_message(Notice(f"session {session} is not running anything"))
 
-    def refresh_schema(self) -> None:
-        target = self.target
-        if target is None:
+    def new_session(self, name: str) -> None:
+        conductor = self.conductor
+        if conductor is None:
             return
         try:
-            tables = summarize(target)
-        except Exception:  # a schema read racing a DROP: the next refresh will be right
-            return
-        self.app.post_message(SchemaChanged(tables))
+            conductor.session(name)
+        except UserError as exc:
+            self.app.post_message(Notice(str(exc), "error"))
 
-    def _grade_locked(
+    def close_session(self, name: str) -> None:
+        conductor = self.conductor
+        if conductor is not None:
+            conductor.close_session(name)
+
+    # ------------------------------------------------------------------ the schema pane
+
+    def refresh_schema(self) -> None:
+        """Ask for a fresh read of the committed schema; bursts are folded into one read."""
+        self._schema_wanted.set()
+        if self._schema_thread is None or not self._schema_thread.is_alive():
+            self._schema_thread = threading.Thread(
+                target=self._schema_loop, name="dbsandbox-schema", daemon=True
+            )
+            self._schema_thread.start()
+
+    def _schema_loop(self) -> None:
+        while not self._closed:
+            if not self._schema_wanted.wait(timeout=5.0):
+                continue
+            self._schema_wanted.clear()
+            target = self.target
+            if self._closed or target is None:
+                continue
+            try:
+                tables = summarize(target)
+            except Exception:  # the sandbox went away under the read (reset, quit)
+                continue
+            if target is self.target:
+                self.app.post_message(SchemaChanged(tables))
+            # At most one read per interval however fast the commits come.
+            threading.Event().wait(SCHEMA_REFRESH_S)
+
+    # ------------------------------------------------------------------ grading
+
+    def _grade(
         self, conductor: Conductor, scenario: Scenario
     ) -> tuple[list[CheckResult], Diff | None, str | None]:
         """The scenario's checks, and the diff since its start snapshot (or why there is none)."""
@@ -233,11 +265,11 @@ class Bridge:
         """Run the scenario's checks against the live sandbox."""
         from sandbox.recovery import methods_used
 
-        with self._lock:
-            if self.conductor is None or self.scenario is None:
-                return
-            results, diff, problem = self._grade_locked(self.conductor, self.scenario)
-            methods = methods_used(self.conductor.executions, self.breakage_end)
+        conductor, scenario = self.conductor, self.scenario
+        if conductor is None or scenario is None:
+            return
+        results, diff, problem = self._grade(conductor, scenario)
+        methods = methods_used(conductor.executions, self.breakage_end)
         self.app.post_message(ChecksDone(results, methods, diff, problem))
 
     def export(self, directory: Path) -> None:
@@ -245,23 +277,23 @@ class Bridge:
         from sandbox.export import SessionRecord, write_export
         from sandbox.scenario.player import START_SNAPSHOT
 
-        with self._lock:
-            if self.conductor is None:
-                self.app.post_message(Notice("nothing to export: no sandbox is open"))
-                return
-            checks: list[CheckResult] = []
-            diff = problem = None
-            if self.scenario is not None:
-                checks, diff, problem = self._grade_locked(self.conductor, self.scenario)
-            record = SessionRecord.from_conductor(
-                self.conductor,
-                scenario=self.scenario,
-                learner_from=self.breakage_end if self.scenario is not None else None,
-                checks=checks,
-                diff=diff,
-                diff_against=START_SNAPSHOT if diff is not None else None,
-                diff_problem=problem,
-            )
+        conductor, scenario = self.conductor, self.scenario
+        if conductor is None:
+            self.app.post_message(Notice("nothing to export: no sandbox is open"))
+            return
+        checks: list[CheckResult] = []
+        diff = problem = None
+        if scenario is not None:
+            checks, diff, problem = self._grade(conductor, scenario)
+        record = SessionRecord.from_conductor(
+            conductor,
+            scenario=scenario,
+            learner_from=self.breakage_end if scenario is not None else None,
+            checks=checks,
+            diff=diff,
+            diff_against=START_SNAPSHOT if diff is not None else None,
+            diff_problem=problem,
+        )
         try:
             written = write_export(record, directory)
         except UserError as exc:
@@ -271,6 +303,12 @@ class Bridge:
         self.app.post_message(Notice(f"session exported to {directory}: {names}", "information"))
 
     # ------------------------------------------------------------------ questions (UI thread)
+
+    def execution(self, index: int | None) -> Execution | None:
+        conductor = self.conductor
+        if conductor is None or index is None or not 0 <= index < len(conductor.executions):
+            return None
+        return conductor.executions[index]
 
     def open_transactions(self) -> list[tuple[str, TxState, int]]:
         """Sessions with a transaction open, and how many statements it would roll back."""
@@ -282,3 +320,17 @@ class Bridge:
             for s in conductor.sessions
             if s.tx_state is not TxState.IDLE
         ]
+
+    def running(self) -> list[str]:
+        """Sessions with a statement running, waiting or queued."""
+        conductor = self.conductor
+        if conductor is None:
+            return []
+        return sorted({e.session for e in conductor.pending})
+
+
+def _changes_committed_data(event: Event) -> bool:
+    """Whether the committed data (what the schema pane counts) may differ after `event`."""
+    if event.kind in (EventKind.COMMIT, EventKind.RESTORE):
+        return True
+    return event.kind is EventKind.OUTCOME and bool(event.data.get("saved"))

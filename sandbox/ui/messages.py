@@ -9,25 +9,30 @@ from textual.message import Message
 if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
 
-    from sandbox.conductor import Execution
     from sandbox.guard.policy import Review
     from sandbox.scenario.model import Scenario
     from sandbox.scenario.player import CheckResult
     from sandbox.schema_summary import TableSummary
     from sandbox.snapshots.diff import Diff
     from sandbox.statements import Statement
-    from sandbox.timeline import Event
+    from sandbox.timeline import Event, Timeline
 
 
 class SandboxReady(Message):
     def __init__(
-        self, engine: str, description: str, sessions: list[str], scenario: Scenario | None
+        self,
+        engine: str,
+        description: str,
+        sessions: list[str],
+        scenario: Scenario | None,
+        timeline: Timeline,
     ) -> None:
         super().__init__()
         self.engine = engine
         self.description = description
         self.sessions = sessions
         self.scenario = scenario
+        self.timeline = timeline  # the sandbox's event stream
 
 
 class SandboxFailed(Message):
@@ -37,17 +42,12 @@ class SandboxFailed(Message):
 
 
 class TimelineEvent(Message):
-    def __init__(self, event: Event) -> None:
+    """One event, posted the moment a session's thread (or the watcher) recorded it."""
+
+    def __init__(self, event: Event, timeline: Timeline) -> None:
         super().__init__()
         self.event = event
-
-
-class StatementDone(Message):
-    """A statement finished, or is confirmed waiting on a lock (its outcome comes later)."""
-
-    def __init__(self, execution: Execution) -> None:
-        super().__init__()
-        self.execution = execution
+        self.timeline = timeline  # which sandbox: events of one already closed are dropped
 
 
 class ConfirmationNeeded(Message):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
@@ -34,8 +35,8 @@ class ResultsView(Vertical):
         # Learner text (session names, SQL, engine messages) may hold [brackets]: escape it.
         head = escape(f"[{execution.session}] line {execution.statement.line}: ")
         if outcome is None:
-            waiting = escape(", ".join(execution.waiting_on) or "another session")
-            caption.update(f"{head}[b yellow]waiting for a lock held by {waiting}[/]")
+            table.clear(columns=True)
+            caption.update(head + in_flight(execution))
             return
         if outcome.status is Status.BLOCKED:
             caption.update(f"{head}[b]not run[/b]: {escape(outcome.note or '')}")
@@ -66,3 +67,25 @@ class ResultsView(Vertical):
                 did += f" · {plural(outcome.rowcount, 'row')} affected"
             note = f" — [b]{escape(outcome.note)}[/b]" if outcome.note else ""
             caption.update(f"{head}{did}{note} · {outcome.elapsed_ms:.1f} ms")
+
+    def show_session(self, session: str, execution: Execution | None) -> None:
+        """What a session shows when it is switched to: its own latest statement."""
+        if execution is not None:
+            self.show(execution)
+            return
+        self.query_one("#rows", DataTable).clear(columns=True)
+        self.query_one("#caption", Static).update(
+            escape(f"[{session}] ") + "nothing run in this session yet: F5 runs a statement"
+        )
+
+
+def in_flight(execution: Execution) -> str:
+    """Markup for a statement without an outcome yet: waiting, running or queued."""
+    if execution.waiting:
+        holders = escape(", ".join(execution.waiting_on) or "another session")
+        detail = f" — {escape(execution.wait_detail)}" if execution.wait_detail else ""
+        return f"[b yellow]waiting for a lock held by {holders}[/]{detail} · F8 cancels"
+    if execution.started is not None:
+        ran = time.perf_counter() - execution.started
+        return f"[b]running {ran:.1f} s…[/] F8 cancels"
+    return "[b]queued[/]: runs when this session's previous statement is done · F8 cancels"

@@ -38,7 +38,7 @@ from sandbox.transactions import (
     TransactionTracker,
 )
 
-LaneState = Literal["none", "idle", "open", "failed", "waiting", "closed"]
+LaneState = Literal["none", "idle", "running", "open", "failed", "waiting", "closed", "gone"]
 Tone = Literal["muted", "warning", "error", "success", "info", "plain"]
 
 TICK_S = 0.2  # how often open-transaction and wait durations are redrawn
@@ -63,6 +63,8 @@ _MARKERS: dict[EventKind, tuple[str, Tone]] = {
     EventKind.LOCK_RELEASED: ("⇣", "info"),
     EventKind.CANCELLED: ("⊘", "error"),
     EventKind.SESSION_CLOSED: ("■", "muted"),
+    EventKind.QUEUED: ("…", "muted"),
+    EventKind.CONNECTION_LOST: ("✖", "error"),
 }
 
 # What a session's gutter column shows between its own events.
@@ -70,6 +72,8 @@ _GUTTER: dict[LaneState, tuple[str, Tone]] = {
     "none": (" ", "plain"),
     "closed": (" ", "plain"),
     "idle": ("│", "muted"),
+    "running": ("│", "plain"),
+    "gone": (" ", "plain"),
     "open": ("┃", "warning"),
     "failed": ("┃", "error"),
     "waiting": ("┇", "warning"),
@@ -115,26 +119,52 @@ def how_it_ended(span: TransactionSpan) -> str:
 
 def lane_state(tracker: TransactionTracker, session: str) -> LaneState:
     """The session's state as the gutter and the header colour show it."""
+    if tracker.is_gone(session):
+        return "gone"
     if tracker.waiting(session) is not None:
         return "waiting"
     span = tracker.open_span(session)
     if span is not None:
         return "failed" if span.state == "failed" else "open"
-    return "closed" if tracker.is_closed(session) else "idle"
+    if tracker.is_closed(session):
+        return "closed"
+    return "running" if tracker.running(session) is not None else "idle"
 
 
-def describe_session(tracker: TransactionTracker, session: str, now_ms: float) -> SessionSummary:
+def describe_session(
+    tracker: TransactionTracker,
+    session: str,
+    now_ms: float,
+    statement_timeout_s: float | None = None,
+) -> SessionSummary:
     """The header box of one session at timeline time `now_ms`."""
     state = lane_state(tracker, session)
     span = tracker.open_span(session)
     wait = tracker.waiting(session)
+    queued = tracker.queued(session)
+    behind = f" · {queued} queued behind it" if queued else ""
+    if state == "gone":
+        return SessionSummary(
+            session,
+            state,
+            f"{session} ✖ connection gone",
+            "the server ended this session; what it had not committed was rolled back",
+        )
     if wait is not None:
         holders = ", ".join(wait.blocked_by) or "another session"
-        headline = f"{session} ⏳ waiting for {holders} · {seconds(wait.duration_ms(now_ms))}"
+        headline = (
+            f"{session} ⏳ waiting for {holders} · {seconds(wait.duration_ms(now_ms))} · F8 cancels"
+        )
         detail = f"stuck: {wait.sql}" if wait.sql else "stuck on a lock"
         if span is not None:
             detail = f"in transaction · {plural(len(span.statements), 'statement')} · {detail}"
-        return SessionSummary(session, state, headline, detail)
+        return SessionSummary(session, state, headline, detail + behind)
+    running = tracker.running(session)
+    if running is not None:
+        limit = f" (cancelled at {statement_timeout_s:g} s)" if statement_timeout_s else ""
+        headline = f"{session} ▶ running {seconds(running.duration_ms(now_ms))}{limit} · F8 cancels"
+        where = "in transaction" if span is not None else "autocommit"
+        return SessionSummary(session, state, headline, f"{where} · {running.sql}{behind}")
     if span is not None and span.state == "failed":
         headline = f"{session} ✖ FAILED transaction — every statement fails until ROLLBACK"
         count = plural(len(span.statements), "statement")
@@ -231,6 +261,8 @@ class TimelineView(Widget):
     TimelineView SessionBox.-none { color: $text-muted; }
     TimelineView SessionBox.-open { border: heavy $warning; color: $warning; }
     TimelineView SessionBox.-waiting { border: heavy $warning; color: $warning; }
+    TimelineView SessionBox.-running { border: round $accent; color: $text; }
+    TimelineView SessionBox.-gone { border: heavy $error; color: $error; }
     TimelineView SessionBox.-failed { border: heavy $error; color: $error; background: $error 15%; }
     TimelineView > #timeline-log { height: 1fr; }
     TimelineView > .timeline--muted { color: $text-muted; }
@@ -252,6 +284,7 @@ class TimelineView(Widget):
         the latest event, since the widget never sees the timeline's own start."""
         super().__init__(name=name, id=id, classes=classes)
         self._clock = clock
+        self.statement_timeout_s: float | None = None  # shown while a statement runs
         self.tracker = TransactionTracker()
         self._rows: list[_Row] = []
         self._lanes: dict[str, int] = {}
@@ -320,7 +353,7 @@ class TimelineView(Widget):
 
     def summary(self, session: str) -> SessionSummary:
         """What the session's header box says now."""
-        return describe_session(self.tracker, session, self.now_ms())
+        return describe_session(self.tracker, session, self.now_ms(), self.statement_timeout_s)
 
     def lines(self) -> list[str]:
         """Every log line as plain text, drawn with the current lanes."""
@@ -361,7 +394,8 @@ class TimelineView(Widget):
         self._update_boxes()
 
     def _tick(self) -> None:
-        if any(lane_state(self.tracker, s) in ("open", "failed", "waiting") for s in self._lanes):
+        busy = ("open", "failed", "waiting", "running")
+        if any(lane_state(self.tracker, s) in busy for s in self._lanes):
             self._update_boxes()
 
     def _update_boxes(self) -> None:
@@ -374,7 +408,7 @@ class TimelineView(Widget):
             if box is None:
                 box = self._boxes[session] = SessionBox(session)
                 strip.mount(box)
-            box.show(describe_session(self.tracker, session, now))
+            box.show(describe_session(self.tracker, session, now, self.statement_timeout_s))
 
     def _styles(self) -> dict[Tone, Style]:
         styles: dict[Tone, Style] = {"plain": Style()}
