@@ -1164,7 +1164,7 @@ def _refusal_message(refusals: Sequence[str]) -> str:
     shown = "; ".join(refusals[:_REFUSALS_SHOWN])
     more = len(refusals) - _REFUSALS_SHOWN
     extra = f"; and {more} more" if more > 0 else ""
-    return f"the copy cannot reproduce faithfully: {shown}{extra}"
+    return f"the logical copy cannot reproduce faithfully: {shown}{extra}"
 
 
 def _qualified(schema: str, name: str) -> str:
