@@ -16,6 +16,7 @@ import psycopg2
 import pytest
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
+from sandbox.snapshots import pgcopy
 from sandbox.snapshots.pgcopy import CopyStats, LockBusy, UnsupportedObject, copy_database
 from sandbox.targets import quote_ident
 
@@ -506,6 +507,39 @@ UNSUPPORTED = {
         'CREATE TABLE base (id int); CREATE TABLE "Child" (extra int) INHERITS (base)',
         'table "Child" inherits from base',
     ),
+    # What hangs on a partitioned or foreign table (a constraint, a trigger, a sequence it
+    # owns) is no object of a table the copy makes: the table is refused before it is read.
+    "partitions with a primary key": (
+        "CREATE TABLE p (a int PRIMARY KEY) PARTITION BY LIST (a); "
+        "CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1); INSERT INTO p VALUES (1)",
+        "partitioned table p; partition p1",
+    ),
+    "sub-partitions with a check": (
+        "CREATE TABLE p (a int CHECK (a > 0), b int) PARTITION BY LIST (a); "
+        "CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1) PARTITION BY LIST (b); "
+        "CREATE TABLE p11 PARTITION OF p1 FOR VALUES IN (1)",
+        "partitioned table p; partitioned table p1; partition p11",
+    ),
+    "a foreign key to partitions": (
+        "CREATE TABLE p (a int PRIMARY KEY) PARTITION BY LIST (a); "
+        "CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1); CREATE TABLE r (a int REFERENCES p)",
+        "partitioned table p; partition p1",
+    ),
+    "a serial column of a partitioned table": (
+        "CREATE TABLE p (id serial, a int) PARTITION BY LIST (a)",
+        "partitioned table p",
+    ),
+    "a trigger on a partitioned table": (
+        "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$; "
+        "CREATE TABLE p (a int) PARTITION BY LIST (a); "
+        "CREATE TRIGGER t BEFORE INSERT ON p FOR EACH ROW EXECUTE FUNCTION f()",
+        "partitioned table p",
+    ),
+    "a foreign table with a check": (
+        "CREATE FOREIGN DATA WRAPPER w; CREATE SERVER srv FOREIGN DATA WRAPPER w; "
+        "CREATE FOREIGN TABLE ft (x int CHECK (x > 0)) SERVER srv",
+        "foreign table ft",
+    ),
     "grant": (
         "CREATE TABLE notes (id int); GRANT SELECT ON notes TO PUBLIC",
         "privileges granted on table notes",
@@ -533,6 +567,51 @@ def test_what_cannot_be_copied_is_refused_before_anything_is_written(
         copy(server, live)
     snapshot = server.databases[-1]
     assert catalog(server, snapshot) == empty
+
+
+# Shapes the refusals name before planning, and what the planners would meet if they did not.
+PAST_THE_REFUSALS = {
+    "a primary key": (
+        "CREATE TABLE p (a int PRIMARY KEY) PARTITION BY LIST (a); "
+        "CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1)",
+        "constraint p_pkey belongs to partitioned table p, which the copy does not make",
+    ),
+    "a serial column": (
+        "CREATE TABLE p (id serial, a int) PARTITION BY LIST (a)",
+        "sequence p_id_seq belongs to partitioned table p, which the copy does not make",
+    ),
+    "a trigger": (
+        "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$; "
+        "CREATE TABLE p (a int) PARTITION BY LIST (a); "
+        "CREATE TRIGGER t BEFORE INSERT ON p FOR EACH ROW EXECUTE FUNCTION f()",
+        "trigger t belongs to partitioned table p, which the copy does not make",
+    ),
+    "a check on a foreign table": (
+        "CREATE FOREIGN DATA WRAPPER w; CREATE SERVER srv FOREIGN DATA WRAPPER w; "
+        "CREATE FOREIGN TABLE ft (x int CONSTRAINT positive CHECK (x > 0)) SERVER srv",
+        "constraint positive belongs to foreign table ft, which the copy does not make",
+    ),
+    # As a partition's identity column looks from PostgreSQL 17: no sequence of its own.
+    "an identity column without its sequence": (
+        "CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY); "
+        "DELETE FROM pg_depend WHERE objid = 't_id_seq'::regclass AND deptype = 'i'",
+        "identity column id of table t has no sequence",
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(PAST_THE_REFUSALS))
+def test_a_shape_no_refusal_foresaw_is_still_refused_by_name(
+    server: Server, monkeypatch: pytest.MonkeyPatch, shape: str
+) -> None:
+    """The planners never assume: with the refusal queries gone, what they cannot place is
+    refused by name (never a KeyError, never quietly left out)."""
+    monkeypatch.setattr(pgcopy, "_REFUSALS", ())
+    schema_sql, named = PAST_THE_REFUSALS[shape]
+    live = live_database(server, schema_sql)
+    with pytest.raises(UnsupportedObject, match=re.escape(named)):
+        copy(server, live)
+    assert catalog(server, server.databases[-1])["relations"] == []
 
 
 def test_a_stale_materialized_view_is_refused(server: Server) -> None:

@@ -339,6 +339,44 @@ def test_run_json_carries_each_command_as_a_statement_entry(
     assert last["rows"] == [[3]]
 
 
+# The logical copy refuses partitioned tables; with a primary key, planning it used to raise
+# KeyError, and `dbsandbox run` died with a traceback and no report.
+PARTITIONED = """CREATE TABLE p (a int PRIMARY KEY) PARTITION BY LIST (a);
+CREATE TABLE p1 PARTITION OF p FOR VALUES IN (1);
+"""
+REFUSED = "the logical copy cannot reproduce faithfully: partitioned table p; partition p1"
+
+
+@pytest.mark.postgres
+def test_a_snapshot_the_logical_copy_refuses_is_reported_and_the_run_goes_on(
+    postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run_json(script: str) -> dict[str, Any]:
+        path = tmp_path / "partitioned.sql"
+        path.write_text(script, encoding="utf-8")
+        options = ("--engine", "postgres", "--url", postgres_url, "--yes", "--format", "json")
+        code, out, err = cli(capsys, "run", str(path), *options)
+        assert (code, err) == (0, "")
+        report: dict[str, Any] = json.loads(out)
+        return report
+
+    # The confirmed DROP is snapshotted first; a session is connected, so a logical copy.
+    report = run_json(PARTITIONED + "DROP TABLE p;\n")
+    drop = report["statements"][-1]
+    assert (drop["sql"], drop["status"], drop["tag"]) == ("DROP TABLE p", "ok", "DROP TABLE")
+    assert drop["snapshot_before"] is None
+    [why] = [e for e in report["timeline"] if e["kind"] == "snapshot"]
+    assert why["statement"] == drop["index"]
+    assert why["message"] == f"no snapshot before this statement: snapshot failed: {REFUSED}"
+
+    # Asked for by name: an error outcome, and the script goes on.
+    report = run_json(PARTITIONED + "\\snapshot s1\nSELECT 'still running';\n")
+    snapshot, after = report["statements"][-2:]
+    assert (snapshot["meta"], snapshot["status"]) == ("snapshot", "error")
+    assert snapshot["error"] == {"code": "dbsandbox", "message": f"snapshot failed: {REFUSED}"}
+    assert (after["status"], after["rows"]) == ("ok", [["still running"]])
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
