@@ -449,7 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     cases = select(load_cases(hermitage), args.pattern, args.engine)
     if not cases:
-        print(f"no case matches -k {args.pattern!r} --engine {args.engine}", file=sys.stderr)
+        where = f" on {args.engine}" if args.engine else ""
+        print(f"no case matches -k {args.pattern!r}{where}", file=sys.stderr)
         return 2
     passed = failed = 0
     started = time.monotonic()
@@ -461,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             failed += 1
             print(f"FAIL {case.name}: {'; '.join(result.problems)}", flush=True)
-            if args.verbose:
+            if args.verbose and result.report is not None:
                 print("\n".join(trace(result)), flush=True)
     print(f"# {len(cases)} cases in {time.monotonic() - started:.1f} s")
     print(f"{passed} passed, {failed} failed")
