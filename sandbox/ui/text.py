@@ -51,12 +51,3 @@ def cell(value: object) -> Text:
     shown.no_wrap = True  # as DataTable does with strings in one-line rows
     shown.end = ""
     return shown
-
-
-def escape(text: str) -> str:
-    """Make text safe inside Textual markup.
-
-    Session names, SQL and engine messages may hold brackets: `[B]` would be read as a bold
-    tag. textual.markup.escape leaves upper-case tags alone, so every bracket is escaped.
-    """
-    return text.replace("[", "\\[")
