@@ -139,7 +139,8 @@ async def test_the_guard_asks_and_no_is_the_default() -> None:
         await until(pilot, lambda: not isinstance(app.screen, ConfirmStatement))
         await until(pilot, lambda: any("declined" in e.message for e in app.bridge.timeline.events))
         await run_sql(pilot, app, "SELECT count(*) FROM zz;")
-        assert app.query_one("#results #rows").get_row_at(0) == ["3"]  # type: ignore[attr-defined]
+        row = app.query_one("#results #rows").get_row_at(0)  # type: ignore[attr-defined]
+        assert [cell.plain for cell in row] == ["3"]
         # Now say yes.
         await run_sql(pilot, app, "DELETE FROM zz;")
         await until(pilot, lambda: isinstance(app.screen, ConfirmStatement))
@@ -175,7 +176,7 @@ async def test_a_committed_delete_is_seen_restored_and_graded() -> None:
         assert "customers: 6 rows removed" in caption(app)
         grid = app.query_one("#results #rows")
         first = grid.get_row_at(0)  # type: ignore[attr-defined]
-        assert first[:3] == ["customers", "removed", "id=1"]
+        assert [cell.plain for cell in first[:3]] == ["customers", "removed", "id=1"]
         await run_sql(pilot, app, "\\restore start")
         assert "restored snapshot start" in caption(app)
         await run_sql(pilot, app, "INSERT INTO orders VALUES (1003, 2, 49.00);")

@@ -360,12 +360,10 @@ async def test_quit_during_a_long_statement_answers_at_once(engine: str) -> None
         await until(pilot, lambda: app.return_code is not None)
         assert app.bridge.target is None and app.bridge.conductor is None
     if isinstance(target, PostgresTarget):
-        with psycopg2.connect(os.environ["DBSANDBOX_TEST_POSTGRES_URL"]) as admin:
-            with admin.cursor() as cursor:
-                cursor.execute(
-                    "SELECT count(*) FROM pg_database WHERE datname = %s", (target.name,)
-                )
-                assert cursor.fetchone() == (0,)
+        url = os.environ["DBSANDBOX_TEST_POSTGRES_URL"]
+        with psycopg2.connect(url) as admin, admin.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (target.name,))
+            assert cursor.fetchone() == (0,)
 
 
 async def test_the_palette_quit_asks_like_ctrl_q() -> None:
@@ -377,7 +375,7 @@ async def test_the_palette_quit_asks_like_ctrl_q() -> None:
         quit_command = next(c for c in app.get_system_commands(app.screen) if c.title == "Quit")
         result = quit_command.callback()
         if result is not None:
-            await result  # type: ignore[misc]
+            await result
         await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, ConfirmQuit))

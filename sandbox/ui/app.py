@@ -18,6 +18,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Tab, Tabs, TextArea
 
@@ -40,6 +41,7 @@ from sandbox.ui.messages import (
     TimelineEvent,
 )
 from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen, ScenarioPicker
+from sandbox.ui.text import visible
 from sandbox.ui.widgets.results import ResultsView
 from sandbox.ui.widgets.scenario_panel import ScenarioPanel
 from sandbox.ui.widgets.schema import SchemaView
@@ -199,6 +201,10 @@ class DbSandboxApp(App[None]):
             self._listings = listings()
         self.push_screen(ScenarioPicker(self._listings, self.engine), self._picked)
 
+    def say(self, text: str, severity: SeverityLevel = "warning", timeout: float = 8) -> None:
+        """A notification quoting learner or engine text: never read as markup."""
+        self.notify(visible(text), severity=severity, timeout=timeout, markup=False)
+
     def _set_subtitle(self, state: str) -> None:
         self.sub_title = f"{self.engine} · session {self.session} · {state}"
 
@@ -290,7 +296,7 @@ class DbSandboxApp(App[None]):
     @_unless_leaving
     def sandbox_failed(self, message: SandboxFailed) -> None:
         self._set_subtitle("no sandbox")
-        self.notify(message.reason, severity="error", timeout=10, markup=False)
+        self.say(message.reason, "error", timeout=10)
 
     @on(TimelineEvent)
     async def timeline_event(self, message: TimelineEvent) -> None:
@@ -362,7 +368,7 @@ class DbSandboxApp(App[None]):
     @on(Notice)
     @_unless_leaving
     def notice(self, message: Notice) -> None:
-        self.notify(message.text, severity=message.severity, timeout=8, markup=False)
+        self.say(message.text, message.severity)
 
     @on(ConfirmationNeeded)
     def confirmation_needed(self, message: ConfirmationNeeded) -> None:
@@ -454,7 +460,7 @@ class DbSandboxApp(App[None]):
     def action_new_session(self, name: str | None = None) -> None:
         name = name or self.next_session_name()
         if not session_name_ok(name):
-            self.notify(f"not a session name: {name!r}", severity="error", markup=False)
+            self.say(f"not a session name: {name!r}", "error")
             return
         if name in self.sessions:
             self.action_switch_session(name)
@@ -533,7 +539,7 @@ class DbSandboxApp(App[None]):
         try:
             scenario = find(scenario_id)
         except UserError as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error")
+            self.call_from_thread(self.say, str(exc), "error")
             return
         self.bridge.open(scenario)
 
@@ -554,7 +560,7 @@ class DbSandboxApp(App[None]):
             try:
                 url = resolve_postgres_url(None, self.options.cwd)
             except UserError as exc:
-                self.notify(str(exc), severity="error", timeout=8)
+                self.say(str(exc), "error")
                 return
             self.options = replace(self.options, engine=engine, url=url, from_file=None)
         else:

@@ -1,9 +1,13 @@
-"""Modal dialogs: the scenario picker, the guard's confirmation, quitting, and help."""
+"""Modal dialogs: the scenario picker, the guard's confirmation, quitting, and help.
+
+Titles, SQL, findings and session lines are shown as `Text` (see sandbox.ui.text), never markup.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -11,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Markdown, OptionList, Static
 from textual.widgets.option_list import Option
 
-from sandbox.ui.text import escape
+from sandbox.ui.text import line, plain
 
 if TYPE_CHECKING:
     from sandbox.guard.policy import Review
@@ -35,13 +39,17 @@ class ScenarioPicker(ModalScreen[str | None]):
             yield Label("Pick a breakage scenario  (Esc: free play)", classes="dialog-title")
             options = [
                 Option(
-                    f"{s.title}\n  {s.id} · {s.difficulty} · {'+'.join(s.engines)}",
+                    Text.assemble(
+                        line(s.title),
+                        "\n  ",
+                        line(f"{s.id} · {s.difficulty} · {'+'.join(s.engines)}"),
+                    ),
                     id=s.id,
                     disabled=not s.supports(self.engine),
                 )
                 for s in self.scenarios
             ]
-            yield OptionList(*options, id="scenario-list")
+            yield OptionList(*options, id="scenario-list", markup=False)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)
@@ -68,14 +76,17 @@ class ConfirmStatement(ModalScreen[bool]):
         blocked = self._blocked
         with Vertical(id="confirm", classes="dialog"):
             yield Label("The guard stopped this statement", classes="dialog-title")
-            yield Static(escape(" ".join(self.sql.split())[:300]), id="confirm-sql")
+            sql = plain(" ".join(self.sql.split())[:300])
+            yield Static(sql, id="confirm-sql", markup=False)
             with VerticalScroll(id="confirm-findings"):
                 for finding, impact in zip(self.review.findings, self.review.impacts, strict=True):
-                    rule = f"{finding.severity} {finding.rule}"
-                    yield Static(f"[b]{rule}[/b]: {escape(finding.message)}")
+                    rule = plain(f"{finding.severity} {finding.rule}", "bold")
+                    yield Static(Text.assemble(rule, ": ", plain(finding.message)), markup=False)
                     if impact is not None and impact.summary:
-                        yield Static(f"  [b]{escape(impact.summary)}[/b]", classes="impact")
-                    yield Static(f"  fix: {escape(finding.fix)}", classes="fix")
+                        summary = Text.assemble("  ", plain(impact.summary, "bold"))
+                        yield Static(summary, classes="impact", markup=False)
+                    fix = Text.assemble("  fix: ", plain(finding.fix))
+                    yield Static(fix, classes="fix", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("No, don't run it", id="no", variant="primary")
                 if not blocked:
@@ -109,12 +120,12 @@ class ConfirmQuit(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="quit", classes="dialog"):
-            yield Label(f"{self.what}?", classes="dialog-title")
-            for line in self.lines:
-                yield Static(escape(line))
+            yield Label(plain(f"{self.what}?"), classes="dialog-title", markup=False)
+            for text in self.lines:
+                yield Static(plain(text), markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Stay", id="stay", variant="primary")
-                yield Button(f"{self.what} and roll back", id="go", variant="error")
+                yield Button(plain(f"{self.what} and roll back"), id="go", variant="error")
 
     def on_mount(self) -> None:
         self.query_one("#stay", Button).focus()

@@ -1,17 +1,22 @@
-"""The results pane: one page of rows, and a caption that says what was shown."""
+"""The results pane: one page of rows, and a caption that says what was shown.
+
+Cells, column names and messages come from the database: they are shown as `Text` (see
+sandbox.ui.text), never read as markup.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from sandbox.outcome import Status, json_value
+from sandbox.outcome import Status
 from sandbox.transcript import plural
-from sandbox.ui.text import escape
+from sandbox.ui.text import cell, line, plain
 
 if TYPE_CHECKING:
     from sandbox.conductor import Execution
@@ -25,48 +30,55 @@ class ResultsView(Vertical):
     """
 
     def compose(self) -> ComposeResult:
-        yield Static("Run a statement with F5; its result shows here.", id="caption")
+        yield Static("Run a statement with F5; its result shows here.", id="caption", markup=False)
         yield DataTable(id="rows", zebra_stripes=True)
 
     def show(self, execution: Execution) -> None:
         caption = self.query_one("#caption", Static)
         table = self.query_one("#rows", DataTable)
         outcome = execution.outcome
-        # Learner text (session names, SQL, engine messages) may hold [brackets]: escape it.
-        head = escape(f"[{execution.session}] line {execution.statement.line}: ")
-        if outcome is None:
+        head = plain(f"[{execution.session}] line {execution.statement.line}: ")
+        if outcome is None or outcome.error is not None or outcome.status is Status.BLOCKED:
+            # The grid belongs to an earlier statement: it must not sit under this caption.
             table.clear(columns=True)
-            caption.update(head + in_flight(execution))
+        if outcome is None:
+            caption.update(Text.assemble(head, in_flight(execution)))
             return
         if outcome.status is Status.BLOCKED:
-            caption.update(f"{head}[b]not run[/b]: {escape(outcome.note or '')}")
+            caption.update(
+                Text.assemble(head, ("not run", "bold"), ": ", plain(outcome.note or ""))
+            )
             return
         if outcome.error is not None:
             code = f" {outcome.error.code}" if outcome.error.code else ""
-            note = f" — {escape(outcome.note)}" if outcome.note else ""
-            message = escape(outcome.error.message)
-            caption.update(f"{head}[b red]error{escape(code)}[/]: {message}{note}")
+            said = Text.assemble(
+                head, plain(f"error{code}", "bold red"), ": ", plain(outcome.error.message)
+            )
+            if outcome.note:
+                said.append_text(Text.assemble(" — ", plain(outcome.note)))
+            caption.update(said)
             return
         table.clear(columns=True)
         if outcome.columns:
-            table.add_columns(*outcome.columns)
+            table.add_columns(*[line(name) for name in outcome.columns])
             for row in outcome.rows:
-                table.add_row(*["NULL" if v is None else str(json_value(v)) for v in row])
+                table.add_row(*[cell(value) for value in row])
             shown = len(outcome.rows)
             more = ", more rows exist (only the first page is fetched)" if outcome.more_rows else ""
             # A \diff or \snapshots answers in its note; the grid holds the detail.
             said = (
-                escape(outcome.note)
+                plain(outcome.note)
                 if execution.meta and outcome.note
-                else f"{plural(shown, 'row')} shown{more}"
+                else plain(f"{plural(shown, 'row')} shown{more}")
             )
-            caption.update(f"{head}{said} · {outcome.elapsed_ms:.1f} ms")
+            caption.update(Text.assemble(head, said, f" · {outcome.elapsed_ms:.1f} ms"))
         else:
-            did = escape(outcome.tag or "ok")
+            did = plain(outcome.tag or "ok")
             if outcome.rowcount is not None:
-                did += f" · {plural(outcome.rowcount, 'row')} affected"
-            note = f" — [b]{escape(outcome.note)}[/b]" if outcome.note else ""
-            caption.update(f"{head}{did}{note} · {outcome.elapsed_ms:.1f} ms")
+                did.append(f" · {plural(outcome.rowcount, 'row')} affected")
+            if outcome.note:
+                did.append_text(Text.assemble(" — ", plain(outcome.note, "bold")))
+            caption.update(Text.assemble(head, did, f" · {outcome.elapsed_ms:.1f} ms"))
 
     def show_session(self, session: str, execution: Execution | None) -> None:
         """What a session shows when it is switched to: its own latest statement."""
@@ -75,17 +87,22 @@ class ResultsView(Vertical):
             return
         self.query_one("#rows", DataTable).clear(columns=True)
         self.query_one("#caption", Static).update(
-            escape(f"[{session}] ") + "nothing run in this session yet: F5 runs a statement"
+            Text.assemble(plain(f"[{session}] "), "nothing run in this session yet: F5 runs one")
         )
 
 
-def in_flight(execution: Execution) -> str:
-    """Markup for a statement without an outcome yet: waiting, running or queued."""
+def in_flight(execution: Execution) -> Text:
+    """A statement without an outcome yet: waiting on a lock, running, or queued."""
     if execution.waiting:
-        holders = escape(", ".join(execution.waiting_on) or "another session")
-        detail = f" — {escape(execution.wait_detail)}" if execution.wait_detail else ""
-        return f"[b yellow]waiting for a lock held by {holders}[/]{detail} · F8 cancels"
+        holders = ", ".join(execution.waiting_on) or "another session"
+        said = plain(f"waiting for a lock held by {holders}", "bold yellow")
+        if execution.wait_detail:
+            said.append_text(plain(f" — {execution.wait_detail}"))
+        said.append(" · F8 cancels")
+        return said
     if execution.started is not None:
         ran = time.perf_counter() - execution.started
-        return f"[b]running {ran:.1f} s…[/] F8 cancels"
-    return "[b]queued[/]: runs when this session's previous statement is done · F8 cancels"
+        return Text.assemble((f"running {ran:.1f} s…", "bold"), " F8 cancels")
+    return Text.assemble(
+        ("queued", "bold"), ": runs when this session's previous statement is done · F8 cancels"
+    )

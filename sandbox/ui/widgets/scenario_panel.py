@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Markdown, Static
 
 from sandbox.recovery import describe
-from sandbox.ui.text import escape
+from sandbox.ui.text import line, plain
 
 if TYPE_CHECKING:
     from sandbox.scenario.model import Scenario
@@ -27,6 +28,14 @@ class ScenarioPanel(VerticalScroll):
     ScenarioPanel Horizontal { height: auto; }
     ScenarioPanel Button { min-width: 8; margin-right: 1; }
     ScenarioPanel #checks { height: auto; }
+    ScenarioPanel #title {
+        display: none;
+        margin: 2 0 1 0;
+        padding: 0 2;
+        color: $markdown-h2-color;
+        background: $markdown-h2-background;
+        text-style: $markdown-h2-text-style;
+    }
     """
 
     class CheckPressed(Message):
@@ -46,8 +55,10 @@ class ScenarioPanel(VerticalScroll):
             yield Button("Hint", id="hint", disabled=True)
             yield Button("Check", id="check", disabled=True, variant="success")
             yield Button("Reset", id="reset", disabled=True, variant="warning")
-        yield Static("", id="checks")
-        yield Static("", id="hints")
+        yield Static("", id="checks", markup=False)
+        yield Static("", id="hints", markup=False)
+        # The title is plain text, drawn like the story's headings; the story is Markdown.
+        yield Static("", id="title", markup=False)
         yield Markdown(FREE_PLAY, id="story")
 
     def load(self, scenario: Scenario | None) -> None:
@@ -58,10 +69,13 @@ class ScenarioPanel(VerticalScroll):
             self.query_one(f"#{name}", Button).disabled = scenario is None
         self.query_one("#hints", Static).update("")
         self.query_one("#checks", Static).update("")
+        title = self.query_one("#title", Static)
+        title.display = scenario is not None
         if scenario is None:
             story.update(FREE_PLAY)
             return
-        story.update(f"## {scenario.title}\n\n{scenario.story}\n\n**Your task:** {scenario.task}")
+        title.update(plain(scenario.title))
+        story.update(f"{scenario.story}\n\n**Your task:** {scenario.task}")
 
     def show_checks(
         self,
@@ -70,44 +84,42 @@ class ScenarioPanel(VerticalScroll):
         diff: Diff | None = None,
         diff_problem: str | None = None,
     ) -> None:
-        lines = []
+        lines: list[Text] = []
         for result in results:
-            mark = "[b green]✔[/]" if result.passed else "[b red]✘[/]"
-            lines.append(f"{mark} {escape(result.check.name)}")
+            mark = ("✔", "bold green") if result.passed else ("✘", "bold red")
+            lines.append(Text.assemble(mark, " ", plain(result.check.name)))
             if result.check.recovery is not None and not result.passed:
                 wanted = describe(result.check.recovery, " or ")
-                lines.append(f"   [dim]wanted: {escape(wanted)}[/]")
-        lines.append(f"[b]How you recovered:[/] {escape(describe(methods))}")
+                lines.append(plain(f"   wanted: {wanted}", "dim"))
+        lines.append(Text.assemble(("How you recovered:", "bold"), " ", plain(describe(methods))))
         if results and all(r.passed for r in results):
-            lines.append("[b green]Recovered. Well done.[/]")
+            lines.append(Text("Recovered. Well done.", style="bold green"))
         lines += _diff_lines(diff, diff_problem)
-        self.query_one("#checks", Static).update("\n".join(lines))
+        self.query_one("#checks", Static).update(Text("\n").join(lines))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if event.button.id == "hint" and self.scenario is not None:
             self.hints_shown = min(self.hints_shown + 1, len(self.scenario.hints))
             shown = self.scenario.hints[: self.hints_shown]
-            text = "\n".join(f"hint {i}: {escape(h)}" for i, h in enumerate(shown, 1))
+            lines = [plain(f"hint {i}: {hint}") for i, hint in enumerate(shown, 1)]
             if self.hints_shown == len(self.scenario.hints):
-                text += "\n[dim](no more hints)[/]"
-            self.query_one("#hints", Static).update(text)
+                lines.append(Text("(no more hints)", style="dim"))
+            self.query_one("#hints", Static).update(Text("\n").join(lines))
         elif event.button.id == "check":
             self.post_message(self.CheckPressed())
         elif event.button.id == "reset":
             self.post_message(self.ResetPressed())
 
 
-def _diff_lines(diff: Diff | None, problem: str | None) -> list[str]:
+def _diff_lines(diff: Diff | None, problem: str | None) -> list[Text]:
     """The changes since the pre-mistake snapshot: a summary and the first few rows."""
     if diff is None:
-        return [f"[dim]no diff: {escape(problem)}[/]"] if problem else []
-    lines = [f"[b]Since the start snapshot:[/] {escape(diff.summary())}"]
+        return [plain(f"no diff: {problem}", "dim")] if problem else []
+    lines = [Text.assemble(("Since the start snapshot:", "bold"), " ", plain(diff.summary()))]
     _, rows = diff.display()
     for table, change, key, row in rows[:DIFF_ROWS]:
-        lines.append(
-            f"  {escape(str(table))} {escape(str(change))} {escape(str(key))} {escape(str(row))}"
-        )
+        lines.append(line(f"  {table} {change} {key} {row}"))
     if len(rows) > DIFF_ROWS:
-        lines.append(f"  [dim]… {len(rows) - DIFF_ROWS} more: run \\\\diff start[/]")
+        lines.append(Text(f"  … {len(rows) - DIFF_ROWS} more: run \\diff start", style="dim"))
     return lines

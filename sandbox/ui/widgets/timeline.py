@@ -24,7 +24,6 @@ from typing import ClassVar, Literal
 from rich.cells import cell_len
 from rich.segment import Segment, Segments
 from rich.style import Style
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widget import Widget
@@ -37,6 +36,7 @@ from sandbox.transactions import (
     TransactionSpan,
     TransactionTracker,
 )
+from sandbox.ui.text import one_line, plain, visible
 
 LaneState = Literal["none", "idle", "running", "open", "failed", "waiting", "closed", "gone"]
 Tone = Literal["muted", "warning", "error", "success", "info", "plain"]
@@ -223,7 +223,7 @@ class SessionBox(Static):
     """The header box of one session; its CSS class follows the session's state."""
 
     def __init__(self, session: str) -> None:
-        super().__init__(session, markup=False, classes="-none")
+        super().__init__(plain(session), markup=False, classes="-none")
         self.session = session
         self.summary: SessionSummary | None = None
 
@@ -234,10 +234,10 @@ class SessionBox(Static):
         if self.summary is None or summary.state != self.summary.state:
             self.set_classes(f"-{summary.state}")
         self.summary = summary
-        text = Text(summary.headline, style="bold")
+        text = plain(summary.headline, "bold")
         if summary.detail:
             text.append("\n")
-            text.append(summary.detail, style="not bold")
+            text.append_text(plain(summary.detail, "not bold"))
         self.update(text)
 
 
@@ -434,7 +434,7 @@ class TimelineView(Widget):
             pieces.append((glyph + " ", styles[tone]))
         pieces.append((" " * (1 + row.lane * LANE_INDENT), styles["plain"]))
         colour = _LANE_COLOURS[row.lane % len(_LANE_COLOURS)]
-        pieces.append((event.session, Style(color=colour, bold=True)))
+        pieces.append((one_line(event.session), Style(color=colour, bold=True)))
         pieces.append(("  ", styles["plain"]))
         if row.badge is not None:
             label, tone = row.badge
@@ -447,6 +447,7 @@ class TimelineView(Widget):
             message_tone = "error"
         elif event.kind in (EventKind.OUTCOME, EventKind.SESSION_OPENED):
             message_tone = "muted"
-        # One event, one line: a multi-line server message would otherwise break the lanes.
-        pieces.append((" ".join(event.message.split()), styles[message_tone]))
+        # One event, one line: a multi-line server message would otherwise break the lanes. The
+        # pieces become Segments, which reach the terminal as they are: no control characters.
+        pieces.append((visible(" ".join(event.message.split())), styles[message_tone]))
         return pieces
