@@ -28,6 +28,7 @@ from sandbox.outcome import Status, TxState, json_value
 from sandbox.recovery import describe, methods_used
 from sandbox.report import execution_json
 from sandbox.statements import Dialect, split_statements
+from sandbox.timeline import EventKind
 from sandbox.transcript import summarize
 
 if TYPE_CHECKING:
@@ -331,6 +332,26 @@ def _execution_lines(execution: Execution) -> list[str]:
     return lines
 
 
+def _overlapped(events: Sequence[Event]) -> set[int]:
+    """Statements that waited on a lock while a later statement was sent.
+
+    A replay must go on while they wait too (`\\background`): on SQLite a script otherwise
+    waits out a short busy wait before its next line, and the outcome could differ.
+    """
+    waiting: set[int] = set()
+    overlapped: set[int] = set()
+    for event in events:
+        if event.statement is None:
+            continue
+        if event.kind is EventKind.LOCK_WAIT:
+            waiting.add(event.statement)
+        elif event.outcome is not None or event.kind is EventKind.LOCK_RELEASED:
+            waiting.discard(event.statement)
+        elif event.kind is EventKind.STATEMENT:
+            overlapped |= {index for index in waiting if index != event.statement}
+    return overlapped
+
+
 def replay_command(record: SessionRecord, script: str = "session.sql") -> str:
     """The command that replays an exported script."""
     server = " --url URL" if record.engine == "postgres" else ""
@@ -359,10 +380,14 @@ def replay_script(record: SessionRecord, script_name: str = "session.sql") -> st
         lines += _setup_lines(record)
     lines += ["", f"\\session {FIRST_SESSION}"]
     current = FIRST_SESSION
+    overlapped = _overlapped(record.timeline)
     for execution in record.executions:
         if execution.session != current:
             current = execution.session
             lines += ["", f"\\session {current}"]
+        if execution.index in overlapped:
+            lines += _comment("it was still waiting when the next statement was sent:")
+            lines.append("\\background")
         lines += _execution_lines(execution)
     return redact("\n".join(lines)) + "\n"
 

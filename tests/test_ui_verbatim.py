@@ -135,7 +135,7 @@ def execution(outcome: Outcome | None, *, meta: str | None = None) -> Execution:
     statement = split_statements("SELECT 1")[0]
     done = Execution(0, "A", statement, classify(statement.text, "sqlite"), meta=meta)
     done.outcome = outcome
-    done.waiting_on = ["B"]
+    done.waiting, done.waiting_on = True, ["B"]
     return done
 
 

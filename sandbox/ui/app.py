@@ -403,6 +403,7 @@ class DbSandboxApp(App[None]):
         editor.text = self.buffers.get(name, f"-- session {name}: its own connection\n")
         self.query_one("#results", ResultsView).show_session(name, self.latest.get(name))
         self._set_subtitle(self.bridge.scenario.id if self.bridge.scenario else "free play")
+        editor.focus()  # a session is switched to to type in it
 
     # ------------------------------------------------------------------ actions
 
