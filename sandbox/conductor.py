@@ -317,9 +317,11 @@ class Conductor:
         """
         seat = self._seat(session_name)
         ahead = seat.last
-        execution = self.submit(session_name, statement, guard, background=background)
         if ahead is not None and not ahead.finished():
             self._wait_for(ahead, self.wait_timeout_s)
+            # Whatever its end released is recorded before this statement is sent.
+            self.settle()
+        execution = self.submit(session_name, statement, guard, background=background)
         self.settle()
         return execution
 

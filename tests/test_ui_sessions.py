@@ -8,7 +8,6 @@ boxes of the timeline. No test sends a statement just to make another one's outc
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import psycopg2
 import pytest
@@ -23,21 +22,15 @@ from sandbox.ui.screens.dialogs import ConfirmQuit
 from sandbox.ui.widgets.schema import SchemaView
 from sandbox.ui.widgets.timeline import TimelineView
 from tests.conftest import options_for
+from tests.test_ui_app import caption, ready, until
 
 SIZE = (120, 40)
-
-
-async def until(pilot: Pilot[None], condition: Callable[[], bool], seconds: float = 20.0) -> None:
-    """Let workers and messages run until `condition` holds (bounded; never a fixed sleep)."""
-    for _ in range(int(seconds / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not reached")
-
-
-def caption(app: DbSandboxApp) -> str:
-    return str(app.query_one("#results #caption", Static).render())
+# A statement that runs far longer than any test (F8, the timeout or quitting stops it).
+LONG_SQL = {
+    "postgres": "SELECT pg_sleep(60);",
+    "sqlite": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+    "WHERE i < 1000000000) SELECT count(*) FROM n;",
+}
 
 
 def box(app: DbSandboxApp, session: str) -> str:
@@ -53,10 +46,6 @@ def code(app: DbSandboxApp, session: str) -> str | None:
     if execution is None or execution.outcome is None or execution.outcome.error is None:
         return None
     return execution.outcome.error.code
-
-
-async def ready(pilot: Pilot[None], app: DbSandboxApp) -> None:
-    await until(pilot, lambda: app.sandbox_description is not None)
 
 
 async def type_and_run(pilot: Pilot[None], app: DbSandboxApp, sql: str) -> None:
@@ -120,7 +109,8 @@ async def test_ctrl_n_opens_a_session_with_its_own_editor_and_results(engine: st
         # A's editor text and A's result come back with A.
         assert app.query_one("#editor", TextArea).text == a_text
         assert caption(app).startswith("[A]")
-        assert app.query_one("#results #rows").get_row_at(0)[0] == "from A"  # type: ignore[attr-defined]
+        first = app.query_one("#results #rows").get_row_at(0)  # type: ignore[attr-defined]
+        assert first[0].plain == "from A"
 
 
 async def test_a_typed_session_line_opens_a_tab(engine: str) -> None:
@@ -231,12 +221,7 @@ async def test_postgres_lock_wait_names_the_lock(postgres_url: str) -> None:
 
 
 async def test_a_select_in_b_answers_while_a_runs_long(engine: str) -> None:
-    long_sql = {
-        "postgres": "SELECT pg_sleep(30);",
-        # Counting to 10^9 takes far longer than the test; F8 stops it.
-        "sqlite": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
-        "WHERE i < 1000000000) SELECT count(*) FROM n;",
-    }[engine]
+    long_sql = LONG_SQL[engine]
     app = app_for(engine)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
@@ -257,12 +242,7 @@ async def test_a_select_in_b_answers_while_a_runs_long(engine: str) -> None:
 
 
 async def test_a_statement_queued_behind_its_own_session_says_so(engine: str) -> None:
-    sleep = {"postgres": "SELECT pg_sleep(30);", "sqlite": None}[engine]
-    if sleep is None:
-        sleep = (
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
-            "WHERE i < 1000000000) SELECT count(*) FROM n;"
-        )
+    sleep = LONG_SQL[engine]
     app = app_for(engine)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
@@ -280,19 +260,19 @@ async def test_a_statement_queued_behind_its_own_session_says_so(engine: str) ->
 
 
 async def test_the_statement_timeout_cancels_and_is_shown(engine: str) -> None:
-    long_sql = {
-        "postgres": "SELECT pg_sleep(30);",
-        "sqlite": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
-        "WHERE i < 1000000000) SELECT count(*) FROM n;",
-    }[engine]
-    app = app_for(engine, statement_timeout_s=1.0)
+    long_sql = LONG_SQL[engine]
+    app = app_for(engine, statement_timeout_s=2.0)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
         await type_and_run(pilot, app, long_sql)
-        await until(pilot, lambda: "cancelled at 1 s" in box(app, "A"))
+        await until(pilot, lambda: "running" in box(app, "A"))
+        assert "(cancelled at 2 s)" in box(app, "A")
         await until(pilot, lambda: (e := latest(app, "A")) is not None and e.finished())
         messages = [e.message for e in app.bridge.timeline.events if e.session == "A"]
-        assert "cancelling: ran longer than 1 s" in messages
+        assert "cancelling: ran longer than 2 s" in messages
+        execution = latest(app, "A")
+        assert execution is not None and execution.outcome is not None
+        assert execution.outcome.status == "cancelled"
 
 
 async def test_a_lost_connection_is_shown_as_gone(postgres_url: str) -> None:
@@ -338,11 +318,7 @@ async def test_schema_counts_follow_autocommitted_writes(engine: str) -> None:
 
 
 async def test_quit_during_a_long_statement_answers_at_once(engine: str) -> None:
-    long_sql = {
-        "postgres": "SELECT pg_sleep(60);",
-        "sqlite": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
-        "WHERE i < 1000000000) SELECT count(*) FROM n;",
-    }[engine]
+    long_sql = LONG_SQL[engine]
     app = app_for(engine)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
