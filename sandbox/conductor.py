@@ -200,6 +200,7 @@ class Conductor:
         self._running: set[Execution] = set()
         self._in_flight: set[Execution] = set()
         self._last_finish = 0.0  # when a statement last ended: it may have released others
+        self._failures: list[Execution] = []  # bugs on session threads, not yet re-raised
         self._closing = False
         self._watcher: threading.Thread | None = None
 
@@ -338,6 +339,8 @@ class Conductor:
                 self._send(seat, execution)
         except BaseException as exc:  # a bug: settle re-raises it on the caller's thread
             execution.failure = exc
+            with self._lock:
+                self._failures.append(execution)
             raise
         finally:
             execution.reviewed.set()
@@ -548,15 +551,16 @@ class Conductor:
 
     def _raise_internal_errors(self) -> None:
         with self._lock:
-            failed = [e for e in self.executions[-64:] if e.failure is not None]
-        for execution in failed:
-            failure = execution.failure
-            assert failure is not None
-            execution.failure = None
-            execution.outcome = execution.outcome or Outcome(
-                Status.ERROR, TxState.IDLE, TxState.IDLE, 0.0, note="internal error"
-            )
-            raise failure
+            if not self._failures:
+                return
+            execution = self._failures.pop(0)
+        failure = execution.failure
+        assert failure is not None
+        execution.failure = None
+        execution.outcome = execution.outcome or Outcome(
+            Status.ERROR, TxState.IDLE, TxState.IDLE, 0.0, note="internal error"
+        )
+        raise failure
 
     # ------------------------------------------------------------------ the watcher
 

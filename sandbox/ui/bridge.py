@@ -179,7 +179,11 @@ class Bridge:
                 conductor.run_meta(session, item)
                 continue
             guard = Guard(yes=confirmed, acknowledged=acknowledged)
-            execution = conductor.submit(session, item, guard)
+            try:
+                execution = conductor.submit(session, item, guard)
+            except UserError as exc:  # the session could not connect
+                self.app.post_message(Notice(str(exc), "error"))
+                return
             # The review runs on the session's thread, after what it is still running; the
             # next statement of this text is only handed over once this one may run.
             execution.reviewed.wait()
