@@ -532,7 +532,11 @@ class DbSandboxApp(App[None]):
         self._leave("Reset", reset)
 
     def load_scenario(self, scenario_id: str) -> None:
-        self._leave("Switch scenario", lambda: self.open_scenario(scenario_id))
+        def switch() -> None:
+            self._set_subtitle("switching: closing the old sandbox…")
+            self.open_scenario(scenario_id)
+
+        self._leave("Switch scenario", switch)
 
     @work(thread=True, exclusive=True, group="sandbox", exit_on_error=False)
     def open_scenario(self, scenario_id: str) -> None:
@@ -573,6 +577,7 @@ class DbSandboxApp(App[None]):
         def switch() -> None:
             self.bridge.options = self.options
             self.engine = engine
+            self._set_subtitle("switching: closing the old sandbox…")
             self.open_sandbox(scenario if scenario and scenario.supports(engine) else None)
 
         self._leave("Switch engine", switch)
