@@ -83,6 +83,7 @@ async def settle(pilot: Pilot[None], app: DbSandboxApp, workers: bool = True) ->
     await pilot.pause()
     if workers:
         await app.workers.wait_for_complete()
+    await until(pilot, lambda: app.bridge.schema_settled)  # the counts, as committed
     await pilot.pause()
     app.clear_notifications()
     app.query_one("#editor", TextArea).cursor_blink = False
@@ -119,7 +120,7 @@ SELECT * FROM pets ORDER BY id;"""
 async def free_play(pilot: Pilot[None], app: DbSandboxApp) -> None:
     await ready(pilot, app)
     await run_sql(pilot, app, PETS, lambda text: "4 rows shown" in text)
-    await until(pilot, lambda: schema_shows(app, "pets"))
+    await until(pilot, lambda: schema_shows(app, "pets  4 rows"))
     await settle(pilot, app)
 
 
@@ -127,7 +128,7 @@ async def guard(pilot: Pilot[None], app: DbSandboxApp) -> None:
     await ready(pilot, app)
     setup = "CREATE TABLE zz (id INTEGER PRIMARY KEY);\nINSERT INTO zz VALUES (1), (2), (3);"
     await run_sql(pilot, app, setup, lambda text: "3 rows affected" in text)
-    await until(pilot, lambda: schema_shows(app, "zz"))
+    await until(pilot, lambda: schema_shows(app, "zz  3 rows"))
     await run_sql(pilot, app, "DELETE FROM zz;", lambda text: False)
     await until(pilot, lambda: isinstance(app.screen, ConfirmStatement))
     await settle(pilot, app)

@@ -133,6 +133,7 @@ async def settle(pilot: Pilot[None]) -> None:
     await app.workers.wait_for_complete()
     await pilot.pause()
     await app.workers.wait_for_complete()
+    await until(pilot, lambda: app.bridge.schema_settled)  # the counts, as committed
     await pilot.pause()
     app.clear_notifications()
     app.query_one("#editor", TextArea).cursor_blink = False
@@ -177,7 +178,7 @@ def test_free_play_after_a_select(snap_compare: SnapCompare) -> None:
         app = app_of(pilot)
         await ready(pilot)
         await run_sql(pilot, PETS, lambda text: "4 rows shown" in text)
-        await until(pilot, lambda: schema_shows(app, "pets"))
+        await until(pilot, lambda: schema_shows(app, "pets  4 rows"))
         await settle(pilot)
         assert "4 rows shown · 1.5 ms" in caption(app)
 
@@ -191,7 +192,8 @@ def test_guard_confirmation_for_delete_without_where(snap_compare: SnapCompare) 
         await ready(pilot)
         setup = "CREATE TABLE zz (id INTEGER PRIMARY KEY);\nINSERT INTO zz VALUES (1), (2), (3);"
         await run_sql(pilot, setup, lambda text: "3 rows affected" in text)
-        await until(pilot, lambda: schema_shows(app, "zz"))
+        # The counts are re-read after each commit: wait for the INSERT's, not the CREATE's.
+        await until(pilot, lambda: schema_shows(app, "zz  3 rows"))
         await run_sql(pilot, "DELETE FROM zz;", lambda text: False)
         await until(pilot, lambda: isinstance(app.screen, ConfirmStatement))
         await settle(pilot)

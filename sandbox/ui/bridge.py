@@ -57,6 +57,7 @@ class Bridge:
         self._life = threading.Lock()  # opening or closing the sandbox, never statements
         self._schema_wanted = threading.Event()
         self._schema_thread: threading.Thread | None = None
+        self._schema_reading = False
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle (threads)
@@ -241,18 +242,27 @@ class Bridge:
         while not self._closed:
             if not self._schema_wanted.wait(timeout=5.0):
                 continue
+            self._schema_reading = True
             self._schema_wanted.clear()
             target = self.target
             if self._closed or target is None:
+                self._schema_reading = False
                 continue
             try:
                 tables = summarize(target)
             except Exception:  # the sandbox went away under the read (reset, quit)
+                self._schema_reading = False
                 continue
             if target is self.target:
                 self.app.post_message(SchemaChanged(tables))
+            self._schema_reading = False
             # At most one read per interval however fast the commits come.
             threading.Event().wait(SCHEMA_REFRESH_S)
+
+    @property
+    def schema_settled(self) -> bool:
+        """No schema read is asked for or under way (what tests and screenshots wait for)."""
+        return not self._schema_wanted.is_set() and not self._schema_reading
 
     # ------------------------------------------------------------------ grading
 
