@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 # How often the watcher asks the engine about running statements. SQLite's probe is a local
 # file lock test; PostgreSQL's is one catalog query on the watcher's own connection.
 _WATCH_S = {"sqlite": 0.005, "postgres": 0.015}
+# A statement's first moments are watched closely: a wait that a short lock_timeout or
+# statement_timeout ends after 10 ms must still be seen as a wait.
+_WATCH_YOUNG_S = 0.003
+_YOUNG_S = 0.25
 # How long a cancelled statement is given before the cancel is sent again.
 _CANCEL_RETRY_S = 0.5
 
@@ -574,7 +578,7 @@ class Conductor:
 
     def _watch(self) -> None:
         """Ask the engine about every running statement: lock waits, and the timeout."""
-        interval = _WATCH_S.get(self.target.engine, 0.01)
+        settled_interval = _WATCH_S.get(self.target.engine, 0.01)
         while True:
             with self._lock:
                 while not self._running and not self._closing:
@@ -589,9 +593,11 @@ class Conductor:
                     running[0].session, EventKind.NOTICE, f"lock watch interrupted: {exc}"
                 )
                 time.sleep(0.5)
+            now = time.perf_counter()
+            young = any(e.started is not None and now - e.started < _YOUNG_S for e in running)
             with self._lock:
                 # A statement's end may have released another: look again at once then.
-                self._changed.wait(interval)
+                self._changed.wait(_WATCH_YOUNG_S if young else settled_interval)
 
     def _look_at(self, running: list[Execution]) -> None:
         now = time.perf_counter()
