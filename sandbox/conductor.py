@@ -59,7 +59,6 @@ class Execution:
     session: str
     statement: Statement
     kind: StatementKind
-    submitted: float = field(default_factory=time.perf_counter)
     started: float | None = None  # when its session sent it to the engine
     waited: bool = False  # it waited on a lock at some point
     waiting: bool = False  # it waits on a lock right now
@@ -214,10 +213,6 @@ class Conductor:
     def sessions(self) -> list[Session]:
         with self._lock:
             return [seat.session for seat in self._seats.values()]
-
-    def has_session(self, name: str) -> bool:
-        with self._lock:
-            return name in self._seats
 
     def session(self, name: str) -> Session:
         """The named session, opened (on its own thread) on first use."""
