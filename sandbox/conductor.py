@@ -68,7 +68,6 @@ class Execution:
     # When the watcher last asked the engine and heard that it still waits: a confirmation
     # older than another statement's end may be stale (that end may have released it).
     wait_seen: float = 0.0
-    wait_started: float = 0.0
     outcome: Outcome | None = None
     review: Review | None = None  # what the guard found and decided, when it looked
     meta: str | None = None  # a snapshot command (\\snapshot ...) rather than SQL
@@ -84,6 +83,7 @@ class Execution:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _generation: int = 0  # the session's cancel generation when it was submitted
     _running_since: float = 0.0  # start of the current stretch of running (not waiting)
+    _cancel_sent: float = 0.0  # when the engine was last asked to stop it
 
     def finished(self) -> bool:
         return self.outcome is not None or self.failure is not None
@@ -251,9 +251,7 @@ class Conductor:
         timeout, a statement still running after it is cancelled (its outcome says so).
         """
         seat = self._seat(session_name)
-        last = seat.last
-        if last is not None and not last.finished():
-            self._wait_for(last, self.wait_timeout_s)
+        self._after_last(seat)
         kind = classify(sql, self.target.adapter.dialect)
         future = seat.executor.submit(seat.session.execute, sql, kind)
         try:
@@ -315,15 +313,23 @@ class Conductor:
         A session whose previous statement still waits on a lock cannot run this one: that
         wait gets `wait_timeout_s` to resolve, then it is cancelled, so a script never hangs.
         """
-        seat = self._seat(session_name)
-        ahead = seat.last
-        if ahead is not None and not ahead.finished():
-            self._wait_for(ahead, self.wait_timeout_s)
+        if self._after_last(self._seat(session_name)):
             # Whatever its end released is recorded before this statement is sent.
             self.settle()
         execution = self.submit(session_name, statement, guard, background=background)
         self.settle()
         return execution
+
+    def _after_last(self, seat: _Seat) -> bool:
+        """Let the session's previous statement end first: `wait_timeout_s`, then cancelled.
+
+        Returns whether there was one to wait for.
+        """
+        last = seat.last
+        if last is None or last.finished():
+            return False
+        self._wait_for(last, self.wait_timeout_s)
+        return True
 
     def _perform(self, seat: _Seat, execution: Execution, guard: Guard | None) -> None:
         """Runs on the session's thread: review, send, and record what the engine answered."""
@@ -388,7 +394,7 @@ class Conductor:
         execution.waiting = False
         execution.waiting_on = []
         # The wait began when the statement reached the engine, not when the watcher saw it.
-        waited_ms = (time.perf_counter() - (execution.started or execution.wait_started)) * 1000
+        waited_ms = (time.perf_counter() - (execution.started or 0.0)) * 1000
         self.timeline.add(
             execution.session,
             EventKind.LOCK_RELEASED,
@@ -652,8 +658,6 @@ class Conductor:
                 self._notify()  # a fresh confirmation may settle a script's step
                 return
             assert wait is not None
-            if not execution.waiting:
-                execution.wait_started = asked
             execution.waited = execution.waiting = True
             execution.waiting_on = blockers
             execution.wait_detail = detail
@@ -695,16 +699,16 @@ class Conductor:
         seat = self._seats.get(execution.session)
         if seat is not None and execution.started is not None:
             seat.session.cancel()
-        execution._running_since = time.perf_counter()  # when the cancel was last sent
+        execution._cancel_sent = time.perf_counter()
 
     def _repeat_cancel(self, execution: Execution, now: float) -> None:
         # sqlite3_interrupt() is a no-op until the statement is stepping again, and a cancel
         # can race the statement's start: send it again until the statement ends.
-        if now - execution._running_since >= _CANCEL_RETRY_S:
+        if now - execution._cancel_sent >= _CANCEL_RETRY_S:
             seat = self._seats.get(execution.session)
             if seat is not None:
                 seat.session.cancel()
-            execution._running_since = now
+            execution._cancel_sent = now
 
     def cancel(self, execution: Execution, reason: str) -> None:
         """Stop a statement and wait (bounded) for its outcome."""
@@ -746,9 +750,7 @@ class Conductor:
 
         seat = self._seat(session_name)
         session = seat.session
-        last = seat.last
-        if last is not None and not last.finished():
-            self._wait_for(last, self.wait_timeout_s)
+        self._after_last(seat)
         with self._lock:
             execution = Execution(
                 len(self.executions),

@@ -10,6 +10,7 @@ The only lock guards opening and closing the sandbox itself (reset, quit, switch
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -257,7 +258,7 @@ class Bridge:
                 self.app.post_message(SchemaChanged(tables))
             self._schema_reading = False
             # At most one read per interval however fast the commits come.
-            threading.Event().wait(SCHEMA_REFRESH_S)
+            time.sleep(SCHEMA_REFRESH_S)
 
     @property
     def schema_settled(self) -> bool:
