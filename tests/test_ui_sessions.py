@@ -149,16 +149,24 @@ async def test_closing_a_session_explains_its_open_transaction(engine: str) -> N
 # ---------------------------------------------------------------------------- lock waits
 
 
+async def a_holds_row_1(pilot: Pilot[None], app: DbSandboxApp) -> None:
+    """Table acct with rows 1 and 2; A updates row 1 in an open transaction; B is opened."""
+    for sql in (
+        "CREATE TABLE acct (id INTEGER PRIMARY KEY, v INTEGER);",
+        "INSERT INTO acct VALUES (1, 0), (2, 0);",
+        "BEGIN;",
+        "UPDATE acct SET v = 1 WHERE id = 1;",
+    ):
+        await run_and_wait(pilot, app, sql)
+    await new_session(pilot, app)
+
+
 async def test_sqlite_busy_wait_ends_in_sqlite_busy_on_screen() -> None:
     app = app_for("sqlite")
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
-        await run_and_wait(pilot, app, "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER);")
-        await run_and_wait(pilot, app, "INSERT INTO t VALUES (1, 10);")
-        await run_and_wait(pilot, app, "BEGIN;")
-        await run_and_wait(pilot, app, "UPDATE t SET v = 11 WHERE id = 1;")
-        await new_session(pilot, app)
-        await type_and_run(pilot, app, "UPDATE t SET v = 12 WHERE id = 1;")
+        await a_holds_row_1(pilot, app)
+        await type_and_run(pilot, app, "UPDATE acct SET v = 2 WHERE id = 1;")
         # Nothing else is run: the engine's answer at the end of the busy timeout shows up.
         await until(pilot, lambda: code(app, "B") == "SQLITE_BUSY")
         await until(pilot, lambda: "SQLITE_BUSY" in caption(app) and caption(app).startswith("[B]"))
@@ -175,11 +183,7 @@ async def test_postgres_deadlock_victim_shows_40p01_without_further_input(
     app = app_for("postgres")
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
-        await run_and_wait(pilot, app, "CREATE TABLE acct (id int PRIMARY KEY, v int);")
-        await run_and_wait(pilot, app, "INSERT INTO acct VALUES (1, 0), (2, 0);")
-        await run_and_wait(pilot, app, "BEGIN;")
-        await run_and_wait(pilot, app, "UPDATE acct SET v = 1 WHERE id = 1;")
-        await new_session(pilot, app)
+        await a_holds_row_1(pilot, app)
         await run_and_wait(pilot, app, "BEGIN;")
         await run_and_wait(pilot, app, "UPDATE acct SET v = 2 WHERE id = 2;")
         await type_and_run(pilot, app, "UPDATE acct SET v = 2 WHERE id = 1;")
@@ -202,11 +206,7 @@ async def test_postgres_lock_wait_names_the_lock(postgres_url: str) -> None:
     app = app_for("postgres")
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
-        await run_and_wait(pilot, app, "CREATE TABLE acct (id int PRIMARY KEY, v int);")
-        await run_and_wait(pilot, app, "INSERT INTO acct VALUES (1, 0);")
-        await run_and_wait(pilot, app, "BEGIN;")
-        await run_and_wait(pilot, app, "UPDATE acct SET v = 1 WHERE id = 1;")
-        await new_session(pilot, app)
+        await a_holds_row_1(pilot, app)
         await type_and_run(pilot, app, "UPDATE acct SET v = 2 WHERE id = 1;")
         await until(pilot, lambda: "waiting for a lock held by A" in caption(app))
         assert "row (0,1) of acct" in caption(app)
