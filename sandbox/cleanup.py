@@ -1,21 +1,27 @@
 """`dbsandbox clean`: remove what a crashed sandbox left behind, and nothing else.
 
-A PostgreSQL scratch database or schema is an orphan when its name has our prefix, its comment
-carries our marker (so we created it), and no connection in pg_stat_activity carries its
-application name (every live sandbox keeps one open). A snapshot database (`<name>_s<N>`) and
-a restore in progress (`<name>_r`) belong to the sandbox `<name>`. A SQLite sandbox directory
-is an orphan when the process that made it is gone.
+On PostgreSQL, what a sandbox made is known from its record (`sandbox.ownership`), written
+before each database or schema is created; `clean` drops only what a record names, when the
+process that wrote it is gone and no connection carries the sandbox's application name (every
+live sandbox keeps one open), and only while the object's oid is still the one recorded. A
+database that merely carries our prefix and marker comment is reported, never dropped: a
+script could forge both on someone else's database. A SQLite sandbox directory names the
+process that made it, from the moment it exists; it is an orphan when that process is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sandbox.masking import redact
+from sandbox.ownership import Record, all_records, pid_alive
 from sandbox.targets import (
     MARKER,
     SCRATCH_PREFIX,
@@ -23,6 +29,7 @@ from sandbox.targets import (
     connect_admin,
     parse_postgres_url,
     quote_ident,
+    system_identifier,
 )
 
 
@@ -32,73 +39,78 @@ class CleanReport:
     kept: list[str] = field(default_factory=list)  # "name: why"
 
 
-_ORPHAN_DATABASES = """
-SELECT d.datname,
+_DATABASE_STATE = """
+SELECT d.oid,
        pg_catalog.pg_get_userbyid(d.datdba) = current_user
          OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS may_drop,
        (SELECT count(*) FROM pg_catalog.pg_stat_activity a
-         WHERE starts_with(a.application_name,
-                           'dbsandbox:' || regexp_replace(d.datname, '_(s[0-9]+|r)$', ''))) AS live,
+         WHERE starts_with(a.application_name, 'dbsandbox:' || %(sandbox)s)) AS live,
        (SELECT count(*) FROM pg_catalog.pg_stat_activity a
          WHERE a.datname = d.datname) AS connections
 FROM pg_catalog.pg_database d
-WHERE d.datname LIKE %(prefix)s
-  AND pg_catalog.shobj_description(d.oid, 'pg_database') LIKE %(marker)s
-ORDER BY 1
+WHERE d.datname = %(name)s
 """
 
-_ORPHAN_SCHEMAS = """
-SELECT n.nspname,
+_SCHEMA_STATE = """
+SELECT n.oid,
        pg_catalog.pg_get_userbyid(n.nspowner) = current_user
          OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS may_drop,
        (SELECT count(*) FROM pg_catalog.pg_stat_activity a
-         WHERE starts_with(a.application_name, 'dbsandbox:' || n.nspname)) AS live,
+         WHERE starts_with(a.application_name, 'dbsandbox:' || %(sandbox)s)) AS live,
        0 AS connections
 FROM pg_catalog.pg_namespace n
-WHERE n.nspname LIKE %(prefix)s
-  AND pg_catalog.obj_description(n.oid, 'pg_namespace') LIKE %(marker)s
+WHERE n.nspname = %(name)s
+"""
+
+# Marked like ours, yet no record names them: reported so that a person can decide.
+_UNRECORDED = """
+SELECT d.datname FROM pg_catalog.pg_database d
+WHERE d.datname LIKE %(prefix)s
+  AND pg_catalog.shobj_description(d.oid, 'pg_database') LIKE %(marker)s
+  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+                  WHERE starts_with(a.application_name,
+                                    'dbsandbox:' || regexp_replace(d.datname, '_(s[0-9]+|r)$', '')))
 ORDER BY 1
 """
 
 
 def clean_postgres(url_text: str, dry_run: bool = False) -> CleanReport:
-    """Drop orphaned scratch databases on the server and scratch schemas in the URL's database."""
-    import psycopg2
-
+    """Drop what dead sandboxes of this machine recorded on the URL's server."""
     report = CleanReport()
     url = parse_postgres_url(url_text)
     engine, admin, sa_conn = connect_admin(url, "dbsandbox:clean")
-    params = {"prefix": SCRATCH_PREFIX.replace("_", r"\_") + "%", "marker": MARKER + "%"}
     try:
-        for query, what in ((_ORPHAN_DATABASES, "database"), (_ORPHAN_SCHEMAS, "schema")):
-            with admin.cursor() as cursor:
-                cursor.execute(query, params)
-                candidates = cursor.fetchall()
-            for name, may_drop, live, connections in candidates:
-                label = f"{what} {name}"
-                if live:
-                    report.kept.append(f"{label}: in use by a running sandbox")
-                elif connections:
-                    report.kept.append(f"{label}: {connections} other connection(s) open")
-                elif not may_drop:
-                    report.kept.append(f"{label}: owned by another role")
-                elif dry_run:
-                    report.removed.append(f"{label} (dry run: not dropped)")
-                else:
-                    drop = (
-                        "DROP DATABASE IF EXISTS" if what == "database" else "DROP SCHEMA IF EXISTS"
+        server_id = system_identifier(admin)
+        recorded: set[str] = set()
+        for record in all_records():
+            known = record.server.get("system_identifier")
+            if known and server_id and known != server_id:
+                continue  # a sandbox on another server
+            recorded.update(record.objects)
+            if record.mode == "schema":
+                if record.database is None:
+                    continue
+                # The schema lives in the database the sandbox was given.
+                schema_engine, schema_admin, schema_conn = connect_admin(
+                    url.set(database=record.database), "dbsandbox:clean"
+                )
+                try:
+                    _clean_record(schema_admin, record, "schema", dry_run, report)
+                finally:
+                    schema_conn.close()
+                    schema_engine.dispose()
+            else:
+                _clean_record(admin, record, "database", dry_run, report)
+        with admin.cursor() as cursor:
+            params = {"prefix": SCRATCH_PREFIX.replace("_", r"\_") + "%", "marker": MARKER + "%"}
+            cursor.execute(_UNRECORDED, params)
+            for (name,) in cursor.fetchall():
+                if name not in recorded:
+                    report.kept.append(
+                        f"database {name}: marked as a scratch database, but no sandbox on this "
+                        "machine recorded making it (a marker can be forged); drop it yourself "
+                        "if it is yours"
                     )
-                    suffix = " CASCADE" if what == "schema" else ""
-                    try:
-                        with admin.cursor() as cursor:
-                            cursor.execute(f"{drop} {quote_ident(name)}{suffix}")
-                    except psycopg2.Error as exc:
-                        # E.g. someone connected since the check: keep going with the others,
-                        # and say why this one stays (no traceback).
-                        reason = exc.diag.message_primary or str(exc).strip().splitlines()[0]
-                        report.kept.append(f"{label}: could not drop it: {reason}")
-                    else:
-                        report.removed.append(label)
     finally:
         sa_conn.close()
         engine.dispose()
@@ -106,29 +118,88 @@ def clean_postgres(url_text: str, dry_run: bool = False) -> CleanReport:
     return report
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _clean_record(
+    admin: Any, record: Record, what: str, dry_run: bool, report: CleanReport
+) -> None:
+    """Drop what one record names, if its sandbox is dead; strike what is gone from it."""
+    import psycopg2
+
+    state_sql = _SCHEMA_STATE if what == "schema" else _DATABASE_STATE
+    alive = record.owner_alive()
+    for name, oid in sorted(record.objects.items()):
+        label = f"{what} {name}"
+        with admin.cursor() as cursor:
+            cursor.execute(state_sql, {"name": name, "sandbox": record.name})
+            row = cursor.fetchone()
+        if row is None:
+            if not dry_run and not alive:
+                record.release(name)  # never made, or already gone
+            continue
+        found_oid, may_drop, live, connections = row
+        if oid is not None and int(found_oid) != oid:
+            # Someone made a new one under a name this sandbox once used: not ours.
+            report.kept.append(f"{label}: not the one the sandbox made (its oid changed)")
+            if not dry_run and not alive:
+                record.release(name)
+            continue
+        if alive or live:
+            report.kept.append(f"{label}: in use by a running sandbox")
+        elif connections:
+            report.kept.append(f"{label}: {connections} other connection(s) open")
+        elif not may_drop:
+            report.kept.append(f"{label}: owned by another role")
+        elif dry_run:
+            report.removed.append(f"{label} (dry run: not dropped)")
+        else:
+            drop = (
+                f"DROP DATABASE IF EXISTS {quote_ident(name)}"
+                if what == "database"
+                else f"DROP SCHEMA IF EXISTS {quote_ident(name)} CASCADE"
+            )
+            try:
+                with admin.cursor() as cursor:
+                    cursor.execute(drop)
+            except psycopg2.Error as exc:
+                # E.g. someone connected since the check: keep going with the others, and say
+                # why this one stays (no traceback).
+                reason = exc.diag.message_primary or str(exc).strip().splitlines()[0]
+                report.kept.append(f"{label}: could not drop it: {reason}")
+            else:
+                record.release(name)
+                report.removed.append(label)
+    if not dry_run and not alive and not record.objects:
+        record.forget()
+
+
+# The process that made a directory is in its name from the moment it exists (mkdtemp's
+# prefix); owner.pid, written just after, says the same for directories of older versions.
+_OWNER_IN_NAME = re.compile(re.escape(TEMP_DIR_PREFIX) + r"(\d+)-")
+
+
+def _owner_of(directory: Path) -> int | None:
+    owner = directory / "owner.pid"
+    with contextlib.suppress(OSError, ValueError):
+        return int(owner.read_text().strip())
+    match = _OWNER_IN_NAME.match(directory.name)
+    return int(match.group(1)) if match else None
 
 
 def clean_sqlite(dry_run: bool = False, root: Path | None = None) -> CleanReport:
-    """Remove temporary SQLite sandbox directories whose process is gone."""
+    """Remove temporary SQLite sandbox directories (of this user) whose process is gone."""
     report = CleanReport()
     base = root or Path(tempfile.gettempdir())
     for directory in sorted(base.glob(TEMP_DIR_PREFIX + "*")):
-        owner = directory / "owner.pid"
-        if not directory.is_dir() or not owner.is_file():
-            continue  # not ours: we always write owner.pid
         try:
-            pid = int(owner.read_text().strip())
-        except ValueError:
+            info = directory.lstat()
+        except OSError:
             continue
-        if _alive(pid):
+        # Only real directories of this user: never follow a link, never touch another's.
+        if not directory.is_dir() or directory.is_symlink() or info.st_uid != os.getuid():
+            continue
+        pid = _owner_of(directory)
+        if pid is None:
+            continue  # not ours: ours always name their process
+        if pid_alive(pid):
             report.kept.append(f"{directory}: in use by process {pid}")
         elif dry_run:
             report.removed.append(f"{directory} (dry run: not removed)")

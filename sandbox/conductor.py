@@ -34,6 +34,7 @@ from sandbox.statements import MetaCommand, Statement
 from sandbox.targets import Target, WaitInfo
 from sandbox.timeline import EventKind, Timeline
 from sandbox.transcript import describe_close, plural, record_outcome, short_sql
+from sandbox.worker import Worker
 
 if TYPE_CHECKING:
     # The guard pulls in sqlglot; the conductor only needs its types until one is passed.
@@ -49,6 +50,14 @@ _WATCH_YOUNG_S = 0.003
 _YOUNG_S = 0.25
 # How long a cancelled statement is given before the cancel is sent again.
 _CANCEL_RETRY_S = 0.5
+# After its connection is cut, how long a statement's driver call is given to return before
+# the statement is written off (its thread, a daemon, is left to the operating system).
+_SEVER_GRACE_S = 2.0
+LOST_SESSION_NOTE = "not run: this session's connection was lost; open a new session to go on"
+SERVER_SILENT_NOTE = (
+    "the server did not answer the cancel (is it frozen or unreachable?): the connection was "
+    "cut, whatever this session had not committed is lost, and it cannot run anything more"
+)
 
 
 @dataclass(eq=False)
@@ -84,6 +93,8 @@ class Execution:
     _generation: int = 0  # the session's cancel generation when it was submitted
     _running_since: float = 0.0  # start of the current stretch of running (not waiting)
     _cancel_sent: float = 0.0  # when the engine was last asked to stop it
+    _cancel_asked: float = 0.0  # when dbsandbox first asked (the cancel's grace runs from it)
+    _severed: float = 0.0  # when its connection was cut because the cancel did not land
 
     def finished(self) -> bool:
         return self.outcome is not None or self.failure is not None
@@ -97,9 +108,10 @@ class Execution:
 @dataclass
 class _Seat:
     session: Session
-    executor: cf.ThreadPoolExecutor
+    executor: Worker
     last: Execution | None = None
     schema: Schema | None = None  # what this session sees, for schema-aware lint; None: stale
+    lost: bool = False  # its connection is gone: what it is handed is not run
     generation: int = 0  # bumped by a cancel: statements queued before it never run
 
 
@@ -231,11 +243,11 @@ class Conductor:
                 if self._closing:
                     raise RuntimeError("the sandbox is closing")
             session = Session(name, self.target, self.page_size)
-            executor = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"session-{name}")
+            executor = Worker(f"session-{name}")
             try:
                 executor.submit(session.open).result()
             except BaseException:
-                executor.shutdown(wait=False)
+                executor.shutdown()
                 raise
             seat = _Seat(session, executor)
             with self._lock:
@@ -258,7 +270,16 @@ class Conductor:
             return future.result(timeout=timeout_s)
         except cf.TimeoutError:
             seat.session.cancel()
+        try:
             return future.result(timeout=self.target.cancel_grace_s)
+        except cf.TimeoutError:
+            seat.session.sever()
+        try:
+            return future.result(timeout=_SEVER_GRACE_S)
+        except cf.TimeoutError:
+            seat.lost = True
+            state = seat.session.tx_state
+            return Outcome(Status.ERROR, state, state, 0.0, note=SERVER_SILENT_NOTE)
 
     # ------------------------------------------------------------------ statements
 
@@ -334,8 +355,13 @@ class Conductor:
     def _perform(self, seat: _Seat, execution: Execution, guard: Guard | None) -> None:
         """Runs on the session's thread: review, send, and record what the engine answered."""
         try:
+            if execution.finished():
+                return  # written off while it was queued behind a statement that hung
             if execution._generation != seat.generation:
                 self._finish_unrun(execution, "not run: cancelled while it was queued")
+                return
+            if seat.lost:
+                self._finish_unrun(execution, LOST_SESSION_NOTE)
                 return
             with self._gate.shared():
                 if guard is not None and not self._passes(guard, seat, execution):
@@ -376,7 +402,11 @@ class Conductor:
             with self._lock:
                 for other in self._seats.values():
                     other.schema = None
+        if outcome.note == CONNECTION_LOST_NOTE:
+            seat.lost = True
         with execution.lock:
+            if execution.outcome is not None:
+                return  # written off (`_write_off`) while the driver would not return
             execution.outcome = outcome
             if execution.waiting:
                 self._wait_over(execution)
@@ -403,16 +433,21 @@ class Conductor:
         )
 
     def _finish_unrun(self, execution: Execution, note: str) -> None:
-        state = self._seat(execution.session).session.tx_state
+        """Record a statement that never reached the engine: cancelled while queued, or handed
+        to a session whose connection is gone (an error: the statement could not run)."""
+        seat = self._seats.get(execution.session)
+        state = seat.session.tx_state if seat is not None else TxState.IDLE
+        lost = note == LOST_SESSION_NOTE
+        status = Status.ERROR if lost else Status.CANCELLED
         execution.outcome = Outcome(
-            status=Status.CANCELLED, tx_before=state, tx_after=state, elapsed_ms=0.0, note=note
+            status=status, tx_before=state, tx_after=state, elapsed_ms=0.0, note=note
         )
         self.timeline.add(
             execution.session,
-            EventKind.CANCELLED,
+            EventKind.ERROR if lost else EventKind.CANCELLED,
             note,
             statement=execution.index,
-            outcome=str(Status.CANCELLED),
+            outcome=str(status),
         )
 
     def _passes(self, guard: Guard, seat: _Seat, execution: Execution) -> bool:
@@ -690,6 +725,7 @@ class Conductor:
             if execution.finished() or execution.cancelling is not None:
                 return
             execution.cancelling = reason
+            execution._cancel_asked = time.perf_counter()
             self.timeline.add(
                 execution.session,
                 EventKind.CANCELLED,
@@ -702,25 +738,86 @@ class Conductor:
         execution._cancel_sent = time.perf_counter()
 
     def _repeat_cancel(self, execution: Execution, now: float) -> None:
-        # sqlite3_interrupt() is a no-op until the statement is stepping again, and a cancel
-        # can race the statement's start: send it again until the statement ends.
+        """Press a cancel home: send it again, then cut the connection, then write it off.
+
+        sqlite3_interrupt() is a no-op until the statement is stepping again, and a cancel can
+        race the statement's start, so it is sent again until the statement ends. A frozen
+        server or backend never acts on it: after the target's grace the connection is cut,
+        and a driver call that still does not return is written off.
+        """
+        seat = self._seats.get(execution.session)
+        if seat is None or execution.finished():
+            return
+        if execution._severed:
+            if now - execution._severed >= _SEVER_GRACE_S:
+                self._write_off(seat, execution)
+            return
+        if execution._cancel_asked and now - execution._cancel_asked >= self.target.cancel_grace_s:
+            execution._severed = now
+            self.timeline.add(
+                execution.session,
+                EventKind.NOTICE,
+                f"the cancel did not land within {self.target.cancel_grace_s:g} s: "
+                "cutting the session's connection",
+                statement=execution.index,
+            )
+            seat.session.sever()
+            return
         if now - execution._cancel_sent >= _CANCEL_RETRY_S:
-            seat = self._seats.get(execution.session)
-            if seat is not None:
-                seat.session.cancel()
+            seat.session.cancel()
             execution._cancel_sent = now
 
-    def cancel(self, execution: Execution, reason: str) -> None:
-        """Stop a statement and wait (bounded) for its outcome."""
-        self.request_cancel(execution, reason)
-        deadline = time.perf_counter() + self.target.cancel_grace_s
+    def _write_off(self, seat: _Seat, execution: Execution) -> None:
+        """Give up on a statement whose driver call will not return; its session is lost."""
+        seat.lost = True
+        state = seat.session.tx_state
+        with execution.lock:
+            if execution.finished():
+                return
+            execution.outcome = Outcome(Status.ERROR, state, state, 0.0, note=SERVER_SILENT_NOTE)
+            execution.waiting = False
+            self.timeline.add(
+                execution.session,
+                EventKind.CONNECTION_LOST,
+                f"session {execution.session} is gone: {SERVER_SILENT_NOTE}",
+                statement=execution.index,
+                outcome=str(Status.ERROR),
+            )
         with self._lock:
-            while not execution.finished() and time.perf_counter() < deadline:
-                self._changed.wait(0.05)
-                if not execution.finished() and execution.started is not None:
-                    self._repeat_cancel(execution, time.perf_counter())
-        if not execution.finished():
-            raise RuntimeError(f"statement {execution.index} did not stop after cancel")
+            queued = [
+                e
+                for e in self._in_flight
+                if e.session == execution.session and e is not execution and e.started is None
+            ]
+        for behind in queued:
+            self._finish_unrun(behind, LOST_SESSION_NOTE)
+        with self._lock:
+            for done in (execution, *queued):
+                self._running.discard(done)
+                self._in_flight.discard(done)
+            self._last_finish = time.perf_counter()
+            self._changed.notify_all()
+
+    def cancel(self, execution: Execution, reason: str) -> None:
+        """Stop a statement and wait (bounded) for its outcome.
+
+        Bounded even on a frozen server: the cancel is pressed home by `_repeat_cancel`.
+        """
+        self.request_cancel(execution, reason)
+        while not execution.finished():
+            with self._lock:
+                if not execution.finished():
+                    self._changed.wait(0.05)
+            if execution.finished():
+                break
+            # Outside the conductor's lock: writing a statement off takes the execution's.
+            if execution.started is not None:
+                self._repeat_cancel(execution, time.perf_counter())
+            elif execution._cancel_asked and (
+                time.perf_counter() - execution._cancel_asked
+                > self.target.cancel_grace_s + _SEVER_GRACE_S
+            ):
+                break  # never sent: its session is stuck behind another statement
 
     def cancel_session(self, name: str, reason: str = "cancelled by you") -> Execution | None:
         """Stop what `name` runs or waits for, and drop what is queued behind it.
@@ -922,13 +1019,25 @@ class Conductor:
         if last is not None and not last.finished():
             with contextlib.suppress(RuntimeError):
                 self.cancel(last, "the session is closing")
+        message: str | None = None
         try:
-            state, count = seat.executor.submit(seat.session.close).result(timeout=30)
+            if seat.lost:
+                # Its connection is gone; closing it could block behind a driver call that
+                # never returned. The server ended its transaction with the connection.
+                message = f"session {name} closed (its connection had been lost)"
+            else:
+                future = seat.executor.submit(seat.session.close)
+                try:
+                    state, count = future.result(timeout=self.target.cancel_grace_s + 5)
+                except cf.TimeoutError:
+                    message = f"session {name} abandoned: closing its connection did not finish"
+                else:
+                    message = describe_close(name, state, count)
         finally:
-            seat.executor.shutdown(wait=False)
+            seat.executor.shutdown()
             with self._lock:
                 self._seats.pop(name, None)
-        self.timeline.add(name, EventKind.SESSION_CLOSED, describe_close(name, state, count))
+        self.timeline.add(name, EventKind.SESSION_CLOSED, message)
 
     def close(self) -> None:
         with self._lock:

@@ -155,6 +155,12 @@ class Session:
             self._cancel_requested = True
             self._adapter.cancel(self._connection.raw)
 
+    def sever(self) -> None:
+        """Cut the connection under a statement a cancel could not stop (thread safe)."""
+        if self._connection is not None:
+            self._cancel_requested = True
+            self._adapter.sever(self._connection.raw)
+
     def close(self) -> tuple[TxState, int]:
         """Close the connection; returns the transaction state it had and its statement count.
 

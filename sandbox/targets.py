@@ -7,6 +7,7 @@ creates, alters or drops anything it did not create.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import datetime as dt
 import os
@@ -16,6 +17,7 @@ import shutil
 import socket
 import sqlite3
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ from sandbox.engines import EngineAdapter
 from sandbox.engines.sqlite import SqliteAdapter, write_lock_held
 from sandbox.errors import UserError
 from sandbox.masking import mask_url, redact, register_secret
+from sandbox.ownership import Record
+from sandbox.worker import detached
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -159,7 +163,9 @@ class SqliteTarget(Target):
         self.cancel_grace_s = 5.0 + busy_timeout_ms / 1000
         if from_file is not None:
             _check_sqlite_file(from_file)
-        self.directory = Path(tempfile.mkdtemp(prefix=TEMP_DIR_PREFIX))
+        # The process is named in the directory's name from the moment it exists: `dbsandbox
+        # clean` can tell an orphan even if a kill came before owner.pid was written.
+        self.directory = Path(tempfile.mkdtemp(prefix=f"{TEMP_DIR_PREFIX}{os.getpid()}-"))
         (self.directory / "owner.pid").write_text(str(os.getpid()))
         self.path = self.directory / "sandbox.db"
         try:
@@ -374,28 +380,47 @@ class PostgresTarget(Target):
 
         self.adapter = PostgresAdapter()
         base = parse_postgres_url(url_text)
+        self._base = base
         self.name = _scratch_name()
         # Every connection of this sandbox carries its name: `dbsandbox clean` tells live
         # sandboxes from orphans by looking for it in pg_stat_activity.
         self.application_name = f"dbsandbox:{self.name}"
+        # What `close` could not remove (the server gone, frozen or refusing), by name.
+        self.leftovers: list[str] = []
+        self.leftover_reason: str | None = None
         self._admin_engine, self._admin, self._admin_sa = connect_admin(base, self.application_name)
         self.mode = "database"
+        self.record = Record(
+            self.name,
+            server={
+                "host": base.host,
+                "port": base.port,
+                "user": base.username,
+                "system_identifier": system_identifier(self._admin),
+            },
+        )
         options: str | None = None
         try:
             with self._admin.cursor() as cursor:
+                # Recorded before it exists: a kill at any moment leaves nothing unrecorded.
+                self.record.claim(self.name)
                 try:
                     cursor.execute(f"CREATE DATABASE {quote_ident(self.name)}")
+                    self.record.created(self.name, database_oid(cursor, self.name))
                     cursor.execute(
                         f"COMMENT ON DATABASE {quote_ident(self.name)} IS %s", (_marker_comment(),)
                     )
                     self.url = base.set(database=self.name)
                 except psycopg2.errors.InsufficientPrivilege:
-                    self.mode = "schema"
+                    self.record.release(self.name)
+                    self.mode = self.record.mode = "schema"
+                    self.record.database = base.database
                     self.url = base
                     self._create_schema(cursor, base)
                     options = f"-c search_path={self.name}"
         except BaseException:
-            self._drop()
+            with contextlib.suppress(Exception):
+                self._remove_everything()
             self._admin_sa.close()
             self._admin_engine.dispose()
             raise
@@ -415,7 +440,12 @@ class PostgresTarget(Target):
         import psycopg2
 
         try:
+            self.record.claim(self.name)
             cursor.execute(f"CREATE SCHEMA {quote_ident(self.name)}")
+            cursor.execute(
+                "SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = %s", (self.name,)
+            )
+            self.record.created(self.name, int(cursor.fetchone()[0]))
             cursor.execute(
                 f"COMMENT ON SCHEMA {quote_ident(self.name)} IS %s", (_marker_comment(),)
             )
@@ -441,8 +471,24 @@ class PostgresTarget(Target):
 
     @property
     def admin(self) -> Any:
-        """The autocommit connection to the server's own database that creates and drops."""
+        """The autocommit connection to the server's own database that creates and drops.
+
+        Reopened when the server dropped it (a restart, a terminated backend): the next
+        operation gets a working connection instead of "connection already closed".
+        """
+        if self._admin.closed:
+            self._reconnect_admin()
         return self._admin
+
+    def _reconnect_admin(self) -> None:
+        old_sa, old_engine = self._admin_sa, self._admin_engine
+        self._admin_engine, self._admin, self._admin_sa = connect_admin(
+            self._base, self.application_name
+        )
+        with contextlib.suppress(Exception):
+            old_sa.close()
+        with contextlib.suppress(Exception):
+            old_engine.dispose()
 
     def marker_comment(self, what: str | None = None) -> str:
         return _marker_comment(what)
@@ -533,24 +579,99 @@ class PostgresTarget(Target):
             self._watch.close()
             self._watch = None
 
-    def _drop(self) -> None:
-        with self._admin.cursor() as cursor:
+    def drop_owned(self, obj: str) -> None:
+        """Drop one object of this sandbox's record (a database, or its scratch schema), then
+        strike it from the record. Raises the driver's error when the server refuses."""
+        with self.admin.cursor() as cursor:
             if self.mode == "database":
                 # FORCE ends connections a crashed session may have left behind.
-                cursor.execute(f"DROP DATABASE IF EXISTS {quote_ident(self.name)} WITH (FORCE)")
+                cursor.execute(f"DROP DATABASE IF EXISTS {quote_ident(obj)} WITH (FORCE)")
             else:
-                cursor.execute(f"DROP SCHEMA IF EXISTS {quote_ident(self.name)} CASCADE")
+                cursor.execute(f"DROP SCHEMA IF EXISTS {quote_ident(obj)} CASCADE")
+        self.record.release(obj)
+
+    def _remove_everything(self) -> None:
+        """Drop every object the record names, reconnecting while the server comes back."""
+        import psycopg2
+
+        deadline = time.monotonic() + RECONNECT_FOR_S
+        self._close_snapshots()
+        while True:
+            try:
+                # The live database last: snapshots are clones of it.
+                for obj in sorted(self.record.objects, key=lambda o: o == self.name):
+                    self.drop_owned(obj)
+                self.record.forget()
+                return
+            except (psycopg2.OperationalError, psycopg2.InterfaceError, UserError) as exc:
+                # A restart or a terminated admin backend: try again on a new connection.
+                self.leftover_reason = _first_line(exc)
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+                with contextlib.suppress(UserError):
+                    self._reconnect_admin()
 
     def close(self) -> None:
+        """Remove everything this sandbox made; bounded even when the server is frozen.
+
+        What could not be removed stays in the record (`dbsandbox clean` finds it) and is
+        listed in `leftovers`, with the reason in `leftover_reason`.
+        """
         self._stop_watching()
         for engine in self._engines.values():
             engine.dispose()
+        removal = detached(self._remove_everything, name="dbsandbox-drop")
         try:
-            self._close_snapshots()
-            self._drop()
-        finally:
-            self._admin_sa.close()
-            self._admin_engine.dispose()
+            removal.result(timeout=CLOSE_WITHIN_S)
+        except cf.TimeoutError:
+            self.leftover_reason = f"the server did not answer within {CLOSE_WITHIN_S:g} s"
+        except Exception as exc:
+            self.leftover_reason = _first_line(exc)
+        else:
+            self.leftover_reason = None
+        self.leftovers = sorted(self.record.objects)
+        if removal.done():
+            with contextlib.suppress(Exception):
+                self._admin_sa.close()
+            with contextlib.suppress(Exception):
+                self._admin_engine.dispose()
+
+
+# How long closing a sandbox keeps reconnecting to a server that went away (a restart takes
+# a few seconds), and how long it waits in all before it gives up on a server that does not
+# answer (frozen): then it says what is left and that `dbsandbox clean` will remove it.
+RECONNECT_FOR_S = 15.0
+CLOSE_WITHIN_S = 30.0
+
+
+def _first_line(exc: BaseException) -> str:
+    import psycopg2
+
+    if isinstance(exc, psycopg2.Error) and exc.diag.message_primary:
+        text = exc.diag.message_primary
+    else:
+        text = str(getattr(exc, "orig", None) or exc)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return redact(lines[0] if lines else type(exc).__name__)
+
+
+def system_identifier(admin: Any) -> str | None:
+    """The server's unique id (pg_control_system), where the role may read it."""
+    import psycopg2
+
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT system_identifier::text FROM pg_catalog.pg_control_system()")
+            return str(cursor.fetchone()[0])
+    except psycopg2.Error:
+        return None
+
+
+def database_oid(cursor: Any, name: str) -> int | None:
+    cursor.execute("SELECT oid FROM pg_catalog.pg_database WHERE datname = %s", (name,))
+    row = cursor.fetchone()
+    return int(row[0]) if row else None
 
 
 def open_target(options: TargetOptions) -> Target:

@@ -36,6 +36,22 @@ def _postgres_problem(url: str | None) -> str | None:
     return None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Sandbox records go to a directory of the test run's own (subprocesses inherit it), so
+    `dbsandbox clean` in a test sees this run's sandboxes only, never the developer's."""
+    from sandbox.ownership import STATE_VARIABLE
+
+    previous = os.environ.get(STATE_VARIABLE)
+    state = tmp_path_factory.mktemp("state")
+    os.environ[STATE_VARIABLE] = str(state)
+    yield state
+    if previous is None:
+        os.environ.pop(STATE_VARIABLE, None)
+    else:
+        os.environ[STATE_VARIABLE] = previous
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     url = os.environ.get(POSTGRES_ENV)

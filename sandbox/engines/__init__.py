@@ -44,6 +44,10 @@ class EngineAdapter(Protocol):
     def cancel(self, conn: Any) -> None:
         """Stop the statement running on `conn`; safe to call from another thread."""
 
+    def sever(self, conn: Any) -> None:
+        """Cut the connection under a statement that a cancel could not stop (a frozen server):
+        the driver call blocked on it returns at once with "connection lost"."""
+
     def session_id(self, conn: Any) -> int | None:
         """The server process id serving this connection, where the engine has one."""
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
+import threading
 from typing import Any
 
 import psycopg2
@@ -23,6 +26,19 @@ _TX_STATES = {
     ext.TRANSACTION_STATUS_ACTIVE: TxState.IN_TRANSACTION,
     ext.TRANSACTION_STATUS_INERROR: TxState.FAILED,
 }
+
+
+_cancelling: set[int] = set()
+_cancelling_lock = threading.Lock()
+
+
+def _cancel_quietly(conn: Any) -> None:
+    try:
+        with contextlib.suppress(Exception):  # a closed connection has nothing to cancel
+            conn.cancel()
+    finally:
+        with _cancelling_lock:
+            _cancelling.discard(id(conn))
 
 
 class PostgresAdapter:
@@ -105,7 +121,25 @@ class PostgresAdapter:
         return notices
 
     def cancel(self, conn: Any) -> None:
-        conn.cancel()
+        # PQcancel opens its own connection to the server and waits for the answer, which a
+        # frozen (SIGSTOPped) server never sends: the caller (the watcher, the UI) must not
+        # wait with it. One cancel at a time per connection; a stuck one is a daemon thread.
+        with _cancelling_lock:
+            if id(conn) in _cancelling:
+                return
+            _cancelling.add(id(conn))
+        threading.Thread(
+            target=_cancel_quietly, args=(conn,), name="dbsandbox-pg-cancel", daemon=True
+        ).start()
+
+    def sever(self, conn: Any) -> None:
+        # shutdown() acts on the socket itself, shared with libpq's descriptor: its blocked
+        # recv() returns at once and the statement fails as "server closed the connection".
+        with (
+            contextlib.suppress(Exception),
+            socket.socket(fileno=os.dup(conn.fileno())) as sock,
+        ):
+            sock.shutdown(socket.SHUT_RDWR)
 
     def session_id(self, conn: Any) -> int | None:
         return int(conn.info.backend_pid)

@@ -49,6 +49,10 @@ class SqliteAdapter:
     def cancel(self, conn: sqlite3.Connection) -> None:
         conn.interrupt()
 
+    def sever(self, conn: sqlite3.Connection) -> None:
+        # An embedded engine has no connection to cut; interrupting again is all there is.
+        conn.interrupt()
+
     def session_id(self, conn: Any) -> int | None:
         return None
 

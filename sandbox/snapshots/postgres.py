@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sandbox.masking import redact
 from sandbox.snapshots.model import SnapshotError
 from sandbox.snapshots.store import SnapshotStore
+from sandbox.targets import database_oid as _database_oid
 from sandbox.targets import quote_ident
 
 if TYPE_CHECKING:
@@ -54,10 +55,12 @@ class PostgresSnapshots(SnapshotStore):
     def _take(self, name: str, serial: int) -> tuple[str, int, int]:
         self._require_databases()
         database = f"{self.target.name}_s{serial}"
-        admin = self.target.admin
+        # Recorded before it exists, so a crash mid-copy leaves nothing `clean` cannot find.
+        self.target.record.claim(database)
         try:
             method, tables = self._clone_or_copy(database)
-            with admin.cursor() as cursor:
+            with self.target.admin.cursor() as cursor:
+                self.target.record.created(database, _database_oid(cursor, database))
                 cursor.execute(
                     f"COMMENT ON DATABASE {quote_ident(database)} IS %s",
                     (self.target.marker_comment(f"snapshot {name} of {self.target.name}"),),
@@ -139,17 +142,21 @@ class PostgresSnapshots(SnapshotStore):
 
         live = self.target.name
         fresh = f"{live}_r"
-        with self.target.admin.cursor() as cursor:
-            try:
+        record = self.target.record
+        try:
+            with self.target.admin.cursor() as cursor:
                 # Clone first: if that fails, the live database is still there, untouched.
                 snapshot, now, new = map(quote_ident, (self._databases[name], live, fresh))
+                record.claim(fresh)
                 cursor.execute(f"DROP DATABASE IF EXISTS {new} WITH (FORCE)")
                 cursor.execute(f"CREATE DATABASE {new} TEMPLATE {snapshot}")
+                record.created(fresh, _database_oid(cursor, fresh))
                 cursor.execute(f"DROP DATABASE {now} WITH (FORCE)")
                 cursor.execute(f"ALTER DATABASE {new} RENAME TO {now}")
+                record.renamed(fresh, live)
                 cursor.execute(f"COMMENT ON DATABASE {now} IS %s", (self.target.marker_comment(),))
-            except psycopg2.Error as exc:
-                raise SnapshotError(f"restore of {name} failed: {_message(exc)}") from None
+        except psycopg2.Error as exc:
+            raise SnapshotError(f"restore of {name} failed: {_message(exc)}") from None
 
     # ------------------------------------------------------------------ comparing
 
@@ -191,8 +198,10 @@ class PostgresSnapshots(SnapshotStore):
             connection.close()
 
     def _drop(self, database: str) -> None:
-        with contextlib.suppress(Exception), self.target.admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {quote_ident(database)} WITH (FORCE)")
+        # What cannot be dropped now stays in the sandbox's record: closing the sandbox tries
+        # again, and `dbsandbox clean` after that.
+        with contextlib.suppress(Exception):
+            self.target.drop_owned(database)
 
     def close(self) -> None:
         for database in self._databases.values():
