@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_STOPPED = 3  # the guard stopped a script at a dangerous statement
+EXIT_LEFT_BEHIND = 4  # it ran, but the sandbox could not be removed (`dbsandbox clean` will)
 EXIT_INTERRUPTED = 130
 
 
@@ -283,6 +284,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_scenario(args: argparse.Namespace) -> int:
+    from sandbox.lifecycle import sandbox_closed_at_end
     from sandbox.runner import RunOptions
     from sandbox.scenario import report as scenario_report
     from sandbox.scenario.catalog import find
@@ -296,7 +298,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
         raise UserError(f"scenario {scenario.id} runs on {engines} only{why}")
     options = _target_options(args)
     _check_exports(args.export)  # a bad path fails before the run, not after it
-    with open_target(options) as target:
+    with sandbox_closed_at_end(open_target(options)) as target:
         try:
             result = play(
                 scenario,
@@ -339,6 +341,7 @@ def _open_app(
     options: object, scenario: object, pick: bool, statement_timeout_s: float = 30.0
 ) -> int:
     # Only this command imports the UI: the headless commands never load textual.
+    from sandbox.lifecycle import Shield
     from sandbox.ui.app import create_app
 
     app = create_app(options, scenario, pick, statement_timeout_s)  # type: ignore[arg-type]
@@ -346,10 +349,18 @@ def _open_app(
         app.run()
     finally:
         # A closed terminal (SIGHUP) or kill unwinds past the app's own cleanup: the scratch
-        # database must still go.
-        app.bridge.close()
+        # database must still go, and a second Ctrl+C must not cut its removal short.
+        with Shield():
+            app.bridge.close()
     # A crash inside the app (its traceback already printed) must not look like success.
     return app.return_code or EXIT_OK
+
+
+def _cmd_app(args: argparse.Namespace) -> int:
+    """Bare `dbsandbox`: the app on a fresh SQLite sandbox, the scenario picker in front."""
+    from sandbox.targets import TargetOptions
+
+    return _open_app(TargetOptions(), None, pick=True)
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
@@ -406,6 +417,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _run_script(args: argparse.Namespace) -> int:
     from sandbox import report
     from sandbox.guard.policy import Guard
+    from sandbox.lifecycle import sandbox_closed_at_end
     from sandbox.runner import RunOptions, read_script, run_steps
     from sandbox.statements import Dialect
     from sandbox.targets import open_target
@@ -416,7 +428,7 @@ def _run_script(args: argparse.Namespace) -> int:
     guard = Guard(yes=args.yes, acknowledged=script.acknowledged)
     options = _target_options(args)
     _check_exports(args.export)  # a bad path fails before the run, not after it
-    with open_target(options) as target:
+    with sandbox_closed_at_end(open_target(options)) as target:
         result = run_steps(
             script.steps,
             target,
@@ -510,9 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        from sandbox.targets import TargetOptions
-
-        return _open_app(TargetOptions(), None, pick=True)
+        args.handler = _cmd_app
     # A terminal closing or `kill` must clean up like Ctrl+C: scratch databases are dropped
     # in the `finally` blocks that KeyboardInterrupt unwinds through. The previous handlers
     # come back afterwards, so calling main() in-process (tests, embedding) leaves no trace.
@@ -520,20 +530,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):
             previous[sig] = signal.signal(sig, _raise_interrupt)
+    from sandbox.lifecycle import existing
+
+    before = existing()
+    interrupted = False
+    code = EXIT_OK
     try:
-        code: int = args.handler(args)
-        return code
+        code = args.handler(args)
     except UserError as exc:
         print(f"dbsandbox: {redact(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
+        code = EXIT_USAGE
     except KeyboardInterrupt:
-        print("dbsandbox: interrupted; the sandbox was removed", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        interrupted, code = True, EXIT_INTERRUPTED
     except BrokenPipeError:
         # `dbsandbox run ... | head` closing early is not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
     finally:
         for sig, handler in previous.items():
             if handler is not None:  # None: the handler was not set from Python
                 signal.signal(sig, handler)
+    return _last_word(code, interrupted, before)
+
+
+def _last_word(code: int, interrupted: bool, before: set[int]) -> int:
+    """Remove whatever a sandbox of this process still holds, then say truthfully whether
+    anything was left behind."""
+    from sandbox.lifecycle import close_everything_left
+
+    try:
+        left = close_everything_left(before)
+    except KeyboardInterrupt:
+        left, interrupted = ["the sandbox (interrupted while removing it)"], True
+    if interrupted:
+        if left:
+            print(
+                f"dbsandbox: interrupted; left behind: {'; '.join(left)}. "
+                "Run `dbsandbox clean` to remove it",
+                file=sys.stderr,
+            )
+        else:
+            print("dbsandbox: interrupted; the sandbox was removed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if left:
+        print(
+            f"dbsandbox: could not remove the sandbox: {'; '.join(left)}. "
+            "Run `dbsandbox clean` once the server answers",
+            file=sys.stderr,
+        )
+        return code or EXIT_LEFT_BEHIND
+    return code

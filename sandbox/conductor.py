@@ -218,6 +218,7 @@ class Conductor:
         self._failures: list[Execution] = []  # bugs on session threads, not yet re-raised
         self._closing = False
         self._watcher: threading.Thread | None = None
+        self._watch_failing = False  # the engine did not answer the watcher's last question
 
     # ------------------------------------------------------------------ sessions
 
@@ -622,22 +623,20 @@ class Conductor:
                 if self._closing:
                     return
                 running = sorted(self._running, key=lambda e: e.index)
-            try:
-                self._look_at(running)
-            except Exception as exc:  # the monitor lost its connection (server restart)
-                self.timeline.add(
-                    running[0].session, EventKind.NOTICE, f"lock watch interrupted: {exc}"
-                )
-                time.sleep(0.5)
+            if not self._look_at(running):
+                time.sleep(0.5)  # the engine did not answer: do not hammer it
             now = time.perf_counter()
             young = any(e.started is not None and now - e.started < _YOUNG_S for e in running)
             with self._lock:
                 # A statement's end may have released another: look again at once then.
                 self._changed.wait(_WATCH_YOUNG_S if young else settled_interval)
 
-    def _look_at(self, running: list[Execution]) -> None:
+    def _look_at(self, running: list[Execution]) -> bool:
+        """One round of questions; False when the engine could not be asked (the statement
+        timeout is enforced all the same: it needs no answer from the engine)."""
         now = time.perf_counter()
         sessions = self.sessions
+        answered = True
         for execution in running:
             started = execution.started
             if execution.finished() or started is None:
@@ -647,7 +646,8 @@ class Conductor:
                 continue
             seat = self._seats.get(execution.session)
             if (
-                seat is not None
+                answered
+                and seat is not None
                 and now - started >= self.target.wait_probe_after_s
                 and self._may_wait(execution)
             ):
@@ -661,10 +661,32 @@ class Conductor:
                     and not e.waiting
                 }
                 asked = time.perf_counter()
-                wait = self.target.lock_wait(seat.session, sessions, earlier_writers)
-                self._note_wait(seat.session, execution, wait, asked)
-            if not execution.waiting and now - execution._running_since > self.statement_timeout_s:
+                try:
+                    wait = self.target.lock_wait(seat.session, sessions, earlier_writers)
+                except Exception as exc:  # the monitor's connection is gone or silent
+                    answered = False
+                    self._watch_failed(execution, exc)
+                else:
+                    self._watch_failing = False
+                    self._note_wait(seat.session, execution, wait, asked)
+            # Now, not the round's start: the question above may have taken seconds.
+            ran = time.perf_counter() - execution._running_since
+            if not execution.waiting and ran > self.statement_timeout_s:
                 self.request_cancel(execution, f"ran longer than {self.statement_timeout_s:g} s")
+        return answered
+
+    def _watch_failed(self, execution: Execution, exc: Exception) -> None:
+        """Say once per outage that lock waits cannot be seen for now (not every 0.5 s)."""
+        if self._watch_failing:
+            return
+        self._watch_failing = True
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        self.timeline.add(
+            execution.session,
+            EventKind.NOTICE,
+            f"lock watch interrupted ({reason}): waits are not shown until the server answers",
+            statement=execution.index,
+        )
 
     def _may_wait(self, execution: Execution) -> bool:
         kind = execution.kind

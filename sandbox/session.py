@@ -153,7 +153,7 @@ class Session:
         """Ask the engine to stop the running statement (thread safe)."""
         if self._connection is not None:
             self._cancel_requested = True
-            self._adapter.cancel(self._connection.raw)
+            self._target.cancel_statement(self._connection.raw, self.pid)
 
     def sever(self) -> None:
         """Cut the connection under a statement a cancel could not stop (thread safe)."""

@@ -17,6 +17,7 @@ import shutil
 import socket
 import sqlite3
 import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from sandbox.engines.sqlite import SqliteAdapter, write_lock_held
 from sandbox.errors import UserError
 from sandbox.masking import mask_url, redact, register_secret
 from sandbox.ownership import Record
-from sandbox.worker import detached
+from sandbox.worker import Worker, WorkerStopped, detached
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -85,6 +86,22 @@ class Connection:
             self._closer()
 
 
+# Sandboxes this process opened and has not removed: whatever unwinds past a sandbox's own
+# cleanup (a crash, a Ctrl+C at the wrong moment), the CLI closes them before it exits.
+_open: dict[int, Target] = {}
+# Sandboxes closed with something left behind, for an honest last word.
+_left: dict[int, Target] = {}
+_registry_lock = threading.Lock()
+
+
+def open_targets(include_closed: bool = False) -> list[Target]:
+    with _registry_lock:
+        found = list(_open.values())
+        if include_closed:
+            found += [t for t in _left.values() if t not in found]
+    return found
+
+
 class Target(ABC):
     engine: str
     adapter: EngineAdapter
@@ -133,8 +150,24 @@ class Target(ABC):
         """Which lock `waiting` waits for, in words, where the engine can tell."""
         return None
 
+    def cancel_statement(self, raw: Any, pid: int | None) -> None:
+        """Ask the engine to stop what runs on a session's connection; returns at once."""
+        self.adapter.cancel(raw)
+
     @abstractmethod
     def close(self) -> None: ...
+
+    def _opened(self) -> None:
+        with _registry_lock:
+            _open[id(self)] = self
+
+    def _closed(self, leftovers: bool = False) -> None:
+        with _registry_lock:
+            _open.pop(id(self), None)
+            if leftovers:
+                _left[id(self)] = self
+            else:
+                _left.pop(id(self), None)
 
     def __enter__(self) -> Target:
         return self
@@ -182,6 +215,7 @@ class SqliteTarget(Target):
         self._probe = sqlite3.connect(
             self.path, timeout=0, isolation_level=None, check_same_thread=False
         )
+        self._opened()
 
     def _copy_from(self, source: Path) -> None:
         """Copy the user's file byte for byte; SQLite never opens the original.
@@ -256,6 +290,7 @@ class SqliteTarget(Target):
             self._probe.close()
         # The snapshots live inside the directory: removing it removes them too.
         shutil.rmtree(self.directory, ignore_errors=True)
+        self._closed()
 
 
 def _check_sqlite_file(path: Path) -> None:
@@ -435,6 +470,9 @@ class PostgresTarget(Target):
         self._options = options
         self._engines: dict[str, sa.Engine] = {}
         self._watch: Connection | None = None
+        self._asker: Worker | None = None
+        self._is_closed = False
+        self._opened()
 
     def _create_schema(self, cursor: Any, base: URL) -> None:
         import psycopg2
@@ -527,18 +565,51 @@ class PostgresTarget(Target):
         return self._watch.raw
 
     def _ask(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """One catalog question on the monitor connection, answered within MONITOR_ANSWER_S.
+
+        A frozen server never answers, and the watcher that asks also enforces the statement
+        timeout: the question runs on the monitor's own thread, and one left unanswered has
+        its connection cut (the next question opens a new one).
+        """
         import psycopg2
 
+        if self._asker is None:
+            self._asker = Worker("dbsandbox-monitor")
         for attempt in (1, 2):
+            answer = self._asker.submit(self._ask_now, sql, args)
             try:
-                with self._monitor().cursor() as cursor:
-                    cursor.execute(sql, args)
-                    return list(cursor.fetchall())
+                return answer.result(timeout=MONITOR_ANSWER_S)
+            except cf.TimeoutError:
+                watch = self._watch
+                if watch is not None:
+                    self.adapter.sever(watch.raw)
+                raise psycopg2.OperationalError(
+                    f"the server did not answer within {MONITOR_ANSWER_S:g} s"
+                ) from None
             except (psycopg2.OperationalError, psycopg2.InterfaceError):
                 self._stop_watching()
                 if attempt == 2:
                     raise
         return []
+
+    def cancel_statement(self, raw: Any, pid: int | None) -> None:
+        # pg_cancel_backend on the monitor's own thread: the caller never waits, and a frozen
+        # server stalls only that thread (psycopg2's own cancel would hold the GIL meanwhile).
+        if pid is None:
+            return
+        if self._asker is None:
+            self._asker = Worker("dbsandbox-monitor")
+        with contextlib.suppress(WorkerStopped):
+            self._asker.submit(self._cancel_now, pid)
+
+    def _cancel_now(self, pid: int) -> None:
+        with contextlib.suppress(Exception):  # the answer is the statement's own outcome
+            self._ask_now("SELECT pg_catalog.pg_cancel_backend(%s)", (pid,))
+
+    def _ask_now(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self._monitor().cursor() as cursor:
+            cursor.execute(sql, args)
+            return list(cursor.fetchall())
 
     def lock_wait(
         self, waiting: Session, sessions: Sequence[Session], earlier_writers: set[str]
@@ -618,6 +689,11 @@ class PostgresTarget(Target):
         What could not be removed stays in the record (`dbsandbox clean` finds it) and is
         listed in `leftovers`, with the reason in `leftover_reason`.
         """
+        if self._is_closed:
+            return
+        self._is_closed = True
+        if self._asker is not None:
+            self._asker.shutdown()
         self._stop_watching()
         for engine in self._engines.values():
             engine.dispose()
@@ -631,6 +707,7 @@ class PostgresTarget(Target):
         else:
             self.leftover_reason = None
         self.leftovers = sorted(self.record.objects)
+        self._closed(leftovers=bool(self.leftovers))
         if removal.done():
             with contextlib.suppress(Exception):
                 self._admin_sa.close()
@@ -642,6 +719,8 @@ class PostgresTarget(Target):
 # a few seconds), and how long it waits in all before it gives up on a server that does not
 # answer (frozen): then it says what is left and that `dbsandbox clean` will remove it.
 RECONNECT_FOR_S = 15.0
+# How long the watcher's catalog question may take: pg_locks answers in milliseconds.
+MONITOR_ANSWER_S = 5.0
 CLOSE_WITHIN_S = 30.0
 
 

@@ -29,6 +29,10 @@ def summarize(outcome: Outcome) -> str:
         code = f" {outcome.error.code}" if outcome.error.code else ""
         word = "cancelled" if outcome.status is Status.CANCELLED else "error"
         return f"{word}{code}: {outcome.error.message}"
+    if outcome.status is not Status.OK:
+        # Never sent (cancelled while queued, or its session's connection was gone): the
+        # outcome's note says why.
+        return str(outcome.status)
     parts: list[str] = []
     if outcome.columns:
         shown = plural(len(outcome.rows), "row")

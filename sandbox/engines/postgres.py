@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import threading
 from typing import Any
 
 import psycopg2
@@ -26,19 +25,6 @@ _TX_STATES = {
     ext.TRANSACTION_STATUS_ACTIVE: TxState.IN_TRANSACTION,
     ext.TRANSACTION_STATUS_INERROR: TxState.FAILED,
 }
-
-
-_cancelling: set[int] = set()
-_cancelling_lock = threading.Lock()
-
-
-def _cancel_quietly(conn: Any) -> None:
-    try:
-        with contextlib.suppress(Exception):  # a closed connection has nothing to cancel
-            conn.cancel()
-    finally:
-        with _cancelling_lock:
-            _cancelling.discard(id(conn))
 
 
 class PostgresAdapter:
@@ -121,16 +107,10 @@ class PostgresAdapter:
         return notices
 
     def cancel(self, conn: Any) -> None:
-        # PQcancel opens its own connection to the server and waits for the answer, which a
-        # frozen (SIGSTOPped) server never sends: the caller (the watcher, the UI) must not
-        # wait with it. One cancel at a time per connection; a stuck one is a daemon thread.
-        with _cancelling_lock:
-            if id(conn) in _cancelling:
-                return
-            _cancelling.add(id(conn))
-        threading.Thread(
-            target=_cancel_quietly, args=(conn,), name="dbsandbox-pg-cancel", daemon=True
-        ).start()
+        # Beware: psycopg2 holds the GIL through PQcancel, which waits for the server's answer;
+        # a frozen server would freeze the whole process. PostgresTarget.cancel_statement asks
+        # with pg_cancel_backend on its monitor connection instead.
+        conn.cancel()
 
     def sever(self, conn: Any) -> None:
         # shutdown() acts on the socket itself, shared with libpq's descriptor: its blocked
