@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.masking import redact
+from sandbox.masking import scrub
 from sandbox.targets import (
     MARKER,
     SCRATCH_PREFIX,
@@ -96,13 +96,12 @@ def clean_postgres(url_text: str, dry_run: bool = False) -> CleanReport:
                         # E.g. someone connected since the check: keep going with the others,
                         # and say why this one stays (no traceback).
                         reason = exc.diag.message_primary or str(exc).strip().splitlines()[0]
-                        report.kept.append(f"{label}: could not drop it: {reason}")
+                        report.kept.append(f"{label}: could not drop it: {scrub(reason)}")
                     else:
                         report.removed.append(label)
     finally:
         sa_conn.close()
         engine.dispose()
-    report.kept = [redact(k) for k in report.kept]
     return report
 
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from sandbox import __version__
 from sandbox.errors import UserError
-from sandbox.masking import redact
 
 if TYPE_CHECKING:
     from sandbox.export import SessionRecord
@@ -74,7 +73,8 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--url",
-        help="PostgreSQL server URL for --engine postgres (default: DBSANDBOX_POSTGRES_URL or "
+        help="PostgreSQL server for --engine postgres, as a postgresql:// URL or libpq key=value "
+        "pairs (default: DBSANDBOX_POSTGRES_URL or "
         "DATABASE_URL from the environment or ./.env); a scratch database is created there "
         "and dropped on exit",
     )
@@ -231,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
         "schemas that carry dbsandbox's marker and have no live connection. Nothing else is "
         "touched.",
     )
-    clean.add_argument("--url", help="PostgreSQL server URL (default: as for run)")
+    clean.add_argument(
+        "--url", help="PostgreSQL server URL or key=value pairs (default: as for run)"
+    )
     clean.add_argument("--dry-run", action="store_true", help="list what would be removed")
     clean.set_defaults(handler=_cmd_clean)
     return parser
@@ -433,9 +435,6 @@ def _run_script(args: argparse.Namespace) -> int:
     return EXIT_STOPPED if result.stopped is not None else EXIT_OK
 
 
-_PG_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg2")
-
-
 def _sql_files(paths: list[str]) -> list[str]:
     """The files to lint: each path as given, directories expanded to their *.sql files."""
     found: list[str] = []
@@ -469,16 +468,17 @@ def _cmd_lint(args: argparse.Namespace) -> int:
 
 def _cmd_clean(args: argparse.Namespace) -> int:
     from sandbox.cleanup import CleanReport, clean_postgres, clean_sqlite
-    from sandbox.targets import resolve_postgres_url
+    from sandbox.targets import is_postgres_url, resolve_postgres_url, url_scheme
 
     try:
         url = resolve_postgres_url(args.url, Path.cwd())
     except UserError:
         url = None  # no server configured: only local SQLite sandboxes to look at
-    scheme = url.split("://", 1)[0] if url is not None and "://" in url else None
-    if url is not None and args.url is None and scheme is not None and scheme not in _PG_SCHEMES:
+    scheme = url_scheme(url) if url is not None else None
+    if url is not None and args.url is None and scheme is not None and not is_postgres_url(url):
         # DATABASE_URL often names the project's own (e.g. SQLite or MySQL) database: not a
-        # server of ours, and no reason to refuse cleaning the local sandboxes.
+        # server of ours, and no reason to refuse cleaning the local sandboxes. Only the
+        # scheme is named: the rest may hold a password.
         print(f"skipped postgres: the configured URL is a {scheme} URL, not a PostgreSQL one")
         url = None
     reports: list[tuple[str, CleanReport]] = []
@@ -524,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
         return code
     except UserError as exc:
-        print(f"dbsandbox: {redact(str(exc))}", file=sys.stderr)
+        print(f"dbsandbox: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("dbsandbox: interrupted; the sandbox was removed", file=sys.stderr)

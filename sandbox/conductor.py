@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sandbox.masking import scrub
 from sandbox.outcome import Outcome, SqlError, Status, TxState
 from sandbox.session import CONNECTION_LOST_NOTE, Session
 from sandbox.snapshots.model import SnapshotError, SnapshotInfo, human_size
@@ -591,7 +592,9 @@ class Conductor:
                 self._look_at(running)
             except Exception as exc:  # the monitor lost its connection (server restart)
                 self.timeline.add(
-                    running[0].session, EventKind.NOTICE, f"lock watch interrupted: {exc}"
+                    running[0].session,
+                    EventKind.NOTICE,
+                    f"lock watch interrupted: {scrub(str(exc))}",
                 )
                 time.sleep(0.5)
             now = time.perf_counter()

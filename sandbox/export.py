@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sandbox import __version__
 from sandbox.errors import UserError
-from sandbox.masking import redact
 from sandbox.outcome import Status, TxState, json_value
 from sandbox.recovery import describe, methods_used
 from sandbox.report import execution_json
@@ -225,7 +224,7 @@ def timeline_json(record: SessionRecord) -> str:
         "diff_problem": record.diff_problem,
     }
     # Driver values were made JSON-ready above; `default=str` only guards against a surprise.
-    return redact(json.dumps(document, indent=2, ensure_ascii=False, default=str)) + "\n"
+    return json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
 
 
 # ---------------------------------------------------------------------------------- replay
@@ -389,7 +388,7 @@ def replay_script(record: SessionRecord, script_name: str = "session.sql") -> st
             lines += _comment("it was still waiting when the next statement was sent:")
             lines.append("\\background")
         lines += _execution_lines(execution)
-    return redact("\n".join(lines)) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------- runbook
@@ -667,7 +666,7 @@ def runbook(record: SessionRecord, script_name: str = "session.sql") -> str:
         "fresh sandbox runs every statement again, on the same sessions and in the same order.",
         "",
     ]
-    return redact("\n".join(lines))
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------- files

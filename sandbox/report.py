@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from sandbox.conductor import Execution
-from sandbox.masking import redact
 from sandbox.outcome import Status, json_value
 from sandbox.runner import RunResult
 from sandbox.transcript import summarize
@@ -64,7 +63,7 @@ def to_json(result: RunResult) -> str:
         "statements": [execution_json(e) for e in result.executions],
         "timeline": [event.to_json() for event in result.timeline],
     }
-    return redact(json.dumps(document, indent=2, ensure_ascii=False))
+    return json.dumps(document, indent=2, ensure_ascii=False)
 
 
 def _table(columns: list[str], rows: list[list[Any]], more: bool, indent: str) -> list[str]:
@@ -151,4 +150,4 @@ def to_text(result: RunResult) -> str:
         lines.append(
             f"  {event.elapsed_ms:9.1f} ms  {event.session:<4} {event.kind:<14} {event.message}"
         )
-    return redact("\n".join(lines))
+    return "\n".join(lines)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sandbox.masking import redact
 from sandbox.recovery import describe as describe_methods
 from sandbox.report import execution_json
 from sandbox.scenario.player import ScenarioRun
@@ -46,7 +45,7 @@ def to_json(run: ScenarioRun) -> str:
         "statements": [execution_json(e) for e in run.executions],
         "timeline": [event.to_json() for event in run.timeline],
     }
-    return redact(json.dumps(document, indent=2, ensure_ascii=False))
+    return json.dumps(document, indent=2, ensure_ascii=False)
 
 
 def to_text(run: ScenarioRun) -> str:
@@ -110,4 +109,4 @@ def to_text(run: ScenarioRun) -> str:
                 else "; not recovered yet (add --solution to play the reference recovery)"
             )
         )
-    return redact("\n".join(lines))
+    return "\n".join(lines)
