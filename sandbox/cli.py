@@ -252,7 +252,9 @@ def _read_script(name: str) -> tuple[str, str]:
             raise UserError("cannot read standard input: not UTF-8 text") from None
     path = Path(name)
     try:
-        return path.read_text(encoding="utf-8"), name
+        # Bytes, decoded here: read_text's universal newlines would turn a CRLF inside a string
+        # literal into LF, and the engine must get the script byte for byte (as from stdin).
+        return path.read_bytes().decode("utf-8"), name
     except FileNotFoundError:
         raise UserError(f"cannot read {name}: no such file") from None
     except IsADirectoryError:
