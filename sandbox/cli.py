@@ -36,31 +36,43 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _positive_float(text: str) -> float:
+# Upper bounds: a value past them is a typo or a unit mix-up (ms for s), never a lesson, and
+# would leave a run hanging for hours or holding millions of rows in memory.
+MAX_TIMEOUT_S = 86_400  # 24 hours
+MAX_BUSY_TIMEOUT_MS = 600_000  # 10 minutes
+MAX_PAGE_SIZE = 100_000
+
+
+def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value <= 0:
+    if not value > 0:  # NaN too
         raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    if value > MAX_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_TIMEOUT_S:,} seconds (24 hours), not {value:g}"
+        )
     return value
 
 
-def _non_negative_int(text: str) -> int:
+def _whole_number(text: str, low: int, high: int, unit: str = "") -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be from {low:,} to {high:,}{unit}, not {value:,}")
     return value
+
+
+def _busy_timeout(text: str) -> int:
+    return _whole_number(text, 0, MAX_BUSY_TIMEOUT_MS, " ms (10 minutes)")
 
 
 def _page_size(text: str) -> int:
-    value = _non_negative_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+    return _whole_number(text, 1, MAX_PAGE_SIZE)
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
@@ -87,10 +99,11 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--busy-timeout",
-        type=_non_negative_int,
+        type=_busy_timeout,
         default=200,
         metavar="MS",
-        help="SQLite: how long a statement waits for a lock before SQLITE_BUSY (default 200)",
+        help="SQLite: how long a statement waits for a lock before SQLITE_BUSY (default 200, "
+        "at most 600000)",
     )
 
 
@@ -122,22 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=_page_size,
         default=100,
         metavar="N",
-        help="rows reported per result; more_rows says whether there were more (default 100)",
+        help="rows reported per result; more_rows says whether there were more (default 100, "
+        "at most 100000)",
     )
     out.add_argument(
         "--statement-timeout",
-        type=_positive_float,
+        type=_seconds,
         default=30.0,
         metavar="S",
-        help="cancel a statement that runs (not waits) longer than this (default 30)",
+        help="cancel a statement that runs (not waits) longer than this (default 30, at most "
+        "86400: 24 hours)",
     )
     out.add_argument(
         "--wait-timeout",
-        type=_positive_float,
+        type=_seconds,
         default=5.0,
         metavar="S",
         help="how long a statement waiting on a lock may hold up the script (its session's next "
-        "statement, or the end of the script) before it is cancelled (default 5)",
+        "statement, or the end of the script) before it is cancelled (default 5, at most 86400)",
     )
     run.add_argument(
         "--yes",
@@ -174,11 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(play)
     play.add_argument(
         "--statement-timeout",
-        type=_positive_float,
+        type=_seconds,
         default=30.0,
         metavar="S",
         help="cancel a statement that runs (not waits on a lock) longer than this; its session "
-        "box counts up to it (default 30)",
+        "box counts up to it (default 30, at most 86400: 24 hours)",
     )
     play.set_defaults(handler=_cmd_play)
 
