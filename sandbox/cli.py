@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from sandbox import __version__
 from sandbox.errors import UserError
+from sandbox.rendering import escape_controls
 
 if TYPE_CHECKING:
     from sandbox.export import SessionRecord
@@ -324,7 +325,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
                 options=RunOptions(args.page_size, args.statement_timeout, args.wait_timeout),
             )
         except ScenarioBroken as exc:
-            print(f"dbsandbox: {exc}", file=sys.stderr)
+            print(f"dbsandbox: {escape_controls(str(exc))}", file=sys.stderr)
             return 1
     if args.format == "json":
         print(scenario_report.to_json(result))
@@ -351,7 +352,7 @@ def _write_exports(record: SessionRecord, paths: list[Path]) -> None:
     sys.stdout.flush()
     for path in paths:
         for written in write_export(record, path):
-            print(f"wrote {written}", file=sys.stderr)
+            print(escape_controls(f"wrote {written}"), file=sys.stderr)
 
 
 def _open_app(
@@ -400,9 +401,9 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
         return EXIT_OK
     for s in found:
         engines = "+".join(s.engines)
-        print(f"{s.id:<22} {s.difficulty:<12} {engines:<16} {s.title}")
+        print(escape_controls(f"{s.id:<22} {s.difficulty:<12} {engines:<16} {s.title}"))
         if s.tags:
-            print(f"{'':<22} tags: {', '.join(s.tags)}")
+            print(escape_controls(f"{'':<22} tags: {', '.join(s.tags)}"))
     return EXIT_OK
 
 
@@ -415,7 +416,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         files.extend(sorted(path.glob("*.toml")) if path.is_dir() else [path])
     problems = [problem for path in files for problem in validate(path)]
     for problem in problems:
-        print(problem)
+        print(escape_controls(str(problem)))
     if problems:
         return 1
     print(f"{len(files)} scenario file{'s' if len(files) != 1 else ''} valid")
@@ -479,7 +480,7 @@ def _cmd_lint(args: argparse.Namespace) -> int:
         print(json.dumps([f.to_json(path) for path, f in results], indent=2))
     else:
         for path, f in results:
-            print(f"{path}:{f.line}:{f.column}: {f.severity} {f.rule} {f.message}")
+            print(escape_controls(f"{path}:{f.line}:{f.column}: {f.severity} {f.rule} {f.message}"))
     return 1 if any(f.blocking for _, f in results) else EXIT_OK
 
 
@@ -510,9 +511,9 @@ def _cmd_clean(args: argparse.Namespace) -> int:
         total.kept += found.kept
     verb = "would remove" if args.dry_run else "removed"
     for item in total.removed:
-        print(f"{verb} {item}")
+        print(escape_controls(f"{verb} {item}"))
     for item in total.kept:
-        print(f"kept {item}")
+        print(escape_controls(f"kept {item}"))
     if not total.removed:
         where = " and ".join(name for name, _ in reports)
         print(f"no orphaned sandboxes found ({where})")
@@ -541,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
         return code
     except UserError as exc:
-        print(f"dbsandbox: {exc}", file=sys.stderr)
+        print(f"dbsandbox: {escape_controls(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("dbsandbox: interrupted; the sandbox was removed", file=sys.stderr)
