@@ -386,10 +386,12 @@ def _pg_engine(url: URL, application_name: str, options: str | None = None) -> s
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
 
+    from sandbox.engines.postgres import keep_infinities
+
     args: dict[str, Any] = {"application_name": application_name, "connect_timeout": 5}
     if options:
         args["options"] = options
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         poolclass=NullPool,
         isolation_level="AUTOCOMMIT",
@@ -398,6 +400,8 @@ def _pg_engine(url: URL, application_name: str, options: str | None = None) -> s
         pool_reset_on_return=None,
         connect_args=args,
     )
+    sa.event.listen(engine, "connect", lambda raw, _record: keep_infinities(raw))
+    return engine
 
 
 def connect_admin(url: URL, application_name: str) -> tuple[sa.Engine, Any, sa.Connection]:

@@ -56,6 +56,7 @@ import psycopg2.extensions as ext
 import sqlglot
 from sqlglot import exp
 
+from sandbox.engines.postgres import keep_infinities
 from sandbox.guard.schema import ColumnInfo, Schema, TableInfo
 from sandbox.masking import scrub
 from sandbox.outcome import TxState
@@ -239,6 +240,7 @@ def _pg_connect_like(raw: Any) -> Any:
         error = _read_error(exc, False)
         # A connection error, which libpq may word with parts of the connection string.
         raise ReadError(scrub(error.message), error.code) from exc
+    keep_infinities(conn)  # an impact sample shows 'infinity' as the session would
     conn.autocommit = True
     try:
         with conn.cursor() as sibling_cursor:
