@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox.masking import redact
+from sandbox.masking import scrub
 from sandbox.ownership import Record, all_records, pid_alive
 from sandbox.targets import (
     MARKER,
@@ -114,7 +114,6 @@ def clean_postgres(url_text: str, dry_run: bool = False) -> CleanReport:
     finally:
         sa_conn.close()
         engine.dispose()
-    report.kept = [redact(k) for k in report.kept]
     return report
 
 
@@ -163,7 +162,7 @@ def _clean_record(
                 # E.g. someone connected since the check: keep going with the others, and say
                 # why this one stays (no traceback).
                 reason = exc.diag.message_primary or str(exc).strip().splitlines()[0]
-                report.kept.append(f"{label}: could not drop it: {reason}")
+                report.kept.append(f"{label}: could not drop it: {scrub(reason)}")
             else:
                 record.release(name)
                 report.removed.append(label)

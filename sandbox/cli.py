@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from sandbox import __version__
 from sandbox.errors import UserError
-from sandbox.masking import redact
+from sandbox.rendering import escape_controls
 
 if TYPE_CHECKING:
     from sandbox.export import SessionRecord
@@ -38,31 +38,43 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _positive_float(text: str) -> float:
+# Upper bounds: a value past them is a typo or a unit mix-up (ms for s), never a lesson, and
+# would leave a run hanging for hours or holding millions of rows in memory.
+MAX_TIMEOUT_S = 86_400  # 24 hours
+MAX_BUSY_TIMEOUT_MS = 600_000  # 10 minutes
+MAX_PAGE_SIZE = 100_000
+
+
+def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value <= 0:
+    if not value > 0:  # NaN too
         raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    if value > MAX_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_TIMEOUT_S:,} seconds (24 hours), not {value:g}"
+        )
     return value
 
 
-def _non_negative_int(text: str) -> int:
+def _whole_number(text: str, low: int, high: int, unit: str = "") -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be from {low:,} to {high:,}{unit}, not {value:,}")
     return value
+
+
+def _busy_timeout(text: str) -> int:
+    return _whole_number(text, 0, MAX_BUSY_TIMEOUT_MS, " ms (10 minutes)")
 
 
 def _page_size(text: str) -> int:
-    value = _non_negative_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+    return _whole_number(text, 1, MAX_PAGE_SIZE)
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +87,8 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--url",
-        help="PostgreSQL server URL for --engine postgres (default: DBSANDBOX_POSTGRES_URL or "
+        help="PostgreSQL server for --engine postgres, as a postgresql:// URL or libpq key=value "
+        "pairs (default: DBSANDBOX_POSTGRES_URL or "
         "DATABASE_URL from the environment or ./.env); a scratch database is created there "
         "and dropped on exit",
     )
@@ -88,10 +101,11 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--busy-timeout",
-        type=_non_negative_int,
+        type=_busy_timeout,
         default=200,
         metavar="MS",
-        help="SQLite: how long a statement waits for a lock before SQLITE_BUSY (default 200)",
+        help="SQLite: how long a statement waits for a lock before SQLITE_BUSY (default 200, "
+        "at most 600000)",
     )
 
 
@@ -123,22 +137,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=_page_size,
         default=100,
         metavar="N",
-        help="rows reported per result; more_rows says whether there were more (default 100)",
+        help="rows reported per result; more_rows says whether there were more (default 100, "
+        "at most 100000)",
     )
     out.add_argument(
         "--statement-timeout",
-        type=_positive_float,
+        type=_seconds,
         default=30.0,
         metavar="S",
-        help="cancel a statement that runs (not waits) longer than this (default 30)",
+        help="cancel a statement that runs (not waits) longer than this (default 30, at most "
+        "86400: 24 hours)",
     )
     out.add_argument(
         "--wait-timeout",
-        type=_positive_float,
+        type=_seconds,
         default=5.0,
         metavar="S",
         help="how long a statement waiting on a lock may hold up the script (its session's next "
-        "statement, or the end of the script) before it is cancelled (default 5)",
+        "statement, or the end of the script) before it is cancelled (default 5, at most 86400)",
     )
     run.add_argument(
         "--yes",
@@ -175,11 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(play)
     play.add_argument(
         "--statement-timeout",
-        type=_positive_float,
+        type=_seconds,
         default=30.0,
         metavar="S",
         help="cancel a statement that runs (not waits on a lock) longer than this; its session "
-        "box counts up to it (default 30)",
+        "box counts up to it (default 30, at most 86400: 24 hours)",
     )
     play.set_defaults(handler=_cmd_play)
 
@@ -232,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
         "schemas that carry dbsandbox's marker and have no live connection. Nothing else is "
         "touched.",
     )
-    clean.add_argument("--url", help="PostgreSQL server URL (default: as for run)")
+    clean.add_argument(
+        "--url", help="PostgreSQL server URL or key=value pairs (default: as for run)"
+    )
     clean.add_argument("--dry-run", action="store_true", help="list what would be removed")
     clean.set_defaults(handler=_cmd_clean)
     return parser
@@ -251,7 +269,9 @@ def _read_script(name: str) -> tuple[str, str]:
             raise UserError("cannot read standard input: not UTF-8 text") from None
     path = Path(name)
     try:
-        return path.read_text(encoding="utf-8"), name
+        # Bytes, decoded here: read_text's universal newlines would turn a CRLF inside a string
+        # literal into LF, and the engine must get the script byte for byte (as from stdin).
+        return path.read_bytes().decode("utf-8"), name
     except FileNotFoundError:
         raise UserError(f"cannot read {name}: no such file") from None
     except IsADirectoryError:
@@ -307,7 +327,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
                 options=RunOptions(args.page_size, args.statement_timeout, args.wait_timeout),
             )
         except ScenarioBroken as exc:
-            print(f"dbsandbox: {exc}", file=sys.stderr)
+            print(f"dbsandbox: {escape_controls(str(exc))}", file=sys.stderr)
             return 1
     if args.format == "json":
         print(scenario_report.to_json(result))
@@ -334,7 +354,7 @@ def _write_exports(record: SessionRecord, paths: list[Path]) -> None:
     sys.stdout.flush()
     for path in paths:
         for written in write_export(record, path):
-            print(f"wrote {written}", file=sys.stderr)
+            print(escape_controls(f"wrote {written}"), file=sys.stderr)
 
 
 def _open_app(
@@ -392,9 +412,9 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
         return EXIT_OK
     for s in found:
         engines = "+".join(s.engines)
-        print(f"{s.id:<22} {s.difficulty:<12} {engines:<16} {s.title}")
+        print(escape_controls(f"{s.id:<22} {s.difficulty:<12} {engines:<16} {s.title}"))
         if s.tags:
-            print(f"{'':<22} tags: {', '.join(s.tags)}")
+            print(escape_controls(f"{'':<22} tags: {', '.join(s.tags)}"))
     return EXIT_OK
 
 
@@ -407,7 +427,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         files.extend(sorted(path.glob("*.toml")) if path.is_dir() else [path])
     problems = [problem for path in files for problem in validate(path)]
     for problem in problems:
-        print(problem)
+        print(escape_controls(str(problem)))
     if problems:
         return 1
     print(f"{len(files)} scenario file{'s' if len(files) != 1 else ''} valid")
@@ -445,9 +465,6 @@ def _run_script(args: argparse.Namespace) -> int:
     return EXIT_STOPPED if result.stopped is not None else EXIT_OK
 
 
-_PG_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg2")
-
-
 def _sql_files(paths: list[str]) -> list[str]:
     """The files to lint: each path as given, directories expanded to their *.sql files."""
     found: list[str] = []
@@ -475,22 +492,23 @@ def _cmd_lint(args: argparse.Namespace) -> int:
         print(json.dumps([f.to_json(path) for path, f in results], indent=2))
     else:
         for path, f in results:
-            print(f"{path}:{f.line}:{f.column}: {f.severity} {f.rule} {f.message}")
+            print(escape_controls(f"{path}:{f.line}:{f.column}: {f.severity} {f.rule} {f.message}"))
     return 1 if any(f.blocking for _, f in results) else EXIT_OK
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:
     from sandbox.cleanup import CleanReport, clean_postgres, clean_sqlite
-    from sandbox.targets import resolve_postgres_url
+    from sandbox.targets import is_postgres_url, resolve_postgres_url, url_scheme
 
     try:
         url = resolve_postgres_url(args.url, Path.cwd())
     except UserError:
         url = None  # no server configured: only local SQLite sandboxes to look at
-    scheme = url.split("://", 1)[0] if url is not None and "://" in url else None
-    if url is not None and args.url is None and scheme is not None and scheme not in _PG_SCHEMES:
+    scheme = url_scheme(url) if url is not None else None
+    if url is not None and args.url is None and scheme is not None and not is_postgres_url(url):
         # DATABASE_URL often names the project's own (e.g. SQLite or MySQL) database: not a
-        # server of ours, and no reason to refuse cleaning the local sandboxes.
+        # server of ours, and no reason to refuse cleaning the local sandboxes. Only the
+        # scheme is named: the rest may hold a password.
         print(f"skipped postgres: the configured URL is a {scheme} URL, not a PostgreSQL one")
         url = None
     reports: list[tuple[str, CleanReport]] = []
@@ -505,9 +523,9 @@ def _cmd_clean(args: argparse.Namespace) -> int:
         total.kept += found.kept
     verb = "would remove" if args.dry_run else "removed"
     for item in total.removed:
-        print(f"{verb} {item}")
+        print(escape_controls(f"{verb} {item}"))
     for item in total.kept:
-        print(f"kept {item}")
+        print(escape_controls(f"kept {item}"))
     if not total.removed:
         where = " and ".join(name for name, _ in reports)
         print(f"no orphaned sandboxes found ({where})")
@@ -538,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = args.handler(args)
     except UserError as exc:
-        print(f"dbsandbox: {redact(str(exc))}", file=sys.stderr)
+        print(f"dbsandbox: {escape_controls(str(exc))}", file=sys.stderr)
         code = EXIT_USAGE
     except KeyboardInterrupt:
         interrupted, code = True, EXIT_INTERRUPTED

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sandbox.masking import scrub
 from sandbox.outcome import Outcome, SqlError, Status, TxState
 from sandbox.session import CONNECTION_LOST_NOTE, Session
 from sandbox.snapshots.model import SnapshotError, SnapshotInfo, human_size
@@ -680,7 +681,7 @@ class Conductor:
         if self._watch_failing:
             return
         self._watch_failing = True
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = scrub((str(exc).strip().splitlines() or [type(exc).__name__])[0])
         self.timeline.add(
             execution.session,
             EventKind.NOTICE,

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sandbox import __version__
 from sandbox.errors import UserError
-from sandbox.masking import redact
 from sandbox.outcome import Status, TxState, json_value
 from sandbox.recovery import describe, methods_used
+from sandbox.rendering import escape_controls, json_text, terminal_lines
 from sandbox.report import execution_json
 from sandbox.statements import Dialect, split_statements
 from sandbox.timeline import EventKind
@@ -225,7 +225,7 @@ def timeline_json(record: SessionRecord) -> str:
         "diff_problem": record.diff_problem,
     }
     # Driver values were made JSON-ready above; `default=str` only guards against a surprise.
-    return redact(json.dumps(document, indent=2, ensure_ascii=False, default=str)) + "\n"
+    return json_text(document, default=str) + "\n"
 
 
 # ---------------------------------------------------------------------------------- replay
@@ -236,8 +236,11 @@ _ACK_WORDS = re.compile(r"dbsandbox\s*:", re.IGNORECASE)
 
 
 def _comment(text: str) -> list[str]:
-    """`text` as SQL comment lines that acknowledge nothing."""
-    return ["-- " + _ACK_WORDS.sub("dbsandbox", line).rstrip() for line in text.splitlines()]
+    """`text` as SQL comment lines that acknowledge nothing, control characters escaped."""
+    return [
+        "-- " + escape_controls(_ACK_WORDS.sub("dbsandbox", line).rstrip())
+        for line in text.splitlines()
+    ]
 
 
 def _terminated(sql: str) -> str:
@@ -389,7 +392,7 @@ def replay_script(record: SessionRecord, script_name: str = "session.sql") -> st
             lines += _comment("it was still waiting when the next statement was sent:")
             lines.append("\\background")
         lines += _execution_lines(execution)
-    return redact("\n".join(lines)) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------- runbook
@@ -667,7 +670,7 @@ def runbook(record: SessionRecord, script_name: str = "session.sql") -> str:
         "fresh sandbox runs every statement again, on the same sessions and in the same order.",
         "",
     ]
-    return redact("\n".join(lines))
+    return terminal_lines(lines)
 
 
 # ---------------------------------------------------------------------------------- files

@@ -1,14 +1,25 @@
-"""Keep passwords out of every output, log, error and export.
+"""Keep passwords out of everything dbsandbox shows, logs and exports.
 
-Every password the sandbox learns (from a URL) is registered here, and every piece of text
-that leaves the process passes through `redact`. Driver errors can echo connection strings,
-so redacting by value is the only guarantee that does not depend on what a driver prints.
+Masking is structural. dbsandbox shows a server only through `mask_url`, which renders the
+parsed URL with every password in it (the user's, and any password query parameter) as ***.
+Nothing else is rewritten: data, SQL, column names and fixed words such as the engine name
+stay verbatim even when they equal the password. Replacing a password by value everywhere
+would turn `postgres:postgres` into an engine called *** and a row holding 'postgres' into
+***, and each *** would tell the reader what the password is.
+
+Driver and connection errors are the one kind of text dbsandbox does not render itself:
+libpq and psycopg2 may echo part of a connection string. `scrub` masks password-shaped parts
+of such text and, as a last resort, the passwords this process connected with. It is for
+those messages only, never for the engine's answers to the learner's SQL.
 """
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -18,16 +29,37 @@ MASK = "***"
 _lock = threading.Lock()
 _secrets: set[str] = set()
 
+# `password=S`, `PASSWORD = 'it''s'`, `sslpassword=S`, `?password=S&…`: the key, then the value
+# quoted libpq-style or up to the next blank (everything after it in a URL is masked too).
+_KEYWORD_PASSWORD = re.compile(
+    r"(?i)(\w*password\s*=\s*)('(?:[^'\\]|\\.|'')*'?|\S+)",
+)
+# `scheme://user:password@`: greedy up to the last "@", so an unencoded "@" in the password
+# does not leave its tail in view.
+_USERINFO_PASSWORD = re.compile(r"(://[^:/@\s]*:)(\S*)(@)")
 
-def register_secret(secret: str | None) -> None:
-    """Remember a secret so that `redact` removes it from any text."""
-    if secret:
+
+def is_password_key(key: str) -> bool:
+    """Whether a connection parameter holds a password (libpq: password, sslpassword)."""
+    return "password" in key.lower()
+
+
+def register_secret(secret: str | None, shown: Iterable[str | None] = ()) -> None:
+    """Remember a password that `scrub` masks in connection errors, as a last resort.
+
+    `shown` are the parts of the URL that dbsandbox shows anyway (user, host, database): a
+    password equal to one of them is not registered, since masking it would hide nothing and
+    turn `user "postgres"` in an authentication error into `user "***"`.
+    """
+    if secret and secret not in set(shown):
         with _lock:
             _secrets.add(secret)
 
 
-def redact(text: str) -> str:
-    """Replace every registered secret in `text` by ***."""
+def scrub(text: str) -> str:
+    """A driver or connection error message with every password in it masked."""
+    text = _KEYWORD_PASSWORD.sub(lambda m: m.group(1) + MASK, text)
+    text = _USERINFO_PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(3), text)
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for secret in secrets:
@@ -36,5 +68,13 @@ def redact(text: str) -> str:
 
 
 def mask_url(url: URL) -> str:
-    """Render a URL for people: the password, if any, shown as ***, without the driver name."""
-    return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
+    """A URL for people: every password shown as ***, no driver name, nothing else changed."""
+    bare = url.set(drivername=url.get_backend_name(), query={})
+    shown = bare.render_as_string(hide_password=True)
+    pairs = []
+    for key, values in url.query.items():
+        for value in (values,) if isinstance(values, str) else values:
+            # Quoted as little as a URL allows: a socket directory or host list stays readable.
+            masked = MASK if is_password_key(key) else quote(value, safe="/,:")
+            pairs.append(f"{quote(key, safe='')}={masked}")
+    return shown + ("?" + "&".join(pairs) if pairs else "")

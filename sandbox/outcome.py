@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,18 +70,25 @@ class Outcome:
 
 
 def json_value(value: Any) -> Any:
-    """Convert a driver value to a JSON value without losing what it says."""
+    """Convert a driver value to a JSON value without losing what it says.
+
+    Integers and finite floats are JSON numbers (a float's shortest text reads back as the
+    same float). A numeric (Decimal) is a string holding its exact text, since a JSON reader
+    would turn 12345678901234567890.123456789 into a float. NaN and the infinities, which JSON
+    has no numbers for, are the strings "NaN", "Infinity" and "-Infinity" as PostgreSQL spells
+    them; an infinite date or timestamp arrives as "infinity" / "-infinity" already
+    (sandbox.engines.postgres.keep_infinities).
+    """
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
-        # NaN and infinities are not JSON numbers; keep them readable.
-        return (
-            value if value == value and value not in (float("inf"), float("-inf")) else str(value)
-        )
+        if value != value:
+            return "NaN"
+        if value in (math.inf, -math.inf):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
     if isinstance(value, decimal.Decimal):
-        if not value.is_finite():
-            return str(value)
-        return int(value) if value == value.to_integral_value() else float(value)
+        return str(value)  # NaN, Infinity and -Infinity included
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, dt.timedelta):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import decimal
 from typing import Any
 
 from sandbox.conductor import Execution
-from sandbox.masking import redact
 from sandbox.outcome import Status, json_value
+from sandbox.rendering import escape_controls, json_text, terminal_lines
 from sandbox.runner import RunResult
 from sandbox.transcript import summarize
 
@@ -64,17 +64,28 @@ def to_json(result: RunResult) -> str:
         "statements": [execution_json(e) for e in result.executions],
         "timeline": [event.to_json() for event in result.timeline],
     }
-    return redact(json.dumps(document, indent=2, ensure_ascii=False))
+    return json_text(document)
 
 
-def _table(columns: list[str], rows: list[list[Any]], more: bool, indent: str) -> list[str]:
-    """A small psql-like table: numbers right-aligned, long values cut at 40 characters."""
+def _table(columns: list[str], rows: list[tuple[Any, ...]], more: bool, indent: str) -> list[str]:
+    """A small psql-like table: numbers right-aligned, long values cut at 40 characters.
+
+    A cell's control characters are escaped before the widths are measured: a newline or tab
+    in a value would break the table, and an ESC would reach the terminal.
+    """
     numeric = [
-        all(isinstance(row[i], int | float) and not isinstance(row[i], bool) for row in rows)
+        all(
+            isinstance(row[i], int | float | decimal.Decimal) and not isinstance(row[i], bool)
+            for row in rows
+        )
         and bool(rows)
         for i in range(len(columns))
     ]
-    cells = [[("NULL" if v is None else str(v))[:40] for v in row] for row in rows]
+    cells = [
+        [escape_controls(("NULL" if v is None else str(json_value(v)))[:40]) for v in row]
+        for row in rows
+    ]
+    columns = [escape_controls(c) for c in columns]
     widths = [len(c) for c in columns]
     for row in cells:
         widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
@@ -141,8 +152,7 @@ def to_text(result: RunResult) -> str:
             lines.append(f"{indent}{'' if execution.meta else '!! '}{outcome.note}")
         lines += [f"{indent}{n}" for n in outcome.notices]
         if outcome.columns:
-            rows = [[json_value(v) for v in row] for row in outcome.rows]
-            lines += _table(outcome.columns, rows, outcome.more_rows, indent)
+            lines += _table(outcome.columns, outcome.rows, outcome.more_rows, indent)
     if result.stopped is not None:
         where = result.stopped.statement.line
         lines += ["", f"stopped at line {where}: the guard did not let this statement run"]
@@ -151,4 +161,4 @@ def to_text(result: RunResult) -> str:
         lines.append(
             f"  {event.elapsed_ms:9.1f} ms  {event.session:<4} {event.kind:<14} {event.message}"
         )
-    return redact("\n".join(lines))
+    return terminal_lines(lines)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from sandbox.masking import redact
 from sandbox.outcome import Outcome, SqlError, Status, TxState
 from sandbox.sqlkind import StatementKind, TxControl, classify
 
@@ -78,7 +77,7 @@ class Session:
                 found = self._adapter.error_of(exc)
                 if found is None:
                     raise
-                failed.append(f"{sql}: {redact(found.message)}")
+                failed.append(f"{sql}: {found.message}")
         self._adapter.drain_notices(self.raw)
         return failed
 
@@ -95,16 +94,12 @@ class Session:
             found = self._adapter.error_of(exc)
             if found is None:
                 raise
-            error = SqlError(
-                found.code,
-                redact(found.message),
-                redact(found.detail) if found.detail else None,
-                redact(found.hint) if found.hint else None,
-            )
+            # The engine's answer to the learner's SQL: shown as it came, like the data.
+            error = found
             result = None
         elapsed_ms = (time.perf_counter() - started) * 1000
         tx_after = self._adapter.tx_state(raw)
-        notices = [redact(n) for n in self._adapter.drain_notices(raw)]
+        notices = self._adapter.drain_notices(raw)
 
         if error is None:
             status = Status.OK

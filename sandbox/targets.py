@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sandbox.engines import EngineAdapter
 from sandbox.engines.sqlite import SqliteAdapter, write_lock_held
 from sandbox.errors import UserError
-from sandbox.masking import mask_url, redact, register_secret
+from sandbox.masking import is_password_key, mask_url, register_secret, scrub
 from sandbox.ownership import Record
 from sandbox.worker import Worker, WorkerStopped, detached
 
@@ -54,7 +54,7 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 @dataclass(frozen=True)
 class TargetOptions:
     engine: str = "sqlite"
-    url: str | None = None
+    url: str | None = field(default=None, repr=False)  # may hold a password
     from_file: Path | None = None
     busy_timeout_ms: int = 200
     cwd: Path = field(default_factory=Path.cwd)
@@ -324,43 +324,115 @@ def resolve_postgres_url(cli_url: str | None, cwd: Path) -> str:
     )
 
 
-# Greedy up to the last "@": an unencoded "@" inside a password must not split it, or only
-# its first part would be masked (and the rest shown as part of the host name).
-_PASSWORD_IN_TEXT = re.compile(r"(://[^:/@\s]*:)(\S*)(@)")
+URL_FORMS = (
+    "postgresql://USER[:PASSWORD]@HOST[:PORT]/DB, or libpq key=value pairs such as "
+    "'host=HOST user=USER dbname=DB'"
+)
+_NOT_SHOWN = "it is not shown, since it may hold a password"
+_SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.\-]*)://")
+_KEYWORD = re.compile(r"\s*[A-Za-z_]\w*\s*=")
+_POSTGRES_SCHEMES = ("postgres", "postgresql", "postgresql+psycopg2")
+
+
+def url_scheme(text: str) -> str | None:
+    """The scheme of a URL (`mysql` in mysql://…), None for anything else."""
+    match = _SCHEME.match(text)
+    return match.group(1).lower() if match else None
+
+
+def is_postgres_url(text: str) -> bool:
+    """Whether `text` is meant for PostgreSQL: a postgresql:// URL or libpq key=value pairs."""
+    scheme = url_scheme(text)
+    return scheme in _POSTGRES_SCHEMES if scheme else _KEYWORD.match(text) is not None
 
 
 def parse_postgres_url(text: str) -> URL:
-    """Parse and check a PostgreSQL URL; its password is registered for redaction."""
+    """Parse and check a PostgreSQL URL or libpq key=value string.
+
+    Nothing of `text` is ever echoed in an error (it may hold a password). The passwords it
+    carries, and PGPASSWORD, are registered for `scrub` to mask in connection errors.
+    """
+    if url_scheme(text) is not None:
+        url = _parse_url(text)
+    elif _KEYWORD.match(text):
+        url = _parse_keywords(text)
+    else:
+        raise UserError(f"not a PostgreSQL URL ({_NOT_SHOWN}): expected {URL_FORMS}")
+    shown = (url.username, url.host, url.database)
+    register_secret(url.password if isinstance(url.password, str) else None, shown)
+    for key, values in url.query.items():
+        if is_password_key(key):
+            for value in (values,) if isinstance(values, str) else values:
+                register_secret(value, shown)
+    register_secret(os.environ.get("PGPASSWORD"), shown)
+    return url.set(drivername="postgresql+psycopg2", database=url.database or "postgres")
+
+
+def _parse_url(text: str) -> URL:
     import sqlalchemy as sa
 
-    # Mask before anything can echo the text: the URL may not even parse.
-    for match in _PASSWORD_IN_TEXT.finditer(text):
-        register_secret(match.group(2))
     try:
-        url = sa.make_url(text)
+        url = sa.make_url(text.strip())
     except Exception:
-        raise UserError(f"not a database URL: {redact(text)}") from None
+        raise UserError(f"not a valid URL ({_NOT_SHOWN}): expected {URL_FORMS}") from None
     if "@" in (url.host or ""):
         # SQLAlchemy splits at the first "@": the password's tail would become the host name.
         raise UserError(
             "the URL has more than one @: write an @ inside the user name or password as %40"
         )
-    register_secret(url.password if isinstance(url.password, str) else None)
-    if url.drivername not in ("postgres", "postgresql", "postgresql+psycopg2"):
+    if url.drivername not in _POSTGRES_SCHEMES:
         raise UserError(
             f"unsupported URL scheme {url.drivername!r}: use postgresql://USER@HOST:PORT/DB"
         )
-    return url.set(drivername="postgresql+psycopg2", database=url.database or "postgres")
+    return url
+
+
+def _parse_keywords(text: str) -> URL:
+    """A libpq key=value string as a URL; libpq itself reads the quoting and escapes."""
+    import psycopg2
+    import psycopg2.extensions
+    import sqlalchemy as sa
+
+    try:
+        params = dict(psycopg2.extensions.parse_dsn(text))
+    except psycopg2.Error:
+        # libpq's own message quotes the offending part of the string.
+        raise UserError(
+            f"not a valid key=value connection string ({_NOT_SHOWN}): expected {URL_FORMS}"
+        ) from None
+    host = params.pop("host", None)
+    port = params.pop("port", None)
+    query = dict(params)
+    user = query.pop("user", None)
+    password = query.pop("password", None)
+    database = query.pop("dbname", None)
+    simple_host = host is None or not (host.startswith("/") or "," in host or ":" in host)
+    simple_port = port is None or port.isdigit()
+    if not (simple_host and simple_port):
+        # A socket directory or several hosts: SQLAlchemy hands these to libpq as they are.
+        query.update({k: v for k, v in (("host", host), ("port", port)) if v is not None})
+        host = port = None
+    return sa.engine.URL.create(
+        "postgresql",
+        username=user,
+        password=password,
+        host=host,
+        port=int(port) if port else None,
+        database=database,
+        query=query,
+    )
 
 
 def _pg_engine(url: URL, application_name: str, options: str | None = None) -> sa.Engine:
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
 
+    from sandbox.engines.postgres import keep_infinities
+
     args: dict[str, Any] = {"application_name": application_name, "connect_timeout": 5}
     if options:
         args["options"] = options
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
         poolclass=NullPool,
         isolation_level="AUTOCOMMIT",
@@ -369,6 +441,8 @@ def _pg_engine(url: URL, application_name: str, options: str | None = None) -> s
         pool_reset_on_return=None,
         connect_args=args,
     )
+    sa.event.listen(engine, "connect", lambda raw, _record: keep_infinities(raw))
+    return engine
 
 
 def connect_admin(url: URL, application_name: str) -> tuple[sa.Engine, Any, sa.Connection]:
@@ -379,7 +453,7 @@ def connect_admin(url: URL, application_name: str) -> tuple[sa.Engine, Any, sa.C
         engine.dispose()
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()
         raise UserError(
-            f"cannot connect to {mask_url(url)}: {redact(reason[0] if reason else str(exc))}"
+            f"cannot connect to {mask_url(url)}: {scrub(reason[0] if reason else str(exc))}"
         ) from None
     return engine, sa_conn.connection.dbapi_connection, sa_conn
 
@@ -490,7 +564,7 @@ class PostgresTarget(Target):
         except psycopg2.Error as exc:
             raise UserError(
                 f"the role may neither create databases nor schemas in {base.database}: "
-                f"{redact(exc.diag.message_primary or str(exc))}"
+                f"{scrub(exc.diag.message_primary or str(exc))}"
             ) from None
 
     def connect(self, session: str) -> Connection:
@@ -504,7 +578,7 @@ class PostgresTarget(Target):
             sa_connection = engine.connect()
         except sa.exc.DBAPIError as exc:
             reason = (str(exc.orig).strip().splitlines() or ["connection failed"])[0]
-            raise UserError(f"session {session} cannot connect: {redact(reason)}") from None
+            raise UserError(f"session {session} cannot connect: {scrub(reason)}") from None
         return Connection(sa_connection.connection.dbapi_connection, sa_connection.close)
 
     @property
@@ -541,7 +615,7 @@ class PostgresTarget(Target):
         except sa.exc.DBAPIError as exc:
             engine.dispose()
             reason = (str(exc.orig).strip().splitlines() or ["connection failed"])[0]
-            raise UserError(f"cannot connect to {database}: {redact(reason)}") from None
+            raise UserError(f"cannot connect to {database}: {scrub(reason)}") from None
 
         def close() -> None:
             sa_connection.close()
@@ -732,7 +806,7 @@ def _first_line(exc: BaseException) -> str:
     else:
         text = str(getattr(exc, "orig", None) or exc)
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return redact(lines[0] if lines else type(exc).__name__)
+    return scrub(lines[0] if lines else type(exc).__name__)
 
 
 def system_identifier(admin: Any) -> str | None:

@@ -268,8 +268,8 @@ def test_stdin_that_is_not_utf8(
     [
         (("--engine", "oracle"), ("invalid choice: 'oracle'",)),
         (("--busy-timeout", "soon"), ("--busy-timeout", "not a whole number")),
-        (("--busy-timeout", "-5"), ("--busy-timeout", "must be 0 or more")),
-        (("--page-size", "0"), ("--page-size", "at least 1")),
+        (("--busy-timeout", "-5"), ("--busy-timeout", "must be from 0 to 600,000 ms")),
+        (("--page-size", "0"), ("--page-size", "must be from 1 to 100,000")),
         (("--statement-timeout", "0"), ("--statement-timeout", "more than 0")),
         (("--format", "xml"), ("invalid choice: 'xml'",)),
         (("--url", "postgresql://u@h/db"), ("--url is for --engine postgres",)),

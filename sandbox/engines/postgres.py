@@ -126,3 +126,44 @@ class PostgresAdapter:
 
     def connection_lost(self, conn: Any) -> bool:
         return bool(conn.closed)
+
+
+# psycopg2 reads 'infinity'::timestamp as datetime.max and 'infinity'::date as date.max: a
+# report would show the year 9999 where the database holds infinity. In an array it cannot
+# parse them at all ("unable to parse date"). These casters give the words themselves.
+_INFINITIES = frozenset({"infinity", "-infinity"})
+_DATE_TYPES = (
+    # (name, oid, array oid, psycopg2's own caster)
+    ("DATE", 1082, 1182, ext.DATE),
+    ("TIMESTAMP", 1114, 1115, ext.PYDATETIME),
+    ("TIMESTAMPTZ", 1184, 1185, ext.PYDATETIMETZ),
+)
+
+
+def _infinity_aware(base: Any) -> Any:
+    def cast(value: str | None, cursor: Any) -> Any:
+        if value in _INFINITIES:
+            return value
+        return base(value, cursor)
+
+    return cast
+
+
+def _infinity_casters() -> list[Any]:
+    casters = []
+    for name, oid, array_oid, base in _DATE_TYPES:
+        scalar = ext.new_type((oid,), f"DBSANDBOX_{name}", _infinity_aware(base))
+        casters += [scalar, ext.new_array_type((array_oid,), f"DBSANDBOX_{name}_ARRAY", scalar)]
+    return casters
+
+
+_CASTERS = _infinity_casters()
+
+
+def keep_infinities(conn: Any) -> None:
+    """Make `conn` return PostgreSQL's infinite dates and timestamps as 'infinity' / '-infinity'.
+
+    Registered on the connection only: psycopg2's global casters stay as they are.
+    """
+    for caster in _CASTERS:
+        ext.register_type(caster, conn)

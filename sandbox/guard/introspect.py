@@ -56,8 +56,9 @@ import psycopg2.extensions as ext
 import sqlglot
 from sqlglot import exp
 
+from sandbox.engines.postgres import keep_infinities
 from sandbox.guard.schema import ColumnInfo, Schema, TableInfo
-from sandbox.masking import redact
+from sandbox.masking import scrub
 from sandbox.outcome import TxState
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class TransactionFailed(Exception):
 
 
 class ReadError(Exception):
-    """A read the guard made failed; `message` is the engine's own words (redacted)."""
+    """A read the guard made failed; `message` is the engine's own words."""
 
     def __init__(self, message: str, code: str | None = None, timed_out: bool = False) -> None:
         super().__init__(message)
@@ -139,9 +140,9 @@ def _read_error(exc: BaseException, interrupted: bool) -> ReadError:
         diag = exc.diag
         message = diag.message_primary or (str(exc).strip().splitlines() or ["error"])[0]
         # 57014: query_canceled, which our statement_timeout raises.
-        return ReadError(redact(message), exc.pgcode, timed_out=exc.pgcode == "57014")
+        return ReadError(message, exc.pgcode, timed_out=exc.pgcode == "57014")
     code = getattr(exc, "sqlite_errorname", None)
-    return ReadError(redact(str(exc)), code, timed_out=interrupted)
+    return ReadError(str(exc), code, timed_out=interrupted)
 
 
 def _missing_table(error: ReadError) -> bool:
@@ -236,7 +237,10 @@ def _pg_connect_like(raw: Any) -> Any:
     try:
         conn = psycopg2.connect(raw.dsn, **({"password": password} if password else {}))
     except psycopg2.Error as exc:
-        raise _read_error(exc, False) from exc
+        error = _read_error(exc, False)
+        # A connection error, which libpq may word with parts of the connection string.
+        raise ReadError(scrub(error.message), error.code) from exc
+    keep_infinities(conn)  # an impact sample shows 'infinity' as the session would
     conn.autocommit = True
     try:
         with conn.cursor() as sibling_cursor:

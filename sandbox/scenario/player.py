@@ -9,6 +9,7 @@ sees only what was committed.
 
 from __future__ import annotations
 
+import decimal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -231,7 +232,18 @@ def set_stage(scenario: Scenario, target: Target) -> None:
 
 
 def _rows(outcome: Outcome) -> list[list[Any]]:
-    return [[json_value(v) for v in row] for row in outcome.rows]
+    return [[_as_toml(v) for v in row] for row in outcome.rows]
+
+
+def _as_toml(value: Any) -> Any:
+    """A driver value as a scenario file would write it, so that `expect` can match it.
+
+    TOML has no decimals: a numeric compares as the integer or float it equals (PostgreSQL's
+    sum() of a bigint column is a numeric). Everything else is its JSON value.
+    """
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return int(value) if value == value.to_integral_value() else float(value)
+    return json_value(value)
 
 
 CHECK_TIMEOUT_S = 5.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sandbox.masking import redact
 from sandbox.recovery import describe as describe_methods
+from sandbox.rendering import json_text, terminal_lines
 from sandbox.report import execution_json
 from sandbox.scenario.player import ScenarioRun
 
@@ -46,7 +46,7 @@ def to_json(run: ScenarioRun) -> str:
         "statements": [execution_json(e) for e in run.executions],
         "timeline": [event.to_json() for event in run.timeline],
     }
-    return redact(json.dumps(document, indent=2, ensure_ascii=False))
+    return json_text(document)
 
 
 def to_text(run: ScenarioRun) -> str:
@@ -110,4 +110,4 @@ def to_text(run: ScenarioRun) -> str:
                 else "; not recovered yet (add --solution to play the reference recovery)"
             )
         )
-    return redact("\n".join(lines))
+    return terminal_lines(lines)

@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from sandbox.masking import redact
+from sandbox.masking import scrub
 from sandbox.snapshots.model import SnapshotError
 from sandbox.snapshots.store import SnapshotStore
 from sandbox.targets import database_oid as _database_oid
@@ -218,4 +218,4 @@ def _count_tables(raw: Any) -> int:
 def _message(exc: Any) -> str:
     diag = getattr(exc, "diag", None)
     text = (diag.message_primary if diag is not None else None) or str(exc)
-    return redact(text.strip().splitlines()[0] if text.strip() else "unknown error")
+    return scrub(text.strip().splitlines()[0] if text.strip() else "unknown error")
