@@ -563,11 +563,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # `dbsandbox run ... | head` closing early is not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except Exception as exc:
+        if not _lost_connection(exc):
+            raise
+        # A server that went away at a moment no outcome covers (between statements, while
+        # a session opened): one line, and the sandbox is still removed below.
+        print(f"dbsandbox: lost the connection to the server: {_first_line(exc)}", file=sys.stderr)
+        code = EXIT_USAGE
     finally:
         for sig, handler in previous.items():
             if handler is not None:  # None: the handler was not set from Python
                 signal.signal(sig, handler)
     return _last_word(code, interrupted, before)
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """A driver error saying the connection is gone (psycopg2 is imported only if used)."""
+    psycopg2 = sys.modules.get("psycopg2")
+    if psycopg2 is None:
+        return False
+    return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
+
+
+def _first_line(exc: BaseException) -> str:
+    from sandbox.masking import scrub
+
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return escape_controls(scrub(lines[0] if lines else type(exc).__name__))
 
 
 def _last_word(code: int, interrupted: bool, before: set[int]) -> int:

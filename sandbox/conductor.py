@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sandbox.errors import UserError
 from sandbox.masking import scrub
 from sandbox.outcome import Outcome, SqlError, Status, TxState
 from sandbox.session import CONNECTION_LOST_NOTE, Session
@@ -790,6 +791,15 @@ class Conductor:
             seat.session.cancel()
             execution._cancel_sent = now
 
+    def _lose(self, seat: _Seat, reason: str) -> None:
+        """A session that could not reconnect: say so once; it runs nothing more."""
+        seat.lost = True
+        self.timeline.add(
+            seat.session.name,
+            EventKind.CONNECTION_LOST,
+            f"session {seat.session.name} is gone: {reason}",
+        )
+
     def _write_off(self, seat: _Seat, execution: Execution) -> None:
         """Give up on a statement whose driver call will not return; its session is lost."""
         seat.lost = True
@@ -1002,7 +1012,11 @@ class Conductor:
         finally:
             if store.reconnects:
                 for seat in seats:
-                    failed = seat.executor.submit(seat.session.reopen).result()
+                    try:
+                        failed = seat.executor.submit(seat.session.reopen).result()
+                    except UserError as exc:  # the server went away during the restore
+                        self._lose(seat, str(exc))
+                        continue
                     if failed:
                         lost_settings[seat.session.name] = failed
         for seat in seats:

@@ -527,11 +527,17 @@ class PostgresTarget(Target):
                     self.url = base
                     self._create_schema(cursor, base)
                     options = f"-c search_path={self.name}"
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Exception):
                 self._remove_everything()
-            self._admin_sa.close()
-            self._admin_engine.dispose()
+            with contextlib.suppress(Exception):
+                self._admin_sa.close()
+            with contextlib.suppress(Exception):
+                self._admin_engine.dispose()
+            if isinstance(exc, psycopg2.Error):  # e.g. the server restarted right then
+                raise UserError(
+                    f"cannot create the sandbox on {mask_url(base)}: {_first_line(exc)}"
+                ) from None
             raise
         if self.mode == "schema":
             self.notices.append(

@@ -354,3 +354,22 @@ def test_clean_leaves_a_live_sandbox_alone(server: Cluster, tmp_path: Path) -> N
     assert made[0] in sandboxes(server)
     assert finish(run)[0] == 0
     assert sandboxes(server) == []
+
+
+@pytest.mark.timeout(600)
+def test_server_restarts_at_random_moments_never_end_in_a_traceback(server: Cluster) -> None:
+    rng = random.Random(3)
+    for _ in range(6):
+        run = start_run(server.url, BUSY_SCRIPT)
+        time.sleep(rng.uniform(0.2, 2.0))
+        server.restart()
+        code, out, err = finish(run)
+        assert_no_traceback(err)
+        assert code in (0, 2, 4), err
+        if code == 2:  # the restart came before the sandbox existed, or while a session opened
+            assert len(err.strip().splitlines()) == 1, err
+        if code == 4:
+            assert "dbsandbox clean" in err
+        server.wait_until_up()
+        assert clean(server.url)[0] == 0
+        assert sandboxes(server) == [], (out, err)

@@ -172,6 +172,17 @@ class PostgresSnapshots(SnapshotStore):
                 cursor.execute(f"SET lock_timeout = {READ_LOCK_TIMEOUT_MS}")
             yield before.raw, after.raw
 
+    def _connection_problem(self, exc: Exception) -> str | None:
+        import psycopg2
+
+        from sandbox.errors import UserError
+
+        if isinstance(exc, UserError):  # a connection to a snapshot database was refused
+            return str(exc)
+        if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+            return f"the connection to the server was lost ({_message(exc)})"
+        return None
+
     def _read_problem(self, exc: Exception) -> str | None:
         if getattr(exc, "pgcode", None) == LOCK_NOT_AVAILABLE:
             return (

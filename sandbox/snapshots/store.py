@@ -11,13 +11,16 @@ from __future__ import annotations
 import datetime as dt
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sandbox.snapshots.model import SnapshotError, SnapshotInfo, check_name
 
 if TYPE_CHECKING:
     from sandbox.snapshots.diff import Diff
+
+T = TypeVar("T")
 
 
 class SnapshotStore(ABC):
@@ -45,7 +48,8 @@ class SnapshotStore(ABC):
         check_name(name)
         self._serial += 1
         started = time.perf_counter()
-        method, size, tables = self._take(name, self._serial)
+        serial = self._serial
+        method, size, tables = self._unless_lost(f"snapshot {name}", self._take, name, serial)
         info = SnapshotInfo(
             name=name,
             reason=reason,
@@ -68,8 +72,25 @@ class SnapshotStore(ABC):
         """
         self.get(name)
         started = time.perf_counter()
-        self._restore(name)
+        self._unless_lost(f"restore of {name}", self._restore, name)
         return (time.perf_counter() - started) * 1000
+
+    def _unless_lost(self, what: str, step: Callable[..., T], *args: Any) -> T:
+        """Run a step; a lost connection (server restart, network) becomes a SnapshotError,
+        which the run records as the command's error outcome instead of a crash."""
+        try:
+            return step(*args)
+        except SnapshotError:
+            raise
+        except Exception as exc:
+            problem = self._connection_problem(exc)
+            if problem is None:
+                raise
+            raise SnapshotError(f"{what} failed: {problem}") from None
+
+    def _connection_problem(self, exc: Exception) -> str | None:
+        """Why a step failed, when the cause is a lost or refused connection; else None."""
+        return None
 
     def diff(self, name: str, limit: int = 100) -> Diff:
         """Row-level changes from snapshot `name` to what is committed now."""
@@ -80,7 +101,7 @@ class SnapshotStore(ABC):
             try:
                 return diff_databases(before, after, self.engine, limit=limit)
             except Exception as exc:
-                problem = self._read_problem(exc)
+                problem = self._read_problem(exc) or self._connection_problem(exc)
                 if problem is None:
                     raise
                 raise SnapshotError(f"diff against {name} failed: {problem}") from None
