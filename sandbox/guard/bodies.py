@@ -18,6 +18,9 @@ from sandbox.statements import Token
 STATEMENT_OPENERS = frozenset({"BEGIN", "THEN", "ELSE", "LOOP"})
 # format() placeholders in dynamic SQL: %s, %I, %L, with an optional position and width.
 _FORMAT_SPEC = re.compile(r"%(?:\d+\$)?-?\d*([sIL%])")
+# In an escape string (E'...'): a backslash escape, or a doubled quote.
+_ESCAPE = re.compile(r"\\(.)|''", re.S)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
 
 
 def word(token: Token) -> str:
@@ -46,19 +49,30 @@ def literal_span(token: Token) -> tuple[int, int] | None:
         return token.start + tag_end, token.end - tag_end
     if token.kind == "string" and token.text[:1] == "'":
         return token.start + 1, token.end - 1
+    if token.kind == "string" and token.text[:2] in ("E'", "e'"):
+        return token.start + 2, token.end - 1
     return None
 
 
 def body_text(sql: str, start: int, end: int) -> str:
-    """The body between `start` and `end`; a quoted body ('...') has its doubled quotes undone.
+    """The body between `start` and `end`, as the server reads it: a quoted body ('...') has
+    its doubled quotes undone, an escape string (E'...') its backslash escapes too.
 
     Unescaped, later offsets move a little earlier, so positions still point inside the
     statement, near their spot.
     """
     body = sql[start:end]
-    if start > 0 and sql[start - 1] == "'":
-        body = body.replace("''", "'")
-    return body
+    if start == 0 or sql[start - 1] != "'":
+        return body  # dollar-quoted: taken as written
+    escape_string = start >= 2 and sql[start - 2] in "eE"
+    escape_string = escape_string and (start == 2 or not _word_char(sql[start - 3]))
+    if not escape_string:
+        return body.replace("''", "'")
+    return _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)) if m.group(1) else "'", body)
+
+
+def _word_char(ch: str) -> bool:
+    return ch.isalnum() or ch in "_$"
 
 
 def do_body(toks: list[Token]) -> tuple[int, int] | None:
