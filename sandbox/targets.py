@@ -111,6 +111,14 @@ class Target(ABC):
     @abstractmethod
     def connect(self, session: str) -> Connection: ...
 
+    @property
+    def own_directory(self) -> Path | None:
+        """The directory whose files are the sandbox's own, if it has one (SQLite).
+
+        The guard lets ATTACH and VACUUM INTO reach files in there and nowhere else.
+        """
+        return None
+
     # Whether every lock wait ends by itself before a person could type the next line (SQLite's
     # busy timeout); the script runner waits such waits out instead of moving on.
     waits_end_on_their_own: bool = False
@@ -201,6 +209,10 @@ class SqliteTarget(Target):
                 f"the copy of {source} is damaged ({verdict[0] if verdict else 'no answer'}); "
                 "is another program writing to it?"
             )
+
+    @property
+    def own_directory(self) -> Path:
+        return self.directory
 
     def connect(self, session: str) -> Connection:
         # isolation_level=None is the driver's autocommit: it never opens a transaction of its

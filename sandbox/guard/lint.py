@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from pathlib import Path
 from typing import cast
 
 import sqlglot
 from sqlglot import exp
 
-from sandbox.guard import bodies, ddl, dml
+from sandbox.guard import bodies, boundary, ddl, dml
 from sandbox.guard.findings import RULES, Finding, PreviewPlan
 from sandbox.guard.schema import Schema
 from sandbox.statements import Dialect, Statement, Token, split_statements, tokens
@@ -57,22 +58,37 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _DYNAMIC = re.compile(r"_dyn\d+_")
 
 
-def lint_script(text: str, dialect: Dialect, schema: Schema | None = None) -> list[Finding]:
+def lint_script(
+    text: str, dialect: Dialect, schema: Schema | None = None, sandbox_dir: Path | None = None
+) -> list[Finding]:
     """Every finding for every statement of a script, in order."""
     findings: list[Finding] = []
     for statement in split_statements(text, dialect):
-        findings.extend(lint_statement(statement, dialect, schema))
+        findings.extend(lint_statement(statement, dialect, schema, sandbox_dir))
     return findings
 
 
 def lint_statement(
-    statement: Statement, dialect: Dialect, schema: Schema | None = None
+    statement: Statement,
+    dialect: Dialect,
+    schema: Schema | None = None,
+    sandbox_dir: Path | None = None,
 ) -> list[Finding]:
-    """The findings for one statement. Never raises."""
+    """The findings for one statement. Never raises.
+
+    `sandbox_dir` is the directory whose files are the sandbox's own (SQLite): ATTACH and
+    VACUUM INTO may reach in there and nowhere else.
+    """
+    toks = list(tokens(statement.text, dialect))
     try:
-        return _lint(statement.text, statement, 0, dialect, schema, depth=0)
+        found = _lint(statement.text, statement, 0, dialect, schema, depth=0, toks=toks)
     except RecursionError:
-        return [_unverified(statement, 0, "it is nested too deeply to analyse")]
+        found = [_unverified(statement, 0, "it is nested too deeply to analyse")]
+    for crossing in boundary.crossings(statement.text, dialect, sandbox_dir, toks):
+        # Offsets into SQL rebuilt from a string can run past the source: keep them inside.
+        offset = min(crossing.offset, max(len(statement.text) - 1, 0))
+        found.append(_finding(statement, offset, crossing.rule, crossing.message, crossing.fix))
+    return found
 
 
 def _word(token: Token) -> str:
@@ -126,9 +142,15 @@ def _unverified(statement: Statement, offset: int, why: str) -> Finding:
 
 
 def _lint(
-    sql: str, statement: Statement, offset: int, dialect: Dialect, schema: Schema | None, depth: int
+    sql: str,
+    statement: Statement,
+    offset: int,
+    dialect: Dialect,
+    schema: Schema | None,
+    depth: int,
+    toks: list[Token] | None = None,
 ) -> list[Finding]:
-    toks = list(tokens(sql, dialect))
+    toks = list(tokens(sql, dialect)) if toks is None else toks
     if not toks:
         return []
     first = _word(toks[0])
