@@ -297,6 +297,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
     options = _target_options(args)
     _check_exports(args.export)  # a bad path fails before the run, not after it
     with open_target(options) as target:
+        _warn(target.warnings)
         try:
             result = play(
                 scenario,
@@ -316,6 +317,12 @@ def _run_scenario(args: argparse.Namespace) -> int:
 
         _write_exports(SessionRecord.from_scenario_run(result), args.export)
     return EXIT_OK if result.passed else 1
+
+
+def _warn(warnings: list[str]) -> None:
+    """The sandbox's risks, once per run, on stderr: stdout stays the report."""
+    for warning in warnings:
+        print(f"warning: {redact(warning)}", file=sys.stderr)
 
 
 def _check_exports(paths: list[Path]) -> None:
@@ -417,6 +424,7 @@ def _run_script(args: argparse.Namespace) -> int:
     options = _target_options(args)
     _check_exports(args.export)  # a bad path fails before the run, not after it
     with open_target(options) as target:
+        _warn(target.warnings)
         result = run_steps(
             script.steps,
             target,

@@ -92,6 +92,8 @@ class Target(ABC):
 
     def __init__(self) -> None:
         self.notices: list[str] = []
+        # Risks of the place the sandbox lives in, said once per run (stderr, an app notice).
+        self.warnings: list[str] = []
         self._snapshots: SnapshotStore | None = None
 
     @property
@@ -411,6 +413,7 @@ class PostgresTarget(Target):
             self._admin_sa.close()
             self._admin_engine.dispose()
             raise
+        self.warnings += _role_warnings(self._admin)
         if self.mode == "schema":
             self.notices.append(
                 f"the role may not create databases: using scratch schema {self.name} "
@@ -563,6 +566,31 @@ class PostgresTarget(Target):
         finally:
             self._admin_sa.close()
             self._admin_engine.dispose()
+
+
+def _role_warnings(admin: Any) -> list[str]:
+    """What the URL's role may do that no guard can take back: SUPERUSER, CREATEROLE."""
+    with admin.cursor() as cursor:
+        cursor.execute(
+            "SELECT rolname, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user"
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return []
+    name, superuser, createrole = row
+    if not superuser and not createrole:
+        return []
+    what, can = (
+        ("is a superuser", "reach anything on the server")
+        if superuser
+        else ("has CREATEROLE", "create and change roles server-wide")
+    )
+    return [
+        f"role {name} {what}: the guard blocks statements that reach outside the sandbox, but "
+        f"with this role SQL the guard cannot read (built at run time, or inside functions "
+        f"that already exist) can still {can}; use a role without SUPERUSER or CREATEROLE "
+        "on a shared server"
+    ]
 
 
 def open_target(options: TargetOptions) -> Target:
