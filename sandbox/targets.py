@@ -396,6 +396,8 @@ class PostgresTarget(Target):
         self.mode = "database"
         options: str | None = None
         try:
+            # Inside the try: a Ctrl+C at any point here must still close what was opened.
+            self.warnings += _role_warnings(self._admin)
             with self._admin.cursor() as cursor:
                 try:
                     cursor.execute(f"CREATE DATABASE {quote_ident(self.name)}")
@@ -413,7 +415,6 @@ class PostgresTarget(Target):
             self._admin_sa.close()
             self._admin_engine.dispose()
             raise
-        self.warnings += _role_warnings(self._admin)
         if self.mode == "schema":
             self.notices.append(
                 f"the role may not create databases: using scratch schema {self.name} "
