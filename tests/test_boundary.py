@@ -407,6 +407,7 @@ def test_sqlite_never_reaches_the_original(
 
 
 def test_sqlite_files_in_the_sandbox_and_in_memory_stay_allowed() -> None:
+    escaped = f"escaped_{TOKEN}.db"
     target = SqliteTarget()
     with target:
         extra = target.directory / "extra.db"
@@ -416,13 +417,13 @@ def test_sqlite_files_in_the_sandbox_and_in_memory_stay_allowed() -> None:
             "ATTACH ':memory:' AS m;\n"
             "CREATE TABLE m.y (a INTEGER);\n"
             f"VACUUM INTO '{target.directory / 'copy.db'}';\n"
-            f"ATTACH '{target.directory / '..' / 'escaped.db'}' AS x;\n"
+            f"ATTACH '{target.directory / '..' / escaped}' AS x;\n"
         )
         result = run_steps(parse_script(script, "sqlite"), target, RunOptions(), Guard(yes=True))
         statuses = [str(e.outcome.status) if e.outcome else None for e in result.executions]
         assert statuses == ["ok", "ok", "ok", "ok", "ok", "blocked"]
         assert extra.is_file() and (target.directory / "copy.db").is_file()
-        assert not (target.directory.parent / "escaped.db").exists()
+        assert not (target.directory.parent / escaped).exists()
 
 
 # --------------------------------------------------------------------------- scenarios
