@@ -319,6 +319,7 @@ def _run_scenario(args: argparse.Namespace) -> int:
     options = _target_options(args)
     _check_exports(args.export)  # a bad path fails before the run, not after it
     with sandbox_closed_at_end(open_target(options)) as target:
+        _warn(target.warnings)
         try:
             result = play(
                 scenario,
@@ -338,6 +339,12 @@ def _run_scenario(args: argparse.Namespace) -> int:
 
         _write_exports(SessionRecord.from_scenario_run(result), args.export)
     return EXIT_OK if result.passed else 1
+
+
+def _warn(warnings: list[str]) -> None:
+    """The sandbox's risks, once per run, on stderr: stdout stays the report."""
+    for warning in warnings:
+        print(f"warning: {escape_controls(warning)}", file=sys.stderr)
 
 
 def _check_exports(paths: list[Path]) -> None:
@@ -449,6 +456,7 @@ def _run_script(args: argparse.Namespace) -> int:
     options = _target_options(args)
     _check_exports(args.export)  # a bad path fails before the run, not after it
     with sandbox_closed_at_end(open_target(options)) as target:
+        _warn(target.warnings)
         result = run_steps(
             script.steps,
             target,

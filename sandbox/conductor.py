@@ -465,7 +465,9 @@ class Conductor:
             schema = seat.schema
         # Acknowledgements are keyed by the statement's place in its own text (a script, or
         # the editor's text), not by its place in the run, which also counts \\ commands.
-        review = guard.review(statement, session, dialect, schema)
+        review = guard.review(
+            statement, session, dialect, schema, sandbox_dir=self.target.own_directory
+        )
         execution.review = review
         for finding, decision, impact in zip(
             review.findings, review.decisions, review.impacts, strict=True

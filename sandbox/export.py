@@ -254,13 +254,6 @@ def _confirmed_rules(execution: Execution) -> list[str]:
     return execution.review.confirmed_rules if execution.review else []
 
 
-def _blocked_rules(execution: Execution) -> list[str]:
-    """Rules blocked outright that still ran (a scenario's scripted mistake)."""
-    from sandbox.guard.policy import Decision
-
-    return execution.review.let_through(Decision.BLOCK) if execution.review else []
-
-
 def _setup_lines(record: SessionRecord) -> list[str]:
     """The scenario's stage: setup statements, the start snapshot, isolation levels."""
     from sandbox.guard.lint import lint_statement
@@ -321,11 +314,6 @@ def _execution_lines(execution: Execution) -> list[str]:
     if outcome is None or outcome.status is Status.CANCELLED:
         why = summarize(outcome) if outcome is not None else "the run ended before it did"
         lines += _comment(f"cancelled in the original session ({why}); a replay may differ")
-    blocked = _blocked_rules(execution)
-    if blocked:
-        lines += _comment(
-            f"the guard blocks {', '.join(blocked)} outside a scenario: the replay stops here"
-        )
     rules = _confirmed_rules(execution)
     if rules:
         if execution.snapshot_before:

@@ -113,6 +113,8 @@ class Target(ABC):
 
     def __init__(self) -> None:
         self.notices: list[str] = []
+        # Risks of the place the sandbox lives in, said once per run (stderr, an app notice).
+        self.warnings: list[str] = []
         self._snapshots: SnapshotStore | None = None
 
     @property
@@ -131,6 +133,14 @@ class Target(ABC):
 
     @abstractmethod
     def connect(self, session: str) -> Connection: ...
+
+    @property
+    def own_directory(self) -> Path | None:
+        """The directory whose files are the sandbox's own, if it has one (SQLite).
+
+        The guard lets ATTACH and VACUUM INTO reach files in there and nowhere else.
+        """
+        return None
 
     # Whether every lock wait ends by itself before a person could type the next line (SQLite's
     # busy timeout); the script runner waits such waits out instead of moving on.
@@ -241,6 +251,10 @@ class SqliteTarget(Target):
                 f"the copy of {source} is damaged ({verdict[0] if verdict else 'no answer'}); "
                 "is another program writing to it?"
             )
+
+    @property
+    def own_directory(self) -> Path:
+        return self.directory
 
     def connect(self, session: str) -> Connection:
         # isolation_level=None is the driver's autocommit: it never opens a transaction of its
@@ -510,6 +524,8 @@ class PostgresTarget(Target):
         )
         options: str | None = None
         try:
+            # Inside the try: a Ctrl+C at any point here must still close what was opened.
+            self.warnings += _role_warnings(self._admin)
             with self._admin.cursor() as cursor:
                 # Recorded before it exists: a kill at any moment leaves nothing unrecorded.
                 self.record.claim(self.name)
@@ -831,6 +847,31 @@ def database_oid(cursor: Any, name: str) -> int | None:
     cursor.execute("SELECT oid FROM pg_catalog.pg_database WHERE datname = %s", (name,))
     row = cursor.fetchone()
     return int(row[0]) if row else None
+
+
+def _role_warnings(admin: Any) -> list[str]:
+    """What the URL's role may do that no guard can take back: SUPERUSER, CREATEROLE."""
+    with admin.cursor() as cursor:
+        cursor.execute(
+            "SELECT rolname, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user"
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return []
+    name, superuser, createrole = row
+    if not superuser and not createrole:
+        return []
+    what, can = (
+        ("is a superuser", "reach anything on the server")
+        if superuser
+        else ("has CREATEROLE", "create and change roles server-wide")
+    )
+    return [
+        f"role {name} {what}: the guard blocks statements that reach outside the sandbox, but "
+        f"with this role SQL the guard cannot read (built at run time, or inside functions "
+        f"that already exist) can still {can}; use a role without SUPERUSER or CREATEROLE "
+        "on a shared server"
+    ]
 
 
 def open_target(options: TargetOptions) -> Target:

@@ -25,6 +25,7 @@ from sandbox import __version__
 from sandbox.cli import main
 from sandbox.targets import SCRATCH_PREFIX
 from tests import test_targets as shared
+from tests.conftest import without_role_warning
 from tests.test_targets import database_exists, pg_rows, unique, url_for
 
 private_tmp = shared.private_tmp
@@ -68,7 +69,7 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return code, captured.out, without_role_warning(captured.err)
 
 
 def assert_one_line_error(code: int, out: str, err: str, *fragments: str) -> None:
@@ -596,7 +597,7 @@ def assert_interrupted_cleanly(
     out, err = process.communicate(timeout=30)  # far less than the 300 s the statement sleeps
     assert process.returncode == 130, err  # non-zero: the script did not complete
     assert out == ""
-    assert err == "dbsandbox: interrupted; the sandbox was removed\n"
+    assert without_role_warning(err) == "dbsandbox: interrupted; the sandbox was removed\n"
     assert not database_exists(postgres_url, name)
 
 

@@ -24,7 +24,7 @@ from sandbox.statements import Dialect, split_statements
 from sandbox.targets import open_target
 from sandbox.timeline import Timeline
 from tests import test_targets as shared
-from tests.conftest import POSTGRES_ENV, options_for
+from tests.conftest import POSTGRES_ENV, options_for, without_role_warning
 from tests.test_targets import unique
 
 private_tmp = shared.private_tmp
@@ -62,7 +62,7 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return code, captured.out, without_role_warning(captured.err)
 
 
 def engine_args(engine: str, url: str | None = None) -> list[str]:

@@ -23,7 +23,7 @@ from sandbox.recovery import methods_used
 from sandbox.statements import MetaCommand, split, split_statements
 from sandbox.targets import PostgresTarget, SqliteTarget, Target, open_target
 from sandbox.timeline import EventKind
-from tests.conftest import options_for
+from tests.conftest import options_for, without_role_warning
 
 SETUP = """
 CREATE TABLE accounts (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, balance INTEGER);
@@ -306,7 +306,7 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return code, captured.out, without_role_warning(captured.err)
 
 
 def test_run_json_carries_each_command_as_a_statement_entry(

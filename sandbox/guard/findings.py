@@ -13,6 +13,9 @@ class Severity(enum.StrEnum):
     ERROR = "error"  # destroys or bulk-overwrites data or objects, or turns integrity off
     WARNING = "warning"  # could not be verified, or risky
     INFO = "info"  # advice
+    # Reaches outside the sandbox: never runs in one. Not a failure for `dbsandbox lint`: in a
+    # migration, CREATE EXTENSION or GRANT ... ON DATABASE is ordinary; only a sandbox refuses it.
+    BOUNDARY = "boundary"
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ def _rules(*rules: Rule) -> dict[str, Rule]:
     return {rule.id: rule for rule in rules}
 
 
-E, W = Severity.ERROR, Severity.WARNING
+E, W, B = Severity.ERROR, Severity.WARNING, Severity.BOUNDARY
 RULES = _rules(
     Rule("delete-without-where", E, "DELETE with no WHERE removes every row"),
     Rule("update-without-where", E, "UPDATE with no WHERE overwrites every row"),
@@ -46,6 +49,15 @@ RULES = _rules(
     Rule("replication-role-replica", E, "session_replication_role=replica skips FK triggers"),
     Rule("disable-trigger", E, "DISABLE TRIGGER turns triggers (and FK checks) off"),
     Rule("unverified", W, "the guard could not read this statement, so it cannot vouch for it"),
+    Rule("other-database", B, "creates, alters, comments on or grants on a database"),
+    Rule("server-role", B, "creates or alters a role, or grants one role to another"),
+    Rule("system-catalog", B, "writes or locks PostgreSQL's system catalogs directly"),
+    Rule("outside-file", B, "reads or writes a file outside the sandbox"),
+    Rule("server-config", B, "changes the server: ALTER SYSTEM, reload, WAL, tablespaces"),
+    Rule("other-session", B, "signals another server process (terminate, cancel)"),
+    Rule("remote-server", B, "connects to another database or server (dblink, FDW)"),
+    Rule("server-code", B, "runs native or untrusted code on the server, or a shell command"),
+    Rule("too-deep-to-check", B, "SQL nested too deeply to check that it stays in the sandbox"),
 )
 
 

@@ -10,15 +10,15 @@ statement neither recognised as harmless nor understood gets an `unverified` war
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import re
+from pathlib import Path
 from typing import cast
 
 import sqlglot
 from sqlglot import exp
 
-from sandbox.guard import ddl, dml
+from sandbox.guard import bodies, boundary, ddl, dml
 from sandbox.guard.findings import RULES, Finding, PreviewPlan
 from sandbox.guard.schema import Schema
 from sandbox.statements import Dialect, Statement, Token, split_statements, tokens
@@ -51,35 +51,44 @@ _BODY_STARTS = frozenset(
         "CALL", "COPY", "EXPLAIN",
     }
 )  # fmt: skip
-# PL/pgSQL words after which a new statement starts (besides after `;`): `IF ... THEN DELETE`,
-# `LOOP UPDATE`, `ELSE DROP`. Elsewhere a word such as UPDATE is part of the statement around it
-# (`SELECT ... FOR UPDATE`, `ON CONFLICT DO UPDATE`).
-_BODY_OPENERS = frozenset({"BEGIN", "THEN", "ELSE", "LOOP"})
 # SQLite's `UPDATE OR IGNORE t ...`: the conflict clause, which sqlglot cannot read.
 _CONFLICT_ACTIONS = frozenset({"ROLLBACK", "ABORT", "REPLACE", "FAIL", "IGNORE"})
-# format() placeholders in dynamic SQL: %s, %I, %L, with an optional position and width.
-_FORMAT_SPEC = re.compile(r"%(?:\d+\$)?-?\d*([sIL%])")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # Stand-ins for the parts of dynamic SQL only known at run time; shown as <computed>.
 _DYNAMIC = re.compile(r"_dyn\d+_")
 
 
-def lint_script(text: str, dialect: Dialect, schema: Schema | None = None) -> list[Finding]:
+def lint_script(
+    text: str, dialect: Dialect, schema: Schema | None = None, sandbox_dir: Path | None = None
+) -> list[Finding]:
     """Every finding for every statement of a script, in order."""
     findings: list[Finding] = []
     for statement in split_statements(text, dialect):
-        findings.extend(lint_statement(statement, dialect, schema))
+        findings.extend(lint_statement(statement, dialect, schema, sandbox_dir))
     return findings
 
 
 def lint_statement(
-    statement: Statement, dialect: Dialect, schema: Schema | None = None
+    statement: Statement,
+    dialect: Dialect,
+    schema: Schema | None = None,
+    sandbox_dir: Path | None = None,
 ) -> list[Finding]:
-    """The findings for one statement. Never raises."""
+    """The findings for one statement. Never raises.
+
+    `sandbox_dir` is the directory whose files are the sandbox's own (SQLite): ATTACH and
+    VACUUM INTO may reach in there and nowhere else.
+    """
+    toks = list(tokens(statement.text, dialect))
     try:
-        return _lint(statement.text, statement, 0, dialect, schema, depth=0)
+        found = _lint(statement.text, statement, 0, dialect, schema, depth=0, toks=toks)
     except RecursionError:
-        return [_unverified(statement, 0, "it is nested too deeply to analyse")]
+        found = [_unverified(statement, 0, "it is nested too deeply to analyse")]
+    for crossing in boundary.crossings(statement.text, dialect, sandbox_dir, toks):
+        # Offsets into SQL rebuilt from a string can run past the source: keep them inside.
+        offset = min(crossing.offset, max(len(statement.text) - 1, 0))
+        found.append(_finding(statement, offset, crossing.rule, crossing.message, crossing.fix))
+    return found
 
 
 def _word(token: Token) -> str:
@@ -133,9 +142,15 @@ def _unverified(statement: Statement, offset: int, why: str) -> Finding:
 
 
 def _lint(
-    sql: str, statement: Statement, offset: int, dialect: Dialect, schema: Schema | None, depth: int
+    sql: str,
+    statement: Statement,
+    offset: int,
+    dialect: Dialect,
+    schema: Schema | None,
+    depth: int,
+    toks: list[Token] | None = None,
 ) -> list[Finding]:
-    toks = list(tokens(sql, dialect))
+    toks = list(tokens(sql, dialect)) if toks is None else toks
     if not toks:
         return []
     first = _word(toks[0])
@@ -215,13 +230,7 @@ def _wrapped(toks: list[Token], first: str, dialect: Dialect) -> tuple[int, int]
                 return toks[2].start, token.start
         return toks[2].start, toks[-1].end
     if first == "DO" and dialect == "postgres":
-        body = next((t for t in toks[1:] if t.kind in ("dollar_string", "string")), None)
-        if body is None:
-            return None
-        if body.kind == "dollar_string":
-            tag_end = body.text.index("$", 1) + 1
-            return body.start + tag_end, body.end - tag_end
-        return body.start + 1, body.end - 1
+        return bodies.do_body(toks)
     return None
 
 
@@ -236,25 +245,21 @@ def _lint_inner(
     depth: int,
     wrapper: str,
 ) -> list[Finding]:
-    body = sql[start:end]
     if wrapper != "DO":
-        return _lint(body, statement, offset + start, dialect, schema, depth + 1)
-    if start > 0 and sql[start - 1] == "'":
-        # DO '...': a quoted body doubles its quotes. Unescaped, later offsets move a little
-        # earlier, so findings still point inside the statement, near their spot.
-        body = body.replace("''", "'")
+        return _lint(sql[start:end], statement, offset + start, dialect, schema, depth + 1)
+    body = bodies.body_text(sql, start, end)
     findings: list[Finding] = []
     for piece in split_statements(body, dialect):
         piece_toks = list(tokens(piece.text, dialect))
         for index, token in enumerate(piece_toks):
             word = _word(token)
             at = offset + start + piece.start + token.start
-            if word == "EXECUTE" and _runs_dynamic_sql(piece_toks, index):
+            if word == "EXECUTE" and bodies.runs_dynamic_sql(piece_toks, index):
                 findings.extend(
                     _lint_dynamic(piece_toks[index + 1 :], statement, at, dialect, schema, depth)
                 )
                 break
-            if index > 0 and _word(piece_toks[index - 1]) not in _BODY_OPENERS:
+            if index > 0 and _word(piece_toks[index - 1]) not in bodies.STATEMENT_OPENERS:
                 continue  # not where a statement starts
             rest = piece.text[token.start :]
             if word in _BODY_STARTS:
@@ -268,12 +273,6 @@ def _lint_inner(
     return findings
 
 
-def _runs_dynamic_sql(toks: list[Token], index: int) -> bool:
-    """Whether the EXECUTE at toks[index] runs a string of SQL (not `EXECUTE FUNCTION f()`)."""
-    after = _word(toks[index + 1]) if index + 1 < len(toks) else "FUNCTION"
-    return after not in ("FUNCTION", "PROCEDURE", "ON")
-
-
 def _lint_dynamic(
     toks: list[Token],
     statement: Statement,
@@ -283,7 +282,7 @@ def _lint_dynamic(
     depth: int,
 ) -> list[Finding]:
     """EXECUTE in a DO block: lint the SQL it builds, with run-time parts as stand-ins."""
-    template = _dynamic_template(toks)
+    template = bodies.dynamic_template(toks)
     line, column = _position(statement, at)
     if template is None:
         return [
@@ -311,62 +310,6 @@ def _lint_dynamic(
                 )
             )
     return findings
-
-
-def _string_value(token: Token) -> str | None:
-    """The text of a string literal token ('...', E'...', $tag$...$tag$), or None."""
-    text = token.text
-    if token.kind == "dollar_string":
-        tag = text[: text.index("$", 1) + 1]
-        return text[len(tag) : -len(tag)] if text.endswith(tag) and len(text) > len(tag) else None
-    if token.kind != "string" or not text.endswith("'"):
-        return None
-    if text[0] in "eE":
-        return text[2:-1].replace("\\'", "'").replace("''", "'")
-    if text[0] != "'":
-        return None  # X'..', B'..': not SQL text
-    return text[1:-1].replace("''", "'")
-
-
-def _dynamic_template(toks: list[Token]) -> str | None:
-    """The SQL an EXECUTE expression builds, run-time parts replaced by _dynN_ names.
-
-    Handles a literal, `format('...', args)` and `'...' || expr || '...'`. None when no part of
-    the SQL is written out in the source (`EXECUTE sql_text`).
-    """
-    expression: list[Token] = []
-    depth = 0
-    for token in toks:
-        if depth == 0 and _word(token) in ("INTO", "USING", "STRICT", "LOOP"):
-            break  # the end of the expression; LOOP: FOR r IN EXECUTE '...' LOOP
-        depth += {"(": 1, ")": -1}.get(token.text, 0)
-        expression.append(token)
-    # Split on top-level `||` (the lexer gives it as two `|` tokens).
-    operands: list[list[Token]] = [[]]
-    depth = 0
-    for i, token in enumerate(expression):
-        depth += {"(": 1, ")": -1}.get(token.text, 0)
-        if token.text == "|" and depth == 0:
-            prev = expression[i - 1] if i > 0 else None
-            if prev is not None and prev.text == "|" and prev.end == token.start:
-                operands.append([])
-            continue
-        operands[-1].append(token)
-    names = (f"_dyn{n}_" for n in itertools.count(1))
-    parts: list[str] = []
-    literal = False
-    for operand in operands:
-        text = _string_value(operand[0]) if len(operand) == 1 else None
-        if text is None and len(operand) > 2 and _word(operand[0]) == "FORMAT":
-            fmt = _string_value(operand[2]) if operand[1].text == "(" else None
-            if fmt is not None:
-                text = _FORMAT_SPEC.sub(lambda m: "%" if m.group(1) == "%" else next(names), fmt)
-        if text is None:
-            parts.append(f" {next(names)} ")
-        else:
-            parts.append(text)
-            literal = True
-    return "".join(parts) if literal else None
 
 
 def _lint_parsed(

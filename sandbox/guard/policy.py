@@ -4,9 +4,10 @@
 - confirm: it runs only when the learner says yes: in the app a dialog showing its impact; in
   `dbsandbox run` the flag --yes, or an acknowledgement comment naming the rule on the
   statement (`-- dbsandbox: allow delete-without-where`).
-- block: it never runs. Only statements that reach outside the sandbox are blocked: a sandbox
-  never needs to drop a database or a server-wide role, and on a shared PostgreSQL server those
-  belong to someone else.
+- block: it never runs, whoever asks (--yes, a comment, a yes in the app, a scenario's
+  scripted step). Only statements that reach outside the sandbox are blocked (see
+  `sandbox.guard.boundary`): a sandbox never needs another database, a server-wide role, the
+  server's files or settings, and on a shared PostgreSQL server those belong to someone else.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sandbox.guard.findings import Finding, Severity
@@ -33,24 +35,43 @@ class Decision(enum.StrEnum):
     BLOCK = "block"
 
 
-_OUTSIDE_THE_SANDBOX = frozenset({"database", "role", "tablespace", "everything owned by"})
+# Objects whose DROP reaches outside: every database has them in common. Dropping a
+# subscription also drops its replication slot on the publishing server.
+_OUTSIDE_THE_SANDBOX = frozenset(
+    {"database", "role", "tablespace", "everything owned by", "subscription"}
+)
+
+
+def reaches_outside(finding: Finding) -> bool:
+    """Whether the finding is about something outside the sandbox: it never runs."""
+    return finding.severity is Severity.BOUNDARY or any(
+        kind in _OUTSIDE_THE_SANDBOX for kind, _ in finding.objects
+    )
+
+
+def outside_the_sandbox(
+    statement: Statement, dialect: Dialect, sandbox_dir: Path | None = None
+) -> list[Finding]:
+    """The findings that block a statement wherever the sandbox would run it."""
+    return [f for f in lint_statement(statement, dialect, None, sandbox_dir) if reaches_outside(f)]
 
 
 @dataclass(frozen=True)
 class Policy:
-    """Severity decides, unless a rule has its own decision."""
+    """Severity decides, unless a rule has its own decision; nothing unblocks the boundary."""
 
     by_severity: dict[Severity, Decision] = field(
         default_factory=lambda: {
             Severity.ERROR: Decision.CONFIRM,
             Severity.WARNING: Decision.ALLOW,
             Severity.INFO: Decision.ALLOW,
+            Severity.BOUNDARY: Decision.BLOCK,
         }
     )
     by_rule: dict[str, Decision] = field(default_factory=dict)
 
     def decide(self, finding: Finding) -> Decision:
-        if any(kind in _OUTSIDE_THE_SANDBOX for kind, _ in finding.objects):
+        if reaches_outside(finding):
             return Decision.BLOCK
         return self.by_rule.get(finding.rule, self.by_severity[finding.severity])
 
@@ -115,20 +136,18 @@ class Review:
     def runs(self) -> bool:
         return self.decision is Decision.ALLOW
 
-    def let_through(self, decision: Decision) -> list[str]:
-        """Rules that asked for `decision` although the statement runs (confirmed, or a
-        scripted mistake), each once, in finding order."""
+    @property
+    def confirmed_rules(self) -> list[str]:
+        """Rules that wanted a confirmation and got it (confirmed, or a scripted mistake): the
+        statement runs despite them. Each once, in finding order."""
         if not self.runs:
             return []
         rules = [
-            f.rule for f, d in zip(self.findings, self.decisions, strict=True) if d is decision
+            f.rule
+            for f, d in zip(self.findings, self.decisions, strict=True)
+            if d is Decision.CONFIRM
         ]
         return list(dict.fromkeys(rules))
-
-    @property
-    def confirmed_rules(self) -> list[str]:
-        """Rules that wanted a confirmation and got it: the statement runs despite them."""
-        return self.let_through(Decision.CONFIRM)
 
     def to_json(self) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = []
@@ -148,13 +167,14 @@ class Guard:
     """Lints each statement, measures flagged ones, and applies the policy.
 
     `yes` confirms every confirm-level finding (the run's --yes); `acknowledged` holds the
-    rules each statement's comments acknowledge; `enforce=False` lets everything run (a
-    scenario's scripted mistake) while still reporting what the guard saw.
+    rules each statement's comments acknowledge; `scripted` lets confirm-level findings run (a
+    scenario's scripted mistake) while still reporting what the guard saw. Nothing lets a
+    blocked statement run.
     """
 
     policy: Policy = field(default_factory=Policy)
     yes: bool = False
-    enforce: bool = True
+    scripted: bool = False
     acknowledged: dict[int, set[str]] = field(default_factory=dict)
 
     def review(
@@ -164,14 +184,22 @@ class Guard:
         dialect: Dialect,
         schema: Schema | None = None,
         index: int | None = None,
+        sandbox_dir: Path | None = None,
     ) -> Review:
-        """Runs on the session's own thread: impact previews use its connection."""
+        """Runs on the session's own thread: impact previews use its connection.
+
+        `sandbox_dir` is the directory whose files are the sandbox's own (SQLite).
+        """
         from sandbox.guard.impact import measure
 
-        findings = lint_statement(statement, dialect, schema)
+        findings = lint_statement(statement, dialect, schema, sandbox_dir)
         decisions = [self.policy.decide(f) for f in findings]
+        # A statement outside the sandbox never runs: there is nothing in it to measure.
         impacts: list[Impact | None] = [
-            measure(session, f) if d is not Decision.ALLOW or f.severity is Severity.ERROR else None
+            measure(session, f)
+            if f.severity is not Severity.BOUNDARY
+            and (d is not Decision.ALLOW or f.severity is Severity.ERROR)
+            else None
             for f, d in zip(findings, decisions, strict=True)
         ]
         acknowledged = self.acknowledged.get(statement.index if index is None else index, set())
@@ -185,7 +213,7 @@ class Guard:
                     reason = "acknowledged by a comment"
                 elif self.yes:
                     reason = "confirmed by --yes"
-                elif not self.enforce:
+                elif self.scripted:
                     reason = "a scripted mistake: allowed to happen"
                 else:
                     outcome = Decision.CONFIRM
@@ -193,8 +221,6 @@ class Guard:
                         "needs confirmation: rerun with --yes, or add the comment "
                         f"-- dbsandbox: allow {finding.rule}"
                     )
-        if outcome is Decision.BLOCK and not self.enforce:
-            outcome, reason = Decision.ALLOW, "a scripted mistake: allowed to happen"
         return Review(findings, decisions, impacts, outcome, reason)
 
 

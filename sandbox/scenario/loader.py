@@ -349,6 +349,8 @@ def _check_meta(r: _Reader, text: str, key: str) -> None:
 def _check_sql(r: _Reader, sql: str, engine: str, key: str, several: bool = False) -> None:
     import sqlglot
 
+    from sandbox.guard.policy import outside_the_sandbox
+
     if not several and sql.lstrip().startswith("\\"):
         _check_meta(r, sql.strip(), key)
         return
@@ -361,6 +363,13 @@ def _check_sql(r: _Reader, sql: str, engine: str, key: str, several: bool = Fals
         r.problem(key, f"holds {len(statements)} statements; a step is one statement")
         return
     for statement in statements:
+        snippet = " ".join(statement.text.split())[:60]
+        for finding in outside_the_sandbox(statement, dialect):
+            r.problem(
+                key,
+                f"reaches outside the sandbox, so no sandbox runs it: {snippet!r}: "
+                f"{finding.message}",
+            )
         first = (words(statement.text, dialect) or [""])[0]
         if first in _UNPARSED_OK:
             continue
@@ -368,7 +377,6 @@ def _check_sql(r: _Reader, sql: str, engine: str, key: str, several: bool = Fals
             sqlglot.parse_one(statement.text, read=engine)
         except Exception as exc:  # sqlglot's parse errors have many types
             first_line = str(exc).splitlines()[0]
-            snippet = " ".join(statement.text.split())[:60]
             r.problem(key, f"does not parse as {engine} SQL: {snippet!r}: {first_line}")
 
 

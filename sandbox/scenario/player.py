@@ -1,7 +1,9 @@
 """Play a scenario for real: set the stage, make the mistake happen, judge the recovery.
 
 The breakage steps run through the same conductor and guard as any script, the guard told to
-let them through (they are the mistake) while still reporting what it sees. Each step's actual
+let what it would ask to confirm through (they are the mistake) while still reporting what it
+sees. What it blocks stays blocked: no step, setup statement or check of a scenario reaches
+outside the sandbox, even from a file that skipped validation. Each step's actual
 outcome is compared with what the scenario declares, so a scenario that no longer reproduces
 what the engine does fails loudly. Checks run last: by default on a fresh connection, which
 sees only what was committed.
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sandbox.conductor import Conductor, Execution
-from sandbox.guard.policy import Guard
+from sandbox.guard.policy import Guard, outside_the_sandbox
 from sandbox.outcome import Outcome, Status, json_value
 from sandbox.recovery import methods_used
 from sandbox.runner import RunOptions
@@ -182,9 +184,10 @@ def open_sessions(scenario: Scenario, conductor: Conductor) -> None:
 def play_steps(
     phase: str, steps: tuple[Step, ...], conductor: Conductor
 ) -> list[tuple[str, Step, Execution]]:
-    """Run scripted steps; the guard reports them but lets them happen (they are the mistake)."""
+    """Run scripted steps; the guard reports them but lets them happen (they are the mistake),
+    unless they reach outside the sandbox."""
     engine = conductor.target.engine
-    guard = Guard(enforce=False)
+    guard = Guard(scripted=True)
     played: list[tuple[str, Step, Execution]] = []
     for step in steps:
         if not step.runs_on(engine):
@@ -208,12 +211,23 @@ def run_checks(scenario: Scenario, conductor: Conductor, since: int = 0) -> list
 
 
 def set_stage(scenario: Scenario, target: Target) -> None:
-    """Run the setup on its own connection, each statement committed at once."""
+    """Run the setup on its own connection, each statement committed at once.
+
+    The setup meets no guard but the boundary: nothing of it runs if any of it reaches outside.
+    """
+    engine = target.engine
+    statements = split_statements(scenario.setup.on(engine) or "", _dialect(engine))
+    for statement in statements:
+        outside = outside_the_sandbox(statement, _dialect(engine), target.own_directory)
+        if outside:
+            raise ScenarioBroken(
+                f"{scenario.id}: setup not run: {statement.text[:60]!r} reaches outside the "
+                f"sandbox ({outside[0].rule}: {outside[0].message})"
+            )
     connection = target.connect("setup")
     adapter = target.adapter
-    engine = target.engine
     try:
-        for statement in split_statements(scenario.setup.on(engine) or "", _dialect(engine)):
+        for statement in statements:
             cursor = connection.raw.cursor()
             try:
                 cursor.execute(statement.text)
@@ -257,6 +271,14 @@ def _run_check(check: Check, conductor: Conductor, target: Target, since: int) -
     engine = target.engine
     expected = null_to_none(check.expect.on(engine))
     sql = check.sql.on(engine)
+    outside = [
+        finding
+        for statement in split_statements(sql, _dialect(engine))
+        for finding in outside_the_sandbox(statement, _dialect(engine), target.own_directory)
+    ]
+    if outside:
+        blocked = {"code": "dbsandbox", "message": f"not run: {outside[0].message}"}
+        return CheckResult(check, expected, {"error": blocked}, False)
     if check.session is not None:
         outcome = conductor.quietly(check.session, sql, timeout_s=CHECK_TIMEOUT_S)
     else:

@@ -60,6 +60,7 @@ class Bridge:
         self._schema_thread: threading.Thread | None = None
         self._schema_reading = False
         self._closed = False
+        self._warned: set[str] = set()  # each warning once per app, not once per reset
 
     # ------------------------------------------------------------------ lifecycle (threads)
 
@@ -116,6 +117,10 @@ class Bridge:
                     self.target.engine, self.target.description, sessions, scenario, timeline
                 )
             )
+            for warning in self.target.warnings:
+                if warning not in self._warned:
+                    self._warned.add(warning)
+                    self.app.post_message(Notice(warning, "warning"))
         self.refresh_schema()
 
     def close(self) -> None:
