@@ -137,6 +137,8 @@ class Cluster:
                 os.kill(pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
+        if not (self.data / "postmaster.pid").exists():
+            return  # stopped: nothing to thaw
         for pid in self.server_pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)

@@ -18,7 +18,7 @@ import pytest
 
 from sandbox.cli import main
 from tests import test_targets as shared
-from tests.conftest import POSTGRES_ENV
+from tests.conftest import POSTGRES_ENV, without_role_warning
 
 private_tmp = shared.private_tmp
 
@@ -41,6 +41,7 @@ def engine_args(engine: str) -> list[str]:
 def run_json(capsys: pytest.CaptureFixture[str], engine: str, *args: str) -> list[dict[str, Any]]:
     code, out, err = cli(capsys, "run", *args, *engine_args(engine), "--format", "json")
     assert code == 0, err
+    err = without_role_warning(err)
     assert all(line.startswith("wrote ") for line in err.splitlines())  # only --export's
     statements: list[dict[str, Any]] = json.loads(out)["statements"]
     return statements

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import without_role_warning
 from tests.pgcluster import Cluster, unavailable_reason
 
 REQUIRE_ENV = "DBSANDBOX_REQUIRE_POSTGRES"
@@ -89,7 +90,8 @@ def finish(process: subprocess.Popen[str], bound_s: float = 120) -> tuple[int, s
         process.kill()
         raise AssertionError(f"the run did not end within {bound_s} s: it hangs") from None
     assert process.stdout is not None and process.stderr is not None
-    return process.returncode, process.stdout.read(), process.stderr.read()
+    # The cluster's role is a superuser: every run warns about it first.
+    return process.returncode, process.stdout.read(), without_role_warning(process.stderr.read())
 
 
 def wait_until(condition: Callable[[], bool], what: str, bound_s: float = 30.0) -> None:
