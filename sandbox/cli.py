@@ -122,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a SQL script in a fresh sandbox, on one or several sessions",
         description="Run a SQL script in a fresh sandbox. A line `\\session NAME` sends the "
         "statements after it to session NAME (opened on first use; the first is A). "
-        "Exit 0 when the script ran (SQL errors are outcomes), 2 on bad input.",
+        "Exit codes: 0 the script ran (SQL errors are outcomes); 1 a scenario's checks "
+        "failed; 2 bad input, or the server could not be reached; 3 the guard stopped a "
+        "statement; 4 it ran, but the sandbox could not be removed (`dbsandbox clean` will); "
+        "130 interrupted.",
     )
     run.add_argument(
         "script",
