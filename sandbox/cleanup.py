@@ -84,8 +84,15 @@ def clean_postgres(url_text: str, dry_run: bool = False) -> CleanReport:
         recorded: set[str] = set()
         for record in all_records():
             known = record.server.get("system_identifier")
-            if known and server_id and known != server_id:
-                continue  # a sandbox on another server
+            if known and server_id:
+                if known != server_id:
+                    continue  # a sandbox on another server
+                same_server = True
+            else:  # the identifier could not be read: the address is the next best thing
+                same_server = (record.server.get("host"), record.server.get("port")) == (
+                    url.host,
+                    url.port,
+                )
             recorded.update(record.objects)
             if record.mode == "schema":
                 if record.database is None:
@@ -95,12 +102,12 @@ def clean_postgres(url_text: str, dry_run: bool = False) -> CleanReport:
                     url.set(database=record.database), "dbsandbox:clean"
                 )
                 try:
-                    _clean_record(schema_admin, record, "schema", dry_run, report)
+                    _clean_record(schema_admin, record, "schema", dry_run, same_server, report)
                 finally:
                     schema_conn.close()
                     schema_engine.dispose()
             else:
-                _clean_record(admin, record, "database", dry_run, report)
+                _clean_record(admin, record, "database", dry_run, same_server, report)
         with admin.cursor() as cursor:
             params = {"prefix": SCRATCH_PREFIX.replace("_", r"\_") + "%", "marker": MARKER + "%"}
             cursor.execute(_UNRECORDED, params)
@@ -118,27 +125,32 @@ def clean_postgres(url_text: str, dry_run: bool = False) -> CleanReport:
 
 
 def _clean_record(
-    admin: Any, record: Record, what: str, dry_run: bool, report: CleanReport
+    admin: Any, record: Record, what: str, dry_run: bool, same_server: bool, report: CleanReport
 ) -> None:
-    """Drop what one record names, if its sandbox is dead; strike what is gone from it."""
+    """Drop what one record names, if its sandbox is dead; strike what is gone from it.
+
+    An entry is struck for a missing or replaced object only when the record is known to be
+    about this server: the same names on another server are still that server's leftovers.
+    """
     import psycopg2
 
     state_sql = _SCHEMA_STATE if what == "schema" else _DATABASE_STATE
     alive = record.owner_alive()
+    may_strike = same_server and not dry_run and not alive
     for name, oid in sorted(record.objects.items()):
         label = f"{what} {name}"
         with admin.cursor() as cursor:
             cursor.execute(state_sql, {"name": name, "sandbox": record.name})
             row = cursor.fetchone()
         if row is None:
-            if not dry_run and not alive:
+            if may_strike:
                 record.release(name)  # never made, or already gone
             continue
         found_oid, may_drop, live, connections = row
         if oid is not None and int(found_oid) != oid:
             # Someone made a new one under a name this sandbox once used: not ours.
             report.kept.append(f"{label}: not the one the sandbox made (its oid changed)")
-            if not dry_run and not alive:
+            if may_strike:
                 record.release(name)
             continue
         if alive or live:

@@ -412,3 +412,52 @@ def test_clean_with_an_explicit_url_that_is_not_postgres_is_an_error(
     assert err == (
         "dbsandbox: unsupported URL scheme 'mysql': use postgresql://USER@HOST:PORT/DB\n"
     )
+
+
+# --------------------------------------------------------------------------- records
+
+
+@pytest.mark.postgres
+def test_a_database_made_later_under_a_recorded_name_is_not_ours(
+    postgres_url: str,
+    private_tmp: Path,
+    orphan: Callable[..., str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name = orphan()
+    # Someone drops the leftover and makes a database of their own under the same name.
+    pg_rows(postgres_url, f'DROP DATABASE "{name}"')
+    pg_rows(postgres_url, f'CREATE DATABASE "{name}"')
+
+    code, lines, err = clean(capsys, "--url", postgres_url)
+
+    assert code == 0, err
+    assert f"kept database {name}: not the one the sandbox made (its oid changed)" in lines
+    assert database_exists(postgres_url, name)
+
+
+@pytest.mark.postgres
+def test_a_record_about_another_server_is_left_for_that_server(
+    postgres_url: str,
+    private_tmp: Path,
+    handmade_database: Callable[[str | None], str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sandbox.ownership import Record, records_dir
+
+    namesake = handmade_database(None)  # this server's, merely named like the other's
+    other = Record(
+        "dbsandbox_elsewhere",
+        server={"host": "db.elsewhere", "port": 5432, "system_identifier": "1"},
+        pid=dead_pid(),
+    )
+    other.claim(namesake)
+    other.claim("dbsandbox_elsewhere")
+
+    code, lines, err = clean(capsys, "--url", postgres_url)
+
+    assert code == 0, err
+    assert not any(namesake in line for line in lines)
+    assert database_exists(postgres_url, namesake)
+    kept = Record.load(records_dir() / "dbsandbox_elsewhere.json")
+    assert kept is not None and set(kept.objects) == {namesake, "dbsandbox_elsewhere"}
