@@ -7,6 +7,7 @@ for syntax errors; for the rest the line is found by looking for the key in the 
 
 from __future__ import annotations
 
+import bisect
 import re
 import tomllib
 from dataclasses import dataclass
@@ -70,27 +71,38 @@ class ScenarioInvalid(UserError):
 
 
 class _Locator:
-    """Find the line of a key in the TOML text: `breakage[2].session` -> line number."""
+    """Find the line of a key in the TOML text: `breakage[2].session` -> line number.
+
+    The table headers are indexed once, so a file with thousands of problems (or steps) is
+    located in time proportional to its size, not to its size times its problems.
+    """
+
+    _TABLE_HEADER = re.compile(r"^\s*\[\[?[^.\]]+\]\]?\s*$")
+    _ARRAY_HEADER = re.compile(r"^\s*\[\[\s*([^\]]*?)\s*\]\]")
 
     def __init__(self, text: str) -> None:
         self.lines = text.splitlines()
+        # Lines of top-level table headers ([name] and [[name]]), in order.
+        self._tables = [i for i, line in enumerate(self.lines) if self._TABLE_HEADER.match(line)]
+        # For each array-of-tables name, the lines of its [[name]] headers, in order.
+        self._arrays: dict[str, list[int]] = {}
+        for i, line in enumerate(self.lines):
+            header = self._ARRAY_HEADER.match(line)
+            if header:
+                self._arrays.setdefault(header.group(1), []).append(i)
 
     def line(self, path: str) -> int | None:
         parts = re.findall(r"([A-Za-z_][\w-]*)(?:\[(\d+)\])?", path)
         start, end = 0, len(self.lines)
         for depth, (name, index) in enumerate(parts):
             if index:
-                header = re.compile(rf"^\s*\[\[\s*{re.escape(name)}\s*\]\]")
-                hits = [i for i in range(start, end) if header.match(self.lines[i])]
-                if int(index) >= len(hits):
+                headers = self._arrays.get(name, [])
+                at = bisect.bisect_left(headers, start) + int(index)
+                if at >= bisect.bisect_left(headers, end):
                     return None
-                start = hits[int(index)]
-                later = [
-                    i
-                    for i in range(start + 1, end)
-                    if re.match(r"^\s*\[\[?[^.\]]+\]\]?\s*$", self.lines[i])
-                ]
-                end = later[0] if later else end
+                start = headers[at]
+                later = bisect.bisect_right(self._tables, start)
+                end = min(end, self._tables[later]) if later < len(self._tables) else end
                 if depth == len(parts) - 1:
                     return start + 1
                 continue
@@ -112,11 +124,13 @@ class _Reader:
         self.shown = str(path)
         self.locate = _Locator(text)
         self.problems: list[Problem] = []
+        self._seen: set[tuple[str, str]] = set()
 
     def problem(self, key: str, message: str) -> None:
-        found = Problem(self.shown, self.locate.line(key), key, message)
-        if found not in self.problems:  # checked once per engine, reported once
-            self.problems.append(found)
+        if (key, message) in self._seen:  # checked once per engine, reported once
+            return
+        self._seen.add((key, message))
+        self.problems.append(Problem(self.shown, self.locate.line(key), key, message))
 
     def unknown_keys(self, table: dict[str, Any], allowed: set[str], where: str) -> None:
         for key in sorted(set(table) - allowed):
