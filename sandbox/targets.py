@@ -26,6 +26,7 @@ from sandbox.engines import EngineAdapter
 from sandbox.engines.sqlite import SqliteAdapter, write_lock_held
 from sandbox.errors import UserError
 from sandbox.masking import mask_url, redact, register_secret
+from sandbox.userfiles import require_readable
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -253,6 +254,7 @@ class SqliteTarget(Target):
 
 
 def _check_sqlite_file(path: Path) -> None:
+    require_readable(path)  # stat first: opening a named pipe would wait for a writer
     try:
         with path.open("rb") as handle:
             header = handle.read(len(SQLITE_HEADER))
