@@ -31,6 +31,7 @@ from sandbox.scenario.model import (
     Step,
 )
 from sandbox.statements import Dialect, split_statements, words
+from sandbox.userfiles import unreadable
 
 ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
 TOP_KEYS = {
@@ -42,6 +43,9 @@ STEP_KEYS = {
     "tx_after", "engines", "background",
 }  # fmt: skip
 CHECK_KEYS = {"name", "sql", "expect", "session", "recovery"}
+# The catalog's files are a few KiB; a file far larger is a mistake, not a scenario, and tomllib
+# would take seconds and hundreds of MiB to say so.
+MAX_FILE_BYTES = 1_048_576
 # Statements sqlglot cannot parse but that are plain SQL of the engines (transaction control,
 # settings): a parse failure on these is sqlglot's gap, not the author's mistake.
 _UNPARSED_OK = frozenset(
@@ -201,12 +205,9 @@ def validate(path: Path) -> list[Problem]:
 
 def _read(path: Path) -> tuple[Scenario | None, list[Problem]]:
     shown = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None, [Problem(shown, None, "", "no such file")]
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(shown, None, "", f"cannot read it: {exc}")]
+    text, why = _text_of(path)
+    if text is None:
+        return None, [Problem(shown, None, "", why)]
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -215,9 +216,41 @@ def _read(path: Path) -> tuple[Scenario | None, list[Problem]]:
         line = int(at.group(1)) if at else None
         message = str(exc).split(" (at line")[0]
         return None, [Problem(shown, line, "", f"not valid TOML: {message}")]
+    except RecursionError:  # tomllib reads nested arrays and inline tables recursively
+        why = "cannot be read: arrays or tables nested too deeply"
+        return None, [Problem(shown, None, "", why)]
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4,300 digits)
+        first = (str(exc).splitlines() or ["a value it cannot read"])[0]
+        return None, [Problem(shown, None, "", f"cannot be read: {first[:200]}")]
     reader = _Reader(path, text)
-    scenario = _build(reader, data)
+    try:
+        scenario = _build(reader, data)
+    except RecursionError:  # values nested deeper than the checks walk
+        reader.problem("", "values are nested too deeply")
+        scenario = None
     return (scenario if not reader.problems else None), reader.problems
+
+
+def _text_of(path: Path) -> tuple[str | None, str]:
+    """The file's text, or None and why it cannot be read (checked before anything opens it)."""
+    why = unreadable(path)
+    if why is not None:
+        return None, why
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return None, (
+                f"too large for a scenario file ({size / 1_048_576:.1f} MiB; at most "
+                f"{MAX_FILE_BYTES // 1_048_576} MiB)"
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, f"cannot read it: {exc.strerror or exc}"
+    try:
+        # An editor's byte order mark is no part of the TOML.
+        return data.decode("utf-8-sig"), ""
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start:,})"
 
 
 def _build(r: _Reader, data: dict[str, Any]) -> Scenario | None:
@@ -386,6 +419,17 @@ def _check_sql(r: _Reader, sql: str, engine: str, key: str, several: bool = Fals
             r.problem(key, f"does not parse as {engine} SQL: {snippet!r}: {first_line}")
 
 
+def _engine_tables(r: _Reader, table: dict[str, Any], where: str, allowed: set[str]) -> None:
+    """`[breakage.sqlite]`-style overrides: each a table of the keys an engine may override."""
+    for engine in ENGINES:
+        if engine not in table:
+            continue
+        if not isinstance(table[engine], dict):
+            r.problem(f"{where}.{engine}", "must be a table of per-engine overrides")
+            continue
+        r.unknown_keys(table[engine], allowed, f"{where}.{engine}")
+
+
 def _per_engine(
     r: _Reader, table: dict[str, Any], key: str, where: str, engines: list[str]
 ) -> PerEngine:
@@ -407,16 +451,7 @@ def _steps(
     for i, table in enumerate(r.tables(data, key, required)):
         where = f"{key}[{i}]"
         r.unknown_keys(table, STEP_KEYS | set(ENGINES), where)
-        for engine in ENGINES:
-            if engine in table:
-                if not isinstance(table[engine], dict):
-                    r.problem(f"{where}.{engine}", "must be a table of per-engine overrides")
-                    continue
-                r.unknown_keys(
-                    table[engine],
-                    STEP_KEYS - {"session", "engines", "background"},
-                    f"{where}.{engine}",
-                )
+        _engine_tables(r, table, where, STEP_KEYS - {"session", "engines", "background"})
         session = table.get("session", "A")
         if not isinstance(session, str) or session not in sessions:
             declared = ", ".join(sorted(sessions))
@@ -525,9 +560,10 @@ def _checks(
     for i, table in enumerate(r.tables(data, "checks", required=True)):
         where = f"checks[{i}]"
         r.unknown_keys(table, CHECK_KEYS | set(ENGINES), where)
+        _engine_tables(r, table, where, {"sql", "expect"})
         name = r.text(table, "name", where)
         session = table.get("session")
-        if session is not None and session not in sessions:
+        if session is not None and (not isinstance(session, str) or session not in sessions):
             r.problem(
                 f"{where}.session",
                 f"unknown session {session!r} (declared: {', '.join(sorted(sessions))})",
