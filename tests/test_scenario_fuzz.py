@@ -247,6 +247,14 @@ def test_every_key_given_every_wrong_type(tmp_path: Path) -> None:
                 assert problems, (_shape, value)
 
 
+def test_a_check_session_given_as_an_array(tmp_path: Path) -> None:
+    """The shape that once raised TypeError (unhashable type: 'list') inside the loader."""
+    document = _original(CATALOG[0])
+    document["checks"][0]["session"] = ["A"]
+    path = _write(tmp_path, document, CATALOG[0].stem)
+    assert any("checks[0].session: unknown session ['A']" in p for p in _check(path))
+
+
 def test_random_mutants_of_the_catalog(tmp_path: Path) -> None:
     rng = random.Random(SEED)
     verdicts = {"valid": 0, "problems": 0}
