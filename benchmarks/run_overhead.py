@@ -20,7 +20,7 @@ the memory a finished run holds per statement, and `dbsandbox validate` on files
 2,000 problems.
 
     .venv/bin/python benchmarks/run_overhead.py [--rounds 3] [--sizes 1000 10000 100000]
-        [--pg-sizes 1000 10000] [--mixes select insert update]
+        [--pg-sizes 1000 10000] [--mixes select insert update] [--memory-sizes 1000 100000]
         [--url postgresql://postgres@127.0.0.1:5432/postgres]
 
 PostgreSQL runs when --url or DBSANDBOX_TEST_POSTGRES_URL names a server. Targets: overhead
@@ -235,6 +235,8 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--pg-sizes", type=int, nargs="+", default=[1_000, 10_000])
     parser.add_argument("--mixes", nargs="+", choices=sorted(MIXES), default=list(MIXES))
+    # tracemalloc slows a run several times over: 100,000 takes minutes, so it is asked for.
+    parser.add_argument("--memory-sizes", type=int, nargs="+", default=[1_000, 10_000])
     parser.add_argument("--url", default=os.environ.get("DBSANDBOX_TEST_POSTGRES_URL"))
     args = parser.parse_args()
 
@@ -280,7 +282,7 @@ def main() -> int:
             f"json {as_json / count * 1000:.4f} ms"
         )
     print("memory a finished SQLite INSERT run holds, per statement:")
-    for count in sorted({min(args.sizes), min(max(args.sizes), 10_000)}):
+    for count in args.memory_sizes:
         print(f"  {count:>10,} statements: {retained_bytes(count) / count / 1024:.2f} KiB")
     small_validate, large_validate = validate_time(200), validate_time(2_000)
     print(
