@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from sandbox import __version__
 from sandbox.errors import UserError
 from sandbox.rendering import escape_controls
+from sandbox.userfiles import require_readable
 
 if TYPE_CHECKING:
     from sandbox.export import SessionRecord
@@ -271,14 +272,13 @@ def _read_script(name: str) -> tuple[str, str]:
         except UnicodeDecodeError:
             raise UserError("cannot read standard input: not UTF-8 text") from None
     path = Path(name)
+    require_readable(path, name)  # a named pipe would block the open() below
     try:
         # Bytes, decoded here: read_text's universal newlines would turn a CRLF inside a string
         # literal into LF, and the engine must get the script byte for byte (as from stdin).
         return path.read_bytes().decode("utf-8"), name
     except FileNotFoundError:
         raise UserError(f"cannot read {name}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"cannot read {name}: it is a directory") from None
     except UnicodeDecodeError:
         raise UserError(f"cannot read {name}: not UTF-8 text") from None
     except OSError as exc:

@@ -87,7 +87,6 @@ class Execution:
     # (a SQLite busy wait): the script goes on while it waits. See `\\background`.
     background: bool = False
     cancelling: str | None = None  # why dbsandbox asked the engine to stop it
-    future: cf.Future[None] | None = None
     failure: BaseException | None = None  # a bug on the session's thread, re-raised by settle
     reviewed: threading.Event = field(default_factory=threading.Event, repr=False)
     # Orders "started waiting" against "finished" when the watcher and the session race.
@@ -148,25 +147,20 @@ _META_EVENTS = {
 
 
 class _Gate:
-    """Statements run side by side; a restore runs alone (it replaces the database)."""
+    """Statements run side by side; a restore runs alone (it replaces the database).
+
+    `shared` is entered once for every statement, so it is a plain context manager rather
+    than a generator-based one (which costs a generator and its frame each time).
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._active = 0
         self._exclusive = False
+        self._shared = _Shared(self)
 
-    @contextlib.contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._cond:
-            while self._exclusive:
-                self._cond.wait()
-            self._active += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._active -= 1
-                self._cond.notify_all()
+    def shared(self) -> _Shared:
+        return self._shared
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -182,6 +176,27 @@ class _Gate:
             with self._cond:
                 self._exclusive = False
                 self._cond.notify_all()
+
+
+class _Shared:
+    """Entering holds a gate shared (waiting out a restore); leaving lets a restore go on."""
+
+    def __init__(self, gate: _Gate) -> None:
+        self._gate = gate
+
+    def __enter__(self) -> None:
+        gate = self._gate
+        with gate._cond:
+            while gate._exclusive:
+                gate._cond.wait()
+            gate._active += 1
+
+    def __exit__(self, *exc: object) -> None:
+        gate = self._gate
+        with gate._cond:
+            gate._active -= 1
+            if not gate._active and gate._exclusive:
+                gate._cond.notify_all()  # only a waiting restore cares
 
 
 class Conductor:
@@ -212,6 +227,15 @@ class Conductor:
         self._seats: dict[str, _Seat] = {}
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
+        # The watcher's own wake-ups: a statement sent while none ran, a statement ending while
+        # others run (it may have released them), closing. Sharing `_changed` would wake it at
+        # every start and end of every statement.
+        self._watch_wake = threading.Condition(self._lock)
+        # How long after it was sent a statement is first looked at: SQLite's probe is only
+        # worth asking after its own delay, and a wait that a 10 ms timeout ends is still
+        # seen by the looks every _WATCH_YOUNG_S that follow.
+        self._first_look_s = max(target.wait_probe_after_s, _WATCH_YOUNG_S)
+        self._watcher_idle = False  # waiting, with no timeout, for a statement to be sent
         self._opening = threading.Lock()  # one session connects at a time
         self._gate = _Gate()
         self._running: set[Execution] = set()
@@ -321,7 +345,7 @@ class Conductor:
                 behind=ahead.index,
                 line=statement.line,
             )
-        execution.future = seat.executor.submit(self._perform, seat, execution, guard)
+        seat.executor.submit(self._perform, seat, execution, guard)
         return execution
 
     def execute(
@@ -377,12 +401,14 @@ class Conductor:
                 self._failures.append(execution)
             raise
         finally:
-            execution.reviewed.set()
+            _reviewed(execution)
             with self._lock:
                 self._running.discard(execution)
                 self._in_flight.discard(execution)
                 self._last_finish = time.perf_counter()
                 self._changed.notify_all()
+                if self._running:
+                    self._watch_wake.notify_all()
 
     def _send(self, seat: _Seat, execution: Execution) -> None:
         session = seat.session
@@ -398,7 +424,8 @@ class Conductor:
         )
         with self._lock:
             self._running.add(execution)
-            self._changed.notify_all()
+            if self._watcher_idle:
+                self._watch_wake.notify_all()
         self._ensure_watcher()
         outcome = session.execute(statement.text, execution.kind)
         if outcome.status is Status.OK and execution.kind.keyword in _CHANGES_SCHEMA:
@@ -618,22 +645,38 @@ class Conductor:
                 self._watcher.start()
 
     def _watch(self) -> None:
-        """Ask the engine about every running statement: lock waits, and the timeout."""
+        """Ask the engine about every running statement: lock waits, and the timeout.
+
+        A statement is first looked at `_first_look_s` after it was sent: one that ends
+        sooner (most do, in well under a millisecond) never costs the watcher a wake-up or
+        the engine a probe.
+        """
         settled_interval = _WATCH_S.get(self.target.engine, 0.01)
         while True:
             with self._lock:
-                while not self._running and not self._closing:
-                    self._changed.wait()
-                if self._closing:
-                    return
+                while True:
+                    if self._closing:
+                        return
+                    if not self._running:
+                        self._watcher_idle = True  # the next statement sent wakes it
+                        self._watch_wake.wait()
+                        self._watcher_idle = False
+                        continue
+                    now = time.perf_counter()
+                    sent = min(e.started or now for e in self._running)
+                    due = sent + self._first_look_s - now
+                    if due <= 0:
+                        break
+                    self._watch_wake.wait(due)
                 running = sorted(self._running, key=lambda e: e.index)
             if not self._look_at(running):
                 time.sleep(0.5)  # the engine did not answer: do not hammer it
             now = time.perf_counter()
             young = any(e.started is not None and now - e.started < _YOUNG_S for e in running)
             with self._lock:
-                # A statement's end may have released another: look again at once then.
-                self._changed.wait(_WATCH_YOUNG_S if young else settled_interval)
+                # A statement's end may have released another: `_perform` wakes the watcher
+                # to look again at once then.
+                self._watch_wake.wait(_WATCH_YOUNG_S if young else settled_interval)
 
     def _look_at(self, running: list[Execution]) -> bool:
         """One round of questions; False when the engine could not be asked (the statement
@@ -919,7 +962,7 @@ class Conductor:
             outcome=str(outcome.status),
             **data,
         )
-        execution.reviewed.set()
+        _reviewed(execution)
         with self._lock:
             self._changed.notify_all()
         return execution
@@ -1088,11 +1131,24 @@ class Conductor:
             with self._lock:
                 self._closing = True
                 self._changed.notify_all()
+                self._watch_wake.notify_all()
                 watcher = self._watcher
             # The watcher may be asking the engine right now: let it finish before the target
             # (and the watcher's connection) goes away.
             if watcher is not None and watcher is not threading.current_thread():
                 watcher.join(timeout=2)
+
+
+# The event every finished statement shares: once set, an Execution's `reviewed` stays set,
+# and a 100,000-statement run need not keep a condition variable for each statement.
+_REVIEWED = threading.Event()
+_REVIEWED.set()
+
+
+def _reviewed(execution: Execution) -> None:
+    """Say that the statement's review is over, for good (waiters on its own event wake)."""
+    execution.reviewed.set()
+    execution.reviewed = _REVIEWED
 
 
 def _described(info: SnapshotInfo) -> str:

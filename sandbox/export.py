@@ -30,6 +30,7 @@ from sandbox.report import execution_json
 from sandbox.statements import Dialect, split_statements
 from sandbox.timeline import EventKind
 from sandbox.transcript import summarize
+from sandbox.userfiles import require_writable
 
 if TYPE_CHECKING:
     from sandbox.conductor import Execution
@@ -679,6 +680,13 @@ def export_paths(path: Path, stamp: dt.datetime | None = None) -> list[Path]:
     all three; an existing directory gets all three as `dbsandbox-session-<UTC stamp>.*`. The
     directory they go in must exist. A file already there is overwritten: the user named it.
     """
+    paths = _export_paths(path, stamp)
+    for each in paths:
+        require_writable(each)  # a named pipe or a device there would take the write
+    return paths
+
+
+def _export_paths(path: Path, stamp: dt.datetime | None) -> list[Path]:
     when = (stamp or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     try:
         if path.is_dir():

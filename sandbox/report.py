@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import decimal
+import gc
+from collections.abc import Iterator
 from typing import Any
 
 from sandbox.conductor import Execution
@@ -56,15 +59,30 @@ def execution_json(execution: Execution) -> dict[str, Any]:
 
 
 def to_json(result: RunResult) -> str:
-    document = {
-        "engine": result.engine,
-        "target": result.target,
-        "notices": result.notices,
-        "stopped": result.stopped.index if result.stopped else None,
-        "statements": [execution_json(e) for e in result.executions],
-        "timeline": [event.to_json() for event in result.timeline],
-    }
-    return json_text(document)
+    with _collector_paused():
+        document = {
+            "engine": result.engine,
+            "target": result.target,
+            "notices": result.notices,
+            "stopped": result.stopped.index if result.stopped else None,
+            "statements": [execution_json(e) for e in result.executions],
+            "timeline": [event.to_json() for event in result.timeline],
+        }
+        return json_text(document)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The document is millions of new dicts and lists, none in a cycle: the cyclic garbage
+    collector would walk the whole growing heap again and again for nothing (at 100,000
+    statements that took a third of the time)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _table(columns: list[str], rows: list[tuple[Any, ...]], more: bool, indent: str) -> list[str]:

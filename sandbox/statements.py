@@ -21,6 +21,10 @@ Dialect = Literal["sqlite", "postgres"]
 _DOLLAR_DELIMITER = re.compile(r"\$(?:[^\W\d]\w*)?\$")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _SQLITE_COMMENT_END = re.compile(r"\r?\n")
+# Runs of what `str.isspace` and `_is_word_char` accept (re's \s is str.isspace, its \w is
+# str.isalnum or "_"), matched in C: the lexer sees every character of every statement.
+_SPACE_RUN = re.compile(r"\s+")
+_WORD_RUN = re.compile(r"(?:[\w$]|[^\x00-\x7f\s])*")
 _PUBLIC_KINDS = frozenset(
     {"word", "number", "string", "quoted_identifier", "dollar_string", "punct", "parameter"}
 )
@@ -121,10 +125,7 @@ def _lex(sql: str, i: int, pg: bool) -> tuple[str, int]:
     ch = sql[i]
     nxt = sql[i + 1] if i + 1 < n else ""
     if ch.isspace():
-        j = i + 1
-        while j < n and sql[j].isspace():
-            j += 1
-        return "space", j
+        return "space", _run_end(_SPACE_RUN, sql, i)
     if ch == "-" and nxt == "-":
         # SQLite ends a line comment only at "\n"; PostgreSQL also at a lone "\r".
         match = (_LINE_BREAK if pg else _SQLITE_COMMENT_END).search(sql, i)
@@ -162,11 +163,13 @@ def _lex(sql: str, i: int, pg: bool) -> tuple[str, int]:
     if ch.isdigit() or (ch == "." and nxt.isdigit()):
         return "number", _number_end(sql, i)
     if _is_word_char(ch) and ch != "$" and not ch.isdigit():
-        j = i + 1
-        while j < n and _is_word_char(sql[j]):
-            j += 1
-        return "word", j
+        return "word", _run_end(_WORD_RUN, sql, i + 1)
     return "punct", i + 1
+
+
+def _run_end(run: re.Pattern[str], sql: str, i: int) -> int:
+    found = run.match(sql, i)
+    return found.end() if found else i
 
 
 def _number_end(sql: str, i: int) -> int:
@@ -207,7 +210,16 @@ def tokens(sql: str, dialect: Dialect = "sqlite") -> Iterator[Token]:
 
 def words(sql: str, dialect: Dialect = "sqlite") -> list[str]:
     """Upper-cased bare words (keywords and identifiers) outside strings and comments."""
-    return [tok.text.upper() for tok in tokens(sql, dialect) if tok.kind == "word"]
+    # `tokens` without its Token objects: every statement a session runs is classified here.
+    pg = dialect == "postgres"
+    found: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        kind, end = _lex(sql, i, pg)
+        if kind == "word":
+            found.append(sql[i:end].upper())
+        i = end
+    return found
 
 
 class _Lines:

@@ -30,6 +30,7 @@ from sandbox.engines.sqlite import SqliteAdapter, write_lock_held
 from sandbox.errors import UserError
 from sandbox.masking import is_password_key, mask_url, register_secret, scrub
 from sandbox.ownership import Record
+from sandbox.userfiles import require_readable
 from sandbox.worker import Worker, WorkerStopped, detached
 
 if TYPE_CHECKING:
@@ -308,6 +309,7 @@ class SqliteTarget(Target):
 
 
 def _check_sqlite_file(path: Path) -> None:
+    require_readable(path)  # stat first: opening a named pipe would wait for a writer
     try:
         with path.open("rb") as handle:
             header = handle.read(len(SQLITE_HEADER))

@@ -41,6 +41,11 @@ _HARMLESS = frozenset(
         "LOAD", "IMPORT", "PREPARE", "REASSIGN",
     }
 )  # fmt: skip
+# Harmless statements that need no reading past their first word: wrappers (PREPARE ... AS,
+# COPY (query)) run a statement of their own, and a SELECT or VALUES may call set_config().
+_HARMLESS_AS_A_WHOLE = _HARMLESS - {"SELECT", "VALUES", "PREPARE", "COPY"}
+# A SELECT without this word anywhere cannot be a SET in disguise (see ddl.set_config).
+_SET_CONFIG = re.compile("set_config", re.I)
 # What a parsed statement must be for the guard to vouch for it; anything else (a raw Command,
 # or a misparse such as an unknown word read as a column alias) is unverified.
 _STATEMENT_NODES = (exp.Query, exp.DML, exp.DDL, exp.Transaction, exp.Commit, exp.Rollback)
@@ -154,6 +159,10 @@ def _lint(
     if not toks:
         return []
     first = _word(toks[0])
+    if first in _HARMLESS_AS_A_WHOLE or (
+        first in ("SELECT", "VALUES") and not _SET_CONFIG.search(sql)
+    ):
+        return []  # the rest of it cannot change that (the boundary is checked apart)
     inner = _wrapped(toks, first, dialect)
     if inner is not None:
         start, end = inner

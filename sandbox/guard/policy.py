@@ -80,6 +80,9 @@ class Policy:
 _ACK = re.compile(r"dbsandbox:\s*allow\s+([a-z][a-z0-9-]*(?:\s*,\s*[a-z][a-z0-9-]*)*)", re.I)
 
 
+_MENTION = re.compile("dbsandbox", re.I)
+
+
 def _rules_in(text: str) -> set[str]:
     found: set[str] = set()
     for match in _ACK.finditer(text):
@@ -104,7 +107,10 @@ def acknowledgements(
             newline = before.find("\n")
             tail, before = (before, "") if newline < 0 else (before[:newline], before[newline:])
             found.setdefault(statements[position - 1].index, set()).update(_rules_in(tail))
-        rules = _rules_in(before) | _rules_in(_comments_only(statement.text, dialect))
+        # Blanking out code never makes the word appear: a statement without it, in any case,
+        # acknowledges nothing inside, and is not lexed again to find out.
+        inside = _comments_only(statement.text, dialect) if _MENTION.search(statement.text) else ""
+        rules = _rules_in(before) | _rules_in(inside)
         found.setdefault(statement.index, set()).update(rules)
         previous_end = statement.end
     if statements:

@@ -11,6 +11,7 @@ from pathlib import Path
 from sandbox.errors import UserError
 from sandbox.scenario.loader import ScenarioInvalid, load
 from sandbox.scenario.model import Scenario
+from sandbox.userfiles import unreadable
 
 CATALOG_ENV = "DBSANDBOX_SCENARIOS"
 
@@ -27,6 +28,8 @@ def catalog_dir() -> Path:
 
 
 def catalog_files() -> list[Path]:
+    """The catalog's *.toml entries, whatever they are: loading one that is not a regular
+    file is a problem that names it."""
     folder = catalog_dir()
     return sorted(folder.glob("*.toml")) if folder.is_dir() else []
 
@@ -53,9 +56,11 @@ def listings() -> list[Listing]:
     """The catalog's titles at TOML speed: the full load (with sqlglot) waits for a pick."""
     found = []
     for path in catalog_files():
+        if unreadable(path) is not None:  # a named pipe there would hang the picker
+            continue
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             continue  # `dbsandbox validate` reports it; the picker just leaves it out
         engines = data.get("engines")
         found.append(
@@ -73,15 +78,18 @@ def is_scenario_ref(ref: str) -> bool:
     """Whether `dbsandbox run REF` means a scenario: a .toml path or a catalog id."""
     if ref.endswith(".toml"):
         return True
-    return not Path(ref).exists() and (catalog_dir() / f"{ref}.toml").is_file()
+    return not Path(ref).exists() and (catalog_dir() / f"{ref}.toml").exists()
 
 
 def find(ref: str) -> Scenario:
     """A scenario by catalog id or by path."""
     path = Path(ref) if ref.endswith(".toml") else catalog_dir() / f"{ref}.toml"
-    if not path.is_file():
+    why = unreadable(path)
+    if why == "no such file":
         known = ", ".join(p.stem for p in catalog_files()) or "none found"
         raise UserError(f"no scenario {ref!r} (catalog: {known})")
+    if why is not None:
+        raise UserError(f"cannot read {path}: {why}")
     try:
         return load(path)
     except ScenarioInvalid as exc:

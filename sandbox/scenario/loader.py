@@ -7,6 +7,7 @@ for syntax errors; for the rest the line is found by looking for the key in the 
 
 from __future__ import annotations
 
+import bisect
 import re
 import tomllib
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from sandbox.scenario.model import (
     Step,
 )
 from sandbox.statements import Dialect, split_statements, words
+from sandbox.userfiles import unreadable
 
 ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
 TOP_KEYS = {
@@ -41,6 +43,9 @@ STEP_KEYS = {
     "tx_after", "engines", "background",
 }  # fmt: skip
 CHECK_KEYS = {"name", "sql", "expect", "session", "recovery"}
+# The catalog's files are a few KiB; a file far larger is a mistake, not a scenario, and tomllib
+# would take seconds and hundreds of MiB to say so.
+MAX_FILE_BYTES = 1_048_576
 # Statements sqlglot cannot parse but that are plain SQL of the engines (transaction control,
 # settings): a parse failure on these is sqlglot's gap, not the author's mistake.
 _UNPARSED_OK = frozenset(
@@ -70,27 +75,38 @@ class ScenarioInvalid(UserError):
 
 
 class _Locator:
-    """Find the line of a key in the TOML text: `breakage[2].session` -> line number."""
+    """Find the line of a key in the TOML text: `breakage[2].session` -> line number.
+
+    The table headers are indexed once, so a file with thousands of problems (or steps) is
+    located in time proportional to its size, not to its size times its problems.
+    """
+
+    _TABLE_HEADER = re.compile(r"^\s*\[\[?[^.\]]+\]\]?\s*$")
+    _ARRAY_HEADER = re.compile(r"^\s*\[\[\s*([^\]]*?)\s*\]\]")
 
     def __init__(self, text: str) -> None:
         self.lines = text.splitlines()
+        # Lines of top-level table headers ([name] and [[name]]), in order.
+        self._tables = [i for i, line in enumerate(self.lines) if self._TABLE_HEADER.match(line)]
+        # For each array-of-tables name, the lines of its [[name]] headers, in order.
+        self._arrays: dict[str, list[int]] = {}
+        for i, line in enumerate(self.lines):
+            header = self._ARRAY_HEADER.match(line)
+            if header:
+                self._arrays.setdefault(header.group(1), []).append(i)
 
     def line(self, path: str) -> int | None:
         parts = re.findall(r"([A-Za-z_][\w-]*)(?:\[(\d+)\])?", path)
         start, end = 0, len(self.lines)
         for depth, (name, index) in enumerate(parts):
             if index:
-                header = re.compile(rf"^\s*\[\[\s*{re.escape(name)}\s*\]\]")
-                hits = [i for i in range(start, end) if header.match(self.lines[i])]
-                if int(index) >= len(hits):
+                headers = self._arrays.get(name, [])
+                at = bisect.bisect_left(headers, start) + int(index)
+                if at >= bisect.bisect_left(headers, end):
                     return None
-                start = hits[int(index)]
-                later = [
-                    i
-                    for i in range(start + 1, end)
-                    if re.match(r"^\s*\[\[?[^.\]]+\]\]?\s*$", self.lines[i])
-                ]
-                end = later[0] if later else end
+                start = headers[at]
+                later = bisect.bisect_right(self._tables, start)
+                end = min(end, self._tables[later]) if later < len(self._tables) else end
                 if depth == len(parts) - 1:
                     return start + 1
                 continue
@@ -112,11 +128,13 @@ class _Reader:
         self.shown = str(path)
         self.locate = _Locator(text)
         self.problems: list[Problem] = []
+        self._seen: set[tuple[str, str]] = set()
 
     def problem(self, key: str, message: str) -> None:
-        found = Problem(self.shown, self.locate.line(key), key, message)
-        if found not in self.problems:  # checked once per engine, reported once
-            self.problems.append(found)
+        if (key, message) in self._seen:  # checked once per engine, reported once
+            return
+        self._seen.add((key, message))
+        self.problems.append(Problem(self.shown, self.locate.line(key), key, message))
 
     def unknown_keys(self, table: dict[str, Any], allowed: set[str], where: str) -> None:
         for key in sorted(set(table) - allowed):
@@ -187,12 +205,9 @@ def validate(path: Path) -> list[Problem]:
 
 def _read(path: Path) -> tuple[Scenario | None, list[Problem]]:
     shown = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None, [Problem(shown, None, "", "no such file")]
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(shown, None, "", f"cannot read it: {exc}")]
+    text, why = _text_of(path)
+    if text is None:
+        return None, [Problem(shown, None, "", why)]
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -201,9 +216,41 @@ def _read(path: Path) -> tuple[Scenario | None, list[Problem]]:
         line = int(at.group(1)) if at else None
         message = str(exc).split(" (at line")[0]
         return None, [Problem(shown, line, "", f"not valid TOML: {message}")]
+    except RecursionError:  # tomllib reads nested arrays and inline tables recursively
+        why = "cannot be read: arrays or tables nested too deeply"
+        return None, [Problem(shown, None, "", why)]
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4,300 digits)
+        first = (str(exc).splitlines() or ["a value it cannot read"])[0]
+        return None, [Problem(shown, None, "", f"cannot be read: {first[:200]}")]
     reader = _Reader(path, text)
-    scenario = _build(reader, data)
+    try:
+        scenario = _build(reader, data)
+    except RecursionError:  # values nested deeper than the checks walk
+        reader.problem("", "values are nested too deeply")
+        scenario = None
     return (scenario if not reader.problems else None), reader.problems
+
+
+def _text_of(path: Path) -> tuple[str | None, str]:
+    """The file's text, or None and why it cannot be read (checked before anything opens it)."""
+    why = unreadable(path)
+    if why is not None:
+        return None, why
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return None, (
+                f"too large for a scenario file ({size / 1_048_576:.1f} MiB; at most "
+                f"{MAX_FILE_BYTES // 1_048_576} MiB)"
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, f"cannot read it: {exc.strerror or exc}"
+    try:
+        # An editor's byte order mark is no part of the TOML.
+        return data.decode("utf-8-sig"), ""
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start:,})"
 
 
 def _build(r: _Reader, data: dict[str, Any]) -> Scenario | None:
@@ -380,6 +427,17 @@ def _check_sql(r: _Reader, sql: str, engine: str, key: str, several: bool = Fals
             r.problem(key, f"does not parse as {engine} SQL: {snippet!r}: {first_line}")
 
 
+def _engine_tables(r: _Reader, table: dict[str, Any], where: str, allowed: set[str]) -> None:
+    """`[breakage.sqlite]`-style overrides: each a table of the keys an engine may override."""
+    for engine in ENGINES:
+        if engine not in table:
+            continue
+        if not isinstance(table[engine], dict):
+            r.problem(f"{where}.{engine}", "must be a table of per-engine overrides")
+            continue
+        r.unknown_keys(table[engine], allowed, f"{where}.{engine}")
+
+
 def _per_engine(
     r: _Reader, table: dict[str, Any], key: str, where: str, engines: list[str]
 ) -> PerEngine:
@@ -401,16 +459,7 @@ def _steps(
     for i, table in enumerate(r.tables(data, key, required)):
         where = f"{key}[{i}]"
         r.unknown_keys(table, STEP_KEYS | set(ENGINES), where)
-        for engine in ENGINES:
-            if engine in table:
-                if not isinstance(table[engine], dict):
-                    r.problem(f"{where}.{engine}", "must be a table of per-engine overrides")
-                    continue
-                r.unknown_keys(
-                    table[engine],
-                    STEP_KEYS - {"session", "engines", "background"},
-                    f"{where}.{engine}",
-                )
+        _engine_tables(r, table, where, STEP_KEYS - {"session", "engines", "background"})
         session = table.get("session", "A")
         if not isinstance(session, str) or session not in sessions:
             declared = ", ".join(sorted(sessions))
@@ -519,9 +568,10 @@ def _checks(
     for i, table in enumerate(r.tables(data, "checks", required=True)):
         where = f"checks[{i}]"
         r.unknown_keys(table, CHECK_KEYS | set(ENGINES), where)
+        _engine_tables(r, table, where, {"sql", "expect"})
         name = r.text(table, "name", where)
         session = table.get("session")
-        if session is not None and session not in sessions:
+        if session is not None and (not isinstance(session, str) or session not in sessions):
             r.problem(
                 f"{where}.session",
                 f"unknown session {session!r} (declared: {', '.join(sorted(sessions))})",
