@@ -24,6 +24,7 @@ import psycopg2
 import pytest
 
 from sandbox.cli import main
+from tests.conftest import without_role_warning
 
 SEED = 11_2026
 SQLITE_CASES = 120
@@ -171,7 +172,7 @@ def run(
         ]
     )
     out, err = capsys.readouterr()
-    return code, out, err
+    return code, out, without_role_warning(err)  # the test server's role is a superuser
 
 
 def check(code: int, out: str, err: str, fmt: str) -> dict[str, object] | None:
