@@ -18,7 +18,7 @@ from typing import cast
 import sqlglot
 from sqlglot import exp
 
-from sandbox.guard import bodies, boundary, ddl, dml
+from sandbox.guard import bodies, boundary, ddl, dml, keyed
 from sandbox.guard.findings import RULES, Finding, PreviewPlan
 from sandbox.guard.schema import Schema
 from sandbox.statements import Dialect, Statement, Token, split_statements, tokens
@@ -181,6 +181,8 @@ def _lint(
     )
     if first in _HARMLESS:
         return switched
+    if keyed.is_keyed_write(toks):
+        return []  # no rule can fire on it: see sandbox/guard/keyed.py
     return switched + _lint_parsed(sql, toks, first, statement, offset, dialect, schema)
 
 

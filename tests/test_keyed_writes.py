@@ -1,0 +1,141 @@
+"""The keyed-write shortcut (sandbox/guard/keyed.py) against the full analysis it skips.
+
+The guard skips sqlglot for a keyed UPDATE or DELETE because no rule can fire on one. These
+tests hold it to that: for thousands of generated statements near the shape (keyed ones and
+near misses: always-true conditions, keyword "columns", subqueries, functions, joins, casts,
+RETURNING) and for every UPDATE/DELETE of the labelled corpus, whenever the shortcut accepts a
+statement the full analysis must find nothing, with and without a schema.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from sandbox.guard import keyed
+from sandbox.guard.lint import _lint_parsed, lint_statement
+from sandbox.guard.schema import ColumnInfo, Schema, TableInfo
+from sandbox.statements import Dialect, split_statements, tokens
+
+CORPUS = Path(__file__).parent / "corpus" / "lint_corpus.toml"
+
+SCHEMA = Schema(
+    tables={
+        "items": TableInfo(
+            "items",
+            columns={
+                "id": ColumnInfo("id", not_null=True, primary_key=True),
+                "v": ColumnInfo("v"),
+            },
+        )
+    }
+)
+
+# Each part is usually of the keyed shape and sometimes one of its near misses.
+COLUMNS = (["id", "v", "name", "rowid"], ["true", "null", "current_user", '"id"', "items.id"])
+TERMS = (
+    ["id", "v", "1", "-1", "0.5", "'x'", "E'y'", "v + 1", "v * 2 - id"],
+    ["NULL", "now()", "(1)", "1::int", "v || 'x'", "true"],
+)
+CONSTANTS = (["1", "-5", "'a'", "2.5", "E'b'"], ["id", "v", "NULL", "(SELECT 1)", "$1", "1::int"])
+OPERATORS = (["="], ["<>", ">", "IS", "!="])
+TABLES = (["items"], ["items i", "ONLY items", '"items"', "main.items", "items, other"])
+TAILS = (["", ";", " ;"], [" RETURNING *", " LIMIT 1", " OR 1 = 1", " OR v = 2", " AND true"])
+
+
+def _pick(rng: random.Random, pools: tuple[list[str], list[str]]) -> str:
+    good, near_miss = pools
+    return rng.choice(good if rng.random() < 0.85 else near_miss)
+
+
+def _statement(rng: random.Random) -> str:
+    table = _pick(rng, TABLES)
+    conditions = " AND ".join(
+        f"{_pick(rng, COLUMNS)} {_pick(rng, OPERATORS)} {_pick(rng, CONSTANTS)}"
+        for _ in range(rng.randint(1, 3))
+    )
+    where = f" WHERE {conditions}" if rng.random() < 0.9 else ""
+    tail = _pick(rng, TAILS)
+    if rng.random() < 0.5:
+        sets = ", ".join(
+            f"{_pick(rng, COLUMNS)} = {_pick(rng, TERMS)}" for _ in range(rng.randint(1, 3))
+        )
+        return f"UPDATE {table} SET {sets}{where}{tail}"
+    return f"DELETE FROM {table}{where}{tail}"
+
+
+def _full(sql: str, dialect: Dialect, schema: Schema | None) -> list[str]:
+    statement = split_statements(sql, dialect)[0]
+    toks = list(tokens(statement.text, dialect))
+    first = toks[0].text.upper()
+    found = _lint_parsed(statement.text, toks, first, statement, 0, dialect, schema)
+    return [f.rule for f in found]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_the_shortcut_never_hides_a_finding(dialect: Dialect) -> None:
+    rng = random.Random(17)
+    accepted = 0
+    for _ in range(3000):
+        sql = _statement(rng)
+        toks = list(tokens(sql, dialect))
+        if not keyed.is_keyed_write(toks):
+            continue
+        accepted += 1
+        for schema in (None, SCHEMA):
+            assert _full(sql, dialect, schema) == [], sql
+    # The generator must exercise the shortcut, not only its refusals.
+    assert accepted > 300
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE items SET v = v + 1 WHERE id = 5",
+        "UPDATE items SET v = 'x', name = name || 'y' WHERE id = 5",
+        "DELETE FROM items WHERE id = -3 AND v = 'a';",
+    ],
+)
+def test_keyed_writes_are_recognised_and_near_misses_are_not(sql: str) -> None:
+    # The middle one has `||`, which the shortcut does not read: it goes to the full analysis.
+    expected = "||" not in sql
+    assert keyed.is_keyed_write(list(tokens(sql, "postgres"))) is expected
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE items SET v = 1 WHERE true = 1",
+        "UPDATE items SET v = 1 WHERE id = id",
+        "DELETE FROM items WHERE current_user = 'me'",
+        "DELETE FROM items WHERE \"id\" = 'id'",
+        "UPDATE items SET v = 1",
+        "DELETE FROM items WHERE id = 1 OR 1 = 1",
+        "UPDATE items SET v = (SELECT max(v) FROM items) WHERE id = 1",
+        "DELETE FROM items WHERE id = 1 RETURNING *",
+    ],
+)
+def test_what_the_shortcut_refuses_still_gets_the_full_analysis(sql: str) -> None:
+    assert not keyed.is_keyed_write(list(tokens(sql, "sqlite")))
+    statement = split_statements(sql, "sqlite")[0]
+    direct = [f.rule for f in lint_statement(statement, "sqlite", SCHEMA)]
+    assert direct == _full(sql, "sqlite", SCHEMA)
+
+
+def test_every_corpus_write_the_shortcut_accepts_is_clean() -> None:
+    import tomllib
+
+    cases = tomllib.loads(CORPUS.read_text())["case"]
+    checked = 0
+    for case in cases:
+        sql = case["sql"]
+        for dialect in ("sqlite", "postgres"):
+            statements = split_statements(sql, dialect)
+            for statement in statements:
+                toks = list(tokens(statement.text, dialect))
+                if keyed.is_keyed_write(toks):
+                    checked += 1
+                    assert _full(statement.text, dialect, None) == [], statement.text
+    assert checked > 0
