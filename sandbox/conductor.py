@@ -96,6 +96,7 @@ class Execution:
     _cancel_sent: float = 0.0  # when the engine was last asked to stop it
     _cancel_asked: float = 0.0  # when dbsandbox first asked (the cancel's grace runs from it)
     _severed: float = 0.0  # when its connection was cut because the cancel did not land
+    _review_began: float = 0.0  # when the guard began asking the engine about it
 
     def finished(self) -> bool:
         return self.outcome is not None or self.failure is not None
@@ -345,6 +346,14 @@ class Conductor:
                 behind=ahead.index,
                 line=statement.line,
             )
+        if seat.lost:
+            # Its thread may be stuck in a driver call that never returns: answer here.
+            self._finish_unrun(execution, LOST_SESSION_NOTE)
+            _reviewed(execution)
+            with self._lock:
+                self._in_flight.discard(execution)
+                self._changed.notify_all()
+            return execution
         seat.executor.submit(self._perform, seat, execution, guard)
         return execution
 
@@ -391,6 +400,7 @@ class Conductor:
                 self._finish_unrun(execution, LOST_SESSION_NOTE)
                 return
             with self._gate.shared():
+                execution._review_began = time.perf_counter()
                 if guard is not None and not self._passes(guard, seat, execution):
                     return
                 execution.reviewed.set()
@@ -594,13 +604,45 @@ class Conductor:
     def settle(self) -> None:
         """Wait until every statement in flight is settled (bounded by the statement timeout,
         which the watcher enforces)."""
-        with self._lock:
-            while True:
+        while True:
+            with self._lock:
                 self._raise_internal_errors()
                 if all(self.settled(e) for e in self._in_flight):
                     return
                 # Woken by every start, finish and confirmed wait; the timeout is a safety net.
                 self._changed.wait(0.05)
+                in_review = [e for e in self._in_flight if e._review_began and e.started is None]
+            # Outside the lock: writing a statement off takes the execution's lock.
+            for execution in in_review:
+                self._press_review(execution, time.perf_counter())
+
+    def _press_review(self, execution: Execution, now: float) -> None:
+        """Bound the guard's review of a statement, which asks the engine (the schema, the
+        rows a DELETE would hit) before the statement is sent: on a live server its reads
+        time out by themselves; on a frozen one they never return, so the session's
+        connection is cut, as for a statement whose cancel does not land."""
+        if execution.finished():
+            return
+        if execution._severed:
+            seat = self._seats.get(execution.session)
+            if seat is not None and now - execution._severed >= _SEVER_GRACE_S:
+                self._write_off(seat, execution)
+            return
+        bound = self.statement_timeout_s + self.target.cancel_grace_s
+        if now - execution._review_began < bound:
+            return
+        seat = self._seats.get(execution.session)
+        if seat is None:
+            return
+        execution._severed = now
+        self.timeline.add(
+            execution.session,
+            EventKind.NOTICE,
+            f"the server did not answer the guard's questions about this statement within "
+            f"{bound:g} s: cutting the session's connection",
+            statement=execution.index,
+        )
+        seat.session.sever()
 
     def settle_all(self) -> None:
         """Let every statement in flight resolve (or cancel it after the wait timeout)."""

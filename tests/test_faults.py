@@ -375,3 +375,42 @@ def test_server_restarts_at_random_moments_never_end_in_a_traceback(server: Clus
         server.wait_until_up()
         assert clean(server.url)[0] == 0
         assert sandboxes(server) == [], (out, err)
+
+
+# --------------------------------------------------------------------------- the guard's review
+
+
+def test_a_review_that_never_returns_cannot_hang_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard asks the engine about an UPDATE before sending it (its schema); on a frozen
+    server that question never returns. Stand-in for the frozen read: a schema read that
+    blocks until the test ends. The run must still end, the session written off."""
+    import threading
+
+    from sandbox import conductor
+    from sandbox.guard.policy import Guard
+    from sandbox.runner import RunOptions, read_script, run_steps
+    from sandbox.targets import SqliteTarget
+
+    frozen = threading.Event()
+
+    def never_answers(session: object) -> None:
+        frozen.wait(120)
+        return None
+
+    script = read_script(
+        "CREATE TABLE t (id int, v int);\nUPDATE t SET v = 1 WHERE v > 0;\nSELECT 1;\n",
+        "sqlite",
+        "frozen.sql",
+    )
+    with SqliteTarget() as target:
+        target.cancel_grace_s = 0.5
+        monkeypatch.setattr(conductor, "_introspect", never_answers)
+        try:
+            result = run_steps(script.steps, target, RunOptions(statement_timeout_s=0.5), Guard())
+        finally:
+            frozen.set()
+    update, after = result.executions[1], result.executions[2]
+    assert update.outcome is not None and update.outcome.note == conductor.SERVER_SILENT_NOTE
+    assert after.outcome is not None and after.outcome.note == conductor.LOST_SESSION_NOTE
+    messages = [event.message for event in result.timeline]
+    assert any("did not answer the guard's questions" in m for m in messages)
