@@ -247,6 +247,11 @@ class DbSandboxApp(App[None]):
             finally:
                 self.call_from_thread(self._exit_now)
 
+        # On a server that stopped answering this can take up to PostgresTarget's 30 s bound:
+        # say what the wait is for rather than look frozen.
+        self.say(
+            "Closing the sessions and removing the sandbox…", severity="information", timeout=60
+        )
         threading.Thread(target=close, name="dbsandbox-quit", daemon=True).start()
 
     def _exit_now(self) -> None:
