@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,8 @@ SELECT d.oid,
        pg_catalog.pg_get_userbyid(d.datdba) = current_user
          OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS may_drop,
        (SELECT count(*) FROM pg_catalog.pg_stat_activity a
-         WHERE starts_with(a.application_name, 'dbsandbox:' || %(sandbox)s)) AS live,
-       (SELECT count(*) FROM pg_catalog.pg_stat_activity a
-         WHERE a.datname = d.datname) AS connections
+         WHERE a.datname = d.datname
+           AND NOT starts_with(a.application_name, 'dbsandbox:' || %(sandbox)s)) AS connections
 FROM pg_catalog.pg_database d
 WHERE d.datname = %(name)s
 """
@@ -55,8 +55,6 @@ _SCHEMA_STATE = """
 SELECT n.oid,
        pg_catalog.pg_get_userbyid(n.nspowner) = current_user
          OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS may_drop,
-       (SELECT count(*) FROM pg_catalog.pg_stat_activity a
-         WHERE starts_with(a.application_name, 'dbsandbox:' || %(sandbox)s)) AS live,
        0 AS connections
 FROM pg_catalog.pg_namespace n
 WHERE n.nspname = %(name)s
@@ -136,6 +134,11 @@ def _clean_record(
 
     state_sql = _SCHEMA_STATE if what == "schema" else _DATABASE_STATE
     alive = record.owner_alive()
+    if not alive and not dry_run:
+        # A killed sandbox's server processes live on until they next talk to it (one inside
+        # pg_sleep(300) for five minutes; one inside CREATE DATABASE until that is done): end
+        # them first, so that what they hold or are still making cannot outlive the clean.
+        _end_orphan_backends(admin, record.name)
     may_strike = same_server and not dry_run and not alive
     for name, oid in sorted(record.objects.items()):
         label = f"{what} {name}"
@@ -146,14 +149,14 @@ def _clean_record(
             if may_strike:
                 record.release(name)  # never made, or already gone
             continue
-        found_oid, may_drop, live, connections = row
+        found_oid, may_drop, connections = row
         if oid is not None and int(found_oid) != oid:
             # Someone made a new one under a name this sandbox once used: not ours.
             report.kept.append(f"{label}: not the one the sandbox made (its oid changed)")
             if may_strike:
                 record.release(name)
             continue
-        if alive or live:
+        if alive or (dry_run and _backends_of(admin, record.name)):
             report.kept.append(f"{label}: in use by a running sandbox")
         elif connections:
             report.kept.append(f"{label}: {connections} other connection(s) open")
@@ -163,7 +166,7 @@ def _clean_record(
             report.removed.append(f"{label} (dry run: not dropped)")
         else:
             drop = (
-                f"DROP DATABASE IF EXISTS {quote_ident(name)}"
+                f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"
                 if what == "database"
                 else f"DROP SCHEMA IF EXISTS {quote_ident(name)} CASCADE"
             )
@@ -180,6 +183,31 @@ def _clean_record(
                 report.removed.append(label)
     if not dry_run and not alive and not record.objects:
         record.forget()
+
+
+_BACKENDS = """
+SELECT pid FROM pg_catalog.pg_stat_activity
+WHERE starts_with(application_name, 'dbsandbox:' || %s) AND pid <> pg_catalog.pg_backend_pid()
+"""
+
+
+def _backends_of(admin: Any, sandbox: str) -> list[int]:
+    with admin.cursor() as cursor:
+        cursor.execute(_BACKENDS, (sandbox,))
+        return [int(row[0]) for row in cursor.fetchall()]
+
+
+def _end_orphan_backends(admin: Any, sandbox: str, within_s: float = 5.0) -> None:
+    """Terminate the server processes a dead sandbox left, and wait (bounded) until they
+    are gone. A process the role may not signal is left: its database is then kept."""
+    import psycopg2
+
+    deadline = time.monotonic() + within_s
+    for pid in _backends_of(admin, sandbox):
+        with contextlib.suppress(psycopg2.Error), admin.cursor() as cursor:
+            cursor.execute("SELECT pg_catalog.pg_terminate_backend(%s)", (pid,))
+    while _backends_of(admin, sandbox) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 # The process that made a directory is in its name from the moment it exists (mkdtemp's
