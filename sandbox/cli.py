@@ -78,16 +78,38 @@ def _page_size(text: str) -> int:
     return _whole_number(text, 1, MAX_PAGE_SIZE)
 
 
-def _add_target_options(parser: argparse.ArgumentParser) -> None:
+# Bare `dbsandbox` takes play's options under these names: a subcommand's defaults overwrite
+# same-named values parsed before it, so `dbsandbox --engine postgres run x.sql` would
+# otherwise silently run on SQLite. Kept apart, main() can refuse that mix instead.
+APP_PREFIX = "app_"
+APP_OPTIONS = {
+    "engine": "--engine",
+    "url": "--url",
+    "from_file": "--from",
+    "busy_timeout": "--busy-timeout",
+    "statement_timeout": "--statement-timeout",
+}
+
+
+def _default(prefix: str, value: object) -> object:
+    """Before a command, no defaults: an option's presence is what tells main() it was given."""
+    return argparse.SUPPRESS if prefix else value
+
+
+def _add_target_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     group = parser.add_argument_group("where the sandbox lives")
     group.add_argument(
         "--engine",
+        dest=f"{prefix}engine",
         choices=("sqlite", "postgres"),
-        default="sqlite",
+        default=_default(prefix, "sqlite"),
         help="sqlite (default: a temporary file, nothing to install) or postgres",
     )
     group.add_argument(
         "--url",
+        dest=f"{prefix}url",
+        default=_default(prefix, None),
+        metavar="URL",
         help="PostgreSQL server for --engine postgres, as a postgresql:// URL or libpq key=value "
         "pairs (default: DBSANDBOX_POSTGRES_URL or "
         "DATABASE_URL from the environment or ./.env); a scratch database is created there "
@@ -95,38 +117,67 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--from",
-        dest="from_file",
+        dest=f"{prefix}from_file",
+        default=_default(prefix, None),
         type=Path,
         metavar="FILE.db",
         help="start from a copy of this SQLite file (the original is never opened for writing)",
     )
     group.add_argument(
         "--busy-timeout",
+        dest=f"{prefix}busy_timeout",
         type=_busy_timeout,
-        default=200,
+        default=_default(prefix, 200),
         metavar="MS",
         help="SQLite: how long a statement waits for a lock before SQLITE_BUSY (default 200, "
         "at most 600000)",
     )
 
 
+def _add_app_statement_timeout(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    parser.add_argument(
+        "--statement-timeout",
+        dest=f"{prefix}statement_timeout",
+        type=_seconds,
+        default=_default(prefix, 30.0),
+        metavar="S",
+        help="cancel a statement that runs (not waits on a lock) longer than this; its session "
+        "box counts up to it (default 30, at most 86400: 24 hours)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dbsandbox",
-        description="Practise database mistakes and recoveries on a throwaway database.",
+        usage="%(prog)s [--engine sqlite|postgres] [--url URL] [--from FILE.db] "
+        "[--busy-timeout MS] [--statement-timeout S]\n       %(prog)s COMMAND ...",
+        description="Practise database mistakes and recoveries on a throwaway database. "
+        "Without a COMMAND, dbsandbox opens the terminal app on a fresh SQLite sandbox with the "
+        "scenario picker in front (Esc for free play); `dbsandbox --engine postgres [--url URL]` "
+        "opens it on a scratch database of a PostgreSQL server instead. Bare `dbsandbox` takes "
+        "the same options as `dbsandbox play` and does what it does; a command takes its "
+        "options after its name (`dbsandbox run --engine postgres x.sql`).",
+        epilog="Exit codes (every command): 0 success; 1 what was checked failed (a scenario's "
+        "checks, lint findings, invalid scenario files); 2 bad input, or the server could not "
+        "be reached; 3 `run`: the guard stopped a statement; 4 it ran, but the sandbox could "
+        "not be removed (`dbsandbox clean` will); 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"dbsandbox {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_target_options(parser, APP_PREFIX)
+    _add_app_statement_timeout(parser, APP_PREFIX)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser, prog="dbsandbox"
+    )
 
     run = commands.add_parser(
         "run",
         help="run a SQL script in a fresh sandbox, on one or several sessions",
         description="Run a SQL script in a fresh sandbox. A line `\\session NAME` sends the "
         "statements after it to session NAME (opened on first use; the first is A). "
-        "Exit codes: 0 the script ran (SQL errors are outcomes); 1 a scenario's checks "
-        "failed; 2 bad input, or the server could not be reached; 3 the guard stopped a "
-        "statement; 4 it ran, but the sandbox could not be removed (`dbsandbox clean` will); "
-        "130 interrupted.",
+        "Exit codes: 0 the script ran (SQL errors are outcomes); 1 a scenario's step or "
+        "check did not behave as declared; 2 bad input, or the server could not be reached; "
+        "3 the guard stopped a statement; 4 it ran, but the sandbox could not be removed "
+        "(`dbsandbox clean` will); 130 interrupted.",
     )
     run.add_argument(
         "script",
@@ -193,14 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     play.add_argument("scenario", nargs="?", metavar="SCENARIO", help="catalog id or .toml path")
     _add_target_options(play)
-    play.add_argument(
-        "--statement-timeout",
-        type=_seconds,
-        default=30.0,
-        metavar="S",
-        help="cancel a statement that runs (not waits on a lock) longer than this; its session "
-        "box counts up to it (default 30, at most 86400: 24 hours)",
-    )
+    _add_app_statement_timeout(play)
     play.set_defaults(handler=_cmd_play)
 
     scenarios = commands.add_parser(
@@ -214,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser(
         "validate",
         help="check scenario files and say exactly what is wrong",
-        description="Validate scenario files. Exit 0 when all are valid, 1 with one line per "
-        "problem (file:line: key: message) when not.",
+        description="Validate scenario files. Exit codes: 0 all are valid; 1 one line per "
+        "problem (file:line: key: message); 2 usage errors; 130 interrupted. A folder is "
+        "searched for *.toml files, as the catalog and DBSANDBOX_SCENARIOS are read.",
     )
     validate.add_argument(
         "paths", nargs="+", metavar="PATH", help="scenario .toml files or folders"
@@ -225,9 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     lint = commands.add_parser(
         "lint",
         help="lint SQL files for dangerous statements (fit for a pre-commit hook)",
-        description="Lint SQL without running it. Exit 0 when no finding is an error or a "
-        "warning, 1 when any is, 2 on usage errors or unreadable input. A directory is "
-        "searched for *.sql files.",
+        description="Lint SQL without running it. Exit codes: 0 no finding is an error or a "
+        "warning; 1 one is; 2 usage errors or unreadable input; 130 interrupted. A directory "
+        "is searched for *.sql files.",
     )
     lint.add_argument(
         "paths",
@@ -250,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Remove orphaned sandboxes: temporary SQLite directories whose process is "
         "gone, and, when a PostgreSQL URL is given or configured, scratch databases and "
         "schemas that carry dbsandbox's marker and have no live connection. Nothing else is "
-        "touched.",
+        "touched. Exit codes: 0 done (also when nothing was found); 2 bad input, or the "
+        "server could not be reached; 130 interrupted.",
     )
     clean.add_argument(
         "--url", help="PostgreSQL server URL or key=value pairs (default: as for run)"
@@ -387,10 +433,12 @@ def _open_app(
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
-    """Bare `dbsandbox`: the app on a fresh SQLite sandbox, the scenario picker in front."""
-    from sandbox.targets import TargetOptions
-
-    return _open_app(TargetOptions(), None, pick=True)
+    """Bare `dbsandbox [options]`: exactly `dbsandbox play [options]`, the picker in front."""
+    play_args = build_parser().parse_args(["play"])
+    for name in APP_OPTIONS:
+        if hasattr(args, APP_PREFIX + name):
+            setattr(play_args, name, getattr(args, APP_PREFIX + name))
+    return _cmd_play(play_args)
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
@@ -552,6 +600,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args.handler = _cmd_app
+    else:
+        misplaced = [flag for name, flag in APP_OPTIONS.items() if hasattr(args, APP_PREFIX + name)]
+        if misplaced:
+            parser.error(
+                f"{', '.join(misplaced)} before a command is for the app only; put it after "
+                f"the command: dbsandbox {args.command} {misplaced[0]} ..."
+            )
     # A terminal closing or `kill` must clean up like Ctrl+C: scratch databases are dropped
     # in the `finally` blocks that KeyboardInterrupt unwinds through. The previous handlers
     # come back afterwards, so calling main() in-process (tests, embedding) leaves no trace.

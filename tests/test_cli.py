@@ -341,6 +341,140 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
         assert command in out
 
 
+def test_help_says_what_bare_dbsandbox_does_and_every_exit_code(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps at the terminal width
+    assert "Without a COMMAND, dbsandbox opens the terminal app on a fresh SQLite sandbox" in out
+    assert "scenario picker" in out
+    assert "`dbsandbox --engine postgres [--url URL]`" in out
+    for code in (
+        "0 success",
+        "1 what was checked failed",
+        "2 bad input",
+        "3 `run`",
+        "4 it ran",
+        "130 interrupted",
+    ):
+        assert code in out, code
+
+
+@pytest.mark.parametrize("command", ["run", "lint", "validate", "clean"])
+def test_each_command_help_lists_its_exit_codes(
+    capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Exit codes: 0 " in out
+    assert "2 bad input" in out or "2 usage errors" in out
+    assert "130 interrupted" in out
+    assert ("4 it ran, but the sandbox could not be removed" in out) == (command == "run")
+
+
+class AppOpened:
+    """Stands in for the terminal app: what bare `dbsandbox` or `play` would open it with."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, Any, bool, float]] = []
+
+    def __call__(
+        self, options: object, scenario: object, pick: bool, statement_timeout_s: float = 30.0
+    ) -> int:
+        self.calls.append((options, scenario, pick, statement_timeout_s))
+        return 0
+
+
+@pytest.fixture
+def app_opened(monkeypatch: pytest.MonkeyPatch) -> AppOpened:
+    import sandbox.cli
+
+    opened = AppOpened()
+    monkeypatch.setattr(sandbox.cli, "_open_app", opened)
+    return opened
+
+
+def test_bare_dbsandbox_opens_the_picker_on_a_fresh_sqlite_sandbox(
+    capsys: pytest.CaptureFixture[str], app_opened: AppOpened
+) -> None:
+    from sandbox.targets import TargetOptions
+
+    assert cli(capsys) == (0, "", "")
+    assert app_opened.calls == [(TargetOptions(), None, True, 30.0)]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--engine", "sqlite", "--busy-timeout", "1500", "--statement-timeout", "7.5"],
+        ["--from", "FROM"],
+        ["--engine", "postgres", "--url", "postgresql://alice@db.invalid:5433/app"],
+    ],
+)
+def test_bare_dbsandbox_takes_plays_options_and_does_what_play_does(
+    capsys: pytest.CaptureFixture[str],
+    app_opened: AppOpened,
+    tmp_path: Path,
+    options: list[str],
+) -> None:
+    source = tmp_path / "from.db"
+    sqlite3.connect(source).close()
+    options = [str(source) if part == "FROM" else part for part in options]
+    assert cli(capsys, *options) == (0, "", "")
+    assert cli(capsys, "play", *options) == (0, "", "")
+    bare, play = app_opened.calls
+    assert bare == play
+    _, scenario, pick, timeout = bare
+    assert (scenario, pick) == (None, True)
+    assert timeout == (7.5 if "7.5" in options else 30.0)
+
+
+def test_bare_dbsandbox_refuses_what_play_refuses(
+    capsys: pytest.CaptureFixture[str], app_opened: AppOpened
+) -> None:
+    assert_one_line_error(
+        *cli(capsys, "--url", "postgresql://alice@db.invalid/app"), "--url is for --engine postgres"
+    )
+    assert_one_line_error(*cli(capsys, "--busy-timeout", "-1"), "--busy-timeout", "must be from")
+    assert_one_line_error(*cli(capsys, "--statement-timeout", "0"), "more than 0 seconds")
+    assert app_opened.calls == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag", "command"),
+    [
+        (["--engine", "postgres", "run", "x.sql"], "--engine", "run"),
+        (["--url", "postgresql://alice@db.invalid/app", "clean"], "--url", "clean"),
+        (["--statement-timeout", "5", "play"], "--statement-timeout", "play"),
+    ],
+)
+def test_app_options_before_a_command_are_refused_not_dropped(
+    capsys: pytest.CaptureFixture[str],
+    app_opened: AppOpened,
+    argv: list[str],
+    flag: str,
+    command: str,
+) -> None:
+    # Accepted, the command's own default would silently win (run on SQLite, not PostgreSQL).
+    code, out, err = cli(capsys, *argv)
+    assert_one_line_error(code, out, err, f"{flag} before a command is for the app only")
+    assert f"put it after the command: dbsandbox {command} {flag}" in err
+    assert "alice" not in err
+    assert app_opened.calls == []
+
+
+def test_commands_still_take_the_same_options_after_their_name(
+    capsys: pytest.CaptureFixture[str], app_opened: AppOpened, tmp_path: Path
+) -> None:
+    assert cli(capsys, "play", "--engine", "sqlite", "--statement-timeout", "3") == (0, "", "")
+    assert app_opened.calls[0][3] == 3.0
+    script = write(tmp_path / "one.sql", "SELECT 41 + 1;\n")
+    code, out, _ = cli(capsys, "run", "--engine", "sqlite", "--busy-timeout", "50", script)
+    assert code == 0 and "42" in out
+
+
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = cli(capsys, "--version")
     assert (code, out, err) == (0, f"dbsandbox {__version__}\n", "")
