@@ -158,9 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
         "the same options as `dbsandbox play` and does what it does; a command takes its "
         "options after its name (`dbsandbox run --engine postgres x.sql`).",
         epilog="Exit codes (every command): 0 success; 1 what was checked failed (a scenario's "
-        "checks, lint findings, invalid scenario files); 2 bad input, or the server could not "
-        "be reached; 3 `run`: the guard stopped a statement; 4 it ran, but the sandbox could "
-        "not be removed (`dbsandbox clean` will); 130 interrupted.",
+        "steps or, with --solution, its checks; lint findings; invalid scenario files); "
+        "2 bad input, or the server could not be reached; 3 `run`: the guard stopped a "
+        "statement; 4 it ran, but the sandbox could not be removed (`dbsandbox clean` will); "
+        "130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"dbsandbox {__version__}")
     _add_target_options(parser, APP_PREFIX)
