@@ -1,15 +1,16 @@
 """Shared fixtures: real SQLite files and the real PostgreSQL server, nothing mocked.
 
 PostgreSQL tests use the server named by DBSANDBOX_TEST_POSTGRES_URL. Without it they skip
-with a reason saying how to enable them; with DBSANDBOX_REQUIRE_POSTGRES=1 (CI) a missing or
+with a reason saying how to enable them, summarised in one line for all of them; with DBSANDBOX_REQUIRE_POSTGRES=1 (CI) a missing or
 unreachable server fails them instead.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import psycopg2
 import pytest
@@ -23,6 +24,11 @@ REQUIRE_ENV = "DBSANDBOX_REQUIRE_POSTGRES"
 ENABLE_HINT = (
     f"set {POSTGRES_ENV}=postgresql://postgres@127.0.0.1:5432/postgres to run the PostgreSQL tests"
 )
+
+
+# Every PostgreSQL test skips for the same reason when no server is configured: the summary
+# folds those skips into one line (with their count) instead of one line per test.
+SKIP_PREFIX = "PostgreSQL tests skipped: "
 
 
 def _postgres_problem(url: str | None) -> str | None:
@@ -59,9 +65,28 @@ def postgres_url() -> str:
     if problem:
         if os.environ.get(REQUIRE_ENV) == "1":
             pytest.fail(f"{REQUIRE_ENV}=1 but {problem}", pytrace=False)
-        pytest.skip(problem)
+        _skip_without_server(problem)
     assert url is not None
     return url
+
+
+def _skip_without_server(problem: str) -> NoReturn:
+    pytest.skip(SKIP_PREFIX + problem)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple):
+        reason = longrepr[2].removeprefix("Skipped: ")
+        if reason.startswith(SKIP_PREFIX):
+            # pytest folds skips that share a location and reason; each test's own location
+            # would keep them apart.
+            report.longrepr = (__file__, _skip_without_server.__code__.co_firstlineno, reason)
+    return report
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
