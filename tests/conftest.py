@@ -1,8 +1,8 @@
 """Shared fixtures: real SQLite files and the real PostgreSQL server, nothing mocked.
 
 PostgreSQL tests use the server named by DBSANDBOX_TEST_POSTGRES_URL. Without it they skip
-with a reason saying how to enable them, summarised in one line for all of them; with DBSANDBOX_REQUIRE_POSTGRES=1 (CI) a missing or
-unreachable server fails them instead.
+with a reason saying how to enable them, summarised in one line for all of them; with
+DBSANDBOX_REQUIRE_POSTGRES=1 (CI) a missing or unreachable server fails them instead.
 """
 
 from __future__ import annotations
