@@ -341,6 +341,13 @@ class Bridge:
             if s.tx_state is not TxState.IDLE
         ]
 
+    def snapshot_names(self) -> list[str]:
+        """The sandbox's snapshots, oldest first (a reset throws them away)."""
+        conductor = self.conductor
+        if conductor is None:
+            return []
+        return [info.name for info in conductor.target.snapshots.list()]
+
     def running(self) -> list[str]:
         """Sessions with a statement running, waiting or queued."""
         conductor = self.conductor

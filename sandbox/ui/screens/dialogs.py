@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Markdown, OptionList, Static
+from textual.widgets import Button, Footer, Label, Markdown, OptionList, Static
 from textual.widgets.option_list import Option
 
 from sandbox.ui.text import line, plain
@@ -64,7 +64,7 @@ class ConfirmStatement(ModalScreen[bool]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "answer(False)", "No, don't run it", show=True),
         Binding("n", "answer(False)", "No", show=False),
-        Binding("y", "answer(True)", "Yes, run it", show=False),
+        Binding("y", "answer(True)", "Yes, run it", show=True),
     ]
 
     def __init__(self, sql: str, review: Review) -> None:
@@ -93,12 +93,21 @@ class ConfirmStatement(ModalScreen[bool]):
                     yield Button("Yes, run it", id="yes", variant="error")
             if blocked:
                 yield Label("It reaches outside the sandbox, so it cannot run here.")
+                keys = "n or Esc: close · nothing runs"
+            else:
+                keys = "y: yes, run it · n or Esc: no, don't run it · Tab moves between the buttons"
+            yield Static(plain(keys), classes="dialog-keys", markup=False)
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # A blocked statement has no "yes": its footer must not offer one.
+        return not (action == "answer" and parameters == (True,) and self._blocked)
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes and not self._blocked)
@@ -109,14 +118,19 @@ class ConfirmStatement(ModalScreen[bool]):
 
 
 class ConfirmQuit(ModalScreen[bool]):
-    """Leaving with open transactions: say what will be rolled back, and ask."""
+    """Leaving (quit, reset, switch): say exactly what is lost, and ask; Stay is the default."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "answer(False)", "Stay", show=True)]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "answer(False)", "Stay", show=True),
+        Binding("n", "answer(False)", "Stay", show=False),
+        Binding("y", "answer(True)", "Yes", show=True),
+    ]
 
-    def __init__(self, what: str, lines: list[str]) -> None:
+    def __init__(self, what: str, lines: list[str], go: str | None = None) -> None:
         super().__init__()
         self.what = what
         self.lines = lines
+        self.go = go or f"{what} and roll back"
 
     def compose(self) -> ComposeResult:
         with Vertical(id="quit", classes="dialog"):
@@ -125,7 +139,14 @@ class ConfirmQuit(ModalScreen[bool]):
                 yield Static(plain(text), markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Stay", id="stay", variant="primary")
-                yield Button(plain(f"{self.what} and roll back"), id="go", variant="error")
+                yield Button(plain(self.go), id="go", variant="error")
+            yield Static(
+                plain(f"y: {self.go} · n or Esc: stay · Tab moves between the buttons"),
+                classes="dialog-keys",
+                markup=False,
+            )
+        # The main screen's footer would list keys that do nothing while this dialog is up.
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#stay", Button).focus()
