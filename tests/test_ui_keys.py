@@ -21,6 +21,7 @@ from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen
 from sandbox.ui.widgets import timeline as timeline_widget
 from sandbox.ui.widgets.scenario_panel import ScenarioPanel
 from sandbox.ui.widgets.schema import SchemaView
+from tests.conftest import options_for
 from tests.test_ui_app import SIZE, caption, free_play, ready, run_sql, until
 
 
@@ -178,7 +179,8 @@ async def test_reset_in_free_play_asks_and_says_what_is_lost() -> None:
         text = dialog_text(app)
         assert "every table and row goes" in text
         assert "sessions A close" in text
-        assert "session A: an open transaction — 2 uncommitted statements rolled back" in text
+        # BEGIN and the INSERT ran; only the INSERT is a change to lose.
+        assert "session A: an open transaction — 1 uncommitted change will be rolled back" in text
         assert "snapshots mywork go too" in text
         assert "y: Reset · n or Esc: stay" in text
         assert shown_keys(app) == {"escape": "Stay", "y": "Yes"}  # the dialog's keys only
@@ -278,3 +280,52 @@ async def test_every_footer_key_fits_an_80_column_terminal() -> None:
         assert {k.key for k in keys} >= {"f1", "f2", "f3", "f5", "f8", "ctrl+r", "ctrl+q"}
         for key in keys:
             assert key.region.right <= 80, f"{key.key} ends at column {key.region.right}"
+
+
+async def test_the_quit_dialog_counts_only_the_changes_a_rollback_loses() -> None:
+    app = free_play()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await run_sql(pilot, app, "CREATE TABLE c (id INTEGER PRIMARY KEY);")
+        await run_sql(pilot, app, "BEGIN;")
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+        assert "an open transaction with no changes yet — nothing is lost" in dialog_text(app)
+        await pilot.press("n")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmQuit))
+        for sql in (
+            "SELECT count(*) FROM c;",
+            "INSERT INTO c VALUES (1);",
+            "INSERT INTO c VALUES (1);",  # fails on the primary key: nothing to lose
+            "INSERT INTO c VALUES (2);",
+        ):
+            await run_sql(pilot, app, sql)
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+        text = dialog_text(app)
+        assert "session A: an open transaction — 2 uncommitted changes will be rolled back" in text
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmQuit))
+        assert app.is_running
+
+
+async def test_a_failed_transaction_says_its_changes_cannot_be_saved(postgres_url: str) -> None:
+    app = create_app(options_for("postgres"), pick=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        for sql in (
+            "CREATE TABLE f (id INTEGER PRIMARY KEY);",
+            "BEGIN;",
+            "INSERT INTO f VALUES (1);",
+            "SELECT 1 / 0;",  # PostgreSQL fails the whole transaction
+        ):
+            await run_sql(pilot, app, sql)
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+        text = dialog_text(app)
+        assert (
+            "session A: a failed transaction — rolled back, "
+            "1 uncommitted change that can no longer be saved"
+        ) in text
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmQuit))

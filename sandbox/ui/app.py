@@ -112,6 +112,17 @@ SELECT 'hello, sandbox' AS greeting;
 _M = TypeVar("_M", bound=Message)
 
 
+def transaction_loss(session: str, state: str, changes: int) -> str:
+    """What rolling back a session's transaction loses: its successful writes, no more."""
+    what = f"{changes} uncommitted change{'s' if changes != 1 else ''}"
+    if state == "failed":
+        lost = f"{what} that can no longer be saved" if changes else "nothing saved"
+        return f"session {session}: a failed transaction — rolled back, {lost}"
+    if not changes:
+        return f"session {session}: an open transaction with no changes yet — nothing is lost"
+    return f"session {session}: an open transaction — {what} will be rolled back"
+
+
 def _unless_leaving(
     handler: Callable[[DbSandboxApp, _M], None],
 ) -> Callable[[DbSandboxApp, _M], None]:
@@ -568,11 +579,7 @@ class DbSandboxApp(App[None]):
         if not open_ones and not busy:
             then()
             return
-        lines = [
-            f"session {name}: {'a failed' if state.value == 'failed' else 'an open'} transaction — "
-            f"{count} uncommitted statement{'s' if count != 1 else ''} will be rolled back"
-            for name, state, count in open_ones
-        ]
+        lines = [transaction_loss(name, state.value, changes) for name, state, changes in open_ones]
         lines += [f"session {name}: the statement it runs will be cancelled" for name in busy]
 
         def answered(yes: bool | None) -> None:
@@ -618,9 +625,8 @@ class DbSandboxApp(App[None]):
         names = ", ".join(self.sessions)
         lines.append(f"sessions {names} close; the new sandbox opens its own")
         lines += [
-            f"session {name}: {'a failed' if state.value == 'failed' else 'an open'} transaction"
-            f" — {count} uncommitted statement{'s' if count != 1 else ''} rolled back"
-            for name, state, count in self.bridge.open_transactions()
+            transaction_loss(name, state.value, changes)
+            for name, state, changes in self.bridge.open_transactions()
         ]
         lines += [
             f"session {name}: the statement it runs is cancelled" for name in self.bridge.running()

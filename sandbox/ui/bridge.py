@@ -331,12 +331,12 @@ class Bridge:
         return conductor.executions[index]
 
     def open_transactions(self) -> list[tuple[str, TxState, int]]:
-        """Sessions with a transaction open, and how many statements it would roll back."""
+        """Sessions with a transaction open, and how many changes (writes) it would roll back."""
         conductor = self.conductor
         if conductor is None:
             return []
         return [
-            (s.name, s.tx_state, s.tx_statements)
+            (s.name, s.tx_state, s.tx_changes)
             for s in conductor.sessions
             if s.tx_state is not TxState.IDLE
         ]
