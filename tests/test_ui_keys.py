@@ -17,7 +17,7 @@ from textual.widgets._footer import FooterKey
 from sandbox.scenario.catalog import find
 from sandbox.targets import TargetOptions
 from sandbox.ui.app import DbSandboxApp, create_app, help_text
-from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen
+from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen, ScenarioPicker
 from sandbox.ui.widgets import timeline as timeline_widget
 from sandbox.ui.widgets.scenario_panel import ScenarioPanel
 from sandbox.ui.widgets.schema import SchemaView
@@ -329,3 +329,17 @@ async def test_a_failed_transaction_says_its_changes_cannot_be_saved(postgres_ur
         ) in text
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, ConfirmQuit))
+
+
+async def test_the_picker_and_help_footers_list_their_own_keys() -> None:
+    app = create_app(TargetOptions(), pick=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ScenarioPicker))
+        await pilot.pause()
+        assert {k.key for k in app.screen.query(FooterKey)} == {"escape", "ctrl+q"}
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ScenarioPicker))
+        await pilot.press("f1")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.pause()
+        assert [k.key for k in app.screen.query(FooterKey)] == ["escape"]

@@ -26,7 +26,9 @@ class ScenarioPicker(ModalScreen[str | None]):
     """Choose a breakage scenario; Esc goes to free play."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss_picker", "Free play", show=True)
+        Binding("escape", "dismiss_picker", "Free play", show=True),
+        # The app's own ctrl+q takes the key first; this entry puts it in the picker's footer.
+        Binding("ctrl+q", "app.quit_safely", "Quit", show=True),
     ]
 
     def __init__(self, scenarios: list[Listing], engine: str) -> None:
@@ -50,6 +52,7 @@ class ScenarioPicker(ModalScreen[str | None]):
                 for s in self.scenarios
             ]
             yield OptionList(*options, id="scenario-list", markup=False)
+        yield Footer()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)
@@ -161,7 +164,7 @@ class ConfirmQuit(ModalScreen[bool]):
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", show=True),
-        Binding("f1", "close", "Close"),
+        Binding("f1", "close", "Close", show=False),
     ]
 
     def __init__(self, text: str) -> None:
@@ -171,6 +174,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help", classes="dialog"):
             yield Markdown(self.text)
+        yield Footer()
 
     def action_close(self) -> None:
         self.dismiss(None)
