@@ -41,6 +41,9 @@ class Session:
         self.tx_statements = 0
         # How many statements the transaction that just ended had run (COMMIT/ROLLBACK included).
         self.ended_tx_statements = 0
+        # Of those, the writes that succeeded: what a rollback really loses (BEGIN, a SELECT or
+        # a failed INSERT loses nothing), so a "Quit?" dialog does not overstate it.
+        self.tx_changes = 0
         # SQLite: whether this session's open transaction has taken the write lock.
         self.holds_write_lock = False
         # Session-level SETs (isolation level, search_path, ...) in the order they ran: a
@@ -136,11 +139,15 @@ class Session:
             if outcome.tx_before is not TxState.IDLE:
                 self.ended_tx_statements = self.tx_statements
             self.tx_statements = 0
+            self.tx_changes = 0
             self.holds_write_lock = False
             return
         if outcome.tx_before is TxState.IDLE:
             self.tx_statements = 0
+            self.tx_changes = 0
         self.tx_statements += 1
+        if not (kind.read_only or kind.locking) and outcome.status is Status.OK:
+            self.tx_changes += 1
         if (kind.takes_write_lock or not kind.read_only) and _took_write_lock(outcome):
             self.holds_write_lock = True
 

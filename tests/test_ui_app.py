@@ -251,9 +251,7 @@ async def test_quitting_with_an_open_transaction_asks_first() -> None:
         await pilot.press("ctrl+q")
         await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
         text = " ".join(str(w.render()) for w in app.screen.query(Static))
-        assert (
-            "session A: an open transaction — 2 uncommitted statements will be rolled back" in text
-        )
+        assert "session A: an open transaction — 1 uncommitted change will be rolled back" in text
         await pilot.press("escape")  # stay
         await until(pilot, lambda: not isinstance(app.screen, ConfirmQuit))
         assert app.is_running

@@ -42,28 +42,37 @@ from sandbox.ui.messages import (
 )
 from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen, ScenarioPicker
 from sandbox.ui.text import visible
+from sandbox.ui.widgets.editor import SqlEditor
 from sandbox.ui.widgets.results import ResultsView
 from sandbox.ui.widgets.scenario_panel import ScenarioPanel
 from sandbox.ui.widgets.schema import SchemaView
-from sandbox.ui.widgets.timeline import TimelineView
+from sandbox.ui.widgets.timeline import TimelineView, legend
 
 HELP = """
 # dbsandbox keys
 
+Every key works from any pane: the editor, the results, the schema or the timeline.
+
 | key | what it does |
 | --- | --- |
 | **F5** or **ctrl+j** | run the statement under the cursor, or the selected statements |
-| **F7** | select everything in the editor (typing replaces it) |
+| **Esc** | back to the editor from any pane; in the editor it stays there and drops the selection |
+| **F7** | go to the editor and select everything in it (typing replaces it) |
+| **F2** | the scenario's next hint (the Hint button) |
+| **F3** | check the recovery against the scenario's checks (the Check button) |
+| **ctrl+r** | reset: a fresh sandbox, the mistake made again; asks first, saying what is lost |
 | **F6** | switch to the next session (tabs above the editor) |
 | **ctrl+n** | open a new session (B, C, ...): its own connection, editor and results |
 | **F4** | close this session (asks first when its transaction is open) |
 | **F8** | cancel the statement running or waiting in this session (and what is queued) |
 | **ctrl+up / ctrl+down** | previous / next statement from history |
-| **ctrl+p** | commands: load scenario, reset, switch session or engine, export session |
-| **ctrl+r** | reset the scenario: a fresh sandbox with the mistake made again |
-| **F1** | this help |
-| **Esc** | close a dialog, back to the editor |
+| **ctrl+p** | commands: hint, check, reset, load scenario, switch session or engine, export |
+| **F1** | this help (Esc or F1 closes it) |
 | **ctrl+q** | quit (asks first if a transaction is open or a statement runs) |
+
+In a dialog only its own keys work, and it lists them: the guard's confirmation takes
+**y** (run it) and **n** or **Esc** (don't; the default); reset and quit take **y** (go ahead)
+and **n** or **Esc** (stay); **Tab** moves between the buttons, **Enter** presses one.
 
 Sessions are independent: each has its own connection, and a statement in one never waits
 for another unless the engine makes it (a lock). While a statement runs, its session box
@@ -83,6 +92,17 @@ defaults to **No**, and nothing runs without a yes. A confirmed one is snapshott
 """
 
 
+def help_text() -> str:
+    """The keys, then a legend of every glyph the timeline, the session boxes and Check draw."""
+    rows = [f"| `{glyph}` | {meaning} |" for glyph, meaning in legend()]
+    rows += [
+        "| `✔` | after Check: a check passed (in the timeline's log: a COMMIT) |",
+        "| `✘` | after Check: a check failed |",
+    ]
+    table = "\n".join(["| glyph | what it means |", "| --- | --- |", *rows])
+    return f"{HELP}\n## What the glyphs mean\n\n{table}\n"
+
+
 EDITOR_START = """-- Type SQL here. F5 runs the statement under the cursor (or the selection).
 -- F7 selects all, F1 shows every key. Try:
 SELECT 'hello, sandbox' AS greeting;
@@ -90,6 +110,17 @@ SELECT 'hello, sandbox' AS greeting;
 
 
 _M = TypeVar("_M", bound=Message)
+
+
+def transaction_loss(session: str, state: str, changes: int) -> str:
+    """What rolling back a session's transaction loses: its successful writes, no more."""
+    what = f"{changes} uncommitted change{'s' if changes != 1 else ''}"
+    if state == "failed":
+        lost = f"{what} that can no longer be saved" if changes else "nothing saved"
+        return f"session {session}: a failed transaction — rolled back, {lost}"
+    if not changes:
+        return f"session {session}: an open transaction with no changes yet — nothing is lost"
+    return f"session {session}: an open transaction — {what} will be rolled back"
 
 
 def _unless_leaving(
@@ -110,20 +141,44 @@ class DbSandboxApp(App[None]):
 
     TITLE = "dbsandbox"
     CSS_PATH = "app.tcss"
+    # Priority bindings work from every pane, whatever it binds itself (the editor's own F6
+    # and F7 select a line and everything). F2 and F3 are free in Textual, its TextArea and
+    # common terminals (unlike ctrl+h, ctrl+i or ctrl+m, which terminals send as keys).
     BINDINGS: ClassVar[list[BindingType]] = [
+        # Listed first: the footer keeps this order, and an 80-column one cuts off its end.
+        Binding("f1", "help", "Help"),
         Binding("f5", "run", "Run", priority=True),
         Binding("ctrl+j", "run", "Run", show=False, priority=True),
+        Binding("f2", "hint", "Hint", priority=True),
+        Binding("f3", "check", "Check", priority=True),
         Binding("f6", "next_session", "Session", priority=True),
-        Binding("ctrl+n", "new_session", "New session", priority=True),
+        Binding("ctrl+n", "new_session", "New", tooltip="Open a new session", priority=True),
         Binding("f4", "close_session", "Close session", show=False, priority=True),
+        Binding("f7", "select_all", "Select all", show=False, priority=True),
         Binding("f8", "cancel", "Cancel", priority=True),
-        Binding("ctrl+up", "history(-1)", "History back", show=False),
-        Binding("ctrl+down", "history(1)", "History forward", show=False),
-        Binding("ctrl+r", "reset", "Reset"),
-        Binding("f1", "help", "Help"),
+        Binding("ctrl+up", "history(-1)", "History back", show=False, priority=True),
+        Binding("ctrl+down", "history(1)", "History forward", show=False, priority=True),
+        Binding("ctrl+r", "reset", "Reset", priority=True),
         Binding("escape", "focus_editor", "Editor", show=False),
         Binding("ctrl+q", "quit_safely", "Quit", priority=True),
     ]
+    # App bindings stay live under a dialog; these act on the main screen, so a dialog's keys
+    # (y, n, Esc) are the only ones that mean something while it is up.
+    MAIN_SCREEN_ACTIONS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "run",
+            "hint",
+            "check",
+            "next_session",
+            "new_session",
+            "close_session",
+            "select_all",
+            "cancel",
+            "history",
+            "reset",
+            "focus_editor",
+        }
+    )
 
     def __init__(
         self,
@@ -162,7 +217,7 @@ class DbSandboxApp(App[None]):
                 yield ScenarioPanel(id="scenario")
             with Vertical(id="center"):
                 yield Tabs(Tab("session A", id="session-A"), id="sessions")
-                yield TextArea.code_editor(
+                yield SqlEditor.code_editor(
                     EDITOR_START, language="sql", id="editor", soft_wrap=True
                 )
                 yield ResultsView(id="results")
@@ -170,8 +225,13 @@ class DbSandboxApp(App[None]):
         yield Footer()
 
     def on_resize(self) -> None:
-        # Below 100 columns three panes leave the editor too narrow: slim the side panes.
-        self.screen.set_class(self.size.width < 100, "narrow")
+        # Below 100 columns three panes leave the editor too narrow: slim the side panes, and
+        # tighten the footer so its last keys (Reset, Help) are not hidden under "^p palette".
+        narrow = self.size.width < 100
+        self.screen.set_class(narrow, "narrow")
+        for footer in self.screen.query(Footer):
+            footer.compact = narrow
+            footer.show_command_palette = not narrow  # help (F1, listed first) names ctrl+p
 
     def _exit_on_signal(self, signum: int, frame: object) -> None:
         self._left = True
@@ -388,7 +448,7 @@ class DbSandboxApp(App[None]):
 
     @on(ScenarioPanel.CheckPressed)
     def check_pressed(self) -> None:
-        self.run_checks()
+        self.action_check()
 
     @on(ScenarioPanel.ResetPressed)
     def reset_pressed(self) -> None:
@@ -484,11 +544,30 @@ class DbSandboxApp(App[None]):
     def action_cancel(self) -> None:
         self.cancel_in(self.session)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action in self.MAIN_SCREEN_ACTIONS and self.screen.is_modal)
+
     def action_focus_editor(self) -> None:
         self.query_one("#editor", TextArea).focus()
 
+    def action_select_all(self) -> None:
+        editor = self.query_one("#editor", TextArea)
+        editor.focus()
+        editor.select_all()
+
+    def action_hint(self) -> None:
+        if not self.query_one("#scenario", ScenarioPanel).show_next_hint():
+            self.notify("free play has no hints: load a scenario with ctrl+p")
+
+    def action_check(self) -> None:
+        if self.bridge.scenario is None:
+            self.notify("free play has nothing to check: load a scenario with ctrl+p")
+            return
+        self.run_checks()
+
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(HELP))
+        # Closing help is "back to the editor", like Esc anywhere else.
+        self.push_screen(HelpScreen(help_text()), lambda _: self.action_focus_editor())
 
     def _leave(self, what: str, then: Callable[[], object], only: str | None = None) -> None:
         """Ask before leaving open transactions behind; `then` runs if the learner agrees.
@@ -500,16 +579,13 @@ class DbSandboxApp(App[None]):
         if not open_ones and not busy:
             then()
             return
-        lines = [
-            f"session {name}: {'a failed' if state.value == 'failed' else 'an open'} transaction — "
-            f"{count} uncommitted statement{'s' if count != 1 else ''} will be rolled back"
-            for name, state, count in open_ones
-        ]
+        lines = [transaction_loss(name, state.value, changes) for name, state, changes in open_ones]
         lines += [f"session {name}: the statement it runs will be cancelled" for name in busy]
 
         def answered(yes: bool | None) -> None:
             if yes:
                 then()
+            self.action_focus_editor()
 
         self.push_screen(ConfirmQuit(what, lines), answered)
 
@@ -528,13 +604,41 @@ class DbSandboxApp(App[None]):
         self.close_and_exit()
 
     def action_reset(self) -> None:
+        """Always ask: a reset throws away everything the learner built, snapshots included."""
         scenario = self.bridge.scenario
 
-        def reset() -> None:
-            self._set_subtitle("resetting: closing the old sandbox…")
-            self.open_sandbox(scenario)
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._set_subtitle("resetting: closing the old sandbox…")
+                self.open_sandbox(scenario)
+            self.action_focus_editor()
 
-        self._leave("Reset", reset)
+        self.push_screen(ConfirmQuit("Reset", self._reset_losses(), "Reset"), answered)
+
+    def _reset_losses(self) -> list[str]:
+        """Exactly what a reset throws away, one line each."""
+        scenario = self.bridge.scenario
+        if scenario is None:
+            lines = ["free play starts again empty: every table and row goes"]
+        else:
+            lines = [f"{scenario.id} starts again: its data as set up, the mistake made again"]
+        names = ", ".join(self.sessions)
+        lines.append(f"sessions {names} close; the new sandbox opens its own")
+        lines += [
+            transaction_loss(name, state.value, changes)
+            for name, state, changes in self.bridge.open_transactions()
+        ]
+        lines += [
+            f"session {name}: the statement it runs is cancelled" for name in self.bridge.running()
+        ]
+        snapshots = self.bridge.snapshot_names()
+        if snapshots:
+            again = " (the scenario takes its own again)" if scenario is not None else ""
+            lines.append(
+                f"snapshots {', '.join(snapshots)} go too{again}: \\restore cannot bring them back"
+            )
+        lines.append("the statement history stays (ctrl+up brings statements back)")
+        return lines
 
     def load_scenario(self, scenario_id: str) -> None:
         def switch() -> None:
@@ -596,7 +700,16 @@ class DbSandboxApp(App[None]):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Load scenario", "Pick a breakage scenario", self.action_pick_scenario)
         yield SystemCommand(
-            "Reset scenario", "A fresh sandbox, the mistake made again", self.action_reset
+            "Reset scenario",
+            "A fresh sandbox, the mistake made again (ctrl+r; asks first)",
+            self.action_reset,
+        )
+        yield SystemCommand("Hint", "The scenario's next hint (F2)", self.action_hint)
+        yield SystemCommand(
+            "Check", "Grade the recovery against the scenario's checks (F3)", self.action_check
+        )
+        yield SystemCommand(
+            "Focus the editor", "Back to typing SQL, from any pane (Esc)", self.action_focus_editor
         )
         yield SystemCommand(
             "New session",

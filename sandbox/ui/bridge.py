@@ -331,15 +331,22 @@ class Bridge:
         return conductor.executions[index]
 
     def open_transactions(self) -> list[tuple[str, TxState, int]]:
-        """Sessions with a transaction open, and how many statements it would roll back."""
+        """Sessions with a transaction open, and how many changes (writes) it would roll back."""
         conductor = self.conductor
         if conductor is None:
             return []
         return [
-            (s.name, s.tx_state, s.tx_statements)
+            (s.name, s.tx_state, s.tx_changes)
             for s in conductor.sessions
             if s.tx_state is not TxState.IDLE
         ]
+
+    def snapshot_names(self) -> list[str]:
+        """The sandbox's snapshots, oldest first (a reset throws them away)."""
+        conductor = self.conductor
+        if conductor is None:
+            return []
+        return [info.name for info in conductor.target.snapshots.list()]
 
     def running(self) -> list[str]:
         """Sessions with a statement running, waiting or queued."""

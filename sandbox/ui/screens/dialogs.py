@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Markdown, OptionList, Static
+from textual.widgets import Button, Footer, Label, Markdown, OptionList, Static
 from textual.widgets.option_list import Option
 
 from sandbox.ui.text import line, plain
@@ -26,7 +26,9 @@ class ScenarioPicker(ModalScreen[str | None]):
     """Choose a breakage scenario; Esc goes to free play."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss_picker", "Free play", show=True)
+        Binding("escape", "dismiss_picker", "Free play", show=True),
+        # The app's own ctrl+q takes the key first; this entry puts it in the picker's footer.
+        Binding("ctrl+q", "app.quit_safely", "Quit", show=True),
     ]
 
     def __init__(self, scenarios: list[Listing], engine: str) -> None:
@@ -50,6 +52,7 @@ class ScenarioPicker(ModalScreen[str | None]):
                 for s in self.scenarios
             ]
             yield OptionList(*options, id="scenario-list", markup=False)
+        yield Footer()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)
@@ -64,7 +67,7 @@ class ConfirmStatement(ModalScreen[bool]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "answer(False)", "No, don't run it", show=True),
         Binding("n", "answer(False)", "No", show=False),
-        Binding("y", "answer(True)", "Yes, run it", show=False),
+        Binding("y", "answer(True)", "Yes, run it", show=True),
     ]
 
     def __init__(self, sql: str, review: Review) -> None:
@@ -93,12 +96,21 @@ class ConfirmStatement(ModalScreen[bool]):
                     yield Button("Yes, run it", id="yes", variant="error")
             if blocked:
                 yield Label("It reaches outside the sandbox, so it cannot run here.")
+                keys = "n or Esc: close · nothing runs"
+            else:
+                keys = "y: yes, run it · n or Esc: no, don't run it · Tab moves between the buttons"
+            yield Static(plain(keys), classes="dialog-keys", markup=False)
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # A blocked statement has no "yes": its footer must not offer one.
+        return not (action == "answer" and parameters == (True,) and self._blocked)
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes and not self._blocked)
@@ -109,14 +121,19 @@ class ConfirmStatement(ModalScreen[bool]):
 
 
 class ConfirmQuit(ModalScreen[bool]):
-    """Leaving with open transactions: say what will be rolled back, and ask."""
+    """Leaving (quit, reset, switch): say exactly what is lost, and ask; Stay is the default."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "answer(False)", "Stay", show=True)]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "answer(False)", "Stay", show=True),
+        Binding("n", "answer(False)", "Stay", show=False),
+        Binding("y", "answer(True)", "Yes", show=True),
+    ]
 
-    def __init__(self, what: str, lines: list[str]) -> None:
+    def __init__(self, what: str, lines: list[str], go: str | None = None) -> None:
         super().__init__()
         self.what = what
         self.lines = lines
+        self.go = go or f"{what} and roll back"
 
     def compose(self) -> ComposeResult:
         with Vertical(id="quit", classes="dialog"):
@@ -125,7 +142,14 @@ class ConfirmQuit(ModalScreen[bool]):
                 yield Static(plain(text), markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Stay", id="stay", variant="primary")
-                yield Button(plain(f"{self.what} and roll back"), id="go", variant="error")
+                yield Button(plain(self.go), id="go", variant="error")
+            yield Static(
+                plain(f"y: {self.go} · n or Esc: stay · Tab moves between the buttons"),
+                classes="dialog-keys",
+                markup=False,
+            )
+        # The main screen's footer would list keys that do nothing while this dialog is up.
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#stay", Button).focus()
@@ -140,7 +164,7 @@ class ConfirmQuit(ModalScreen[bool]):
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", show=True),
-        Binding("f1", "close", "Close"),
+        Binding("f1", "close", "Close", show=False),
     ]
 
     def __init__(self, text: str) -> None:
@@ -150,6 +174,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help", classes="dialog"):
             yield Markdown(self.text)
+        yield Footer()
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -97,15 +97,22 @@ class ScenarioPanel(VerticalScroll):
         lines += _diff_lines(diff, diff_problem)
         self.query_one("#checks", Static).update(Text("\n").join(lines))
 
+    def show_next_hint(self) -> bool:
+        """One more hint (the Hint button and F2); False in free play, which has none."""
+        if self.scenario is None:
+            return False
+        self.hints_shown = min(self.hints_shown + 1, len(self.scenario.hints))
+        shown = self.scenario.hints[: self.hints_shown]
+        lines = [plain(f"hint {i}: {hint}") for i, hint in enumerate(shown, 1)]
+        if self.hints_shown == len(self.scenario.hints):
+            lines.append(Text("(no more hints)", style="dim"))
+        self.query_one("#hints", Static).update(Text("\n").join(lines))
+        return True
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        if event.button.id == "hint" and self.scenario is not None:
-            self.hints_shown = min(self.hints_shown + 1, len(self.scenario.hints))
-            shown = self.scenario.hints[: self.hints_shown]
-            lines = [plain(f"hint {i}: {hint}") for i, hint in enumerate(shown, 1)]
-            if self.hints_shown == len(self.scenario.hints):
-                lines.append(Text("(no more hints)", style="dim"))
-            self.query_one("#hints", Static).update(Text("\n").join(lines))
+        if event.button.id == "hint":
+            self.show_next_hint()
         elif event.button.id == "check":
             self.post_message(self.CheckPressed())
         elif event.button.id == "reset":

@@ -79,6 +79,54 @@ _GUTTER: dict[LaneState, tuple[str, Tone]] = {
     "waiting": ("┇", "warning"),
 }
 
+# What each glyph means, for the help's legend; a test holds it to every glyph drawn above.
+_MEANINGS: dict[EventKind, str] = {
+    EventKind.SESSION_OPENED: "a session opened (its own connection)",
+    EventKind.STATEMENT: "a statement was sent to the engine",
+    EventKind.OUTCOME: "the statement finished",
+    EventKind.BEGIN: "a transaction began",
+    EventKind.SAVEPOINT: "a savepoint was set",
+    EventKind.ROLLBACK_TO: "rolled back to a savepoint",
+    EventKind.RELEASE: "a savepoint was released",
+    EventKind.COMMIT: "committed: saved for every session",
+    EventKind.ROLLBACK: "rolled back: the transaction's changes are gone",
+    EventKind.ERROR: "the engine answered with an error",
+    EventKind.NOTICE: "a notice from the engine or the sandbox",
+    EventKind.GUARD: "the guard flagged a statement (and what was decided)",
+    EventKind.LOCK_WAIT: "waiting for a lock another session holds",
+    EventKind.LOCK_RELEASED: "a lock wait is over",
+    EventKind.CANCELLED: "cancelled (F8, or it ran past the statement timeout)",
+    EventKind.SESSION_CLOSED: "a session closed",
+    EventKind.QUEUED: "queued behind the session's running statement",
+    EventKind.CONNECTION_LOST: "the connection is gone (the server ended the session)",
+}
+_OTHER_MEANING = "a snapshot, restore or diff"
+_GUTTER_MEANINGS: dict[str, str] = {
+    "│": "the session is idle or running a statement (autocommit)",
+    "┃": "a transaction is open (red: failed, every statement fails until ROLLBACK)",
+    "┇": "the session waits for a lock",
+}
+# The session boxes above the log: the glyph after the session's name.
+BOX_GLYPHS: tuple[tuple[str, str], ...] = (
+    ("▶", "running a statement, with the seconds it has run"),
+    ("⏳", "waiting for a lock, and for whom"),
+    ("●", "in a transaction: nothing is saved until COMMIT"),
+    ("✖", "a failed transaction (or a lost connection): ROLLBACK to go on"),
+)
+
+
+def legend() -> list[tuple[str, str]]:
+    """Every glyph the timeline draws and what it means, gutter and boxes included."""
+    rows: dict[str, list[str]] = {}
+    for kind, (glyph, _tone) in _MARKERS.items():
+        rows.setdefault(glyph, []).append(_MEANINGS[kind])
+    rows.setdefault("·", []).append(_OTHER_MEANING)
+    for glyph, meaning in _GUTTER_MEANINGS.items():
+        rows.setdefault(glyph, []).append(f"in the gutter: {meaning}")
+    events = [(glyph, "; ".join(meanings)) for glyph, meanings in rows.items()]
+    return events + [(glyph, f"in a session box: {meaning}") for glyph, meaning in BOX_GLYPHS]
+
+
 # Session names are told apart by colour in the log; fixed colours read on dark and light themes.
 _LANE_COLOURS = ("bright_cyan", "bright_magenta", "bright_green", "bright_blue", "orange3", "plum2")
 
