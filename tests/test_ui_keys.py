@@ -178,7 +178,7 @@ async def test_reset_in_free_play_asks_and_says_what_is_lost() -> None:
         await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
         text = dialog_text(app)
         assert "every table and row goes" in text
-        assert "sessions A close" in text
+        assert "session A closes" in text
         # BEGIN and the INSERT ran; only the INSERT is a change to lose.
         assert "session A: an open transaction — 1 uncommitted change will be rolled back" in text
         assert "snapshots mywork go too" in text

@@ -623,7 +623,10 @@ class DbSandboxApp(App[None]):
         else:
             lines = [f"{scenario.id} starts again: its data as set up, the mistake made again"]
         names = ", ".join(self.sessions)
-        lines.append(f"sessions {names} close; the new sandbox opens its own")
+        if len(self.sessions) == 1:
+            lines.append(f"session {names} closes; the new sandbox opens its own")
+        else:
+            lines.append(f"sessions {names} close; the new sandbox opens its own")
         lines += [
             transaction_loss(name, state.value, changes)
             for name, state, changes in self.bridge.open_transactions()
