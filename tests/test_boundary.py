@@ -560,7 +560,13 @@ async def test_the_app_cannot_confirm_a_blocked_statement(original: Path) -> Non
         await until(pilot, lambda: isinstance(app.screen, ConfirmStatement))
         assert not app.screen.query("#yes")  # no Yes button on a block
         assert app.screen.query_one("#no", Button)
-        await pilot.press("y")  # the key that confirms anything else
+        await pilot.press("y")  # the key that confirms anything else: nothing to confirm here
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, ConfirmStatement)
+        assert all(
+            e.outcome is None or e.outcome.status is Status.BLOCKED for e in conductor.executions
+        )
+        await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, ConfirmStatement))
         # Even asked with a yes already given (the path a confirmation takes), it stays out.
         app.run_sql("A", attach, confirmed=True)
