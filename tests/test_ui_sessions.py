@@ -195,7 +195,9 @@ async def test_postgres_deadlock_victim_shows_40p01_without_further_input(
         # outcome is recorded in B, and A's update goes through.
         await until(pilot, lambda: code(app, "B") == "40P01")
         await until(pilot, lambda: (e := latest(app, "A")) is not None and e.finished())
-        assert caption(app).startswith("[A]") and "1 row affected" in caption(app)
+        # The outcome reaches the screen as a message after the engine's answer: wait for it.
+        await until(pilot, lambda: "1 row affected" in caption(app))
+        assert caption(app).startswith("[A]")
         assert "FAILED" in box(app, "B")
         await pilot.press("f6")
         await until(pilot, lambda: app.session == "B")
