@@ -452,12 +452,7 @@ class Conductor:
                 self._wait_over(execution)
             record_outcome(self.timeline, session, execution.index, execution.kind, outcome)
         if outcome.note == CONNECTION_LOST_NOTE:
-            self.timeline.add(
-                execution.session,
-                EventKind.CONNECTION_LOST,
-                f"session {execution.session} is gone: {CONNECTION_LOST_NOTE}",
-                statement=execution.index,
-            )
+            self._lose(seat, CONNECTION_LOST_NOTE, statement=execution.index)
 
     def _wait_over(self, execution: Execution) -> None:
         """Record the end of a lock wait (the caller holds the execution's lock)."""
@@ -878,13 +873,16 @@ class Conductor:
             seat.session.cancel()
             execution._cancel_sent = now
 
-    def _lose(self, seat: _Seat, reason: str) -> None:
-        """A session that could not reconnect: say so once; it runs nothing more."""
+    def _lose(self, seat: _Seat, reason: str, statement: int | None = None, **data: object) -> None:
+        """The session's connection is gone (dropped, cut, or not reopened after a restore):
+        record it once; from now on it runs nothing more."""
         seat.lost = True
         self.timeline.add(
             seat.session.name,
             EventKind.CONNECTION_LOST,
             f"session {seat.session.name} is gone: {reason}",
+            statement=statement,
+            **data,
         )
 
     def _write_off(self, seat: _Seat, execution: Execution) -> None:
@@ -896,12 +894,8 @@ class Conductor:
                 return
             execution.outcome = Outcome(Status.ERROR, state, state, 0.0, note=SERVER_SILENT_NOTE)
             execution.waiting = False
-            self.timeline.add(
-                execution.session,
-                EventKind.CONNECTION_LOST,
-                f"session {execution.session} is gone: {SERVER_SILENT_NOTE}",
-                statement=execution.index,
-                outcome=str(Status.ERROR),
+            self._lose(
+                seat, SERVER_SILENT_NOTE, statement=execution.index, outcome=str(Status.ERROR)
             )
         with self._lock:
             queued = [
