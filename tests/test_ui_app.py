@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Static, TextArea
+from textual.widgets import OptionList, Static, TextArea
 
 from sandbox.scenario.catalog import find
 from sandbox.targets import TargetOptions
@@ -92,6 +92,31 @@ async def test_picking_a_scenario_loads_it() -> None:
         panel = app.query_one("#scenario", ScenarioPanel)
         await until(pilot, lambda: panel.scenario is not None)
         assert panel.scenario is not None and panel.scenario.id == "missing-where"
+
+
+async def test_the_picker_guides_easiest_first_and_says_why_an_entry_is_grey() -> None:
+    from sandbox.scenario.model import DIFFICULTIES
+
+    app = create_app(TargetOptions(), pick=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ScenarioPicker))
+        picker = app.screen
+        assert isinstance(picker, ScenarioPicker)
+        listed = picker.scenarios
+        order = [(DIFFICULTIES.index(s.difficulty), s.title.casefold()) for s in listed]
+        assert order == sorted(order)
+        option_list = picker.query_one("#scenario-list", OptionList)
+        texts = {s.id: str(option_list.get_option(s.id).prompt) for s in listed}
+        lost = texts["lost-update"]
+        assert "Two sessions read a balance" in lost  # the summary
+        assert "concurrency" in lost  # the tags
+        grey = [s for s in listed if not s.supports("sqlite")]
+        assert grey, "the catalog has a PostgreSQL-only scenario"
+        for scenario in grey:
+            assert option_list.get_option(scenario.id).disabled
+            assert "runs on postgres only: " in texts[scenario.id]
+        highlighted = option_list.highlighted
+        assert highlighted is not None and listed[highlighted].supports("sqlite")
 
 
 async def test_run_shows_rows_and_schema_refreshes() -> None:

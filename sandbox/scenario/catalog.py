@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sandbox.errors import UserError
 from sandbox.scenario.loader import ScenarioInvalid, load
-from sandbox.scenario.model import Scenario
+from sandbox.scenario.model import DIFFICULTIES, Scenario
 from sandbox.userfiles import unreadable
 
 CATALOG_ENV = "DBSANDBOX_SCENARIOS"
@@ -47,9 +47,25 @@ class Listing:
     title: str
     difficulty: str
     engines: tuple[str, ...]
+    summary: str = ""
+    tags: tuple[str, ...] = ()
+    engine_note: str = ""  # why it runs on one engine only
 
     def supports(self, engine: str) -> bool:
         return engine in self.engines
+
+    def unavailable_reason(self, engine: str) -> str | None:
+        """Why it cannot be played on `engine`, in a line; None when it can."""
+        if self.supports(engine):
+            return None
+        where = " and ".join(self.engines) or "no engine"
+        note = " ".join(self.engine_note.split())
+        return f"runs on {where} only" + (f": {note}" if note else "")
+
+    def order(self) -> tuple[int, str]:
+        """Easiest first, then by title: a newcomer meets the beginner lessons first."""
+        rank = DIFFICULTIES.index(self.difficulty) if self.difficulty in DIFFICULTIES else 99
+        return rank, self.title.casefold()
 
 
 def listings() -> list[Listing]:
@@ -63,15 +79,19 @@ def listings() -> list[Listing]:
         except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             continue  # `dbsandbox validate` reports it; the picker just leaves it out
         engines = data.get("engines")
+        tags = data.get("tags")
         found.append(
             Listing(
                 id=str(data.get("id", path.stem)),
                 title=str(data.get("title", path.stem)),
                 difficulty=str(data.get("difficulty", "")),
-                engines=tuple(engines) if isinstance(engines, list) else (),
+                engines=tuple(str(e) for e in engines) if isinstance(engines, list) else (),
+                summary=str(data.get("summary", "")),
+                tags=tuple(str(t) for t in tags) if isinstance(tags, list) else (),
+                engine_note=str(data.get("engine_note", "")),
             )
         )
-    return found
+    return sorted(found, key=Listing.order)
 
 
 def is_scenario_ref(ref: str) -> bool:

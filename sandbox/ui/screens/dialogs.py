@@ -39,20 +39,31 @@ class ScenarioPicker(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="picker", classes="dialog"):
             yield Label("Pick a breakage scenario  (Esc: free play)", classes="dialog-title")
-            options = [
-                Option(
-                    Text.assemble(
-                        line(s.title),
-                        "\n  ",
-                        line(f"{s.id} · {s.difficulty} · {'+'.join(s.engines)}"),
-                    ),
-                    id=s.id,
-                    disabled=not s.supports(self.engine),
-                )
-                for s in self.scenarios
-            ]
+            options = [self._option(s) for s in self.scenarios]
             yield OptionList(*options, id="scenario-list", markup=False)
         yield Footer()
+
+    def _option(self, scenario: Listing) -> Option:
+        """Title; id, difficulty, engines and tags; then the summary, or why it is greyed."""
+        facts = f"{scenario.id} · {scenario.difficulty} · {'+'.join(scenario.engines)}"
+        if scenario.tags:
+            facts += f" · {', '.join(scenario.tags)}"
+        why_not = scenario.unavailable_reason(self.engine)
+        about = why_not if why_not is not None else " ".join(scenario.summary.split())
+        details = line(facts)
+        details.stylize("dim")
+        parts: list[str | Text] = [line(scenario.title), "\n  ", details]
+        if about:
+            note = line(about)
+            note.stylize("italic" if why_not is None else "bold")
+            parts += ["\n  ", note]
+        return Option(Text.assemble(*parts), id=scenario.id, disabled=why_not is not None)
+
+    def on_mount(self) -> None:
+        # Start on the first scenario that can be played here, never on a greyed one.
+        playable = [i for i, s in enumerate(self.scenarios) if s.supports(self.engine)]
+        if playable:
+            self.query_one("#scenario-list", OptionList).highlighted = playable[0]
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)
