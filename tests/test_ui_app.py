@@ -94,6 +94,34 @@ async def test_picking_a_scenario_loads_it() -> None:
         assert panel.scenario is not None and panel.scenario.id == "missing-where"
 
 
+async def test_a_loaded_scenario_starts_from_its_task_in_the_editor() -> None:
+    app = create_app(TargetOptions(), pick=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ScenarioPicker))
+        await pilot.press("escape")
+        await ready(pilot, app)
+        editor = app.query_one("#editor", TextArea)
+        editor.text = "DELETE FROM nowhere;  -- free play's draft"
+        app.open_scenario("missing-where")  # what picking it in the palette leads to
+        panel = app.query_one("#scenario", ScenarioPanel)
+        await until(pilot, lambda: panel.scenario is not None)
+        scenario = panel.scenario
+        assert scenario is not None
+        text = editor.text
+        assert "free play's draft" not in text
+        assert text.startswith(f"-- {scenario.title}\n")
+        first_words = " ".join(scenario.task.split()[:4])
+        assert first_words in " ".join(text.replace("--", " ").split())
+        assert all(row.startswith("--") for row in text.splitlines() if row)
+        # A reset of the same scenario keeps what the learner typed since.
+        editor.text = "ROLLBACK;"
+        before = app.bridge.timeline
+        app.open_sandbox(scenario)  # what Reset does once confirmed
+        # sandbox_ready has run for the new sandbox once the app renders its timeline.
+        await until(pilot, lambda: app._stream is not before and app._stream is not None)
+        assert editor.text == "ROLLBACK;"
+
+
 async def test_the_picker_guides_easiest_first_and_says_why_an_entry_is_grey() -> None:
     from sandbox.scenario.model import DIFFICULTIES
 

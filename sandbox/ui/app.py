@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import signal
+import textwrap
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -136,6 +137,20 @@ def _unless_leaving(
     return guarded
 
 
+def task_comment(scenario: Scenario) -> str:
+    """The editor's text when a scenario loads: its title and task as SQL comments."""
+    lines = [f"-- {scenario.title}", "--", "-- Your task:"]
+    for paragraph in scenario.task.strip().split("\n\n"):
+        lines += [f"--   {row}" for row in textwrap.wrap(" ".join(paragraph.split()), 40)]
+    lines += [
+        "--",
+        "-- F5 runs the statement under the cursor;",
+        "-- F2 shows a hint; F3 checks your fix.",
+        "",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 class DbSandboxApp(App[None]):
     """The terminal sandbox. Build it with `create_app` (the CLI and the tests share it)."""
 
@@ -197,6 +212,7 @@ class DbSandboxApp(App[None]):
         self.sessions: list[str] = ["A"]
         # Each session keeps its own editor text and shows its own latest statement.
         self.buffers: dict[str, str] = {}
+        self._scenario_id: str | None = None  # the scenario the editor was last set up for
         self.latest: dict[str, Execution] = {}
         self._stream: Timeline | None = None  # the open sandbox's events; others are stale
         self._seen = 0  # the last event (seq) the panes have taken
@@ -354,6 +370,13 @@ class DbSandboxApp(App[None]):
             self.session, self.latest.get(self.session)
         )
         self.query_one("#scenario", ScenarioPanel).load(message.scenario)
+        scenario_id = message.scenario.id if message.scenario else None
+        if message.scenario is not None and scenario_id != self._scenario_id:
+            # A new scenario starts from a clean editor that says what to do; a reset of the
+            # same one keeps what the learner has typed.
+            self.buffers.clear()
+            self.query_one("#editor", TextArea).text = task_comment(message.scenario)
+        self._scenario_id = scenario_id
         self._set_subtitle(message.scenario.id if message.scenario else "free play")
         self.sandbox_description = message.description  # the header says it is ready
 
