@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from sandbox import __version__
 from sandbox.errors import UserError
+from sandbox.masking import first_line
 from sandbox.rendering import escape_controls
 from sandbox.userfiles import require_readable
 
@@ -635,7 +636,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         # A server that went away at a moment no outcome covers (between statements, while
         # a session opened): one line, and the sandbox is still removed below.
-        print(f"dbsandbox: lost the connection to the server: {_first_line(exc)}", file=sys.stderr)
+        print(
+            f"dbsandbox: lost the connection to the server: {escape_controls(first_line(exc))}",
+            file=sys.stderr,
+        )
         code = EXIT_USAGE
     finally:
         for sig, handler in previous.items():
@@ -650,13 +654,6 @@ def _lost_connection(exc: BaseException) -> bool:
     if psycopg2 is None:
         return False
     return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
-
-
-def _first_line(exc: BaseException) -> str:
-    from sandbox.masking import scrub
-
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return escape_controls(scrub(lines[0] if lines else type(exc).__name__))
 
 
 def _last_word(code: int, interrupted: bool, before: set[int]) -> int:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sandbox.errors import UserError
-from sandbox.masking import scrub
+from sandbox.masking import first_line
 from sandbox.outcome import Outcome, SqlError, Status, TxState
 from sandbox.session import CONNECTION_LOST_NOTE, Session
 from sandbox.snapshots.model import SnapshotError, SnapshotInfo, human_size
@@ -764,7 +764,7 @@ class Conductor:
         if self._watch_failing:
             return
         self._watch_failing = True
-        reason = scrub((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        reason = first_line(exc)
         self.timeline.add(
             execution.session,
             EventKind.NOTICE,

@@ -16,6 +16,7 @@ those messages only, never for the engine's answers to the learner's SQL.
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -78,3 +79,14 @@ def mask_url(url: URL) -> str:
             masked = MASK if is_password_key(key) else quote(value, safe="/,:")
             pairs.append(f"{quote(key, safe='')}={masked}")
     return shown + ("?" + "&".join(pairs) if pairs else "")
+
+
+def first_line(exc: BaseException) -> str:
+    """An error in one line for people: a driver error's primary message (else its text),
+    its first non-blank line, scrubbed of passwords. psycopg2 is looked at only if loaded."""
+    psycopg2 = sys.modules.get("psycopg2")
+    diag = getattr(exc, "diag", None) if psycopg2 and isinstance(exc, psycopg2.Error) else None
+    primary = diag.message_primary if diag is not None else None
+    text = primary or str(getattr(exc, "orig", None) or exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return scrub(lines[0] if lines else type(exc).__name__)

@@ -46,7 +46,8 @@ def records_dir() -> Path:
     return state_dir() / "sandboxes"
 
 
-@dataclass
+# Compared by identity: two records are the same only if they are the same object.
+@dataclass(eq=False)
 class Record:
     """One sandbox's claim on a server: everything it made there, and who made it."""
 
@@ -150,9 +151,6 @@ class Record:
         if self.host != socket.gethostname():
             return True
         return pid_alive(self.pid)
-
-    def __hash__(self) -> int:
-        return id(self)
 
 
 # The records this process has open: after a crash or Ctrl+C unwound past a sandbox's own

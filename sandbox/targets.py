@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sandbox.engines import EngineAdapter
 from sandbox.engines.sqlite import SqliteAdapter, write_lock_held
 from sandbox.errors import UserError
-from sandbox.masking import is_password_key, mask_url, register_secret, scrub
+from sandbox.masking import first_line, is_password_key, mask_url, register_secret, scrub
 from sandbox.ownership import Record
 from sandbox.userfiles import require_readable
 from sandbox.worker import Worker, WorkerStopped, detached
@@ -554,7 +554,7 @@ class PostgresTarget(Target):
                 self._admin_engine.dispose()
             if isinstance(exc, psycopg2.Error):  # e.g. the server restarted right then
                 raise UserError(
-                    f"cannot create the sandbox on {mask_url(base)}: {_first_line(exc)}"
+                    f"cannot create the sandbox on {mask_url(base)}: {first_line(exc)}"
                 ) from None
             raise
         if self.mode == "schema":
@@ -662,6 +662,12 @@ class PostgresTarget(Target):
             self._watch = self.open_database(self.url.database or "postgres", "monitor")
         return self._watch.raw
 
+    def _monitor_worker(self) -> Worker:
+        """The thread that asks the monitor's questions (made on first need)."""
+        if self._asker is None:
+            self._asker = Worker("dbsandbox-monitor")
+        return self._asker
+
     def _ask(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """One catalog question on the monitor connection, answered within MONITOR_ANSWER_S.
 
@@ -671,10 +677,8 @@ class PostgresTarget(Target):
         """
         import psycopg2
 
-        if self._asker is None:
-            self._asker = Worker("dbsandbox-monitor")
         for attempt in (1, 2):
-            answer = self._asker.submit(self._ask_now, sql, args)
+            answer = self._monitor_worker().submit(self._ask_now, sql, args)
             try:
                 return answer.result(timeout=MONITOR_ANSWER_S)
             except cf.TimeoutError:
@@ -695,10 +699,8 @@ class PostgresTarget(Target):
         # server stalls only that thread (psycopg2's own cancel would hold the GIL meanwhile).
         if pid is None:
             return
-        if self._asker is None:
-            self._asker = Worker("dbsandbox-monitor")
         with contextlib.suppress(WorkerStopped):
-            self._asker.submit(self._cancel_now, pid)
+            self._monitor_worker().submit(self._cancel_now, pid)
 
     def _cancel_now(self, pid: int) -> None:
         with contextlib.suppress(Exception):  # the answer is the statement's own outcome
@@ -774,7 +776,7 @@ class PostgresTarget(Target):
                 return
             except (psycopg2.OperationalError, psycopg2.InterfaceError, UserError) as exc:
                 # A restart or a terminated admin backend: try again on a new connection.
-                self.leftover_reason = _first_line(exc)
+                self.leftover_reason = first_line(exc)
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
@@ -801,7 +803,7 @@ class PostgresTarget(Target):
         except cf.TimeoutError:
             self.leftover_reason = f"the server did not answer within {CLOSE_WITHIN_S:g} s"
         except Exception as exc:
-            self.leftover_reason = _first_line(exc)
+            self.leftover_reason = first_line(exc)
         else:
             self.leftover_reason = None
         self.leftovers = sorted(self.record.objects)
@@ -820,17 +822,6 @@ RECONNECT_FOR_S = 15.0
 # How long the watcher's catalog question may take: pg_locks answers in milliseconds.
 MONITOR_ANSWER_S = 5.0
 CLOSE_WITHIN_S = 30.0
-
-
-def _first_line(exc: BaseException) -> str:
-    import psycopg2
-
-    if isinstance(exc, psycopg2.Error) and exc.diag.message_primary:
-        text = exc.diag.message_primary
-    else:
-        text = str(getattr(exc, "orig", None) or exc)
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return scrub(lines[0] if lines else type(exc).__name__)
 
 
 def system_identifier(admin: Any) -> str | None:

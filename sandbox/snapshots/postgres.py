@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sandbox.masking import scrub
 from sandbox.snapshots.model import SnapshotError
 from sandbox.snapshots.store import SnapshotStore
-from sandbox.targets import database_oid as _database_oid
-from sandbox.targets import quote_ident
+from sandbox.targets import database_oid, quote_ident
 
 if TYPE_CHECKING:
     from sandbox.targets import Connection, PostgresTarget
@@ -60,7 +59,7 @@ class PostgresSnapshots(SnapshotStore):
         try:
             method, tables = self._clone_or_copy(database)
             with self.target.admin.cursor() as cursor:
-                self.target.record.created(database, _database_oid(cursor, database))
+                self.target.record.created(database, database_oid(cursor, database))
                 cursor.execute(
                     f"COMMENT ON DATABASE {quote_ident(database)} IS %s",
                     (self.target.marker_comment(f"snapshot {name} of {self.target.name}"),),
@@ -150,7 +149,7 @@ class PostgresSnapshots(SnapshotStore):
                 record.claim(fresh)
                 cursor.execute(f"DROP DATABASE IF EXISTS {new} WITH (FORCE)")
                 cursor.execute(f"CREATE DATABASE {new} TEMPLATE {snapshot}")
-                record.created(fresh, _database_oid(cursor, fresh))
+                record.created(fresh, database_oid(cursor, fresh))
                 cursor.execute(f"DROP DATABASE {now} WITH (FORCE)")
                 cursor.execute(f"ALTER DATABASE {new} RENAME TO {now}")
                 record.renamed(fresh, live)
