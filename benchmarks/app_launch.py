@@ -129,6 +129,7 @@ def child(mode: str, fd: int, rows: int, query: str) -> None:
 
         def post_display_hook(self) -> None:
             now = time.monotonic()
+            super().post_display_hook()  # the app starts its sandbox after the first frame
             if self.stage == "launch":
                 self.stage = "frame" if mode == "launch" else "shown"
                 report(event="first_frame", at=now, rss_kib=status_kib("VmRSS"))

@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Header, Tab, Tabs, TextArea
 
 from sandbox.conductor import Execution
@@ -224,21 +225,31 @@ class DbSandboxApp(App[None]):
         self.sandbox_description: str | None = None  # set once a sandbox is ready
         self._listings: list[Listing] | None = None  # the catalog's titles, read once
         self._left = False  # quitting: late worker messages find no widgets any more
+        self._panes_up = not self.pick  # with the picker up, the panes are mounted just after
+        self._started = False  # _start ran: panes mounted, sandbox opening
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with Horizontal(id="main"):
-            with Vertical(id="left"):
-                yield SchemaView(id="schema")
-                yield ScenarioPanel(id="scenario")
-            with Vertical(id="center"):
-                yield Tabs(Tab("session A", id="session-A"), id="sessions")
-                yield SqlEditor.code_editor(
-                    EDITOR_START, language="sql", id="editor", soft_wrap=True
-                )
-                yield ResultsView(id="results")
-            yield TimelineView(id="timeline")
+        # With the picker in front (opaque, see app.tcss) the panes are not seen yet: they are
+        # mounted just after its first frame, which then costs a third less (issue 12, item 8).
+        yield Horizontal(*([] if self.pick else self._panes()), id="main")
         yield Footer()
+
+    def _panes(self) -> list[Widget]:
+        """The working panes: schema and scenario, sessions/editor/results, timeline."""
+        # No language yet: building the SQL highlighter twice (Textual does, for a language
+        # given here) would hold up the first frame; _start adds it after.
+        editor = SqlEditor.code_editor(EDITOR_START, id="editor", soft_wrap=True)
+        return [
+            Vertical(SchemaView(id="schema"), ScenarioPanel(id="scenario"), id="left"),
+            Vertical(
+                Tabs(Tab("session A", id="session-A"), id="sessions"),
+                editor,
+                ResultsView(id="results"),
+                id="center",
+            ),
+            TimelineView(id="timeline"),
+        ]
 
     def on_resize(self) -> None:
         # Below 100 columns three panes leave the editor too narrow: slim the side panes, and
@@ -261,15 +272,38 @@ class DbSandboxApp(App[None]):
                 signal.signal(sig, self._exit_on_signal)
         self.on_resize()
         self._set_subtitle("starting…")
-        self.query_one("#editor", TextArea).focus()
-        # Just after the first frame: the worker's imports would compete with it for the GIL.
-        # (Not call_after_refresh: with the picker on top, the main screen does not refresh.)
-        self.set_timer(0.05, lambda: self.open_sandbox(self.initial_scenario))
-        self.query_one("#timeline", TimelineView).statement_timeout_s = self.statement_timeout_s
-        # A running statement's caption counts its seconds.
-        self.set_interval(0.25, self._tick_results)
         if self.pick:
             self.show_picker()
+        else:
+            self.query_one("#editor", TextArea).focus()
+        # Just after the first frame (post_display_hook): the panes, the highlighter and the
+        # worker's imports would compete with it for the GIL. (Not call_after_refresh: with the
+        # picker on top, the main screen does not refresh.) The timer is for a frame that never
+        # comes (a display that is not drawn to).
+        self.set_timer(0.5, self._start)
+
+    def post_display_hook(self) -> None:
+        # With the picker asked for, the frame that counts is the one that shows it: an earlier
+        # one (the empty main screen, before the picker is pushed) would start the panes first.
+        if not self._started and (not self.pick or isinstance(self.screen, ScenarioPicker)):
+            self.call_later(self._start)
+
+    async def _start(self) -> None:
+        """Mount the panes if the picker kept them back, then open the sandbox."""
+        if self._started:
+            return
+        self._started = True
+        main = self.query_one("#main", Horizontal)
+        if not main.children:
+            await main.mount_all(self._panes())
+            if not self.screen.is_modal:  # the picker went already: type straight away
+                self.action_focus_editor()
+        self._panes_up = True
+        self.query_one("#timeline", TimelineView).statement_timeout_s = self.statement_timeout_s
+        self.query_one("#editor", TextArea).language = "sql"
+        self.open_sandbox(self.initial_scenario)
+        # A running statement's caption counts its seconds.
+        self.set_interval(0.25, self._tick_results)
 
     def show_picker(self) -> None:
         """Put the picker up: titles only, read from the TOML files (milliseconds)."""
@@ -571,7 +605,8 @@ class DbSandboxApp(App[None]):
         return not (action in self.MAIN_SCREEN_ACTIONS and self.screen.is_modal)
 
     def action_focus_editor(self) -> None:
-        self.query_one("#editor", TextArea).focus()
+        if self._panes_up:  # else _start focuses it once the panes are mounted
+            self.query_one("#editor", TextArea).focus()
 
     def action_select_all(self) -> None:
         editor = self.query_one("#editor", TextArea)

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Label, Markdown, OptionList, Static
+from textual.widgets import Button, Footer, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from sandbox.ui.text import line, plain
@@ -184,6 +184,10 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help", classes="dialog"):
+            # Imported here: Markdown (markdown-it) is the costliest widget to import, and the
+            # first frame (the picker) has no use for it.
+            from textual.widgets import Markdown
+
             yield Markdown(self.text)
         yield Footer()
 

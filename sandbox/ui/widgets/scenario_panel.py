@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.widgets import Button, Markdown, Static
+from textual.widgets import Button, Static
 
 from sandbox.recovery import describe
 from sandbox.ui.text import line, plain
@@ -59,11 +59,17 @@ class ScenarioPanel(VerticalScroll):
         yield Static("", id="hints", markup=False)
         # The title is plain text, drawn like the story's headings; the story is Markdown.
         yield Static("", id="title", markup=False)
+        # Imported here, not at the top: Markdown (markdown-it) is the costliest widget to
+        # import, and the panes are mounted after the first frame (the picker) is up.
+        from textual.widgets import Markdown
+
         yield Markdown(FREE_PLAY, id="story")
 
     def load(self, scenario: Scenario | None) -> None:
         self.scenario = scenario
         self.hints_shown = 0
+        from textual.widgets import Markdown
+
         story = self.query_one("#story", Markdown)
         for name in ("hint", "check", "reset"):
             self.query_one(f"#{name}", Button).disabled = scenario is None
