@@ -183,11 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"launch to first full screen, {COLUMNS}x{LINES} pseudo-terminal, same SQLite file,")
     print(f"{args.runs} alternating launches each (A B A B ...)")
     for app in apps:
-        times, rss = app.launches, app.rss_mib
+        times, sizes = app.launches, app.rss_mib
         print(
             f"  {app.name:<10} median {statistics.median(times):.3f} s "
             f"(min {min(times):.3f}, max {max(times):.3f}); "
-            f"RSS median {statistics.median(rss):.1f} MiB"
+            f"RSS median {statistics.median(sizes):.1f} MiB"
         )
     ratio = statistics.median(ours.launches) / statistics.median(theirs.launches)
     memory = statistics.median(ours.rss_mib)
