@@ -343,3 +343,27 @@ async def test_the_picker_and_help_footers_list_their_own_keys() -> None:
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         await pilot.pause()
         assert [k.key for k in app.screen.query(FooterKey)] == ["escape"]
+
+
+async def test_f5_right_after_typing_runs_the_whole_statement() -> None:
+    """F5 is a priority binding: it must not overtake keys still queued for the editor."""
+    from textual import events
+
+    app = free_play()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        editor = editor_of(app)
+        editor.text = ""
+        editor.focus()
+        await pilot.pause()
+        # All posted at once, as a fast typist or a terminal multiplexer sends them.
+        for char in "SELECT 'typed in full' AS said;":
+            app.post_message(events.Key(char if char != " " else "space", char))
+        app.post_message(events.Key("f5", None))
+        grid = app.query_one("#rows", DataTable)
+        await until(
+            pilot, lambda: grid.row_count == 1 and "typed in full" in str(grid.get_row_at(0))
+        )
+        conductor = app.bridge.conductor
+        assert conductor is not None
+        assert conductor.executions[-1].statement.text == "SELECT 'typed in full' AS said"

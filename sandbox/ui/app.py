@@ -546,6 +546,13 @@ class DbSandboxApp(App[None]):
         return before[-1].text if before else (items[0].text if items else "")
 
     def action_run(self) -> None:
+        # F5 is a priority binding: the app handles it as it arrives, while keys typed just
+        # before it may still wait in the editor's queue (a paste or fast typing ends in `;`
+        # not yet inserted). Running from the editor's queue takes them first.
+        if self._panes_up:
+            self.query_one("#editor", TextArea).call_later(self._run_at_cursor)
+
+    def _run_at_cursor(self) -> None:
         text = self._statement_at_cursor()
         if not text.strip():
             self.notify("nothing to run: type a statement first", severity="warning")
