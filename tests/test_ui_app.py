@@ -199,6 +199,10 @@ async def test_the_guard_asks_and_no_is_the_default() -> None:
         await until(pilot, lambda: isinstance(app.screen, ConfirmStatement))
         await pilot.press("y")
         await until(pilot, lambda: "3 rows affected" in caption(app))
+        # The timeline says what the learner did in the app, not the command line's --yes.
+        said = " ".join(e.message for e in app.bridge.timeline.events)
+        assert "confirmed by you in the dialog" in said
+        assert "--yes" not in said
 
 
 async def test_a_scenario_checks_and_recovers() -> None:

@@ -180,6 +180,9 @@ class Guard:
 
     policy: Policy = field(default_factory=Policy)
     yes: bool = False
+    # In the app a person answers a dialog: the reasons recorded must say so, not name the
+    # command line's --yes (issue 12: "CLI advice appears inside the TUI").
+    in_app: bool = False
     scripted: bool = False
     acknowledged: dict[int, set[str]] = field(default_factory=dict)
 
@@ -218,13 +221,16 @@ class Guard:
                 if finding.rule in acknowledged:
                     reason = "acknowledged by a comment"
                 elif self.yes:
-                    reason = "confirmed by --yes"
+                    reason = (
+                        "confirmed by you in the dialog" if self.in_app else "confirmed by --yes"
+                    )
                 elif self.scripted:
                     reason = "a scripted mistake: allowed to happen"
                 else:
                     outcome = Decision.CONFIRM
+                    ask = "answer the dialog" if self.in_app else "rerun with --yes"
                     reason = (
-                        "needs confirmation: rerun with --yes, or add the comment "
+                        f"needs confirmation: {ask}, or add the comment "
                         f"-- dbsandbox: allow {finding.rule}"
                     )
         return Review(findings, decisions, impacts, outcome, reason)

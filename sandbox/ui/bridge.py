@@ -185,7 +185,7 @@ class Bridge:
                     continue  # in the app every statement already runs in the background
                 conductor.run_meta(session, item)
                 continue
-            guard = Guard(yes=confirmed, acknowledged=acknowledged)
+            guard = Guard(yes=confirmed, acknowledged=acknowledged, in_app=True)
             try:
                 execution = conductor.submit(session, item, guard)
             except UserError as exc:  # the session could not connect
