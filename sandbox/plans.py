@@ -320,7 +320,6 @@ def _planned(outcome: Outcome, plan: Plan) -> Outcome:
     outcome.columns, outcome.rows = plan.display()
     outcome.more_rows = False
     outcome.rowcount = None
-    outcome.tag = "EXPLAIN"
     outcome.note = plan.summary()
     outcome.data = {"plan": plan.to_json()}
     return outcome
