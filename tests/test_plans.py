@@ -273,3 +273,96 @@ async def test_f9_explains_the_statement_under_the_cursor(size: tuple[int, int])
         table = app.query_one("#results #rows", DataTable)
         assert table.row_count == 1
         assert str(table.get_row_at(0)[1]) == f"{HOT} full scan"
+
+
+# --- it runs like a statement: counted once, waits on locks, cancelled cleanly ------------
+
+
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_the_session_counts_an_explain_as_the_one_statement_the_timeline_shows(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    from sandbox.conductor import Conductor
+    from sandbox.targets import open_target
+
+    if engine == "postgres":
+        request.getfixturevalue("postgres_url")
+    dialect: Any = engine
+    script = ORDERS[engine] + (
+        "BEGIN;\nUPDATE orders SET total = 1 WHERE id = 2;\n"
+        "\\explain DELETE FROM orders WHERE customer_id = 5;\n"
+    )
+    with open_target(options_for(engine)) as target:
+        conductor = Conductor(target)
+        try:
+            for item in split(script, dialect):
+                if isinstance(item, MetaCommand):
+                    conductor.run_meta("A", item)
+                else:
+                    conductor.execute("A", item)
+            session = conductor.session("A")
+            tracker = TransactionTracker()
+            for event in conductor.timeline.events:
+                tracker.feed(event)
+            assert session.tx_state is TxState.IN_TRANSACTION
+            # BEGIN, the UPDATE and the \explain: the plan's own SAVEPOINT ... RELEASE are not
+            # statements of the learner's transaction, and it keeps one change, the UPDATE's.
+            assert session.tx_statements == tracker.uncommitted("A") == 3
+            assert session.tx_changes == 1
+        finally:
+            conductor.close()
+
+
+@pytest.mark.postgres
+def test_postgres_explain_waits_on_a_lock_like_the_write_it_runs(postgres_url: str) -> None:
+    script = ORDERS["postgres"] + (
+        "\\session B\nBEGIN;\nUPDATE orders SET total = 1 WHERE id = 1;\n"
+        "\\session A\n\\explain UPDATE orders SET total = 2 WHERE id = 1;\n"
+        "\\session B\nCOMMIT;\n"
+        "\\session A\nSELECT total FROM orders WHERE id = 1;\n"
+    )
+    result = run_script("postgres", script)
+    explained = next(e for e in result.executions if e.meta == "explain")
+    assert explained.waited and explained.blocked_by == ["B"]
+    assert explained.outcome is not None and explained.outcome.status is Status.OK
+    waits = [e for e in result.timeline if e.kind == "lock_wait"]
+    assert [e.statement for e in waits] == [explained.index]
+    assert result.executions[-1].outcome is not None
+    assert result.executions[-1].outcome.rows == [(1,)]  # B's value: the plan's write is gone
+
+
+@pytest.mark.postgres
+def test_postgres_explain_past_the_timeout_is_cancelled_and_the_transaction_goes_on(
+    postgres_url: str,
+) -> None:
+    script = "BEGIN;\n\\explain SELECT pg_sleep(5);\nSELECT 42;\nCOMMIT;\n"
+    result = run_script("postgres", script, statement_timeout_s=0.5)
+    explained = result.executions[1]
+    assert explained.outcome is not None and explained.outcome.status is Status.CANCELLED
+    assert explained.outcome.tx_after is TxState.IN_TRANSACTION
+    assert "ROLLBACK TO SAVEPOINT dbsandbox_explain" in (explained.outcome.note or "")
+    answered = result.executions[2].outcome
+    assert answered is not None and answered.rows == [(42,)]
+
+
+@pytest.mark.parametrize(
+    ("check", "problem"),
+    [
+        ('sql = "\\\\diff start"', "a check is SQL, or \\explain STATEMENT"),
+        ('sql = "\\\\explain SELEC id FROM orders"', "does not parse as sqlite SQL"),
+        ('sql = "\\\\explain SELECT 1"\nsession = "A"', "an \\explain check plans on a fresh"),
+    ],
+)
+def test_a_scenario_check_may_be_sql_or_a_valid_explain(
+    tmp_path: Path, check: str, problem: str
+) -> None:
+    from sandbox.scenario.loader import validate
+
+    text = (Path(__file__).parent.parent / "scenarios" / "missing-index.toml").read_text()
+    head, _ = text.rsplit("[[checks]]", 1)
+    path = tmp_path / "missing-index.toml"  # a scenario's id is its file's name
+    path.write_text(f'{head}[[checks]]\nname = "bad"\n{check}\nexpect = []\n')
+    problems = [str(p) for p in validate(path)]
+    assert any(problem in p for p in problems), problems
+    path.write_text(text)
+    assert validate(path) == []
