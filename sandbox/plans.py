@@ -239,10 +239,7 @@ def _explain_sqlite(session: Session, sql: str) -> Outcome:
     outcome = session.execute(text, classify(text, "sqlite"))
     if outcome.status is not Status.OK:
         return outcome
-    how = (
-        "SQLite planned it without running it (EXPLAIN QUERY PLAN: no costs, rows or times; "
-        "a full SCAN is marked hot)"
-    )
+    how = "SQLite planned it without running it: no costs or times, a full SCAN is hot"
     plan = Plan("sqlite", sql, sqlite_tree(outcome.rows), False, [text], how)
     return _planned(outcome, plan)
 
@@ -290,18 +287,15 @@ def _explain_postgres(session: Session, sql: str, *, analyze: bool, why: str) ->
     top = found[0] if found else {}
     if analyze:
         wrapper = (
-            "inside SAVEPOINT … ROLLBACK TO: nothing it changed stays, your transaction goes on"
+            "inside SAVEPOINT … ROLLBACK TO: nothing stays, your transaction goes on"
             if inside
-            else "inside BEGIN … ROLLBACK: nothing it changed stays"
+            else "inside BEGIN … ROLLBACK: nothing stays"
         )
-        how = f"PostgreSQL ran the statement (EXPLAIN ANALYZE) {wrapper}"
+        how = f"ran with ANALYZE {wrapper}"
         if not classify(sql, "postgres").read_only:
-            how += " (a sequence it advanced, if any, stays advanced)"
+            how += " (but sequences stay advanced)"
     else:
-        how = (
-            f"not run: the guard flags it ({why}); PostgreSQL only planned it "
-            "(EXPLAIN without ANALYZE: estimates, no times)"
-        )
+        how = f"not run: the guard flags it ({why}); planned without ANALYZE: estimates only"
     plan = Plan(
         "postgres",
         sql,
