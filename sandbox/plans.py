@@ -16,7 +16,7 @@ What each engine is asked:
 Which steps are "hot" (marked `▲`):
 
 - PostgreSQL: a step whose own share (its time, or its cost when not run, minus its children's)
-  is at least half of the whole plan's (HOT_SHARE). A plan whose whole estimated cost is under
+  is at least 30% of the whole plan's (HOT_SHARE). A plan whose whole estimated cost is under
   CHEAP_PLAN_COST is cheap as a whole, and none of its steps is marked: something always takes
   most of the time, and on a few rows that is not worth a learner's attention.
 - SQLite: a full `SCAN` of a table (or of a whole index): it reads every row. SQLite gives no
@@ -41,7 +41,7 @@ from sandbox.sqlkind import classify
 from sandbox.statements import Dialect, split_statements
 from sandbox.transcript import short_sql
 
-HOT_SHARE = 0.5
+HOT_SHARE = 0.3
 CHEAP_PLAN_COST = 100.0
 HOT = "▲"
 NOTABLE = "•"

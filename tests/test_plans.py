@@ -107,6 +107,9 @@ def test_postgres_own_time_decides_and_a_cheap_plan_has_nothing_hot() -> None:
     (root,) = postgres_tree(top, analyzed=True)
     assert root.hot == "" and root.own == pytest.approx(1.0)
     assert root.children[0].hot == "90% of the time"
+    # Two steps sharing the work are both hot: each does more than HOT_SHARE of it.
+    (shared,) = postgres_tree(node("Agg", 400, 10.0, node("Seq Scan", 300, 5.0)), analyzed=True)
+    assert [n.hot for n in shared.walk()] == ["50% of the time", "50% of the time"]
     cheap = node("Sort", 40, 10.0, node("Seq Scan", 38, 9.0))
     assert not any(n.hot for n in postgres_tree(cheap, analyzed=True)[0].walk())
     # Without ANALYZE the estimated cost decides.
