@@ -415,6 +415,8 @@ class Conductor:
                 execution._review_began = time.perf_counter()
                 if guard is not None and not self._passes(guard, seat, execution):
                     return
+                if execution.carried is not None and not self._may_plan(seat, execution):
+                    return
                 execution.reviewed.set()
                 self._send(seat, execution)
         except BaseException as exc:  # a bug: settle re-raises it on the caller's thread
@@ -566,6 +568,27 @@ class Conductor:
             f"not run: {review.reason}",
             statement=execution.index,
             line=statement.line,
+            outcome=str(Status.BLOCKED),
+        )
+        return False
+
+    def _may_plan(self, seat: _Seat, execution: Execution) -> bool:
+        """`\\explain` of a statement that reaches outside the sandbox: not even planned, and
+        recorded as the guard records a statement it stops (nothing is sent)."""
+        from sandbox.plans import refusal
+
+        assert execution.carried is not None
+        why = refusal(execution.carried, self.target.adapter.dialect, self.target.own_directory)
+        if why is None:
+            return True
+        state = seat.session.tx_state
+        execution.outcome = Outcome(Status.BLOCKED, state, state, 0.0, note=why)
+        self.timeline.add(
+            execution.session,
+            EventKind.GUARD,
+            f"not run: {why}",
+            statement=execution.index,
+            line=execution.statement.line,
             outcome=str(Status.BLOCKED),
         )
         return False

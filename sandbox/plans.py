@@ -213,6 +213,12 @@ def explain(session: Session, sql: str, sandbox_dir: Path | None = None) -> Outc
     return _explain_postgres(session, sql, analyze=decision == "allow", why=why)
 
 
+def refusal(sql: str, dialect: Dialect, sandbox_dir: Path | None) -> str | None:
+    """Why the statement is not even planned (it reaches outside the sandbox), else None."""
+    decision, why = _guard(sql, dialect, sandbox_dir)
+    return why if decision == "block" else None
+
+
 def _guard(sql: str, dialect: Dialect, sandbox_dir: Path | None) -> tuple[str, str]:
     """What the guard makes of the statement itself: allow, confirm (a dangerous write: do not
     run it, only plan it) or block (it reaches outside the sandbox: do nothing)."""
@@ -265,6 +271,8 @@ def _explain_postgres(session: Session, sql: str, *, analyze: bool, why: str) ->
     if opened.status is not Status.OK:
         # A failed transaction refuses the savepoint: nothing ran, and it stays failed.
         opened.tx_before = before
+        if before is TxState.FAILED:
+            opened.note = "not planned: this transaction has failed; ROLLBACK first"
         return opened
     explained = run(text)
     if explained.note == CONNECTION_LOST_NOTE:

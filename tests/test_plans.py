@@ -369,3 +369,27 @@ def test_a_scenario_check_may_be_sql_or_a_valid_explain(
     assert any(problem in p for p in problems), problems
     path.write_text(text)
     assert validate(path) == []
+
+
+def test_explain_of_a_statement_outside_the_sandbox_is_not_even_sent(tmp_path: Path) -> None:
+    outside = tmp_path / "other.db"
+    result = run_script("sqlite", f"\\explain ATTACH DATABASE '{outside}' AS other;\nSELECT 1;\n")
+    explained = result.executions[0]
+    assert explained.outcome is not None and explained.outcome.status is Status.BLOCKED
+    assert "reaches outside the sandbox" in (explained.outcome.note or "")
+    assert not any(e.kind == "statement" and e.statement == 0 for e in result.timeline)
+    assert any(e.kind == "guard" and e.outcome == "blocked" for e in result.timeline)
+    assert not outside.exists()
+
+
+@pytest.mark.postgres
+def test_postgres_explain_in_a_failed_transaction_plans_nothing_and_says_why(
+    postgres_url: str,
+) -> None:
+    script = "BEGIN;\nSELECT 1 / 0;\n\\explain SELECT 1;\nROLLBACK;\n"
+    result = run_script("postgres", script)
+    explained = result.executions[2]
+    assert explained.outcome is not None and explained.outcome.status is Status.ERROR
+    assert explained.outcome.error is not None and explained.outcome.error.code == "25P02"
+    assert explained.outcome.tx_after is TxState.FAILED
+    assert "ROLLBACK first" in (explained.outcome.note or "")
