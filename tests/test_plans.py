@@ -275,7 +275,10 @@ async def test_f9_explains_the_statement_under_the_cursor(size: tuple[int, int])
         assert "SCAN orders is hot" in caption(app)
         table = app.query_one("#results #rows", DataTable)
         assert table.row_count == 1
-        assert str(table.get_row_at(0)[1]) == f"{HOT} full scan"
+        hot = table.get_row_at(0)
+        assert str(hot[1]) == f"{HOT} full scan"
+        # The step and its marker stand out (the empty detail cell has nothing to style).
+        assert all(any("bold red" in str(s.style) for s in shown.spans) for shown in hot[:2])
 
 
 # --- it runs like a statement: counted once, waits on locks, cancelled cleanly ------------
