@@ -387,7 +387,8 @@ def postgres_tree(top: dict[str, Any], analyzed: bool) -> list[PlanNode]:
     for node in root.walk():
         if node.own is None or not whole:
             continue
-        node.share = node.own / whole
+        # Parallel workers' times overlap (each loop is one worker): a share can pass 100%.
+        node.share = min(node.own / whole, 1.0)
         if node.share >= HOT_SHARE and not cheap:
             node.hot = f"{node.share:.0%} of the {'time' if analyzed else 'cost'}"
     return [root]

@@ -396,3 +396,15 @@ def test_postgres_explain_in_a_failed_transaction_plans_nothing_and_says_why(
     assert explained.outcome.error is not None and explained.outcome.error.code == "25P02"
     assert explained.outcome.tx_after is TxState.FAILED
     assert "ROLLBACK first" in (explained.outcome.note or "")
+
+
+def test_the_missing_index_scenario_reads_its_plan_with_explain(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "missing-index"]) == 0
+    broken = capsys.readouterr().out
+    assert "SCAN orders is hot (full scan)" in broken
+    assert "XX the order-history query no longer reads every order" in broken
+    assert main(["run", "--solution", "missing-index"]) == 0
+    fixed = capsys.readouterr().out
+    assert "nothing is hot" in fixed and "result: the breakage reproduced; with the" in fixed
