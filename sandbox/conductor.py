@@ -327,14 +327,15 @@ class Conductor:
         with a guard it is reviewed first, on the session's own thread (`reviewed` is set then);
         a statement the guard stops is recorded as blocked, never run.
 
-        With `command` (`\\explain`, whose `statement` is then ignored) the session plans the
-        statement the command carries instead: queued, watched and cancelled like a statement.
+        With `command` (`\\explain`; `statement` is then its `as_statement`) the session plans
+        the statement the command carries instead: queued, watched and cancelled like a
+        statement.
         """
         seat = self._seat(session_name)
         if command is not None:
-            from sandbox.metacommands import as_statement, kind_of
+            from sandbox.metacommands import kind_of
 
-            statement, kind = as_statement(command), kind_of(command)
+            kind = kind_of(command)
         else:
             kind = classify(statement.text, self.target.adapter.dialect)
         with self._lock:

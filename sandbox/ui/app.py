@@ -68,7 +68,7 @@ Every key works from any pane: the editor, the results, the schema or the timeli
 | **F8** | cancel the statement running or waiting in this session (and what is queued) |
 | **F9** | the plan of the statement under the cursor, as a tree with its costly steps marked |
 | **ctrl+up / ctrl+down** | previous / next statement from history |
-| **ctrl+p** | commands: hint, check, reset, load scenario, switch session or engine, export |
+| **ctrl+p** | commands: hint, check, explain, reset, load scenario, session or engine, export |
 | **F1** | this help (Esc or F1 closes it) |
 | **ctrl+q** | quit (asks first if a transaction is open or a statement runs) |
 

@@ -184,7 +184,7 @@ class Bridge:
                 if item.name == "background":
                     continue  # in the app every statement already runs in the background
                 if item.name in STATEMENT_COMMANDS:
-                    # \\explain runs SQL: queued, watched and cancelled (F8) like a statement.
+                    # \explain runs SQL: queued, watched and cancelled (F8) like a statement.
                     explained = conductor.submit(session, as_statement(item), command=item)
                     explained.reviewed.wait()
                     continue
