@@ -320,7 +320,6 @@ def _explain_postgres(session: Session, sql: str, *, analyze: bool, why: str) ->
 
 def _planned(outcome: Outcome, plan: Plan) -> Outcome:
     outcome.columns, outcome.rows = plan.display()
-    outcome.more_rows = False
     outcome.rowcount = None
     outcome.note = plan.summary()
     outcome.data = {"plan": plan.to_json()}

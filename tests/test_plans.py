@@ -416,3 +416,19 @@ def test_the_missing_index_scenario_reads_its_plan_with_explain(
     assert main(["run", "--solution", "missing-index"]) == 0
     fixed = capsys.readouterr().out
     assert "nothing is hot" in fixed and "result: the breakage reproduced; with the" in fixed
+
+
+def test_the_runbook_draws_each_plan_as_the_app_does(tmp_path: Path) -> None:
+    script = tmp_path / "plan.sql"
+    script.write_text(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER);\n"
+        "\\explain SELECT * FROM t WHERE id IN (SELECT k FROM t GROUP BY k) ORDER BY k;\n"
+    )
+    runbook = tmp_path / "run.md"
+    assert main(["run", str(script), "--export", str(runbook)]) == 0
+    text = runbook.read_text()
+    block = text[text.index("   ```\n") :].split("   ```", 2)[1]
+    # The tree keeps its indentation (runs of spaces), and the hot scan its mark.
+    assert "   SEARCH t" in block
+    assert "   ├─ SCAN t                        ▲ full scan" in block
+    assert "   └─ USE TEMP B-TREE FOR GROUP BY  • temp b-tree" in block
