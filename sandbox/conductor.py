@@ -471,15 +471,16 @@ class Conductor:
             if execution.waiting:
                 self._wait_over(execution)
             record_outcome(self.timeline, session, execution.index, execution.kind, outcome)
-            if execution.carried is not None and outcome.note:
+            if execution.carried is not None and outcome.data is not None and outcome.note:
                 # What the plan says, and what the engine ran to get it (ANALYZE runs it).
-                plan = (outcome.data or {}).get("plan", {})
+                data = outcome.data
+                ran = data["plan"]["ran"] if "plan" in data else data.get("ran", [])
                 self.timeline.add(
                     execution.session,
                     EventKind.NOTICE,
                     outcome.note,
                     statement=execution.index,
-                    ran=plan.get("ran", []),
+                    ran=ran,
                 )
         if outcome.note == CONNECTION_LOST_NOTE:
             self._lose(seat, CONNECTION_LOST_NOTE, statement=execution.index)

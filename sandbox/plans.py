@@ -289,6 +289,7 @@ def _explain_postgres(session: Session, sql: str, *, analyze: bool, why: str) ->
         explained.tx_before, explained.tx_after = before, session.tx_state
         wrapper = "SAVEPOINT … ROLLBACK TO" if inside else "BEGIN … ROLLBACK"
         explained.note = f"planned inside {wrapper}: {'; '.join(ran)}"
+        explained.data = {"ran": ran}
         return explained
     document = explained.rows[0][0] if explained.rows else "[]"
     found = json.loads(document) if isinstance(document, str) else document

@@ -355,6 +355,10 @@ def test_postgres_explain_past_the_timeout_is_cancelled_and_the_transaction_goes
     assert explained.outcome is not None and explained.outcome.status is Status.CANCELLED
     assert explained.outcome.tx_after is TxState.IN_TRANSACTION
     assert "ROLLBACK TO SAVEPOINT dbsandbox_explain" in (explained.outcome.note or "")
+    # The timeline says what the engine ran for it, the clean-up included.
+    (said,) = [e for e in result.timeline if e.kind == "notice" and e.statement == 1]
+    assert said.data["ran"][0] == "SAVEPOINT dbsandbox_explain"
+    assert said.data["ran"][-1] == "RELEASE SAVEPOINT dbsandbox_explain"
     answered = result.executions[2].outcome
     assert answered is not None and answered.rows == [(42,)]
 
