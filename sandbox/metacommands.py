@@ -1,7 +1,9 @@
 """Backslash lines: directions to dbsandbox itself, the same in scripts and in the editor.
 
 `\\session` picks the session for the statements that follow; the snapshot commands act on the
-whole sandbox and are recorded, like statements, where they ran.
+whole sandbox and are recorded, like statements, where they ran. `\\explain STATEMENT;` carries
+a statement (to its `;`, over lines) and plans it on the session, like a statement
+(sandbox.plans).
 """
 
 from __future__ import annotations
