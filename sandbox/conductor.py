@@ -32,7 +32,7 @@ from sandbox.outcome import Outcome, SqlError, Status, TxState
 from sandbox.session import CONNECTION_LOST_NOTE, Session
 from sandbox.snapshots.model import SnapshotError, SnapshotInfo, human_size
 from sandbox.sqlkind import StatementKind, classify
-from sandbox.statements import MetaCommand, Statement
+from sandbox.statements import STATEMENT_COMMANDS, MetaCommand, Statement
 from sandbox.targets import Target, WaitInfo
 from sandbox.timeline import EventKind, Timeline
 from sandbox.transcript import describe_close, plural, record_outcome, short_sql
@@ -82,6 +82,7 @@ class Execution:
     outcome: Outcome | None = None
     review: Review | None = None  # what the guard found and decided, when it looked
     meta: str | None = None  # a snapshot command (\\snapshot ...) rather than SQL
+    carried: str | None = None  # `\\explain`: the statement it plans
     snapshot_before: str | None = None  # the snapshot taken automatically just before it ran
     # Settled at a confirmed lock wait even where the engine would end the wait on its own
     # (a SQLite busy wait): the script goes on while it waits. See `\\background`.
@@ -318,17 +319,29 @@ class Conductor:
         guard: Guard | None = None,
         *,
         background: bool = False,
+        command: MetaCommand | None = None,
     ) -> Execution:
         """Hand one statement to its session and return at once.
 
         It runs after whatever the session is still running (the timeline says it is queued);
         with a guard it is reviewed first, on the session's own thread (`reviewed` is set then);
         a statement the guard stops is recorded as blocked, never run.
+
+        With `command` (`\\explain`; `statement` is then its `as_statement`) the session plans
+        the statement the command carries instead: queued, watched and cancelled like a
+        statement.
         """
         seat = self._seat(session_name)
-        kind = classify(statement.text, self.target.adapter.dialect)
+        if command is not None:
+            from sandbox.metacommands import kind_of
+
+            kind = kind_of(command)
+        else:
+            kind = classify(statement.text, self.target.adapter.dialect)
         with self._lock:
             execution = Execution(len(self.executions), session_name, statement, kind)
+            if command is not None:
+                execution.meta, execution.carried = command.name, command.sql
             execution.background = background
             execution._generation = seat.generation
             self.executions.append(execution)
@@ -403,6 +416,8 @@ class Conductor:
                 execution._review_began = time.perf_counter()
                 if guard is not None and not self._passes(guard, seat, execution):
                     return
+                if execution.carried is not None and not self._may_plan(seat, execution):
+                    return
                 execution.reviewed.set()
                 self._send(seat, execution)
         except BaseException as exc:  # a bug: settle re-raises it on the caller's thread
@@ -437,7 +452,12 @@ class Conductor:
             if self._watcher_idle:
                 self._watch_wake.notify_all()
         self._ensure_watcher()
-        outcome = session.execute(statement.text, execution.kind)
+        if execution.carried is not None:
+            from sandbox.plans import explain
+
+            outcome = explain(session, execution.carried, self.target.own_directory)
+        else:
+            outcome = session.execute(statement.text, execution.kind)
         if outcome.status is Status.OK and execution.kind.keyword in _CHANGES_SCHEMA:
             with self._lock:
                 for other in self._seats.values():
@@ -451,6 +471,17 @@ class Conductor:
             if execution.waiting:
                 self._wait_over(execution)
             record_outcome(self.timeline, session, execution.index, execution.kind, outcome)
+            if execution.carried is not None and outcome.data is not None and outcome.note:
+                # What the plan says, and what the engine ran to get it (ANALYZE runs it).
+                data = outcome.data
+                ran = data["plan"]["ran"] if "plan" in data else data.get("ran", [])
+                self.timeline.add(
+                    execution.session,
+                    EventKind.NOTICE,
+                    outcome.note,
+                    statement=execution.index,
+                    ran=ran,
+                )
         if outcome.note == CONNECTION_LOST_NOTE:
             self._lose(seat, CONNECTION_LOST_NOTE, statement=execution.index)
 
@@ -539,6 +570,27 @@ class Conductor:
             f"not run: {review.reason}",
             statement=execution.index,
             line=statement.line,
+            outcome=str(Status.BLOCKED),
+        )
+        return False
+
+    def _may_plan(self, seat: _Seat, execution: Execution) -> bool:
+        """`\\explain` of a statement that reaches outside the sandbox: not even planned, and
+        recorded as the guard records a statement it stops (nothing is sent)."""
+        from sandbox.plans import refusal
+
+        assert execution.carried is not None
+        why = refusal(execution.carried, self.target.adapter.dialect, self.target.own_directory)
+        if why is None:
+            return True
+        state = seat.session.tx_state
+        execution.outcome = Outcome(Status.BLOCKED, state, state, 0.0, note=why)
+        self.timeline.add(
+            execution.session,
+            EventKind.GUARD,
+            f"not run: {why}",
+            statement=execution.index,
+            line=execution.statement.line,
             outcome=str(Status.BLOCKED),
         )
         return False
@@ -960,6 +1012,13 @@ class Conductor:
         from sandbox.metacommands import as_statement, kind_of
 
         seat = self._seat(session_name)
+        if command.name in STATEMENT_COMMANDS:
+            # It runs SQL on the session: a script's step like a statement (see `execute`).
+            if self._after_last(seat):
+                self.settle()
+            execution = self.submit(session_name, as_statement(command), command=command)
+            self.settle()
+            return execution
         session = seat.session
         self._after_last(seat)
         with self._lock:

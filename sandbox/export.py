@@ -466,7 +466,21 @@ def _item(execution: Execution, number: int) -> list[str]:
     blocked = outcome is not None and outcome.status is Status.BLOCKED
     if outcome is not None and outcome.note and execution.meta is None and not blocked:
         lines.append(f"{indent}- note: {_flat(outcome.note, 300)}")
+    if execution.meta == "explain" and outcome is not None and outcome.rows:
+        lines += _plan_block(outcome.rows, indent)
     return lines
+
+
+def _plan_block(rows: Sequence[tuple[Any, ...]], indent: str) -> list[str]:
+    """An `\\explain` tree as the app draws it: each step and its hot mark, in a code block
+    (a table would squeeze the tree's indentation away; a fence in a name is broken up)."""
+    # Not _flat: it would fold the tree's runs of spaces. Control characters are escaped.
+    steps = [escape_controls(str(row[0]))[:120].replace("`", "'") for row in rows]
+    marks = [escape_controls(str(row[1]))[:60].replace("`", "'") for row in rows]
+    width = max(len(step) for step in steps)
+    pairs = zip(steps, marks, strict=True)
+    shown = [f"{indent}{step:<{width}}  {mark}".rstrip() for step, mark in pairs]
+    return [f"{indent}```", *shown, f"{indent}```"]
 
 
 def _is_dangerous(execution: Execution) -> bool:

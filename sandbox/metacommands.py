@@ -1,7 +1,9 @@
 """Backslash lines: directions to dbsandbox itself, the same in scripts and in the editor.
 
 `\\session` picks the session for the statements that follow; the snapshot commands act on the
-whole sandbox and are recorded, like statements, where they ran.
+whole sandbox and are recorded, like statements, where they ran. `\\explain STATEMENT;` carries
+a statement (to its `;`, over lines) and plans it on the session, like a statement
+(sandbox.plans).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import re
 from sandbox.errors import UserError
 from sandbox.snapshots.model import NAME_RULE, SNAPSHOT_NAME
 from sandbox.sqlkind import StatementKind
-from sandbox.statements import MetaCommand, Statement
+from sandbox.statements import STATEMENT_COMMANDS, MetaCommand, Statement
 
 SESSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")
 COMMANDS = {
@@ -24,6 +26,10 @@ COMMANDS = {
     "restore": ("NAME", "put the sandbox back to snapshot NAME (open transactions roll back)"),
     "diff": ("NAME", "rows added, removed and changed since snapshot NAME"),
     "snapshots": ("", "list the snapshots taken so far"),
+    "explain": (
+        "STATEMENT;",
+        "the statement's plan as a tree, its costly steps marked (F9: the one under the cursor)",
+    ),
 }
 SNAPSHOT_COMMANDS = frozenset({"snapshot", "restore", "diff", "snapshots"})
 # Directions to the runner about the statements that follow, not steps of their own.
@@ -46,6 +52,13 @@ def check(command: MetaCommand, source: str, session_name: str) -> None:
     if name not in COMMANDS:
         known = ", ".join(f"\\{n}" for n in COMMANDS)
         raise UserError(f"{where}: unknown command \\{name} (known: {known})")
+    if name in STATEMENT_COMMANDS:
+        if not command.sql:
+            raise UserError(
+                f"{where}: \\{name} needs a SQL statement after it "
+                "(e.g. \\explain SELECT * FROM orders WHERE id = 1;)"
+            )
+        return
     wants_name = bool(COMMANDS[name][0])
     if not wants_name:
         if command.args:
@@ -69,6 +82,9 @@ def session_name_ok(name: str) -> bool:
 
 def as_statement(command: MetaCommand) -> Statement:
     """The command as a statement of the run, so reports list it where it happened."""
+    # `\\explain` may carry a statement over several lines.
+    breaks = command.text.count("\n")
+    last = command.text.rsplit("\n", 1)[-1]
     return Statement(
         command.text,
         -1,  # not a SQL statement: no acknowledgement comment can refer to it
@@ -76,8 +92,8 @@ def as_statement(command: MetaCommand) -> Statement:
         command.end,
         command.line,
         command.column,
-        command.line,
-        command.column + len(command.text) - 1,
+        command.line + breaks,
+        (command.column if not breaks else 1) + len(last) - 1,
     )
 
 

@@ -72,6 +72,12 @@ class MetaCommand:
     end: int
     line: int
     column: int
+    # `\\explain`: the SQL statement it carries, which may span lines up to its `;`.
+    sql: str = ""
+
+
+# Backslash commands that carry a SQL statement: it runs to its `;`, not to the line's end.
+STATEMENT_COMMANDS = frozenset({"explain"})
 
 
 def _is_word_char(ch: str) -> bool:
@@ -260,13 +266,35 @@ def _opens_block(head: list[str], word: str, prev: str, pg: bool) -> bool:
     return word == "BEGIN" and head[:1] == ["CREATE"] and rest[:1] == ["TRIGGER"]
 
 
-def _meta_command(sql: str, i: int, lines: _Lines) -> MetaCommand:
+def _meta_command(sql: str, i: int, lines: _Lines, pg: bool) -> MetaCommand:
     match = _LINE_BREAK.search(sql, i)
     text = sql[i : len(sql) if match is None else match.start()].rstrip()
     parts = text[1:].split()
     line, column = lines.locate(i)
     name = parts[0] if parts else ""
+    if name in STATEMENT_COMMANDS:
+        return _statement_command(sql, i, name, line, column, pg)
     return MetaCommand(name, tuple(parts[1:]), text, i, i + len(text), line, column)
+
+
+def _statement_command(
+    sql: str, i: int, name: str, line: int, column: int, pg: bool
+) -> MetaCommand:
+    """`\\explain SELECT ...;`: the statement after the name runs to its own `;` (lexed like any
+    statement, so a `;` in a string does not end it), or to a backslash line or the end."""
+    body = j = sql.index(name, i) + len(name)
+    stop = end = len(sql)
+    while j < len(sql):
+        if sql[j] == "\\" and _at_line_start(sql, j):
+            stop = end = j
+            break
+        kind, after = _lex(sql, j, pg)
+        if kind == "punct" and sql[j] == ";":
+            stop, end = j, after
+            break
+        j = after
+    text = sql[i:end].rstrip()
+    return MetaCommand(name, (), text, i, i + len(text), line, column, sql[body:stop].strip())
 
 
 def split(sql: str, dialect: Dialect = "sqlite") -> list[Statement | MetaCommand]:
@@ -302,7 +330,7 @@ def split(sql: str, dialect: Dialect = "sqlite") -> list[Statement | MetaCommand
     while i < len(sql):
         if sql[i] == "\\" and depth == 0 and _at_line_start(sql, i):
             finish()  # a meta-command line ends any unterminated statement
-            meta = _meta_command(sql, i, lines)
+            meta = _meta_command(sql, i, lines, pg)
             items.append(meta)
             comments = []
             i = meta.end

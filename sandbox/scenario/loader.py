@@ -376,21 +376,27 @@ def _transpile(r: _Reader, sql: str, source: str, engine: str) -> str:
     return ";\n".join(out) + ";"
 
 
-def _check_meta(r: _Reader, text: str, key: str) -> None:
-    """A step may be a snapshot command (\\snapshot, \\restore, \\diff, \\snapshots)."""
+def _check_meta(r: _Reader, text: str, key: str) -> str:
+    """A step may be a snapshot command (\\snapshot, \\restore, \\diff, \\snapshots) or
+    `\\explain STATEMENT`; returns the statement an `\\explain` carries, else ""."""
     from sandbox.errors import UserError
     from sandbox.metacommands import SNAPSHOT_COMMANDS, check
-    from sandbox.statements import MetaCommand, split
+    from sandbox.statements import STATEMENT_COMMANDS, MetaCommand, split
 
     items = split(text)
     command = items[0] if len(items) == 1 else None
-    if not isinstance(command, MetaCommand) or command.name not in SNAPSHOT_COMMANDS:
-        r.problem(key, "a backslash step must be one of \\snapshot, \\restore, \\diff, \\snapshots")
-        return
+    allowed = SNAPSHOT_COMMANDS | STATEMENT_COMMANDS
+    if not isinstance(command, MetaCommand) or command.name not in allowed:
+        r.problem(
+            key,
+            "a backslash step must be one of \\snapshot, \\restore, \\diff, \\snapshots, \\explain",
+        )
+        return ""
     try:
         check(command, "", "A")
     except UserError as exc:
         r.problem(key, str(exc).split(": ", 1)[1])
+    return command.sql
 
 
 def _check_sql(r: _Reader, sql: str, engine: str, key: str, several: bool = False) -> None:
@@ -399,7 +405,9 @@ def _check_sql(r: _Reader, sql: str, engine: str, key: str, several: bool = Fals
     from sandbox.guard.policy import outside_the_sandbox
 
     if not several and sql.lstrip().startswith("\\"):
-        _check_meta(r, sql.strip(), key)
+        carried = _check_meta(r, sql.strip(), key)
+        if carried:
+            _check_sql(r, carried, engine, key)
         return
     dialect: Dialect = "postgres" if engine == "postgres" else "sqlite"
     statements = split_statements(sql, dialect)
@@ -591,6 +599,10 @@ def _checks(
             text = sql.on(engine)
             if not isinstance(text, str) or not text.strip():
                 r.problem(f"{where}.sql", f"missing for {engine} (a string is required)")
+            elif text.lstrip().startswith("\\") and not text.lstrip().startswith("\\explain"):
+                r.problem(f"{where}.sql", "a check is SQL, or \\explain STATEMENT (its hot steps)")
+            elif text.lstrip().startswith("\\") and session is not None:
+                r.problem(f"{where}.session", "an \\explain check plans on a fresh session")
             else:
                 _check_sql(r, text, engine, f"{where}.sql")
             rows = expect.on(engine)

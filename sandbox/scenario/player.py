@@ -246,6 +246,10 @@ def set_stage(scenario: Scenario, target: Target) -> None:
 
 
 def _rows(outcome: Outcome) -> list[list[Any]]:
+    plan = (outcome.data or {}).get("plan")
+    if isinstance(plan, dict):
+        # `\\explain`: its times differ from run to run, its hot steps do not. One row each.
+        return [[label] for label in plan.get("hot", [])]
     return [[_as_toml(v) for v in row] for row in outcome.rows]
 
 
@@ -279,7 +283,9 @@ def _run_check(check: Check, conductor: Conductor, target: Target, since: int) -
     if outside:
         blocked = {"code": "dbsandbox", "message": f"not run: {outside[0].message}"}
         return CheckResult(check, expected, {"error": blocked}, False)
-    if check.session is not None:
+    if sql.lstrip().startswith("\\"):
+        outcome = _fresh_plan(target, sql)
+    elif check.session is not None:
         outcome = conductor.quietly(check.session, sql, timeout_s=CHECK_TIMEOUT_S)
     else:
         outcome = _fresh_query(target, sql)
@@ -306,6 +312,25 @@ def _fresh_query(target: Target, sql: str) -> Outcome:
             limit = f"SET statement_timeout = '{int(CHECK_TIMEOUT_S * 1000)}ms'"
             session.execute(limit, classify(limit, "postgres"))
         return session.execute(sql, classify(sql, target.adapter.dialect))
+    finally:
+        session.close()
+
+
+def _fresh_plan(target: Target, sql: str) -> Outcome:
+    """`\\explain STATEMENT` as a check: planned on a new connection (committed data only)."""
+    from sandbox.plans import explain
+    from sandbox.session import Session
+    from sandbox.sqlkind import classify
+
+    command = split(sql, target.adapter.dialect)[0]
+    assert isinstance(command, MetaCommand)  # the loader accepts no other backslash check
+    session = Session("check", target)
+    session.open()
+    try:
+        if target.engine == "postgres":
+            limit = f"SET statement_timeout = '{int(CHECK_TIMEOUT_S * 1000)}ms'"
+            session.execute(limit, classify(limit, "postgres"))
+        return explain(session, command.sql, target.own_directory)
     finally:
         session.close()
 

@@ -68,7 +68,12 @@ def to_text(run: ScenarioRun) -> str:
         said = [f"{actual.get('status')}"]
         if actual.get("error"):
             said.append(str(actual["error"]))
-        if actual.get("tag") and actual["tag"].split(" ")[0] != result.execution.kind.keyword:
+        execution = result.execution
+        if (
+            actual.get("tag")
+            and execution.meta is None
+            and actual["tag"].split(" ")[0] != execution.kind.keyword
+        ):
             said.append(f"the server answered {actual['tag']}")
         if actual.get("waits"):
             said.append("waited on a lock")
@@ -77,6 +82,8 @@ def to_text(run: ScenarioRun) -> str:
         if actual.get("findings"):
             said.append("guard: " + ", ".join(actual["findings"]))
         lines.append("       " + ", ".join(said))
+        if execution.meta == "explain" and execution.outcome and execution.outcome.note:
+            lines.append(f"       {execution.outcome.note}")  # what is hot, how it was planned
         lines += [f"       expected {m}" for m in result.mismatches]
     lines += ["", f"checks (recovered: {'yes' if run.recovered else 'no'})"]
     for check in run.checks:

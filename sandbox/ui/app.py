@@ -29,7 +29,7 @@ from sandbox.errors import UserError
 from sandbox.metacommands import session_name_ok
 from sandbox.scenario.catalog import Listing, find, listings
 from sandbox.scenario.model import Scenario
-from sandbox.statements import split
+from sandbox.statements import MetaCommand, Statement, split
 from sandbox.targets import TargetOptions
 from sandbox.timeline import Event, EventKind, Timeline
 from sandbox.ui.bridge import Bridge
@@ -67,8 +67,9 @@ Every key works from any pane: the editor, the results, the schema or the timeli
 | **ctrl+n** | open a new session (B, C, ...): its own connection, editor and results |
 | **F4** | close this session (asks first when its transaction is open) |
 | **F8** | cancel the statement running or waiting in this session (and what is queued) |
+| **F9** | the plan of the statement under the cursor, as a tree with its costly steps marked |
 | **ctrl+up / ctrl+down** | previous / next statement from history |
-| **ctrl+p** | commands: hint, check, reset, load scenario, switch session or engine, export |
+| **ctrl+p** | commands: hint, check, explain, reset, load scenario, session or engine, export |
 | **F1** | this help (Esc or F1 closes it) |
 | **ctrl+q** | quit (asks first if a transaction is open or a statement runs) |
 
@@ -91,6 +92,7 @@ defaults to **No**, and nothing runs without a yes. A confirmed one is snapshott
 | `\\snapshots` | list the snapshots (a scenario has `start`) |
 | `\\diff NAME` | rows added, removed and changed since NAME |
 | `\\restore NAME` | put the sandbox back to NAME (open transactions roll back) |
+| `\\explain STATEMENT;` | its plan as a tree (F9): PostgreSQL runs it (ANALYZE) and rolls it back |
 """
 
 
@@ -172,6 +174,7 @@ class DbSandboxApp(App[None]):
         Binding("f4", "close_session", "Close session", show=False, priority=True),
         Binding("f7", "select_all", "Select all", show=False, priority=True),
         Binding("f8", "cancel", "Cancel", priority=True),
+        Binding("f9", "explain", "Explain", show=False, priority=True),
         Binding("ctrl+up", "history(-1)", "History back", show=False, priority=True),
         Binding("ctrl+down", "history(1)", "History forward", show=False, priority=True),
         Binding("ctrl+r", "reset", "Reset", priority=True),
@@ -190,6 +193,7 @@ class DbSandboxApp(App[None]):
             "close_session",
             "select_all",
             "cancel",
+            "explain",
             "history",
             "reset",
             "focus_editor",
@@ -561,6 +565,20 @@ class DbSandboxApp(App[None]):
         self.history_at = len(self.history)
         self.run_sql(self.session, text)
 
+    def action_explain(self) -> None:
+        """F9: `\\explain` the statement under the cursor, in this session."""
+        text = self._statement_at_cursor()
+        items = split(text, self.bridge.dialect)
+        item = items[0] if items else None
+        if isinstance(item, MetaCommand) and item.name == "explain":
+            sql = item.sql  # the cursor is on an \\explain already
+        elif isinstance(item, Statement):
+            sql = item.text
+        else:
+            self.notify("nothing to explain: put the cursor on a SQL statement", severity="warning")
+            return
+        self.run_sql(self.session, f"\\explain {sql};")
+
     def action_history(self, step: int) -> None:
         if not self.history:
             return
@@ -775,6 +793,11 @@ class DbSandboxApp(App[None]):
         yield SystemCommand("Hint", "The scenario's next hint (F2)", self.action_hint)
         yield SystemCommand(
             "Check", "Grade the recovery against the scenario's checks (F3)", self.action_check
+        )
+        yield SystemCommand(
+            "Explain",
+            "The plan of the statement under the cursor, as a tree, costly steps marked (F9)",
+            self.action_explain,
         )
         yield SystemCommand(
             "Focus the editor", "Back to typing SQL, from any pane (Esc)", self.action_focus_editor

@@ -19,7 +19,7 @@ from sandbox.errors import UserError
 from sandbox.outcome import Status, TxState
 from sandbox.scenario.model import Scenario
 from sandbox.schema_summary import summarize
-from sandbox.statements import Dialect, MetaCommand, Statement, split
+from sandbox.statements import STATEMENT_COMMANDS, Dialect, MetaCommand, Statement, split
 from sandbox.targets import Target, TargetOptions, open_target
 from sandbox.timeline import Event, EventKind, Timeline
 from sandbox.ui.messages import (
@@ -157,7 +157,7 @@ class Bridge:
         other, arrives through the timeline.
         """
         from sandbox.guard.policy import Guard, acknowledgements
-        from sandbox.metacommands import check
+        from sandbox.metacommands import as_statement, check
 
         conductor = self.conductor
         if conductor is None:
@@ -183,6 +183,11 @@ class Bridge:
                     continue
                 if item.name == "background":
                     continue  # in the app every statement already runs in the background
+                if item.name in STATEMENT_COMMANDS:
+                    # \explain runs SQL: queued, watched and cancelled (F8) like a statement.
+                    explained = conductor.submit(session, as_statement(item), command=item)
+                    explained.reviewed.wait()
+                    continue
                 conductor.run_meta(session, item)
                 continue
             guard = Guard(yes=confirmed, acknowledged=acknowledged, in_app=True)

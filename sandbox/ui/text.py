@@ -51,3 +51,17 @@ def cell(value: object) -> Text:
     shown.no_wrap = True  # as DataTable does with strings in one-line rows
     shown.end = ""
     return shown
+
+
+def plan_row(row: tuple[object, ...]) -> list[Text]:
+    """One step of an `\\explain` tree (sandbox.plans): a hot step stands out, a notable one
+    less; the marker column (the second) says which."""
+    from sandbox.plans import HOT, NOTABLE
+
+    cells = [cell(value) for value in row]
+    marker = str(row[1]) if len(row) > 1 else ""
+    style = "bold red" if marker.startswith(HOT) else "yellow" if marker.startswith(NOTABLE) else ""
+    if style:
+        for shown in cells:
+            shown.stylize(style)
+    return cells

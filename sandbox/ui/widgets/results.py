@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Static
 
 from sandbox.outcome import Status
 from sandbox.transcript import plural
-from sandbox.ui.text import cell, line, plain
+from sandbox.ui.text import cell, line, plain, plan_row
 
 if TYPE_CHECKING:
     from sandbox.conductor import Execution
@@ -62,7 +62,8 @@ class ResultsView(Vertical):
         if outcome.columns:
             table.add_columns(*[line(name) for name in outcome.columns])
             for row in outcome.rows:
-                table.add_row(*[cell(value) for value in row])
+                # An \explain tree marks its hot steps (sandbox.plans).
+                table.add_row(*(plan_row(row) if execution.meta == "explain" else map(cell, row)))
             shown = len(outcome.rows)
             more = ", more rows exist (only the first page is fetched)" if outcome.more_rows else ""
             # A \diff or \snapshots answers in its note; the grid holds the detail.
