@@ -114,11 +114,12 @@ def run_steps(
     try:
         for step in steps:
             if isinstance(step.statement, MetaCommand):
-                conductor.run_meta(step.session, step.statement)
-                continue
-            execution = conductor.execute(
-                step.session, step.statement, guard, background=step.background
-            )
+                # An \explain of a statement outside the sandbox is stopped like that statement.
+                execution = conductor.run_meta(step.session, step.statement)
+            else:
+                execution = conductor.execute(
+                    step.session, step.statement, guard, background=step.background
+                )
             if execution.outcome is not None and execution.outcome.status is Status.BLOCKED:
                 stopped = execution
                 break

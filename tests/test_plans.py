@@ -395,6 +395,18 @@ def test_explain_of_a_statement_outside_the_sandbox_is_not_even_sent(tmp_path: P
     assert not any(e.kind == "statement" and e.statement == 0 for e in result.timeline)
     assert any(e.kind == "guard" and e.outcome == "blocked" for e in result.timeline)
     assert not outside.exists()
+    # It stops the script there, as the statement itself would: SELECT 1 never runs.
+    assert result.stopped is explained
+    assert len(result.executions) == 1
+
+
+def test_run_exits_3_at_an_explain_outside_the_sandbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "escape.sql"
+    script.write_text(f"\\explain ATTACH DATABASE '{tmp_path / 'other.db'}' AS other;\nSELECT 1;\n")
+    assert main(["run", str(script)]) == 3
+    assert "SELECT 1" not in capsys.readouterr().out
 
 
 @pytest.mark.postgres
