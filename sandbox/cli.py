@@ -24,7 +24,7 @@ from sandbox.userfiles import require_readable
 
 if TYPE_CHECKING:
     from sandbox.export import SessionRecord
-    from sandbox.targets import TargetOptions
+    from sandbox.options import TargetOptions
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -334,7 +334,7 @@ def _read_script(name: str) -> tuple[str, str]:
 
 
 def _target_options(args: argparse.Namespace) -> TargetOptions:
-    from sandbox.targets import TargetOptions
+    from sandbox.options import TargetOptions
 
     return TargetOptions(
         engine=args.engine,
@@ -444,12 +444,14 @@ def _cmd_app(args: argparse.Namespace) -> int:
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
+    from sandbox.options import TargetOptions
     from sandbox.scenario.catalog import find
-    from sandbox.targets import TargetOptions, resolve_postgres_url
 
     scenario = find(args.scenario) if args.scenario else None
     url = args.url
     if args.engine == "postgres":
+        from sandbox.targets import resolve_postgres_url
+
         url = resolve_postgres_url(args.url, Path.cwd())
     elif args.url:
         raise UserError("--url is for --engine postgres; SQLite sandboxes need no server")

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.ownership import open_records
-from sandbox.targets import Target, open_targets
+
+if TYPE_CHECKING:
+    from sandbox.targets import Target
 
 _SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
@@ -63,15 +66,25 @@ def sandbox_closed_at_end(target: Target) -> Iterator[Target]:
             raise KeyboardInterrupt
 
 
+def _targets(include_closed: bool = False) -> list[Target]:
+    """The sandboxes of this process. None can exist before sandbox.targets is loaded, and
+    asking must not load it: the app draws its first frame before it needs it."""
+    module = sys.modules.get("sandbox.targets")
+    if module is None:
+        return []
+    found: list[Target] = module.open_targets(include_closed=include_closed)
+    return found
+
+
 def existing() -> set[int]:
     """What sandboxes (and records) exist now: `close_everything_left` leaves these alone."""
-    return {id(t) for t in open_targets(include_closed=True)} | {id(r) for r in open_records()}
+    return {id(t) for t in _targets(include_closed=True)} | {id(r) for r in open_records()}
 
 
 def close_everything_left(before: set[int]) -> list[str]:
     """Close every sandbox opened since `before` that is still open (a crash or Ctrl+C may have
     unwound past its own cleanup); returns one line per thing that could not be removed."""
-    for target in open_targets():
+    for target in _targets():
         if id(target) not in before:
             close_target(target)
     return leftovers(before)
@@ -82,7 +95,7 @@ def leftovers(before: set[int]) -> list[str]:
     from the records (which also cover a kill between CREATE and the target existing)."""
     lines = []
     told: set[str] = set()
-    for target in open_targets(include_closed=True):
+    for target in _targets(include_closed=True):
         if id(target) in before:
             continue
         names = list(getattr(target, "leftovers", None) or [])

@@ -21,7 +21,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from sandbox.engines import EngineAdapter
 from sandbox.engines.sqlite import SqliteAdapter, write_lock_held
 from sandbox.errors import UserError
 from sandbox.masking import first_line, is_password_key, mask_url, register_secret, scrub
+from sandbox.options import TargetOptions as TargetOptions  # re-exported: its old home
 from sandbox.ownership import Record
 from sandbox.userfiles import require_readable
 from sandbox.worker import Worker, WorkerStopped, detached
@@ -50,15 +51,6 @@ MARKER = "dbsandbox scratch"
 TEMP_DIR_PREFIX = "dbsandbox-"
 URL_VARIABLES = ("DBSANDBOX_POSTGRES_URL", "DATABASE_URL")
 SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-@dataclass(frozen=True)
-class TargetOptions:
-    engine: str = "sqlite"
-    url: str | None = field(default=None, repr=False)  # may hold a password
-    from_file: Path | None = None
-    busy_timeout_ms: int = 200
-    cwd: Path = field(default_factory=Path.cwd)
 
 
 # How long a person takes at the least to type the next statement: a lock wait that the engine

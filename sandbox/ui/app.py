@@ -27,10 +27,10 @@ from textual.widgets import Footer, Header, Tab, Tabs, TextArea
 from sandbox.conductor import Execution
 from sandbox.errors import UserError
 from sandbox.metacommands import session_name_ok
+from sandbox.options import TargetOptions
 from sandbox.scenario.catalog import Listing, find, listings
 from sandbox.scenario.model import Scenario
 from sandbox.statements import MetaCommand, Statement, split
-from sandbox.targets import TargetOptions
 from sandbox.timeline import Event, EventKind, Timeline
 from sandbox.ui.bridge import Bridge
 from sandbox.ui.messages import (
