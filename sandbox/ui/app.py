@@ -82,7 +82,8 @@ button is focused: **Enter** loads the next scenario (ctrl+p "Next scenario" wor
 
 In the timeline (F12 until you are there): **up** / **down**, **PgUp** / **PgDn**, **Home** /
 **End** move over the events, and the one under the cursor is shown in full below the log:
-the whole statement, what the engine said, the time. **left** / **right** scroll the log.
+the whole statement, what the engine said, the time; **Enter** zooms the timeline (like F10).
+**left** / **right** scroll the log sideways.
 
 In a dialog only its own keys work, and it lists them: the guard's confirmation takes
 **y** (run it) and **n** or **Esc** (don't; the default); reset and quit take **y** (go ahead)

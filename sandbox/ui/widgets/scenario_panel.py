@@ -43,7 +43,7 @@ class ScenarioPanel(VerticalScroll):
     ScenarioPanel Button { min-width: 8; margin-right: 1; }
     ScenarioPanel Button.-textual-compact { min-width: 0; }
     ScenarioPanel #checks { height: auto; }
-    ScenarioPanel #next { display: none; width: 100%; margin: 1 0 0 0; }
+    ScenarioPanel #next { display: none; width: 100%; height: auto; }
     ScenarioPanel.-next #next { display: block; }
     ScenarioPanel #keys { display: none; color: $text-muted; margin: 0 0 1 0; }
     ScenarioPanel.-maximized #keys { display: block; }
@@ -84,8 +84,9 @@ class ScenarioPanel(VerticalScroll):
             yield Button("Hint", id="hint", disabled=True)
             yield Button("Check", id="check", disabled=True, variant="success")
             yield Button("Reset", id="reset", disabled=True, variant="warning")
-        yield Static("", id="checks", markup=False)
+        # Suggested after a Check that says Recovered; above the verdicts, which can be long.
         yield Button("Next scenario", id="next", variant="primary")
+        yield Static("", id="checks", markup=False)
         yield Static("", id="hints", markup=False)
         yield Markdown(FREE_PLAY, id="story")
         yield Static("", id="happened", markup=False)

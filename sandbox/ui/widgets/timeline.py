@@ -308,6 +308,8 @@ class EventLog(RichLog):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home", "edge(0)", "First event", show=False),
         Binding("end", "edge(1)", "Last event", show=False),
+        # The detail under a narrow log has little room: Enter gives the timeline the screen.
+        Binding("enter", "app.zoom", "Zoom", show=False),
     ]
     COMPONENT_CLASSES: ClassVar[set[str]] = {"event-log--cursor"}
     DEFAULT_CSS = """
