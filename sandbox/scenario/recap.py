@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sandbox.conductor import Execution
-from sandbox.outcome import Outcome, Status, TxState
+from sandbox.outcome import Outcome, Status, TxState, json_value
 from sandbox.sqlkind import TxControl
 from sandbox.transcript import summarize
+
+SHOWN_ROWS = 3  # a read's rows quoted in full up to this many (what the session saw matters)
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,24 @@ def what_became(execution: Execution) -> str:
             holders = ", ".join(execution.waiting_on) or "another session"
             return f"still waiting for a lock held by {holders}"
         return "still running" if execution.started is not None else "queued"
-    said = summarize(outcome)
+    said = summarize(outcome) + _rows_read(outcome)
     if execution.meta is not None or outcome.status is not Status.OK:
         return said + _still_open(outcome)
     return f"{said} · {_saved(execution, outcome)}"
+
+
+def _rows_read(outcome: Outcome) -> str:
+    """What a short read returned: in a race, the value a session saw is the story."""
+    if not outcome.columns or not outcome.rows or len(outcome.rows) > SHOWN_ROWS:
+        return ""
+    rows = [
+        ", ".join(
+            f"{name} = {json_value(value)}"
+            for name, value in zip(outcome.columns, row, strict=False)
+        )
+        for row in outcome.rows
+    ]
+    return " (" + "; ".join(rows) + ")"
 
 
 def _still_open(outcome: Outcome) -> str:

@@ -214,9 +214,6 @@ class DbSandboxApp(App[None]):
             "next_scenario",
         }
     )
-    # Esc is "back to the editor" everywhere; from a zoomed pane it also puts the layout back
-    # (Textual's own Esc would only un-zoom, leaving the learner in the pane).
-    ESCAPE_TO_MINIMIZE = False
     # What F10 zooms and F12 walks through: the editor and results zoom together (the center).
     PANES: ClassVar[tuple[str, ...]] = ("center", "timeline", "scenario", "schema")
 
@@ -274,6 +271,13 @@ class DbSandboxApp(App[None]):
         for footer in self.screen.query(Footer):
             footer.compact = narrow
             footer.show_command_palette = not narrow  # help (F1, listed first) names ctrl+p
+
+    @property
+    def escape_to_minimize(self) -> bool:
+        """Esc is "back to the editor" everywhere, and from a zoomed pane it also puts the layout
+        back (action_focus_editor). Textual's own un-zoom would leave the learner in the pane,
+        so it is used only in the editor, which keeps Esc for itself."""
+        return isinstance(self.focused, TextArea)
 
     def _exit_on_signal(self, signum: int, frame: object) -> None:
         self._left = True
@@ -526,6 +530,8 @@ class DbSandboxApp(App[None]):
     @on(events.DescendantFocus)
     def focus_moved(self, event: events.DescendantFocus) -> None:
         # Focus that leaves a zoomed pane (Esc, F6, a dialog's answer) brings the layout back.
+        if self._leaving or not self.screen_stack:
+            return  # the app is closing: the screens are gone
         maximized, focused = self.screen.maximized, self.focused
         inside = focused is maximized or (focused is not None and maximized in focused.ancestors)
         if maximized is not None and focused is not None and not inside:
