@@ -91,10 +91,10 @@ async def test_what_happened_lists_every_breakage_step_in_full() -> None:
         happened = static_text(app, "#happened")
         assert happened.startswith("What happened before you arrived")
         steps = [row for row in happened.splitlines() if row[:1].isdigit()]
-        assert steps[0] == "1. session A ran:"
+        assert steps[0] == "1. session A: BEGIN"
         assert len(steps) == len(app.bridge.conductor.executions[: app.bridge.breakage_end])  # type: ignore[union-attr]
         # Who ran what, the whole statement, what the engine said and what became of it.
-        assert "session B ran:\n   UPDATE cards SET balance = 120 WHERE id = 1\n" in happened
+        assert "session B: UPDATE cards SET balance = 120 WHERE id = 1\n" in happened
         assert "→ ok · a transaction began: nothing it does is saved until COMMIT" in happened
         assert "→ ok: 1 row (balance = 100) · read only: nothing changed" in happened
         assert "not saved yet: its transaction is still open" in happened

@@ -420,7 +420,9 @@ class DbSandboxApp(App[None]):
                 panel.focus()
         self._scenario_id = scenario_id
         self._set_subtitle(message.scenario.id if message.scenario else "free play")
-        self.sandbox_description = message.description  # the header says it is ready
+        # Ready once what it shows is laid out (a briefing fills the screen on the next refresh):
+        # a click aimed at its buttons must land on them.
+        self.call_after_refresh(setattr, self, "sandbox_description", message.description)
 
     @on(SandboxFailed)
     @_unless_leaving

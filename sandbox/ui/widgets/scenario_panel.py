@@ -156,10 +156,8 @@ class ScenarioPanel(VerticalScroll):
         for step in steps:
             text.append(f"\n{step.number}. session ", style="bold")
             text.append_text(plain(step.session, "bold"))
-            text.append(" ran:", style="bold")
-            for row in step.sql.splitlines():
-                text.append("\n   ")
-                text.append_text(plain(row))
+            text.append(": ", style="bold")
+            text.append_text(plain(step.sql.replace("\n", "\n   ")))
             text.append("\n   → ")
             text.append_text(plain(step.outcome, "" if step.settled else "italic"))
         self._show("#happened", text)

@@ -493,6 +493,7 @@ class TimelineView(Widget):
             text.append("\n")
             text.append_text(plain(" · ".join(facts), "dim"))
         text.append(f"\nat {event.at} (UTC)", style="dim")
+        text.append("\n↑↓ other events · Enter: zoom · Esc: the editor", style="dim italic")
         return text
 
     @property
