@@ -406,7 +406,8 @@ class DbSandboxApp(App[None]):
         conductor = self.bridge.conductor
         self._breakage = list(conductor.executions[: self.bridge.breakage_end]) if conductor else []
         panel.show_breakage(recap(self._breakage))
-        self.screen.set_class(message.scenario is not None, "-scenario")
+        main = panel.screen  # not self.screen: a dialog may be up
+        main.set_class(message.scenario is not None, "-scenario")
         scenario_id = message.scenario.id if message.scenario else None
         if message.scenario is not None and scenario_id != self._scenario_id:
             # A new scenario starts from a clean editor that says what to do; a reset of the
@@ -414,15 +415,18 @@ class DbSandboxApp(App[None]):
             self.buffers.clear()
             self.query_one("#editor", TextArea).text = task_comment(message.scenario)
             # Where the eye goes first: the story, the task and what happened, full screen.
-            if not self.screen.is_modal:
-                self.screen.maximized = panel
+            if main is self.screen:
+                main.maximized = panel
                 panel.scroll_home(animate=False)
                 panel.focus()
         self._scenario_id = scenario_id
         self._set_subtitle(message.scenario.id if message.scenario else "free play")
-        # Ready once what it shows is laid out (a briefing fills the screen on the next refresh):
-        # a click aimed at its buttons must land on them.
-        self.call_after_refresh(setattr, self, "sandbox_description", message.description)
+        if main.maximized is panel:
+            # Ready once the briefing is laid out (it fills the screen on the main screen's
+            # next refresh): a click aimed at its buttons must land on them.
+            main.call_after_refresh(setattr, self, "sandbox_description", message.description)
+        else:
+            self.sandbox_description = message.description  # the header says it is ready
 
     @on(SandboxFailed)
     @_unless_leaving
