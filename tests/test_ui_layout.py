@@ -12,6 +12,7 @@ import pytest
 from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets import Button, Static, TextArea
+from textual.widgets._footer import FooterKey
 
 from sandbox.scenario.catalog import Listing, find, listings, next_listing
 from sandbox.targets import TargetOptions
@@ -299,3 +300,24 @@ async def test_the_palette_offers_next_scenario_zoom_and_every_pane() -> None:
         app.action_next_scenario()
         panel = panel_of(app)
         await until(pilot, lambda: panel.scenario is not None and panel.scenario.id == upcoming.id)
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_the_footer_lists_zoom_and_pane_only_where_they_fit(size: tuple[int, int]) -> None:
+    app = free_play()
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot, app)
+        await pilot.pause()
+        keys = {key.key: key for key in app.screen.query(FooterKey)}
+        wide = size[0] >= app.WIDE
+        assert ("f10" in keys and "f12" in keys) is wide
+        for key in keys.values():
+            assert key.region.right <= size[0], f"{key.key} ends at column {key.region.right}"
+        # Listed or not, the keys work: zoom the editor, then walk past the results.
+        await run_sql(pilot, app, "SELECT 1 AS one;")
+        await pilot.press("f10")
+        assert zoomed(app) is app.query_one("#center")
+        await pilot.press("f12", "f12")
+        assert zoomed(app) is app.query_one("#timeline")
+        await pilot.press("escape")
+        assert zoomed(app) is None

@@ -189,7 +189,9 @@ class DbSandboxApp(App[None]):
         Binding("ctrl+down", "history(1)", "History forward", show=False, priority=True),
         Binding("ctrl+r", "reset", "Reset", priority=True),
         Binding("escape", "focus_editor", "Editor", show=False),
-        # Not in the footer (it must fit 80 columns): HELP and the scenario pane name them.
+        # In the footer only where it has room (WIDE); the same keys unlisted everywhere else.
+        Binding("f10", "zoom(True)", "Zoom", priority=True),
+        Binding("f12", "next_pane(True)", "Pane", priority=True),
         Binding("f10", "zoom", "Zoom", show=False, priority=True),
         Binding("f12", "next_pane", "Next pane", show=False, priority=True),
         Binding("ctrl+q", "quit_safely", "Quit", priority=True),
@@ -216,6 +218,7 @@ class DbSandboxApp(App[None]):
     )
     # What F10 zooms and F12 walks through: the editor and results zoom together (the center).
     PANES: ClassVar[tuple[str, ...]] = ("center", "timeline", "scenario", "schema")
+    WIDE = 120  # from this many columns the footer also lists F10 and F12
 
     def __init__(
         self,
@@ -271,6 +274,7 @@ class DbSandboxApp(App[None]):
         for footer in self.screen.query(Footer):
             footer.compact = narrow
             footer.show_command_palette = not narrow  # help (F1, listed first) names ctrl+p
+        self.refresh_bindings()  # F10 and F12 are listed only from WIDE columns on
 
     @property
     def escape_to_minimize(self) -> bool:
@@ -634,6 +638,12 @@ class DbSandboxApp(App[None]):
         self.cancel_in(self.session)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if (
+            parameters == (True,)
+            and action in ("zoom", "next_pane")
+            and self.size.width < self.WIDE
+        ):
+            return False  # the footer's copy: hidden, and the key falls to the unlisted one
         return not (action in self.MAIN_SCREEN_ACTIONS and self.screen.is_modal)
 
     def action_focus_editor(self) -> None:
@@ -647,7 +657,7 @@ class DbSandboxApp(App[None]):
                 return node
         return None
 
-    def action_zoom(self) -> None:
+    def action_zoom(self, listed: bool = False) -> None:
         """F10: the pane with the focus fills the screen, or the layout comes back."""
         screen = self.screen
         if screen.maximized is not None:
@@ -674,7 +684,7 @@ class DbSandboxApp(App[None]):
                 target.focus()
                 return
 
-    def action_next_pane(self) -> None:
+    def action_next_pane(self, listed: bool = False) -> None:
         """F12: the next pane gets the focus; a zoom moves along with it."""
         targets = self._pane_targets()
         focused = self.focused
