@@ -8,17 +8,24 @@ after a Check that says Recovered the next scenario is one Enter away.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets import Button, Static, TextArea
 from textual.widgets._footer import FooterKey
 
+from sandbox.conductor import Execution
 from sandbox.scenario.catalog import Listing, find, listings, next_listing
+from sandbox.scenario.recap import what_became
+from sandbox.sqlkind import classify
+from sandbox.statements import split_statements
 from sandbox.targets import TargetOptions
 from sandbox.ui.app import DbSandboxApp, create_app
 from sandbox.ui.widgets.scenario_panel import ScenarioPanel
 from sandbox.ui.widgets.timeline import SessionBox, TimelineView
+from tests.conftest import options_for
 from tests.test_ui_app import free_play, ready, run_sql, until
 
 SIZES = [(80, 24), (120, 40)]
@@ -321,3 +328,39 @@ async def test_the_footer_lists_zoom_and_pane_only_where_they_fit(size: tuple[in
         assert zoomed(app) is app.query_one("#timeline")
         await pilot.press("escape")
         assert zoomed(app) is None
+
+
+def test_a_step_still_waiting_at_hand_over_says_for_whom() -> None:
+    statement = split_statements("UPDATE accounts SET balance = 1 WHERE id = 2", "postgres")[0]
+    waiting = Execution(
+        0,
+        "A",
+        statement,
+        classify(statement.text, "postgres"),
+        started=1.0,
+        waiting=True,
+        waiting_on=["B"],
+    )
+    assert what_became(waiting) == "still waiting for a lock held by B"
+    assert what_became(replace(waiting, started=None, waiting=False)) == "queued"
+
+
+async def test_what_happened_follows_a_step_that_was_still_waiting(postgres_url: str) -> None:
+    """PostgreSQL's deadlock: A's last step waits for B until the detector kills B (40P01);
+    the list ends with what the engine did, not with the wait it saw at hand-over."""
+    app = create_app(options_for("postgres"), find("deadlock"), pick=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot, app)
+        await until(
+            pilot,
+            lambda: (
+                "40P01" in static_text(app, "#happened")
+                and "still waiting" not in static_text(app, "#happened")
+            ),
+        )
+        happened = static_text(app, "#happened")
+        assert "→ error 40P01: deadlock detected" in happened
+        last = happened.split("\n")[-2:]
+        a_credits_kofi = "session A: UPDATE accounts SET balance = balance + 120 WHERE id = 2"
+        assert last[0].endswith(a_credits_kofi)
+        assert "1 row affected · not saved yet: its transaction is still open" in last[1]
