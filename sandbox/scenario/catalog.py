@@ -94,6 +94,17 @@ def listings() -> list[Listing]:
     return sorted(found, key=Listing.order)
 
 
+def next_listing(found: list[Listing], current: str, engine: str) -> Listing | None:
+    """The scenario to suggest after `current`: the next playable one in catalog order,
+    wrapping round to the first; None when no other one runs on `engine`."""
+    ids = [listing.id for listing in found]
+    start = ids.index(current) + 1 if current in ids else 0
+    for listing in found[start:] + found[:start]:
+        if listing.id != current and listing.supports(engine):
+            return listing
+    return None
+
+
 def is_scenario_ref(ref: str) -> bool:
     """Whether `dbsandbox run REF` means a scenario: a .toml path or a catalog id."""
     if ref.endswith(".toml"):

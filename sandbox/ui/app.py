@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -28,8 +28,9 @@ from sandbox.conductor import Execution
 from sandbox.errors import UserError
 from sandbox.metacommands import session_name_ok
 from sandbox.options import TargetOptions
-from sandbox.scenario.catalog import Listing, find, listings
+from sandbox.scenario.catalog import Listing, find, listings, next_listing
 from sandbox.scenario.model import Scenario
+from sandbox.scenario.recap import recap
 from sandbox.statements import MetaCommand, Statement, split
 from sandbox.timeline import Event, EventKind, Timeline
 from sandbox.ui.bridge import Bridge
@@ -69,9 +70,21 @@ Every key works from any pane: the editor, the results, the schema or the timeli
 | **F8** | cancel the statement running or waiting in this session (and what is queued) |
 | **F9** | the plan of the statement under the cursor, as a tree with its costly steps marked |
 | **ctrl+up / ctrl+down** | previous / next statement from history |
-| **ctrl+p** | commands: hint, check, explain, reset, load scenario, session or engine, export |
+| **F10** | zoom: the pane you are in fills the screen; F10 again (or Esc) puts it back |
+| **F12** | next pane: editor, results, timeline, scenario, schema (a zoom follows along) |
+| **ctrl+p** | commands: hint, check, explain, reset, load or next scenario, session, export |
 | **F1** | this help (Esc or F1 closes it) |
 | **ctrl+q** | quit (asks first if a transaction is open or a statement runs) |
+
+A new scenario opens with its story, its task and what happened before you arrived (the
+steps that made the mistake, in full) zoomed to the whole screen: Esc goes to the editor, and
+F10 in the scenario pane brings it back. After a Check that says *Recovered*, the **Next**
+button is focused: **Enter** loads the next scenario (ctrl+p "Next scenario" works any time).
+
+In the timeline (F12 until you are there): **up** / **down**, **PgUp** / **PgDn**, **Home** /
+**End** move over the events, and the one under the cursor is shown in full below the log:
+the whole statement, what the engine said, the time; **Enter** zooms the timeline (like F10).
+**left** / **right** scroll the log sideways.
 
 In a dialog only its own keys work, and it lists them: the guard's confirmation takes
 **y** (run it) and **n** or **Esc** (don't; the default); reset and quit take **y** (go ahead)
@@ -179,6 +192,11 @@ class DbSandboxApp(App[None]):
         Binding("ctrl+down", "history(1)", "History forward", show=False, priority=True),
         Binding("ctrl+r", "reset", "Reset", priority=True),
         Binding("escape", "focus_editor", "Editor", show=False),
+        # In the footer only where it has room (WIDE); the same keys unlisted everywhere else.
+        Binding("f10", "zoom(True)", "Zoom", priority=True),
+        Binding("f12", "next_pane(True)", "Pane", priority=True),
+        Binding("f10", "zoom", "Zoom", show=False, priority=True),
+        Binding("f12", "next_pane", "Next pane", show=False, priority=True),
         Binding("ctrl+q", "quit_safely", "Quit", priority=True),
     ]
     # App bindings stay live under a dialog; these act on the main screen, so a dialog's keys
@@ -197,8 +215,14 @@ class DbSandboxApp(App[None]):
             "history",
             "reset",
             "focus_editor",
+            "zoom",
+            "next_pane",
+            "next_scenario",
         }
     )
+    # What F10 zooms and F12 walks through: the editor and results zoom together (the center).
+    PANES: ClassVar[tuple[str, ...]] = ("center", "timeline", "scenario", "schema")
+    WIDE = 120  # from this many columns the footer also lists F10 and F12
 
     def __init__(
         self,
@@ -231,6 +255,7 @@ class DbSandboxApp(App[None]):
         self._left = False  # quitting: late worker messages find no widgets any more
         self._panes_up = not self.pick  # with the picker up, the panes are mounted just after
         self._started = False  # _start ran: panes mounted, sandbox opening
+        self._breakage: list[Execution] = []  # what the scenario ran before handing over
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -240,12 +265,12 @@ class DbSandboxApp(App[None]):
         yield Footer()
 
     def _panes(self) -> list[Widget]:
-        """The working panes: schema and scenario, sessions/editor/results, timeline."""
+        """The working panes: scenario and schema, sessions/editor/results, timeline."""
         # No language yet: building the SQL highlighter twice (Textual does, for a language
         # given here) would hold up the first frame; _start adds it after.
         editor = SqlEditor.code_editor(EDITOR_START, id="editor", soft_wrap=True)
         return [
-            Vertical(SchemaView(id="schema"), ScenarioPanel(id="scenario"), id="left"),
+            Vertical(ScenarioPanel(id="scenario"), SchemaView(id="schema"), id="left"),
             Vertical(
                 Tabs(Tab("session A", id="session-A"), id="sessions"),
                 editor,
@@ -263,6 +288,14 @@ class DbSandboxApp(App[None]):
         for footer in self.screen.query(Footer):
             footer.compact = narrow
             footer.show_command_palette = not narrow  # help (F1, listed first) names ctrl+p
+        self.refresh_bindings()  # F10 and F12 are listed only from WIDE columns on
+
+    @property
+    def escape_to_minimize(self) -> bool:
+        """Esc is "back to the editor" everywhere, and from a zoomed pane it also puts the layout
+        back (action_focus_editor). Textual's own un-zoom would leave the learner in the pane,
+        so it is used only in the editor, which keeps Esc for itself."""
+        return isinstance(self.focused, TextArea)
 
     def _exit_on_signal(self, signum: int, frame: object) -> None:
         self._left = True
@@ -300,10 +333,13 @@ class DbSandboxApp(App[None]):
         main = self.query_one("#main", Horizontal)
         if not main.children:
             await main.mount_all(self._panes())
+            self._panes_up = True
             if not self.screen.is_modal:  # the picker went already: type straight away
                 self.action_focus_editor()
         self._panes_up = True
-        self.query_one("#timeline", TimelineView).statement_timeout_s = self.statement_timeout_s
+        timeline = self.query_one("#timeline", TimelineView)
+        timeline.statement_timeout_s = self.statement_timeout_s
+        timeline.statement_text = self._statement_text
         self.query_one("#editor", TextArea).language = "sql"
         self.open_sandbox(self.initial_scenario)
         # A running statement's caption counts its seconds.
@@ -407,16 +443,32 @@ class DbSandboxApp(App[None]):
         self.query_one("#results", ResultsView).show_session(
             self.session, self.latest.get(self.session)
         )
-        self.query_one("#scenario", ScenarioPanel).load(message.scenario)
+        panel = self.query_one("#scenario", ScenarioPanel)
+        panel.load(message.scenario)
+        conductor = self.bridge.conductor
+        self._breakage = list(conductor.executions[: self.bridge.breakage_end]) if conductor else []
+        panel.show_breakage(recap(self._breakage))
+        main = panel.screen  # not self.screen: a dialog may be up
+        main.set_class(message.scenario is not None, "-scenario")
         scenario_id = message.scenario.id if message.scenario else None
         if message.scenario is not None and scenario_id != self._scenario_id:
             # A new scenario starts from a clean editor that says what to do; a reset of the
             # same one keeps what the learner has typed.
             self.buffers.clear()
             self.query_one("#editor", TextArea).text = task_comment(message.scenario)
+            # Where the eye goes first: the story, the task and what happened, full screen.
+            if main is self.screen:
+                main.maximized = panel
+                panel.scroll_home(animate=False)
+                panel.focus()
         self._scenario_id = scenario_id
         self._set_subtitle(message.scenario.id if message.scenario else "free play")
-        self.sandbox_description = message.description  # the header says it is ready
+        if main.maximized is panel:
+            # Ready once the briefing is laid out (it fills the screen on the main screen's
+            # next refresh): a click aimed at its buttons must land on them.
+            main.call_after_refresh(setattr, self, "sandbox_description", message.description)
+        else:
+            self.sandbox_description = message.description  # the header says it is ready
 
     @on(SandboxFailed)
     @_unless_leaving
@@ -436,6 +488,9 @@ class DbSandboxApp(App[None]):
             return
         self._seen = event.seq
         self.query_one("#timeline", TimelineView).add_event(event)
+        if event.statement is not None and event.statement < len(self._breakage):
+            # A breakage step still running at hand-over (a lock wait) has news: say it.
+            self.query_one("#scenario", ScenarioPanel).show_breakage(recap(self._breakage))
         execution = self.bridge.execution(event.statement)
         if execution is None or execution.session != event.session:
             return
@@ -487,9 +542,10 @@ class DbSandboxApp(App[None]):
     @on(ChecksDone)
     @_unless_leaving
     def checks_done(self, message: ChecksDone) -> None:
-        self.query_one("#scenario", ScenarioPanel).show_checks(
-            message.results, message.methods, message.diff, message.diff_problem
-        )
+        panel = self.query_one("#scenario", ScenarioPanel)
+        panel.show_checks(message.results, message.methods, message.diff, message.diff_problem)
+        # Recovered: the next scenario is one Enter away (the button takes the focus).
+        panel.offer_next(self._next_listing() if panel.recovered else None)
 
     @on(Notice)
     @_unless_leaving
@@ -514,6 +570,20 @@ class DbSandboxApp(App[None]):
     @on(ScenarioPanel.ResetPressed)
     def reset_pressed(self) -> None:
         self.action_reset()
+
+    @on(ScenarioPanel.NextPressed)
+    def next_pressed(self, message: ScenarioPanel.NextPressed) -> None:
+        self.load_scenario(message.scenario_id)
+
+    @on(events.DescendantFocus)
+    def focus_moved(self, event: events.DescendantFocus) -> None:
+        # Focus that leaves a zoomed pane (Esc, F6, a dialog's answer) brings the layout back.
+        if self._leaving or not self.screen_stack:
+            return  # the app is closing: the screens are gone
+        maximized, focused = self.screen.maximized, self.focused
+        inside = focused is maximized or (focused is not None and maximized in focused.ancestors)
+        if maximized is not None and focused is not None and not inside:
+            self.screen.minimize()
 
     @on(Tabs.TabActivated)
     def tab_activated(self, event: Tabs.TabActivated) -> None:
@@ -627,11 +697,71 @@ class DbSandboxApp(App[None]):
         self.cancel_in(self.session)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if (
+            parameters == (True,)
+            and action in ("zoom", "next_pane")
+            and self.size.width < self.WIDE
+        ):
+            return False  # the footer's copy: hidden, and the key falls to the unlisted one
         return not (action in self.MAIN_SCREEN_ACTIONS and self.screen.is_modal)
 
     def action_focus_editor(self) -> None:
         if self._panes_up:  # else _start focuses it once the panes are mounted
+            self.screen.minimize()
             self.query_one("#editor", TextArea).focus()
+
+    def _pane_of(self, widget: Widget | None) -> Widget | None:
+        """The pane (see PANES) holding `widget`."""
+        for node in [widget, *(widget.ancestors if widget is not None else [])]:
+            if isinstance(node, Widget) and node.id in self.PANES:
+                return node
+        return None
+
+    def action_zoom(self, listed: bool = False) -> None:
+        """F10: the pane with the focus fills the screen, or the layout comes back."""
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+            return
+        pane = self._pane_of(self.focused) or self.query_one("#center", Widget)
+        # Set directly: Screen.maximize would zoom the focused grid or button, not its pane.
+        screen.maximized = pane
+        if self.focused is None or self._pane_of(self.focused) is not pane:
+            self._focus_in(pane.id or "")
+
+    def _pane_targets(self) -> list[Widget]:
+        """Where F12 puts the focus, in order: one widget per place a learner reads."""
+        targets: list[Widget] = [self.query_one("#editor", TextArea)]
+        targets += [w for w in self.query_one("#results").query("*") if w.focusable][:1]
+        timeline = self.query_one("#timeline", TimelineView)
+        targets += [timeline.event_log, self.query_one("#scenario", ScenarioPanel)]
+        targets.append(self.query_one("#schema", SchemaView))
+        return targets
+
+    def _focus_in(self, pane_id: str) -> None:
+        for target in self._pane_targets():
+            if self._pane_of(target) is self.query_one(f"#{pane_id}", Widget):
+                target.focus()
+                return
+
+    def action_next_pane(self, listed: bool = False) -> None:
+        """F12: the next pane gets the focus; a zoom moves along with it."""
+        targets = self._pane_targets()
+        focused = self.focused
+        here = next((i for i, t in enumerate(targets) if t is focused), None)
+        if here is None:
+            pane = self._pane_of(focused)
+            here = next((i for i, t in enumerate(targets) if self._pane_of(t) is pane), -1)
+        target = targets[(here + 1) % len(targets)]
+        if self.screen.maximized is not None:
+            self.screen.maximized = self._pane_of(target)
+        target.focus()
+
+    def action_focus_pane(self, pane_id: str) -> None:
+        """Go to one pane by name (the palette's "Focus the ..." commands)."""
+        if self.screen.maximized is not None:
+            self.screen.maximized = self.query_one(f"#{pane_id}", Widget)
+        self._focus_in(pane_id)
 
     def action_select_all(self) -> None:
         editor = self.query_one("#editor", TextArea)
@@ -751,6 +881,24 @@ class DbSandboxApp(App[None]):
     def action_pick_scenario(self) -> None:
         self.show_picker()
 
+    def _next_listing(self) -> Listing | None:
+        """The scenario after the current one in the picker's order, playable on this engine."""
+        if self._listings is None:
+            self._listings = listings()
+        current = self.bridge.scenario.id if self.bridge.scenario else ""
+        return next_listing(self._listings, current, self.engine)
+
+    def action_next_scenario(self) -> None:
+        listing = self._next_listing()
+        if listing is None:
+            self.notify(f"no other scenario runs on {self.engine}")
+            return
+        self.load_scenario(listing.id)
+
+    def _statement_text(self, index: int) -> str | None:
+        execution = self.bridge.execution(index)
+        return execution.statement.text if execution is not None else None
+
     def action_switch_engine(self, engine: str) -> None:
         from dataclasses import replace
 
@@ -794,6 +942,14 @@ class DbSandboxApp(App[None]):
         yield SystemCommand(
             "Check", "Grade the recovery against the scenario's checks (F3)", self.action_check
         )
+        if self.bridge.scenario is not None:
+            upcoming = self._next_listing()
+            if upcoming is not None:
+                yield SystemCommand(
+                    "Next scenario",
+                    f"Load {upcoming.title} (asks first if a transaction is open)",
+                    self.action_next_scenario,
+                )
         yield SystemCommand(
             "Explain",
             "The plan of the statement under the cursor, as a tree, costly steps marked (F9)",
@@ -802,6 +958,22 @@ class DbSandboxApp(App[None]):
         yield SystemCommand(
             "Focus the editor", "Back to typing SQL, from any pane (Esc)", self.action_focus_editor
         )
+        yield SystemCommand(
+            "Zoom pane",
+            "The pane you are in fills the screen; again to put it back (F10)",
+            self.action_zoom,
+        )
+        yield SystemCommand(
+            "Next pane", "Editor, results, timeline, scenario, schema (F12)", self.action_next_pane
+        )
+        for pane_id, what in (
+            ("timeline", "the events, each readable in full under the log"),
+            ("scenario", "story, task, what happened, Hint, Check, Reset"),
+            ("schema", "the tables, their columns and indexes"),
+        ):
+            yield SystemCommand(
+                f"Focus the {pane_id}", what, lambda p=pane_id: self.action_focus_pane(p)
+            )
         yield SystemCommand(
             "New session",
             f"Open session {self.next_session_name()}: its own connection, editor and results",

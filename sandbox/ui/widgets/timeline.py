@@ -24,8 +24,14 @@ from typing import ClassVar, Literal
 from rich.cells import cell_len
 from rich.segment import Segment, Segments
 from rich.style import Style
+from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.geometry import Region
+from textual.message import Message
+from textual.reactive import reactive
+from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import RichLog, Static
 
@@ -44,6 +50,8 @@ Tone = Literal["muted", "warning", "error", "success", "info", "plain"]
 TICK_S = 0.2  # how often open-transaction and wait durations are redrawn
 MIN_LANES = 2  # gutter columns reserved up front, so a second session rarely forces a redraw
 LANE_INDENT = 3  # the text of lane n starts n * LANE_INDENT cells further right
+# Narrower than this, side-by-side session boxes would break their words: they stack instead.
+BOX_MIN_WIDTH = 30
 
 # One single-cell glyph per event kind: it sits in the session's gutter column.
 _MARKERS: dict[EventKind, tuple[str, Tone]] = {
@@ -289,6 +297,72 @@ class SessionBox(Static):
         self.update(text)
 
 
+class EventLog(RichLog):
+    """The event log with a cursor: the learner moves it over the rows, and the event under it
+    is shown in full below (the rows themselves are one line each and scroll sideways)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "move(-1)", "Previous event", show=False),
+        Binding("down", "move(1)", "Next event", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "edge(0)", "First event", show=False),
+        Binding("end", "edge(1)", "Last event", show=False),
+        # The detail under a narrow log has little room: Enter gives the timeline the screen.
+        Binding("enter", "app.zoom", "Zoom", show=False),
+    ]
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"event-log--cursor"}
+    DEFAULT_CSS = """
+    EventLog > .event-log--cursor { background: $accent 40%; }
+    """
+
+    cursor: reactive[int | None] = reactive(None)
+
+    class Moved(Message):
+        """The cursor is on another row (or gone: None)."""
+
+        def __init__(self, row: int | None) -> None:
+            super().__init__()
+            self.row = row
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        if self.cursor is not None and self.has_focus and self.scroll_offset.y + y == self.cursor:
+            strip = strip.apply_style(self.get_component_rich_style("event-log--cursor"))
+        return strip
+
+    def watch_cursor(self, row: int | None) -> None:
+        if row is not None:
+            self.scroll_to_region(Region(0, row, 1, 1), animate=False, immediate=True)
+        self.refresh()
+        self.post_message(self.Moved(row))
+
+    def _go(self, row: int) -> None:
+        if self.lines:
+            self.cursor = max(0, min(len(self.lines) - 1, row))
+
+    def action_move(self, step: int) -> None:
+        self._go((len(self.lines) if self.cursor is None else self.cursor) + step)
+
+    def action_page(self, step: int) -> None:
+        self.action_move(step * max(1, self.scrollable_content_region.height - 1))
+
+    def action_edge(self, end: int) -> None:
+        self._go(len(self.lines) - 1 if end else 0)
+
+    def on_focus(self) -> None:
+        # Arriving in the log puts the cursor on the newest event, the one most likely wanted.
+        if self.cursor is None:
+            self.action_edge(1)
+        else:
+            self.post_message(self.Moved(self.cursor))
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+        self.post_message(self.Moved(None))
+
+
 class TimelineView(Widget):
     """Per-session transaction boxes over a lane-per-session event log."""
 
@@ -304,7 +378,15 @@ class TimelineView(Widget):
     DEFAULT_CSS = """
     TimelineView { height: 1fr; }
     TimelineView > #timeline-sessions { height: auto; }
-    TimelineView SessionBox { width: 1fr; height: auto; padding: 0 1; border: round $panel; }
+    TimelineView SessionBox {
+        width: 1fr;
+        height: auto;
+        padding: 0 1;
+        border: round $panel;
+        text-overflow: ellipsis;  /* a word too long for the box is cut with …, never broken */
+    }
+    TimelineView > #timeline-sessions.-stacked { layout: vertical; }
+    TimelineView > #timeline-sessions.-stacked > SessionBox { border-bottom: none; }
     TimelineView SessionBox.-idle, TimelineView SessionBox.-closed,
     TimelineView SessionBox.-none { color: $text-muted; }
     TimelineView SessionBox.-open { border: heavy $warning; color: $warning; }
@@ -313,6 +395,14 @@ class TimelineView(Widget):
     TimelineView SessionBox.-gone { border: heavy $error; color: $error; }
     TimelineView SessionBox.-failed { border: heavy $error; color: $error; background: $error 15%; }
     TimelineView > #timeline-log { height: 1fr; }
+    TimelineView > #timeline-detail {
+        display: none;
+        height: auto;
+        max-height: 50%;
+        padding: 0 1;
+        border-top: solid $accent;
+    }
+    TimelineView.-detail > #timeline-detail { display: block; }
     TimelineView > .timeline--muted { color: $text-muted; }
     TimelineView > .timeline--warning { color: $warning; }
     TimelineView > .timeline--error { color: $error; }
@@ -342,10 +432,13 @@ class TimelineView(Widget):
         self._flush_scheduled = False
         self._ready = False  # mounted: children exist and theme styles resolve
         self._anchor: tuple[float, float] = (0.0, time.monotonic())
+        # The whole statement behind an event (the log says only its first 72 characters).
+        self.statement_text: Callable[[int], str | None] | None = None
 
     def compose(self) -> ComposeResult:
         yield Horizontal(id="timeline-sessions")
-        yield RichLog(id="timeline-log", wrap=False, markup=False, highlight=False)
+        yield EventLog(id="timeline-log", wrap=False, markup=False, highlight=False)
+        yield Static("", id="timeline-detail", markup=False)
 
     def on_mount(self) -> None:
         # Events may arrive before mounting; they are drawn from here on.
@@ -356,9 +449,52 @@ class TimelineView(Widget):
     # ------------------------------------------------------------------ public API
 
     @property
-    def event_log(self) -> RichLog:
+    def event_log(self) -> EventLog:
         """The RichLog the event lines go to (not `log`: Textual's logger owns that name)."""
-        return self.query_one("#timeline-log", RichLog)
+        return self.query_one("#timeline-log", EventLog)
+
+    def on_resize(self) -> None:
+        self._arrange_boxes()
+
+    def on_event_log_moved(self, message: EventLog.Moved) -> None:
+        message.stop()
+        self.show_detail(message.row)
+
+    def show_detail(self, row: int | None) -> None:
+        """Show event `row` in full under the log, or hide the detail (None)."""
+        shown = row is not None and 0 <= row < len(self._rows)
+        self.set_class(shown, "-detail")
+        if row is not None and shown:
+            self.query_one("#timeline-detail", Static).update(self.detail(row))
+
+    def detail(self, row: int) -> Text:
+        """Everything the log line of event `row` had to cut: its whole message, the whole
+        statement, what the engine reported, and what the glyph means."""
+        event = self._rows[row].event
+        glyph, _tone = _MARKERS.get(event.kind, ("·", "plain"))
+        meaning = _MEANINGS.get(event.kind, _OTHER_MEANING)
+        text = Text()
+        text.append(f"{event.elapsed_ms / 1000:.2f} s · session ", style="bold")
+        text.append_text(plain(event.session, "bold"))
+        text.append(f" · {glyph} {meaning}\n", style="bold")
+        text.append_text(plain(event.message))
+        sql = None
+        if event.statement is not None and self.statement_text is not None:
+            sql = self.statement_text(event.statement)
+        if sql and " ".join(sql.split()) not in event.message:
+            text.append("\nstatement: ", style="bold")
+            text.append_text(plain(sql.strip()))
+        facts = [
+            f"{key}: {value}"
+            for key, value in event.data.items()
+            if isinstance(value, str | int | float) and not isinstance(value, bool)
+        ]
+        if facts:
+            text.append("\n")
+            text.append_text(plain(" · ".join(facts), "dim"))
+        text.append(f"\nat {event.at} (UTC)", style="dim")
+        text.append("\n↑↓ other events · Enter: zoom · Esc: the editor", style="dim italic")
+        return text
 
     @property
     def rows(self) -> int:
@@ -391,6 +527,7 @@ class TimelineView(Widget):
         self._boxes.clear()
         if self._ready:
             self.event_log.clear()
+            self.event_log.cursor = None
 
     def now_ms(self) -> float:
         """The timeline's current time, for the durations of what is still open."""
@@ -456,7 +593,14 @@ class TimelineView(Widget):
             if box is None:
                 box = self._boxes[session] = SessionBox(session)
                 strip.mount(box)
+                self._arrange_boxes()
             box.show(describe_session(self.tracker, session, now, self.statement_timeout_s))
+
+    def _arrange_boxes(self) -> None:
+        """Side by side while each box has room for its words, one under another if not."""
+        strip = self.query_one("#timeline-sessions", Horizontal)
+        count = max(1, len(self._boxes))
+        strip.set_class(self.size.width // count < BOX_MIN_WIDTH, "-stacked")
 
     def _styles(self) -> dict[Tone, Style]:
         styles: dict[Tone, Style] = {"plain": Style()}
