@@ -208,6 +208,19 @@ def tokens(sql: str, dialect: Dialect = "sqlite") -> Iterator[Token]:
         i = end
 
 
+def comments(sql: str, dialect: Dialect = "sqlite") -> list[str]:
+    """The comments of ``sql`` as written (``-- ...`` and ``/* ... */``), in order."""
+    pg = dialect == "postgres"
+    found: list[str] = []
+    i = 0
+    while i < len(sql):
+        kind, end = _lex(sql, i, pg)
+        if kind == "comment":
+            found.append(sql[i:end])
+        i = end
+    return found
+
+
 def words(sql: str, dialect: Dialect = "sqlite") -> list[str]:
     """Upper-cased bare words (keywords and identifiers) outside strings and comments."""
     # `tokens` without its Token objects: every statement a session runs is classified here.

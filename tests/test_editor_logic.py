@@ -1,0 +1,130 @@
+"""The editor's headless helpers: completion, formatting, and where an engine's error points."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox.completion import complete, editor_tables, follows_word
+from sandbox.errors import UserError
+from sandbox.schema_summary import ColumnSummary, TableSummary
+from sandbox.sqlformat import format_sql
+from sandbox.statements import split_statements
+from tests.conftest import run_script
+
+SCHEMA = [
+    TableSummary(
+        "orders",
+        3,
+        [
+            ColumnSummary("id", "integer", True, True),
+            ColumnSummary("customer_id", "integer", False, False),
+            ColumnSummary("total", "integer", False, False),
+        ],
+    ),
+    TableSummary(
+        "customers",
+        2,
+        [ColumnSummary("id", "integer", True, True), ColumnSummary("name", "text", False, False)],
+    ),
+]
+
+
+def offered(text_with_cursor: str, schema: list[TableSummary] = SCHEMA) -> list[str]:
+    """The candidates at `|`, which marks the cursor."""
+    offset = text_with_cursor.index("|")
+    text = text_with_cursor.replace("|", "", 1)
+    completion = complete(text, offset, schema)
+    assert text[completion.start : offset] == completion.prefix
+    return [c.text for c in completion.candidates]
+
+
+def test_tables_are_offered_after_from_join_update_into() -> None:
+    assert offered("SELECT * FROM |") == ["customers", "orders"]
+    assert offered("SELECT * FROM o|") == ["orders"]
+    assert offered("SELECT * FROM orders o JOIN c|") == ["customers"]
+    assert offered("UPDATE cu|") == ["customers"]
+    assert offered("INSERT INTO or|") == ["orders"]
+    assert offered("SELECT * FROM orders, c|") == ["customers"]
+
+
+def test_an_alias_dot_offers_that_tables_columns_even_when_defined_later() -> None:
+    assert offered("SELECT o.| FROM orders o") == ["id", "customer_id", "total"]
+    assert offered("SELECT c.n| FROM orders AS o JOIN customers c ON c.id = o.customer_id") == [
+        "name"
+    ]
+    assert offered("SELECT orders.t| FROM orders") == ["total"]
+    # Only the statement under the cursor counts: `o` is another table in the next one.
+    assert offered("SELECT o.| FROM orders o; SELECT o.id FROM customers o") == [
+        "id",
+        "customer_id",
+        "total",
+    ]
+
+
+def test_columns_of_the_statements_tables_come_before_keywords() -> None:
+    assert offered("SELECT * FROM orders WHERE t|")[0] == "total"
+    assert "name" not in offered("SELECT * FROM orders WHERE n|")  # customers is not in it
+    assert offered("sel|") == ["select"]  # keywords follow the case typed
+    assert offered("SEL|") == ["SELECT"]
+
+
+def test_unfinished_and_odd_text_never_raises() -> None:
+    for text in ["|", "SELECT '|", 'SELECT "a|', "SELECT * FROM|", "\\snapshot s|", "o.|", ".|"]:
+        offered(text)
+    assert offered("SELECT x.| FROM orders") == []  # x is no table and no alias
+
+
+def test_tables_the_editor_creates_are_offered_before_they_are_committed() -> None:
+    text = "CREATE TABLE staging (id integer, label text, PRIMARY KEY (id));\n"
+    assert [(t.name, [c.name for c in t.columns]) for t in editor_tables(text, "sqlite")] == [
+        ("staging", ["id", "label"])
+    ]
+    assert offered(text + "SELECT s.| FROM staging s") == ["id", "label"]
+    assert offered(text + "SELECT * FROM st|") == ["staging"]
+
+
+def test_tab_completes_only_after_a_word() -> None:
+    assert follows_word("SELECT a", 8) and follows_word("o.", 2)
+    assert not follows_word("SELECT ", 7) and not follows_word("", 0)
+
+
+def test_format_rewrites_statements_and_keeps_everything_between_them() -> None:
+    text = "-- before\nselect a, b from t where a = 1;\n\\snapshot s\n\nselect 2 -- after\n"
+    formatted = format_sql(text, "sqlite")
+    assert formatted.text == (
+        "-- before\nSELECT\n  a,\n  b\nFROM t\nWHERE\n  a = 1;\n"
+        "\\snapshot s\n\nSELECT\n  2 -- after\n"
+    )
+    assert formatted.statements == 2
+    # A comment inside a statement is kept (as sqlglot writes it).
+    inner = format_sql("select a, -- the a\n b from t", "postgres").text
+    assert "the a" in inner
+
+
+def test_format_refuses_what_it_cannot_parse_and_names_the_line() -> None:
+    with pytest.raises(UserError, match="line 2"):
+        format_sql("select 1;\nselect (1", "sqlite")
+
+
+def test_format_keeps_a_statement_sqlglot_does_not_know() -> None:
+    formatted = format_sql("lock table t in exclusive mode", "postgres")
+    assert formatted.text == "lock table t in exclusive mode" and formatted.kept == 1
+
+
+@pytest.mark.parametrize(
+    ("sql", "at"),
+    [
+        ("SELECT * FORM t", "FORM t"),
+        ("SELECT 1 WHERE 1 = = 1", "= 1"),  # the second `=`, not the first
+        ("SELECT nope FROM t", "nope FROM"),
+        ("SELECT (1", ""),  # at the end: the statement stopped short
+    ],
+)
+def test_the_error_position_points_into_the_statement(engine: str, sql: str, at: str) -> None:
+    result = run_script(engine, f"CREATE TABLE t (a integer);\n{sql};\n")
+    statement = split_statements(f"CREATE TABLE t (a integer);\n{sql};\n")[1]
+    outcome = result.executions[1].outcome
+    assert outcome is not None and outcome.error is not None
+    position = outcome.error.position
+    assert position is not None
+    assert statement.text[position:].startswith(at), (outcome.error.message, position)
