@@ -12,6 +12,7 @@ own. A table the learner's session created in a transaction not yet committed is
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sandbox.schema_summary import TableSummary
@@ -44,10 +45,22 @@ class Candidate:
     text: str  # what is inserted
     kind: str  # "column", "table" or "keyword"
     detail: str = ""  # where a column comes from: its table
+    dialect: Dialect = "sqlite"
 
     @property
-    def label(self) -> str:
-        return f"{self.text}  {self.detail or self.kind}"
+    def insert(self) -> str:
+        """What goes into the editor: a name that is no plain identifier, double-quoted."""
+        if self.kind == "keyword" or _plain(self.text, self.dialect):
+            return self.text
+        return '"' + self.text.replace('"', '""') + '"'
+
+
+def _plain(name: str, dialect: Dialect) -> bool:
+    """Whether `name` needs no quotes: a bare identifier that is not a keyword (and, in
+    PostgreSQL, which folds bare names to lower case, has no capitals)."""
+    bare = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", name) is not None
+    folds = dialect != "postgres" or name == name.lower()
+    return bare and folds and name.upper() not in _NOT_ALIAS
 
 
 @dataclass(frozen=True)
@@ -207,9 +220,10 @@ def complete(
         table = known.get(table_name.lower())
         if table is None:
             return []
-        return [Candidate(c.name, "column", table.name) for c in table.columns]
+        return [Candidate(c.name, "column", table.name, dialect) for c in table.columns]
 
-    tables = [Candidate(t.name, "table") for t in sorted(known.values(), key=lambda t: t.name)]
+    ordered = sorted(known.values(), key=lambda t: t.name)
+    tables = [Candidate(t.name, "table", dialect=dialect) for t in ordered]
     if start > 0 and text[start - 1] == ".":
         qualifier = text[_word_before(text, start - 1) : start - 1]
         named = names.get(qualifier.lower(), qualifier)

@@ -128,3 +128,32 @@ def test_the_error_position_points_into_the_statement(engine: str, sql: str, at:
     position = outcome.error.position
     assert position is not None
     assert statement.text[position:].startswith(at), (outcome.error.message, position)
+
+
+def test_a_name_that_needs_quotes_is_inserted_quoted() -> None:
+    schema = [TableSummary("Order Items", 0, [ColumnSummary("Qty", "int", False, False)])]
+    completion = complete("SELECT * FROM ord", 17, schema, "postgres")
+    assert [c.insert for c in completion.candidates] == ['"Order Items"']
+    completion = complete('SELECT q FROM "Order Items"', 8, schema, "postgres")
+    assert [c.insert for c in completion.candidates] == ['"Qty"']
+    completion = complete('SELECT q FROM "Order Items"', 8, schema, "sqlite")
+    assert [c.insert for c in completion.candidates] == ["Qty"]  # SQLite ignores case
+
+
+def test_history_keeps_the_draft_and_each_session_browses_on_its_own() -> None:
+    from sandbox.history import History
+
+    history = History()
+    history.add("SELECT 1", "A")
+    history.add("SELECT 2", "A")
+    history.add("SELECT 2", "A")  # run twice in a row: once
+    assert history.step("A", "my draft", +1) is None  # nothing newer than the draft
+    assert history.step("A", "my draft", -1) == "SELECT 2"
+    assert history.step("A", "SELECT 2", -1) == "SELECT 1"
+    assert history.step("A", "SELECT 1", -1) is None  # the oldest
+    assert history.step("B", "B's draft", -1) == "SELECT 2"
+    assert history.step("A", "SELECT 1", +1) == "SELECT 2"
+    assert history.step("A", "SELECT 2", +1) == "my draft"
+    assert history.step("B", "SELECT 2", +1) == "B's draft"
+    assert history.search("select") == ["SELECT 2", "SELECT 1"]
+    assert history.search("1") == ["SELECT 1"]

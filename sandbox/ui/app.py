@@ -23,12 +23,17 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Tab, Tabs, TextArea
 
+from sandbox.completion import Completion, complete
 from sandbox.conductor import Execution
 from sandbox.errors import UserError
+from sandbox.history import History
 from sandbox.metacommands import session_name_ok
 from sandbox.scenario.catalog import Listing, find, listings
 from sandbox.scenario.model import Scenario
-from sandbox.statements import split
+from sandbox.schema_summary import TableSummary
+from sandbox.sqlfiles import find_next, read_sql_file, write_sql_file
+from sandbox.sqlformat import format_sql
+from sandbox.statements import split, tokens
 from sandbox.targets import TargetOptions
 from sandbox.timeline import Event, EventKind, Timeline
 from sandbox.ui.bridge import Bridge
@@ -42,8 +47,9 @@ from sandbox.ui.messages import (
     TimelineEvent,
 )
 from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen, ScenarioPicker
+from sandbox.ui.screens.editor_dialogs import FindDialog, HistorySearch, PathPrompt
 from sandbox.ui.text import visible
-from sandbox.ui.widgets.editor import SqlEditor
+from sandbox.ui.widgets.editor import CompletionList, SqlEditor
 from sandbox.ui.widgets.results import ResultsView
 from sandbox.ui.widgets.scenario_panel import ScenarioPanel
 from sandbox.ui.widgets.schema import SchemaView
@@ -66,10 +72,20 @@ Every key works from any pane: the editor, the results, the schema or the timeli
 | **ctrl+n** | open a new session (B, C, ...): its own connection, editor and results |
 | **F4** | close this session (asks first when its transaction is open) |
 | **F8** | cancel the statement running or waiting in this session (and what is queued) |
-| **ctrl+up / ctrl+down** | previous / next statement from history |
+| **ctrl+up / ctrl+down** | previous / next statement run (after the newest: your draft again) |
+| **ctrl+g** | search the statements run: type to narrow, Enter puts one in the editor |
+| **ctrl+space**, or **Tab** after a word | complete a keyword, table, column or `alias.` column |
+| **ctrl+f** | find in the editor (Enter: next match) |
+| **ctrl+l** | format the selection, or all the SQL, with sqlglot (ctrl+z undoes it) |
+| **ctrl+o** / **ctrl+s** | open a `.sql` file into the editor / save the editor to a file |
 | **ctrl+p** | commands: hint, check, reset, load scenario, switch session or engine, export |
 | **F1** | this help (Esc or F1 closes it) |
 | **ctrl+q** | quit (asks first if a transaction is open or a statement runs) |
+
+While the completion list is up, **Up**/**Down** choose, **Enter** or **Tab** take one and
+**Esc** closes it. Tables and columns come from the schema pane (what is committed) and from
+the `CREATE TABLE` statements in the editor. When a statement fails, the place the engine
+points at is selected in the editor.
 
 In a dialog only its own keys work, and it lists them: the guard's confirmation takes
 **y** (run it) and **n** or **Esc** (don't; the default); reset and quit take **y** (go ahead)
@@ -111,6 +127,9 @@ SELECT 'hello, sandbox' AS greeting;
 
 
 _M = TypeVar("_M", bound=Message)
+
+OPEN_KEYS = "a path from the current directory · Enter: open · Esc: cancel"
+SAVE_KEYS = "a path from the current directory · Enter: save (asks before replacing) · Esc: cancel"
 
 
 def transaction_loss(session: str, state: str, changes: int) -> str:
@@ -174,6 +193,12 @@ class DbSandboxApp(App[None]):
         Binding("ctrl+up", "history(-1)", "History back", show=False, priority=True),
         Binding("ctrl+down", "history(1)", "History forward", show=False, priority=True),
         Binding("ctrl+r", "reset", "Reset", priority=True),
+        # The editor's own keys: priority, since TextArea binds none of them usefully here.
+        Binding("ctrl+g", "history_search", "Search history", show=False, priority=True),
+        Binding("ctrl+f", "find", "Find", show=False, priority=True),
+        Binding("ctrl+l", "format", "Format", show=False, priority=True),
+        Binding("ctrl+o", "open_file", "Open", show=False, priority=True),
+        Binding("ctrl+s", "save_file", "Save", show=False, priority=True),
         Binding("escape", "focus_editor", "Editor", show=False),
         Binding("ctrl+q", "quit_safely", "Quit", priority=True),
     ]
@@ -190,6 +215,11 @@ class DbSandboxApp(App[None]):
             "select_all",
             "cancel",
             "history",
+            "history_search",
+            "find",
+            "format",
+            "open_file",
+            "save_file",
             "reset",
             "focus_editor",
         }
@@ -218,8 +248,14 @@ class DbSandboxApp(App[None]):
         self._seen = 0  # the last event (seq) the panes have taken
         self._wanted_session: str | None = None  # a session asked for, focused once it opens
         self._quitting = False  # quitting: the sandbox is being removed off the UI thread
-        self.history: list[str] = []
-        self.history_at = 0
+        self.history = History()
+        # Where each session's editor text came from or was saved to: ctrl+s writes there.
+        self.paths: dict[str, Path] = {}
+        # The last text each session ran from the editor, and where it starts in the editor,
+        # so an error's position can be marked where the learner typed it.
+        self._ran: dict[str, tuple[str, int, str]] = {}
+        self.tables: list[TableSummary] = []  # the committed schema, as the schema pane has it
+        self._find = ""  # the last text looked for
         self.engine = options.engine
         self.sandbox_description: str | None = None  # set once a sandbox is ready
         self._listings: list[Listing] | None = None  # the catalog's titles, read once
@@ -239,6 +275,7 @@ class DbSandboxApp(App[None]):
                 yield ResultsView(id="results")
             yield TimelineView(id="timeline")
         yield Footer()
+        yield CompletionList(id="completion")
 
     def on_resize(self) -> None:
         # Below 100 columns three panes leave the editor too narrow: slim the side panes, and
@@ -261,7 +298,9 @@ class DbSandboxApp(App[None]):
                 signal.signal(sig, self._exit_on_signal)
         self.on_resize()
         self._set_subtitle("starting…")
-        self.query_one("#editor", TextArea).focus()
+        editor = self.query_one("#editor", SqlEditor)
+        editor.completer = self._complete
+        editor.focus()
         # Just after the first frame: the worker's imports would compete with it for the GIL.
         # (Not call_after_refresh: with the picker on top, the main screen does not refresh.)
         self.set_timer(0.05, lambda: self.open_sandbox(self.initial_scenario))
@@ -408,6 +447,31 @@ class DbSandboxApp(App[None]):
             self.latest[event.session] = execution
             if event.session == self.session:
                 self.query_one("#results", ResultsView).show(execution)
+        if event.kind is EventKind.ERROR and event.session == self.session:
+            self._mark_error(execution)
+
+    def _mark_error(self, execution: Execution) -> None:
+        """Select in the editor the place a failed statement's error points at.
+
+        Only while the editor still holds the text it was run from: once the learner has
+        typed on, the offset may no longer be where the mistake is.
+        """
+        outcome = execution.outcome
+        error = outcome.error if outcome is not None else None
+        ran = self._ran.get(execution.session)
+        if error is None or error.position is None or ran is None:
+            return
+        text, start, editor_text = ran
+        statement = execution.statement
+        editor = self.query_one("#editor", SqlEditor)
+        if editor.text != editor_text or text[statement.start : statement.end] != statement.text:
+            return
+        at = start + statement.start + error.position
+        token = next(tokens(editor.text[at:], self.bridge.dialect), None)
+        length = token.end if token is not None and token.start == 0 else 0
+        editor.select_span(at, at + length)
+        row, column = editor.location_of(at)
+        self.say(f"line {row + 1}, column {column + 1}: {error.message}", "error")
 
     async def _take_live(self, event: Event) -> None:
         self._take(event)
@@ -444,6 +508,7 @@ class DbSandboxApp(App[None]):
     @on(SchemaChanged)
     @_unless_leaving
     def schema_changed(self, message: SchemaChanged) -> None:
+        self.tables = message.tables
         self.query_one("#schema", SchemaView).show(message.tables)
 
     @on(ChecksDone)
@@ -495,36 +560,160 @@ class DbSandboxApp(App[None]):
 
     # ------------------------------------------------------------------ actions
 
-    def _statement_at_cursor(self) -> str:
-        editor = self.query_one("#editor", TextArea)
+    def _statement_at_cursor(self) -> tuple[str, int]:
+        """What F5 runs (the selection, or the statement under the cursor) and its offset."""
+        editor = self.query_one("#editor", SqlEditor)
         if editor.selected_text.strip():
-            return editor.selected_text
+            start = min(editor.selection.start, editor.selection.end)
+            return editor.selected_text, editor.offset_of(start)
         text = editor.text
-        row, column = editor.cursor_location
-        lines = text.split("\n")
-        offset = sum(len(line) + 1 for line in lines[:row]) + column
+        offset = editor.cursor_offset
         # Backslash commands (\\diff start) are runnable lines too.
         items = split(text, self.bridge.dialect)
         for item in items:
             if item.start <= offset <= item.end + 1:
-                return item.text
+                return item.text, item.start
         before = [i for i in items if i.end <= offset]
-        return before[-1].text if before else (items[0].text if items else "")
+        chosen = before[-1] if before else (items[0] if items else None)
+        return (chosen.text, chosen.start) if chosen is not None else ("", 0)
 
     def action_run(self) -> None:
-        text = self._statement_at_cursor()
+        text, start = self._statement_at_cursor()
         if not text.strip():
             self.notify("nothing to run: type a statement first", severity="warning")
             return
-        self.history.append(text)
-        self.history_at = len(self.history)
+        self.history.add(text, self.session)
+        self._ran[self.session] = (text, start, self.query_one("#editor", SqlEditor).text)
         self.run_sql(self.session, text)
 
     def action_history(self, step: int) -> None:
-        if not self.history:
+        editor = self.query_one("#editor", SqlEditor)
+        shown = self.history.step(self.session, editor.text, step)
+        if shown is None:
+            if not self.history.entries:
+                self.notify("no statements run yet: the history fills as you run them")
             return
-        self.history_at = max(0, min(len(self.history) - 1, self.history_at + step))
-        self.query_one("#editor", TextArea).text = self.history[self.history_at]
+        editor.replace_all(shown)  # an edit: ctrl+z brings back what was there
+
+    def action_history_search(self) -> None:
+        if not self.history.entries:
+            self.notify("no statements run yet: the history fills as you run them")
+            return
+
+        def chosen(text: str | None) -> None:
+            editor = self.query_one("#editor", SqlEditor)
+            if text is not None:
+                self.history.stop(self.session)
+                editor.replace_all(text)
+            editor.focus()
+
+        self.push_screen(HistorySearch(self.history.search), chosen)
+
+    def _complete(self, text: str, offset: int) -> Completion:
+        return complete(text, offset, self.tables, self.bridge.dialect)
+
+    def action_complete(self) -> None:
+        editor = self.query_one("#editor", SqlEditor)
+        editor.focus()
+        editor.action_complete()
+
+    def action_find(self) -> None:
+        def closed(_: None) -> None:
+            self.action_focus_editor()
+
+        self.push_screen(FindDialog(self._find_next, self._find), closed)
+
+    def _find_next(self, query: str) -> str:
+        """Select the next match of `query` after the cursor (wrapping); say where it is."""
+        self._find = query
+        editor = self.query_one("#editor", SqlEditor)
+        found = find_next(editor.text, query, editor.cursor_offset)
+        if found is None:
+            return f"not found: {query}"
+        start, count, wrapped = found
+        editor.select_span(start, start + len(query))
+        row, column = editor.location_of(start)
+        where = f"line {row + 1}, column {column + 1}"
+        return f"{where}{' (from the top again)' if wrapped else ''} · {count} in all"
+
+    def action_format(self) -> None:
+        editor = self.query_one("#editor", SqlEditor)
+        selected = bool(editor.selected_text.strip())
+        source = editor.selected_text if selected else editor.text
+        try:
+            formatted = format_sql(source, self.bridge.dialect)
+        except UserError as exc:
+            self.say(f"not formatted: {exc}", "error")
+            return
+        if formatted.text == source:
+            self.notify("already formatted: nothing changed")
+            return
+        if selected:
+            start, end = sorted((editor.selection.start, editor.selection.end))
+            editor.replace(formatted.text, start, end, maintain_selection_offset=False)
+        else:
+            editor.replace_all(formatted.text)
+        kept = (
+            f"; {formatted.kept} kept as typed (sqlglot does not know them)"
+            if formatted.kept
+            else ""
+        )
+        self.notify(f"formatted {formatted.statements} statement(s){kept} · ctrl+z undoes it")
+
+    def action_open_file(self) -> None:
+        def chosen(path: str | None) -> None:
+            if path is not None:
+                self.open_file(Path(path))
+            self.action_focus_editor()
+
+        self.push_screen(PathPrompt("Open a .sql file into the editor", "", OPEN_KEYS), chosen)
+
+    def open_file(self, path: Path) -> None:
+        try:
+            text = read_sql_file(path)
+        except UserError as exc:
+            self.say(str(exc), "error")
+            return
+        editor = self.query_one("#editor", SqlEditor)
+        editor.replace_all(text)
+        editor.move_cursor((0, 0))
+        self.paths[self.session] = path
+        self.history.stop(self.session)
+        self.notify(f"opened {path} (ctrl+z brings back what was there)")
+
+    def action_save_file(self) -> None:
+        known = self.paths.get(self.session)
+        if known is not None:
+            self.save_file(known, replace=True)
+            return
+
+        def chosen(path: str | None) -> None:
+            if path is not None:
+                self.save_file(Path(path))
+            self.action_focus_editor()
+
+        self.push_screen(PathPrompt("Save the editor to a file", "", SAVE_KEYS), chosen)
+
+    def save_file(self, path: Path, replace: bool = False) -> None:
+        """Write the editor to `path`; an existing file is replaced only once the learner
+        says so (or it is the file this editor was opened from or saved to)."""
+        if not replace and path.exists():
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.save_file(path, replace=True)
+                self.action_focus_editor()
+
+            lines = [f"{path} exists: its contents would be replaced by the editor's text"]
+            self.push_screen(ConfirmQuit(f"Overwrite {path}", lines, "Overwrite"), answered)
+            return
+        try:
+            write_sql_file(path, self.query_one("#editor", SqlEditor).text)
+        except UserError as exc:
+            self.say(str(exc), "error")
+            return
+        self.paths[self.session] = path
+        self.notify(f"saved to {path}")
 
     def action_next_session(self) -> None:
         if len(self.sessions) < 2:
@@ -736,6 +925,26 @@ class DbSandboxApp(App[None]):
         )
         yield SystemCommand(
             "Focus the editor", "Back to typing SQL, from any pane (Esc)", self.action_focus_editor
+        )
+        yield SystemCommand(
+            "Complete",
+            "Keywords, tables and columns at the cursor (ctrl+space)",
+            self.action_complete,
+        )
+        yield SystemCommand(
+            "Search history", "Find a statement run before (ctrl+g)", self.action_history_search
+        )
+        yield SystemCommand("Find in editor", "Select the next match (ctrl+f)", self.action_find)
+        yield SystemCommand(
+            "Format SQL", "The selection or all the SQL, with sqlglot (ctrl+l)", self.action_format
+        )
+        yield SystemCommand(
+            "Open file", "A .sql file into the editor (ctrl+o)", self.action_open_file
+        )
+        yield SystemCommand(
+            "Save file",
+            "The editor to a .sql file (ctrl+s; asks before replacing one)",
+            self.action_save_file,
         )
         yield SystemCommand(
             "New session",
