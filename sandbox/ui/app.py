@@ -383,6 +383,8 @@ class DbSandboxApp(App[None]):
         self._stream = message.timeline
         self.latest.clear()
         self.buffers = {name: text for name, text in self.buffers.items() if name == "A"}
+        # A session opened later under an old name starts without a file to save to.
+        self.paths = {name: path for name, path in self.paths.items() if name == "A"}
         events = message.timeline.events
         opened = [e.session for e in events if e.kind is EventKind.SESSION_OPENED]
         self.sessions = list(dict.fromkeys(message.sessions + opened)) or ["A"]
@@ -414,6 +416,7 @@ class DbSandboxApp(App[None]):
             # A new scenario starts from a clean editor that says what to do; a reset of the
             # same one keeps what the learner has typed.
             self.buffers.clear()
+            self.paths.clear()  # ctrl+s must not put the task over the file opened before
             self.query_one("#editor", TextArea).text = task_comment(message.scenario)
         self._scenario_id = scenario_id
         self._set_subtitle(message.scenario.id if message.scenario else "free play")
@@ -494,6 +497,7 @@ class DbSandboxApp(App[None]):
             return
         self.sessions.remove(name)
         self.buffers.pop(name, None)
+        self.paths.pop(name, None)
         self.latest.pop(name, None)
         tabs = self.query_one("#sessions", Tabs)
         if self.session == name:
@@ -533,6 +537,10 @@ class DbSandboxApp(App[None]):
             self.action_focus_editor()
 
         self.push_screen(ConfirmStatement(message.statement.text, message.review), answered)
+
+    @on(CompletionList.OptionSelected)
+    def completion_clicked(self, event: CompletionList.OptionSelected) -> None:
+        self.query_one("#editor", SqlEditor).accept_completion(event.option_index)
 
     @on(ScenarioPanel.CheckPressed)
     def check_pressed(self) -> None:
@@ -663,7 +671,7 @@ class DbSandboxApp(App[None]):
     def action_open_file(self) -> None:
         def chosen(path: str | None) -> None:
             if path is not None:
-                self.open_file(Path(path))
+                self.open_file(Path(path).expanduser())
             self.action_focus_editor()
 
         self.push_screen(PathPrompt("Open a .sql file into the editor", "", OPEN_KEYS), chosen)
@@ -689,7 +697,7 @@ class DbSandboxApp(App[None]):
 
         def chosen(path: str | None) -> None:
             if path is not None:
-                self.save_file(Path(path))
+                self.save_file(Path(path).expanduser())
             self.action_focus_editor()
 
         self.push_screen(PathPrompt("Save the editor to a file", "", SAVE_KEYS), chosen)

@@ -59,6 +59,7 @@ class FindDialog(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="find", classes="dialog"):
+            yield Label("Find in the editor", classes="dialog-title")
             yield Input(self.query_text, id="find-input", placeholder="text to find")
             yield Static(
                 plain("Enter: next match (from the cursor, wrapping; any case) · Esc: back"),

@@ -146,6 +146,12 @@ class SqlEditor(TextArea):
         if popup is not None:
             popup.display = False
 
+    def accept_completion(self, index: int) -> None:
+        """Take candidate `index` of the open popup (a click on it)."""
+        if self._completion is not None and 0 <= index < len(self._completion.candidates):
+            self._accept(self._completion, index)
+        self.focus()
+
     def _accept(self, completion: Completion, index: int) -> None:
         candidate = completion.candidates[index]
         self.close_completion()
