@@ -15,9 +15,19 @@ import sqlite3
 
 from sandbox.statements import Dialect, tokens
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _NEAR = re.compile(r'^near "(.*)": syntax error$', re.DOTALL)
 _UNRECOGNIZED = re.compile(r'^unrecognized token: "(.*)"$', re.DOTALL)
 _NAMED = re.compile(r"^no such (?:column|table|function): (\S+)$")
+
+
+def script_place(line: int, column: int, text: str, position: int) -> tuple[int, int]:
+    """The 1-based line and column, in the script, of `position` in a statement `text` that
+    starts at `line`, `column` there."""
+    rows = _LINE_BREAK.split(text[:position])
+    if len(rows) == 1:
+        return line, column + position
+    return line + len(rows) - 1, len(rows[-1]) + 1
 
 
 def locate(exc: BaseException, sql: str, message: str, dialect: Dialect) -> int | None:

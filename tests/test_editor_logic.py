@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import os
+from pathlib import Path
+
 import pytest
 
 from sandbox.completion import complete, editor_tables, follows_word
@@ -157,3 +163,26 @@ def test_history_keeps_the_draft_and_each_session_browses_on_its_own() -> None:
     assert history.step("B", "SELECT 2", +1) == "B's draft"
     assert history.search("select") == ["SELECT 2", "SELECT 1"]
     assert history.search("1") == ["SELECT 1"]
+
+
+def test_run_json_says_where_in_the_script_the_error_is(engine: str, tmp_path: Path) -> None:
+    from sandbox.cli import main
+
+    script = tmp_path / "script.sql"
+    script.write_text("SELECT 1;\n\nSELECT id,\n  a FROM FROM t;\nSELECT 2;\n", encoding="utf-8")
+    argv = ["run", str(script), "--engine", engine, "--format", "json"]
+    if engine == "postgres":
+        argv += ["--url", os.environ["DBSANDBOX_TEST_POSTGRES_URL"]]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main(argv)
+    statements = json.loads(out.getvalue())["statements"]
+    assert statements[1]["error"]["at"] == {"line": 4, "column": 10}
+    assert "at" not in (statements[0]["error"] or {})
+
+
+def test_script_place_counts_lines_inside_the_statement() -> None:
+    from sandbox.errorpos import script_place
+
+    assert script_place(3, 5, "SELECT x", 7) == (3, 12)
+    assert script_place(3, 5, "SELECT\r\n  x", 10) == (4, 3)
