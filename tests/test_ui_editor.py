@@ -92,15 +92,23 @@ async def test_the_popup_narrows_as_you_type_and_esc_closes_it_in_the_editor() -
         assert not popup_open(app) and app.focused is editor
         await pilot.press("tab")  # after a word: completes the only column left
         assert editor.text == "SELECT total FROM orders"
+        editor = put(app, "SELECT c| FROM orders")
+        await pilot.press("tab")  # customer, case, cast, ...: the list, columns first
+        assert popup_open(app) and popup.option_count > 1
+        await pilot.press("tab")  # Tab takes the highlighted one, like Enter
+        assert editor.text == "SELECT customer FROM orders" and not popup_open(app)
 
 
-async def test_tab_after_a_space_still_indents() -> None:
+async def test_tab_indents_where_there_is_nothing_to_complete() -> None:
     app = free_play()
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot, app)
         editor = put(app, "SELECT 1 ")
         await pilot.press("tab")
-        assert editor.text.startswith("SELECT 1  ") and not app.query_one(CompletionList).display
+        assert editor.text.startswith("SELECT 1  ") and not popup_open(app)
+        editor = put(app, "SELECT 12")  # after a word that nothing completes: indents too
+        await pilot.press("tab")
+        assert editor.text.startswith("SELECT 12 ") and not popup_open(app)
 
 
 async def test_ctrl_up_keeps_the_draft_and_ctrl_z_undoes_a_history_step() -> None:

@@ -213,9 +213,10 @@ class SqlEditor(TextArea):
             self.action_complete()
 
     def _tab_completes(self) -> bool:
-        """Tab right after a word completes it; anywhere else it indents as before."""
-        return (
-            self.completer is not None
-            and not self.selected_text
-            and follows_word(self.text, self.cursor_offset)
+        """Tab right after a word completes it, if anything fits; otherwise it indents."""
+        if self.completer is None or self.selected_text:
+            return False
+        offset = self.cursor_offset
+        return follows_word(self.text, offset) and bool(
+            self.completer(self.text, offset).candidates
         )
