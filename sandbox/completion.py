@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from sandbox.schema_summary import TableSummary
-from sandbox.statements import Dialect, Statement, Token, split, tokens
+from sandbox.statements import Dialect, Statement, Token, in_literal, split, tokens
 
 _KEYWORD_TEXT = (
     "SELECT FROM WHERE AND OR NOT NULL IS IN EXISTS BETWEEN LIKE ILIKE AS ON USING JOIN INNER "
@@ -199,6 +199,8 @@ def complete(
     offset = max(0, min(offset, len(text)))
     start = _word_before(text, offset)
     prefix = text[start:offset]
+    if in_literal(text, offset, dialect):
+        return Completion(start, prefix, [])  # a comment or a string: words there are text
     statement, statement_start = statement_at(text, offset, dialect)
     known = {t.name.lower(): t for t in schema}
     for table in editor_tables(text, dialect):

@@ -80,6 +80,15 @@ def test_unfinished_and_odd_text_never_raises() -> None:
     assert offered("SELECT x.| FROM orders") == []  # x is no table and no alias
 
 
+def test_nothing_is_offered_inside_a_comment_or_a_string() -> None:
+    assert offered("-- sel|") == []
+    assert offered("/* sel| */ SELECT 1") == []
+    assert offered("SELECT 'sel|") == []
+    assert offered("SELECT 'x' AS sel|") == ["select"]  # after a closed string: SQL again
+    assert offered("/* x */ sel|") == ["select"]
+    assert offered("-- note\nsel|") == ["select"]
+
+
 def test_tables_the_editor_creates_are_offered_before_they_are_committed() -> None:
     text = "CREATE TABLE staging (id integer, label text, PRIMARY KEY (id));\n"
     assert [(t.name, [c.name for c in t.columns]) for t in editor_tables(text, "sqlite")] == [
