@@ -117,8 +117,19 @@ def test_format_rewrites_statements_and_keeps_everything_between_them() -> None:
 
 
 def test_format_refuses_what_it_cannot_parse_and_names_the_line() -> None:
-    with pytest.raises(UserError, match="line 2"):
+    with pytest.raises(UserError, match=r"line 2: sqlglot stops at line 2, column 9: Expecting \)"):
         format_sql("select 1;\nselect (1", "sqlite")
+    with pytest.raises(UserError, match=r"at line 4, column 1: Expected table name$"):
+        format_sql("select 1;\n\n  select x\nfrom", "sqlite")
+    # A selection that starts at line 5, column 3 of the editor: the editor's lines.
+    with pytest.raises(UserError, match=r"line 5: sqlglot stops at line 5, column 11"):
+        format_sql("select (1", "sqlite", (5, 3))
+
+
+def test_format_refuses_to_rewrite_a_statement_into_another() -> None:
+    # sqlglot writes SQLite's missing ILIKE as LOWER(..) LIKE LOWER(..): not the learner's.
+    with pytest.raises(UserError, match="different statement"):
+        format_sql("select * from t where name ilike 'a%'", "sqlite")
 
 
 def test_format_keeps_a_statement_sqlglot_does_not_know() -> None:

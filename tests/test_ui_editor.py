@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
+from textual.widgets.text_area import Selection
 
 from sandbox.targets import TargetOptions
 from sandbox.ui.app import DbSandboxApp, create_app, help_text
@@ -235,6 +236,10 @@ async def test_format_is_undoable_and_refuses_what_it_cannot_parse() -> None:
         )
         await pilot.press("ctrl+z")
         assert editor.text == original
+        editor = put(app, "select 1;\nselect a from t;\n")
+        editor.selection = Selection((1, 0), (1, 15))  # the second statement only
+        await pilot.press("ctrl+l")
+        assert editor.text == "select 1;\nSELECT\n  a\nFROM t;\n"
         broken = "select (1 from t"
         editor = put(app, broken)
         await pilot.press("ctrl+l")

@@ -648,8 +648,10 @@ class DbSandboxApp(App[None]):
         editor = self.query_one("#editor", SqlEditor)
         selected = bool(editor.selected_text.strip())
         source = editor.selected_text if selected else editor.text
+        start, end = sorted((editor.selection.start, editor.selection.end))
+        origin = (start[0] + 1, start[1] + 1) if selected else (1, 1)
         try:
-            formatted = format_sql(source, self.bridge.dialect)
+            formatted = format_sql(source, self.bridge.dialect, origin)
         except UserError as exc:
             self.say(f"not formatted: {exc}", "error")
             return
@@ -657,7 +659,6 @@ class DbSandboxApp(App[None]):
             self.notify("already formatted: nothing changed")
             return
         if selected:
-            start, end = sorted((editor.selection.start, editor.selection.end))
             editor.replace(formatted.text, start, end, maintain_selection_offset=False)
         else:
             editor.replace_all(formatted.text)
