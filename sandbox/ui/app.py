@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -23,20 +23,17 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Tab, Tabs, TextArea
 
-from sandbox.completion import Completion, complete
 from sandbox.conductor import Execution
 from sandbox.errors import UserError
 from sandbox.history import History
 from sandbox.metacommands import session_name_ok
 from sandbox.scenario.catalog import Listing, find, listings
 from sandbox.scenario.model import Scenario
-from sandbox.schema_summary import TableSummary
-from sandbox.sqlfiles import find_next, read_sql_file, write_sql_file
-from sandbox.sqlformat import format_sql
-from sandbox.statements import split, tokens
+from sandbox.statements import split
 from sandbox.targets import TargetOptions
 from sandbox.timeline import Event, EventKind, Timeline
 from sandbox.ui.bridge import Bridge
+from sandbox.ui.editing import EditorActions
 from sandbox.ui.messages import (
     ChecksDone,
     ConfirmationNeeded,
@@ -47,7 +44,6 @@ from sandbox.ui.messages import (
     TimelineEvent,
 )
 from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen, ScenarioPicker
-from sandbox.ui.screens.editor_dialogs import FindDialog, HistorySearch, PathPrompt
 from sandbox.ui.text import visible
 from sandbox.ui.widgets.editor import CompletionList, SqlEditor
 from sandbox.ui.widgets.results import ResultsView
@@ -128,9 +124,6 @@ SELECT 'hello, sandbox' AS greeting;
 
 _M = TypeVar("_M", bound=Message)
 
-OPEN_KEYS = "a path from the current directory · Enter: open · Esc: cancel"
-SAVE_KEYS = "a path from the current directory · Enter: save (asks before replacing) · Esc: cancel"
-
 
 def transaction_loss(session: str, state: str, changes: int) -> str:
     """What rolling back a session's transaction loses: its successful writes, no more."""
@@ -170,7 +163,7 @@ def task_comment(scenario: Scenario) -> str:
     return "\n".join(lines) + "\n"
 
 
-class DbSandboxApp(App[None]):
+class DbSandboxApp(EditorActions):
     """The terminal sandbox. Build it with `create_app` (the CLI and the tests share it)."""
 
     TITLE = "dbsandbox"
@@ -248,14 +241,12 @@ class DbSandboxApp(App[None]):
         self._seen = 0  # the last event (seq) the panes have taken
         self._wanted_session: str | None = None  # a session asked for, focused once it opens
         self._quitting = False  # quitting: the sandbox is being removed off the UI thread
+        # The editor's (see EditorActions).
         self.history = History()
-        # Where each session's editor text came from or was saved to: ctrl+s writes there.
-        self.paths: dict[str, Path] = {}
-        # The last text each session ran from the editor, and where it starts in the editor,
-        # so an error's position can be marked where the learner typed it.
-        self._ran: dict[str, tuple[str, int, str]] = {}
-        self.tables: list[TableSummary] = []  # the committed schema, as the schema pane has it
-        self._find = ""  # the last text looked for
+        self.paths = {}
+        self._ran = {}
+        self.tables = []
+        self._find = ""
         self.engine = options.engine
         self.sandbox_description: str | None = None  # set once a sandbox is ready
         self._listings: list[Listing] | None = None  # the catalog's titles, read once
@@ -453,29 +444,6 @@ class DbSandboxApp(App[None]):
         if event.kind is EventKind.ERROR and event.session == self.session:
             self._mark_error(execution)
 
-    def _mark_error(self, execution: Execution) -> None:
-        """Select in the editor the place a failed statement's error points at.
-
-        Only while the editor still holds the text it was run from: once the learner has
-        typed on, the offset may no longer be where the mistake is.
-        """
-        outcome = execution.outcome
-        error = outcome.error if outcome is not None else None
-        ran = self._ran.get(execution.session)
-        if error is None or error.position is None or ran is None:
-            return
-        text, start, editor_text = ran
-        statement = execution.statement
-        editor = self.query_one("#editor", SqlEditor)
-        if editor.text != editor_text or text[statement.start : statement.end] != statement.text:
-            return
-        at = start + statement.start + error.position
-        token = next(tokens(editor.text[at:], self.bridge.dialect), None)
-        length = token.end if token is not None and token.start == 0 else 0
-        editor.select_span(at, at + length)
-        row, column = editor.location_of(at)
-        self.say(f"line {row + 1}, column {column + 1}: {error.message}", "error")
-
     async def _take_live(self, event: Event) -> None:
         self._take(event)
         if event.kind is EventKind.SESSION_OPENED:
@@ -568,7 +536,10 @@ class DbSandboxApp(App[None]):
 
     # ------------------------------------------------------------------ actions
 
-    def _statement_at_cursor(self) -> tuple[str, int]:
+    def _statement_at_cursor(self) -> str:
+        return self._statement_span_at_cursor()[0]
+
+    def _statement_span_at_cursor(self) -> tuple[str, int]:
         """What F5 runs (the selection, or the statement under the cursor) and its offset."""
         editor = self.query_one("#editor", SqlEditor)
         if editor.selected_text.strip():
@@ -586,143 +557,13 @@ class DbSandboxApp(App[None]):
         return (chosen.text, chosen.start) if chosen is not None else ("", 0)
 
     def action_run(self) -> None:
-        text, start = self._statement_at_cursor()
+        text, start = self._statement_span_at_cursor()
         if not text.strip():
             self.notify("nothing to run: type a statement first", severity="warning")
             return
         self.history.add(text, self.session)
         self._ran[self.session] = (text, start, self.query_one("#editor", SqlEditor).text)
         self.run_sql(self.session, text)
-
-    def action_history(self, step: int) -> None:
-        editor = self.query_one("#editor", SqlEditor)
-        shown = self.history.step(self.session, editor.text, step)
-        if shown is None:
-            if not self.history.entries:
-                self.notify("no statements run yet: the history fills as you run them")
-            return
-        editor.replace_all(shown)  # an edit: ctrl+z brings back what was there
-
-    def action_history_search(self) -> None:
-        if not self.history.entries:
-            self.notify("no statements run yet: the history fills as you run them")
-            return
-
-        def chosen(text: str | None) -> None:
-            editor = self.query_one("#editor", SqlEditor)
-            if text is not None:
-                self.history.stop(self.session)
-                editor.replace_all(text)
-            editor.focus()
-
-        self.push_screen(HistorySearch(self.history.search), chosen)
-
-    def _complete(self, text: str, offset: int) -> Completion:
-        return complete(text, offset, self.tables, self.bridge.dialect)
-
-    def action_complete(self) -> None:
-        editor = self.query_one("#editor", SqlEditor)
-        editor.focus()
-        editor.action_complete()
-
-    def action_find(self) -> None:
-        def closed(_: None) -> None:
-            self.action_focus_editor()
-
-        self.push_screen(FindDialog(self._find_next, self._find), closed)
-
-    def _find_next(self, query: str) -> str:
-        """Select the next match of `query` after the cursor (wrapping); say where it is."""
-        self._find = query
-        editor = self.query_one("#editor", SqlEditor)
-        found = find_next(editor.text, query, editor.cursor_offset)
-        if found is None:
-            return f"not found: {query}"
-        start, count, wrapped = found
-        editor.select_span(start, start + len(query))
-        row, column = editor.location_of(start)
-        where = f"line {row + 1}, column {column + 1}"
-        return f"{where}{' (from the top again)' if wrapped else ''} · {count} in all"
-
-    def action_format(self) -> None:
-        editor = self.query_one("#editor", SqlEditor)
-        selected = bool(editor.selected_text.strip())
-        source = editor.selected_text if selected else editor.text
-        start, end = sorted((editor.selection.start, editor.selection.end))
-        origin = (start[0] + 1, start[1] + 1) if selected else (1, 1)
-        try:
-            formatted = format_sql(source, self.bridge.dialect, origin)
-        except UserError as exc:
-            self.say(f"not formatted: {exc}", "error")
-            return
-        if formatted.text == source:
-            self.notify("already formatted: nothing changed")
-            return
-        if selected:
-            editor.replace(formatted.text, start, end, maintain_selection_offset=False)
-        else:
-            editor.replace_all(formatted.text)
-        kept = (
-            f"; {formatted.kept} kept as typed (sqlglot does not know them)"
-            if formatted.kept
-            else ""
-        )
-        self.notify(f"formatted {formatted.statements} statement(s){kept} · ctrl+z undoes it")
-
-    def action_open_file(self) -> None:
-        def chosen(path: str | None) -> None:
-            if path is not None:
-                self.open_file(Path(path).expanduser())
-            self.action_focus_editor()
-
-        self.push_screen(PathPrompt("Open a .sql file into the editor", "", OPEN_KEYS), chosen)
-
-    def open_file(self, path: Path) -> None:
-        try:
-            text = read_sql_file(path)
-        except UserError as exc:
-            self.say(str(exc), "error")
-            return
-        editor = self.query_one("#editor", SqlEditor)
-        editor.replace_all(text)
-        editor.move_cursor((0, 0))
-        self.paths[self.session] = path
-        self.history.stop(self.session)
-        self.notify(f"opened {path} (ctrl+z brings back what was there)")
-
-    def action_save_file(self) -> None:
-        known = self.paths.get(self.session)
-        if known is not None:
-            self.save_file(known, replace=True)
-            return
-
-        def chosen(path: str | None) -> None:
-            if path is not None:
-                self.save_file(Path(path).expanduser())
-            self.action_focus_editor()
-
-        self.push_screen(PathPrompt("Save the editor to a file", "", SAVE_KEYS), chosen)
-
-    def save_file(self, path: Path, replace: bool = False) -> None:
-        """Write the editor to `path`; an existing file is replaced only once the learner
-        says so (or it is the file this editor was opened from or saved to)."""
-        if not replace and path.exists():
-
-            def answered(yes: bool | None) -> None:
-                if yes:
-                    self.save_file(path, replace=True)
-                self.action_focus_editor()
-
-            lines = [f"{path} exists: its contents would be replaced by the editor's text"]
-            self.push_screen(ConfirmQuit(f"Overwrite {path}", lines, "Overwrite"), answered)
-            return
-        try:
-            write_sql_file(path, self.query_one("#editor", SqlEditor).text)
-        except UserError as exc:
-            self.say(str(exc), "error")
-            return
-        self.paths[self.session] = path
-        self.notify(f"saved to {path}")
 
     def action_next_session(self) -> None:
         if len(self.sessions) < 2:
