@@ -257,3 +257,29 @@ async def test_every_editor_action_has_a_key_in_help_and_a_palette_command() -> 
         assert {"Open file", "Save file"} <= titles
         for key in ("ctrl+space", "ctrl+g", "ctrl+f", "ctrl+l", "ctrl+o", "ctrl+s"):
             assert f"**{key}**" in help_text()
+
+
+async def test_postgres_completion_quotes_a_name_that_needs_it(postgres_url: str) -> None:
+    app = create_app(options_for("postgres"), pick=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await run_sql(pilot, app, 'CREATE TABLE "Order Items" ("Qty" integer, note text)')
+        await until(pilot, lambda: any(t.name == "Order Items" for t in app.tables))
+        editor = put(app, "SELECT * FROM Ord")
+        await pilot.press("tab")
+        assert editor.text == 'SELECT * FROM "Order Items"'
+        editor = put(app, 'SELECT i.q| FROM "Order Items" i')
+        await pilot.press("tab")
+        assert editor.text == 'SELECT i."Qty" FROM "Order Items" i'
+
+
+async def test_the_palettes_complete_command_opens_the_popup_in_the_editor() -> None:
+    app = free_play()
+    async with app.run_test(size=SIZE) as pilot:
+        await with_orders(pilot, app)
+        editor = put(app, "SELECT o.| FROM orders o")
+        app.query_one("#results").focus()  # the palette can be opened from any pane
+        command = next(c for c in app.get_system_commands(app.screen) if c.title == "Complete")
+        command.callback()
+        await pilot.pause()
+        assert app.focused is editor and popup_open(app)
