@@ -283,3 +283,29 @@ async def test_the_palettes_complete_command_opens_the_popup_in_the_editor() -> 
         command.callback()
         await pilot.pause()
         assert app.focused is editor and popup_open(app)
+
+
+async def test_the_error_position_of_a_selection_run_is_found_in_the_editor() -> None:
+    app = free_play()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        editor = put(app, "-- two statements, the second selected\nSELECT 1; SELECT nope FROM t;")
+        editor.selection = Selection((1, 10), (1, 29))
+        await pilot.press("f5")
+        await until(pilot, lambda: editor.selected_text == "t")  # no such table: t
+        assert editor.selection.start == (1, 27)
+        assert any("line 2, column 28: no such table: t" in m for m in said(app))
+        # The same statement fails again after the learner typed on: the offset it was run
+        # from no longer holds, so nothing is selected and nothing more is said.
+        editor.insert("SELECT 2; ", (1, 0))
+        editor.move_cursor((0, 0))
+        before = len(said(app))
+        conductor = app.bridge.conductor
+        assert conductor is not None
+        ran = len(conductor.executions)
+        app.run_sql("A", "SELECT nope FROM t;")
+        await until(pilot, lambda: (e := app.latest.get("A")) is not None and e.index == ran)
+        await until(pilot, lambda: (e := app.latest.get("A")) is not None and e.finished())
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert editor.selected_text == "" and len(said(app)) == before
