@@ -38,6 +38,8 @@ class SqlError:
     message: str
     detail: str | None = None
     hint: str | None = None
+    # Where in the statement's text the engine points (0-based), when it does: see errorpos.
+    position: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"code": self.code, "message": self.message}

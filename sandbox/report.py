@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from sandbox.conductor import Execution
+from sandbox.errorpos import script_place
 from sandbox.outcome import Status, json_value
 from sandbox.rendering import escape_controls, json_text, terminal_lines
 from sandbox.runner import RunResult
@@ -53,6 +54,13 @@ def execution_json(execution: Execution) -> dict[str, Any]:
         notices=outcome.notices,
         note=outcome.note,
     )
+    error = outcome.error
+    if error is not None and error.position is not None:
+        # Where in the script the engine points: a program can show it as an editor would.
+        line, column = script_place(
+            statement.line, statement.column, statement.text, error.position
+        )
+        data["error"]["at"] = {"line": line, "column": column}
     # A snapshot command's result: "snapshot", "snapshots", "restore" or "diff".
     data.update(outcome.data or {})
     return data

@@ -8,8 +8,10 @@ read back after each statement is the engine's, not a guess.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from sandbox.errorpos import locate
 from sandbox.outcome import Outcome, SqlError, Status, TxState
 from sandbox.sqlkind import StatementKind, TxControl, classify
 
@@ -98,7 +100,8 @@ class Session:
             if found is None:
                 raise
             # The engine's answer to the learner's SQL: shown as it came, like the data.
-            error = found
+            position = locate(exc, sql, found.message, self._adapter.dialect)
+            error = replace(found, position=position)
             result = None
         elapsed_ms = (time.perf_counter() - started) * 1000
         tx_after = self._adapter.tx_state(raw)

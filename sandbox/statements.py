@@ -214,6 +214,47 @@ def tokens(sql: str, dialect: Dialect = "sqlite") -> Iterator[Token]:
         i = end
 
 
+def in_literal(sql: str, offset: int, dialect: Dialect = "sqlite") -> bool:
+    """Whether ``offset`` lies inside a comment, a string or a quoted name (an unterminated
+    one runs to the end), where what is typed is text rather than SQL words."""
+    pg = dialect == "postgres"
+    i = 0
+    while i < min(offset, len(sql)):
+        kind, end = _lex(sql, i, pg)
+        if kind in ("comment", "string", "dollar_string", "quoted_identifier") and (
+            offset < end or (end == len(sql) and not _closed(sql[i:end], kind))
+        ):
+            return True
+        i = end
+    return False
+
+
+def _closed(text: str, kind: str) -> bool:
+    """Whether a literal reaching the end of the input is terminated there."""
+    if kind == "comment":
+        return text.startswith("/*") and text.endswith("*/") and len(text) >= 4
+    if kind == "dollar_string":
+        found = _DOLLAR_DELIMITER.match(text)
+        delimiter = found.group() if found else ""
+        return bool(delimiter) and len(text) >= 2 * len(delimiter) and text.endswith(delimiter)
+    if text[:1] in ("e", "E", "x", "X", "b", "B", "n", "N") and text[1:2] == "'":
+        text = text[1:]  # E'...', X'...': the quote comes after the letter
+    return len(text) >= 2 and text[-1] == text[0]
+
+
+def comments(sql: str, dialect: Dialect = "sqlite") -> list[str]:
+    """The comments of ``sql`` as written (``-- ...`` and ``/* ... */``), in order."""
+    pg = dialect == "postgres"
+    found: list[str] = []
+    i = 0
+    while i < len(sql):
+        kind, end = _lex(sql, i, pg)
+        if kind == "comment":
+            found.append(sql[i:end])
+        i = end
+    return found
+
+
 def words(sql: str, dialect: Dialect = "sqlite") -> list[str]:
     """Upper-cased bare words (keywords and identifiers) outside strings and comments."""
     # `tokens` without its Token objects: every statement a session runs is classified here.

@@ -76,9 +76,11 @@ class PostgresAdapter:
                 cursor.execute("COMMIT")
         except BaseException:
             if own_tx and cursor.connection.info.transaction_status != ext.TRANSACTION_STATUS_IDLE:
-                # If the connection is gone, the server ended the transaction with it.
-                with contextlib.suppress(psycopg2.Error):
-                    cursor.execute("ROLLBACK")
+                # If the connection is gone, the server ended the transaction with it. A cursor
+                # of its own: the failed one keeps the query sent, where the error position
+                # counts from (sandbox.errorpos).
+                with contextlib.suppress(psycopg2.Error), cursor.connection.cursor() as undo:
+                    undo.execute("ROLLBACK")
             raise
         # The server's tag for the whole SELECT counts every row; only say it when we know it.
         if total is None:

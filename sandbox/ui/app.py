@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from textual import events, on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -26,6 +26,7 @@ from textual.widgets import Footer, Header, Tab, Tabs, TextArea
 
 from sandbox.conductor import Execution
 from sandbox.errors import UserError
+from sandbox.history import History
 from sandbox.metacommands import session_name_ok
 from sandbox.options import TargetOptions
 from sandbox.scenario.catalog import Listing, find, listings, next_listing
@@ -34,6 +35,7 @@ from sandbox.scenario.recap import recap
 from sandbox.statements import MetaCommand, Statement, split
 from sandbox.timeline import Event, EventKind, Timeline
 from sandbox.ui.bridge import Bridge
+from sandbox.ui.editing import EditorActions
 from sandbox.ui.messages import (
     ChecksDone,
     ConfirmationNeeded,
@@ -45,7 +47,7 @@ from sandbox.ui.messages import (
 )
 from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen, ScenarioPicker
 from sandbox.ui.text import visible
-from sandbox.ui.widgets.editor import SqlEditor
+from sandbox.ui.widgets.editor import CompletionList, SqlEditor
 from sandbox.ui.widgets.results import ResultsView
 from sandbox.ui.widgets.scenario_panel import ScenarioPanel
 from sandbox.ui.widgets.schema import SchemaView
@@ -69,12 +71,22 @@ Every key works from any pane: the editor, the results, the schema or the timeli
 | **F4** | close this session (asks first when its transaction is open) |
 | **F8** | cancel the statement running or waiting in this session (and what is queued) |
 | **F9** | the plan of the statement under the cursor, as a tree with its costly steps marked |
-| **ctrl+up / ctrl+down** | previous / next statement from history |
+| **ctrl+up / ctrl+down** | previous / next statement run (after the newest: your draft again) |
+| **ctrl+g** | search the statements run: type to narrow, Enter puts one in the editor |
+| **ctrl+space**, or **Tab** after a word | complete a keyword, table, column or `alias.` column |
+| **ctrl+f** | find in the editor (Enter: next match) |
+| **ctrl+l** | format the selection, or all the SQL, with sqlglot (ctrl+z undoes it) |
+| **ctrl+o** / **ctrl+s** | open a `.sql` file into the editor / save the editor to a file |
 | **F10** | zoom: the pane you are in fills the screen; F10 again (or Esc) puts it back |
 | **F12** | next pane: editor, results, timeline, scenario, schema (a zoom follows along) |
-| **ctrl+p** | commands: hint, check, explain, reset, load or next scenario, session, export |
+| **ctrl+p** | commands: every action here, and load or next scenario, session, engine, export |
 | **F1** | this help (Esc or F1 closes it) |
 | **ctrl+q** | quit (asks first if a transaction is open or a statement runs) |
+
+While the completion list is up, **Up**/**Down** choose, **Enter** or **Tab** take one and
+**Esc** closes it. Tables and columns come from the schema pane (what is committed) and from
+the `CREATE TABLE` statements in the editor. When a statement fails, the place the engine
+points at is selected in the editor.
 
 A new scenario opens with its story, its task and what happened before you arrived (the
 steps that made the mistake, in full) zoomed to the whole screen: Esc goes to the editor, and
@@ -167,7 +179,7 @@ def task_comment(scenario: Scenario) -> str:
     return "\n".join(lines) + "\n"
 
 
-class DbSandboxApp(App[None]):
+class DbSandboxApp(EditorActions):
     """The terminal sandbox. Build it with `create_app` (the CLI and the tests share it)."""
 
     TITLE = "dbsandbox"
@@ -191,6 +203,12 @@ class DbSandboxApp(App[None]):
         Binding("ctrl+up", "history(-1)", "History back", show=False, priority=True),
         Binding("ctrl+down", "history(1)", "History forward", show=False, priority=True),
         Binding("ctrl+r", "reset", "Reset", priority=True),
+        # The editor's own keys: priority, since TextArea binds none of them usefully here.
+        Binding("ctrl+g", "history_search", "Search history", show=False, priority=True),
+        Binding("ctrl+f", "find", "Find", show=False, priority=True),
+        Binding("ctrl+l", "format", "Format", show=False, priority=True),
+        Binding("ctrl+o", "open_file", "Open", show=False, priority=True),
+        Binding("ctrl+s", "save_file", "Save", show=False, priority=True),
         Binding("escape", "focus_editor", "Editor", show=False),
         # In the footer only where it has room (WIDE); the same keys unlisted everywhere else.
         Binding("f10", "zoom(True)", "Zoom", priority=True),
@@ -213,6 +231,11 @@ class DbSandboxApp(App[None]):
             "cancel",
             "explain",
             "history",
+            "history_search",
+            "find",
+            "format",
+            "open_file",
+            "save_file",
             "reset",
             "focus_editor",
             "zoom",
@@ -247,8 +270,12 @@ class DbSandboxApp(App[None]):
         self._seen = 0  # the last event (seq) the panes have taken
         self._wanted_session: str | None = None  # a session asked for, focused once it opens
         self._quitting = False  # quitting: the sandbox is being removed off the UI thread
-        self.history: list[str] = []
-        self.history_at = 0
+        # The editor's (see EditorActions).
+        self.history = History()
+        self.paths = {}
+        self._ran = {}
+        self.tables = []
+        self._find = ""
         self.engine = options.engine
         self.sandbox_description: str | None = None  # set once a sandbox is ready
         self._listings: list[Listing] | None = None  # the catalog's titles, read once
@@ -263,12 +290,15 @@ class DbSandboxApp(App[None]):
         # mounted just after its first frame, which then costs a third less (issue 12, item 8).
         yield Horizontal(*([] if self.pick else self._panes()), id="main")
         yield Footer()
+        yield CompletionList(id="completion")
 
     def _panes(self) -> list[Widget]:
         """The working panes: scenario and schema, sessions/editor/results, timeline."""
         # No language yet: building the SQL highlighter twice (Textual does, for a language
         # given here) would hold up the first frame; _start adds it after.
         editor = SqlEditor.code_editor(EDITOR_START, id="editor", soft_wrap=True)
+        assert isinstance(editor, SqlEditor)  # code_editor builds the class it is called on
+        editor.completer = self._complete
         return [
             Vertical(ScenarioPanel(id="scenario"), SchemaView(id="schema"), id="left"),
             Vertical(
@@ -418,6 +448,8 @@ class DbSandboxApp(App[None]):
         self._stream = message.timeline
         self.latest.clear()
         self.buffers = {name: text for name, text in self.buffers.items() if name == "A"}
+        # A session opened later under an old name starts without a file to save to.
+        self.paths = {name: path for name, path in self.paths.items() if name == "A"}
         events = message.timeline.events
         opened = [e.session for e in events if e.kind is EventKind.SESSION_OPENED]
         self.sessions = list(dict.fromkeys(message.sessions + opened)) or ["A"]
@@ -455,6 +487,7 @@ class DbSandboxApp(App[None]):
             # A new scenario starts from a clean editor that says what to do; a reset of the
             # same one keeps what the learner has typed.
             self.buffers.clear()
+            self.paths.clear()  # ctrl+s must not put the task over the file opened before
             self.query_one("#editor", TextArea).text = task_comment(message.scenario)
             # Where the eye goes first: the story, the task and what happened, full screen.
             if main is self.screen:
@@ -501,6 +534,8 @@ class DbSandboxApp(App[None]):
             self.latest[event.session] = execution
             if event.session == self.session:
                 self.query_one("#results", ResultsView).show(execution)
+        if event.kind is EventKind.ERROR and event.session == self.session:
+            self._mark_error(execution)
 
     async def _take_live(self, event: Event) -> None:
         self._take(event)
@@ -523,6 +558,7 @@ class DbSandboxApp(App[None]):
             return
         self.sessions.remove(name)
         self.buffers.pop(name, None)
+        self.paths.pop(name, None)
         self.latest.pop(name, None)
         tabs = self.query_one("#sessions", Tabs)
         if self.session == name:
@@ -537,6 +573,7 @@ class DbSandboxApp(App[None]):
     @on(SchemaChanged)
     @_unless_leaving
     def schema_changed(self, message: SchemaChanged) -> None:
+        self.tables = message.tables
         self.query_one("#schema", SchemaView).show(message.tables)
 
     @on(ChecksDone)
@@ -562,6 +599,10 @@ class DbSandboxApp(App[None]):
             self.action_focus_editor()
 
         self.push_screen(ConfirmStatement(message.statement.text, message.review), answered)
+
+    @on(CompletionList.OptionSelected)
+    def completion_clicked(self, event: CompletionList.OptionSelected) -> None:
+        self.query_one("#editor", SqlEditor).accept_completion(event.option_index)
 
     @on(ScenarioPanel.CheckPressed)
     def check_pressed(self) -> None:
@@ -604,20 +645,24 @@ class DbSandboxApp(App[None]):
     # ------------------------------------------------------------------ actions
 
     def _statement_at_cursor(self) -> str:
-        editor = self.query_one("#editor", TextArea)
+        return self._statement_span_at_cursor()[0]
+
+    def _statement_span_at_cursor(self) -> tuple[str, int]:
+        """What F5 runs (the selection, or the statement under the cursor) and its offset."""
+        editor = self.query_one("#editor", SqlEditor)
         if editor.selected_text.strip():
-            return editor.selected_text
+            start = min(editor.selection.start, editor.selection.end)
+            return editor.selected_text, editor.offset_of(start)
         text = editor.text
-        row, column = editor.cursor_location
-        lines = text.split("\n")
-        offset = sum(len(line) + 1 for line in lines[:row]) + column
+        offset = editor.cursor_offset
         # Backslash commands (\\diff start) are runnable lines too.
         items = split(text, self.bridge.dialect)
         for item in items:
             if item.start <= offset <= item.end + 1:
-                return item.text
+                return item.text, item.start
         before = [i for i in items if i.end <= offset]
-        return before[-1].text if before else (items[0].text if items else "")
+        chosen = before[-1] if before else (items[0] if items else None)
+        return (chosen.text, chosen.start) if chosen is not None else ("", 0)
 
     def action_run(self) -> None:
         # F5 is a priority binding: the app handles it as it arrives, while keys typed just
@@ -627,16 +672,20 @@ class DbSandboxApp(App[None]):
             self.query_one("#editor", TextArea).call_later(self._run_at_cursor)
 
     def _run_at_cursor(self) -> None:
-        text = self._statement_at_cursor()
+        text, start = self._statement_span_at_cursor()
         if not text.strip():
             self.notify("nothing to run: type a statement first", severity="warning")
             return
-        self.history.append(text)
-        self.history_at = len(self.history)
+        self.history.add(text, self.session)
+        self._ran[self.session] = (text, start, self.query_one("#editor", SqlEditor).text)
         self.run_sql(self.session, text)
 
     def action_explain(self) -> None:
         """F9: `\\explain` the statement under the cursor, in this session."""
+        if self._panes_up:  # after the keys still queued for the editor, as F5 (action_run)
+            self.query_one("#editor", TextArea).call_later(self._explain_at_cursor)
+
+    def _explain_at_cursor(self) -> None:
         text = self._statement_at_cursor()
         items = split(text, self.bridge.dialect)
         item = items[0] if items else None
@@ -648,12 +697,6 @@ class DbSandboxApp(App[None]):
             self.notify("nothing to explain: put the cursor on a SQL statement", severity="warning")
             return
         self.run_sql(self.session, f"\\explain {sql};")
-
-    def action_history(self, step: int) -> None:
-        if not self.history:
-            return
-        self.history_at = max(0, min(len(self.history) - 1, self.history_at + step))
-        self.query_one("#editor", TextArea).text = self.history[self.history_at]
 
     def action_next_session(self) -> None:
         if len(self.sessions) < 2:
@@ -974,6 +1017,26 @@ class DbSandboxApp(App[None]):
             yield SystemCommand(
                 f"Focus the {pane_id}", what, lambda p=pane_id: self.action_focus_pane(p)
             )
+        yield SystemCommand(
+            "Complete",
+            "Keywords, tables and columns at the cursor (ctrl+space)",
+            self.action_complete,
+        )
+        yield SystemCommand(
+            "Search history", "Find a statement run before (ctrl+g)", self.action_history_search
+        )
+        yield SystemCommand("Find in editor", "Select the next match (ctrl+f)", self.action_find)
+        yield SystemCommand(
+            "Format SQL", "The selection or all the SQL, with sqlglot (ctrl+l)", self.action_format
+        )
+        yield SystemCommand(
+            "Open file", "A .sql file into the editor (ctrl+o)", self.action_open_file
+        )
+        yield SystemCommand(
+            "Save file",
+            "The editor to a .sql file (ctrl+s; asks before replacing one)",
+            self.action_save_file,
+        )
         yield SystemCommand(
             "New session",
             f"Open session {self.next_session_name()}: its own connection, editor and results",
