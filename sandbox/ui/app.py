@@ -23,15 +23,17 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Tab, Tabs, TextArea
 
-from sandbox.conductor import Execution
+from sandbox.conductor import Execution, pageable
 from sandbox.errors import UserError
 from sandbox.metacommands import session_name_ok
+from sandbox.result_files import FORMATS, Format, ShownResult, write_result
 from sandbox.scenario.catalog import Listing, find, listings
 from sandbox.scenario.model import Scenario
 from sandbox.statements import split
 from sandbox.targets import TargetOptions
 from sandbox.timeline import Event, EventKind, Timeline
-from sandbox.ui.bridge import Bridge
+from sandbox.transcript import plural
+from sandbox.ui.bridge import PAGE_SIZE, Bridge
 from sandbox.ui.messages import (
     ChecksDone,
     ConfirmationNeeded,
@@ -44,7 +46,7 @@ from sandbox.ui.messages import (
 from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen, ScenarioPicker
 from sandbox.ui.text import visible
 from sandbox.ui.widgets.editor import SqlEditor
-from sandbox.ui.widgets.results import ResultsView
+from sandbox.ui.widgets.results import ResultsView, sort_caption
 from sandbox.ui.widgets.scenario_panel import ScenarioPanel
 from sandbox.ui.widgets.schema import SchemaView
 from sandbox.ui.widgets.timeline import TimelineView, legend
@@ -103,6 +105,12 @@ def help_text() -> str:
     table = "\n".join(["| glyph | what it means |", "| --- | --- |", *rows])
     return f"{HELP}\n## What the glyphs mean\n\n{table}\n"
 
+
+# How each file format says SQL NULL (the notification repeats it: the files are read elsewhere).
+NULL_IN = {
+    "csv": "NULL is an empty unquoted field, every text is quoted",
+    "json": "NULL is null",
+}
 
 EDITOR_START = """-- Type SQL here. F5 runs the statement under the cursor (or the selection).
 -- F7 selects all, F1 shows every key. Try:
@@ -291,8 +299,25 @@ class DbSandboxApp(App[None]):
         self.bridge.open(scenario)
 
     @work(thread=True, group="statements", exit_on_error=False)
-    def run_sql(self, session: str, text: str, confirmed: bool = False) -> None:
-        self.bridge.run(session, text, confirmed)
+    def run_sql(
+        self, session: str, text: str, confirmed: bool = False, at: tuple[int, int] = (1, 1)
+    ) -> None:
+        self.bridge.run(session, text, confirmed, at)
+
+    @work(thread=True, group="statements", exit_on_error=False)
+    def page_in(self, session: str, index: int, skip: int) -> None:
+        self.bridge.page(session, index, skip)
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def write_result_file(self, result: ShownResult, fmt: Format) -> None:
+        directory = Path.cwd()
+        try:
+            path = write_result(result, directory, fmt)
+        except UserError as exc:
+            self.call_from_thread(self.say, str(exc), "error")
+            return
+        rows = plural(len(result.rows), "row")
+        self.call_from_thread(self.say, f"{rows} written to {path} ({NULL_IN[fmt]})", "information")
 
     @work(thread=True, group="sessions", exit_on_error=False)
     def cancel_in(self, session: str) -> None:
@@ -462,7 +487,9 @@ class DbSandboxApp(App[None]):
     def confirmation_needed(self, message: ConfirmationNeeded) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_sql(message.session, message.statement.text, confirmed=True)
+                statement = message.statement
+                at = (statement.line, statement.column)
+                self.run_sql(message.session, statement.text, confirmed=True, at=at)
             else:
                 self.bridge.decline(message.session, message.statement)
             self.action_focus_editor()
@@ -495,10 +522,13 @@ class DbSandboxApp(App[None]):
 
     # ------------------------------------------------------------------ actions
 
-    def _statement_at_cursor(self) -> str:
+    def _statement_at_cursor(self) -> tuple[str, tuple[int, int]]:
+        """The text to run (the selection, or the statement under the cursor) and the editor
+        line and column where it begins, so results and the timeline name the editor's line."""
         editor = self.query_one("#editor", TextArea)
         if editor.selected_text.strip():
-            return editor.selected_text
+            row, column = min(editor.selection.start, editor.selection.end)
+            return editor.selected_text, (row + 1, column + 1)
         text = editor.text
         row, column = editor.cursor_location
         lines = text.split("\n")
@@ -507,18 +537,19 @@ class DbSandboxApp(App[None]):
         items = split(text, self.bridge.dialect)
         for item in items:
             if item.start <= offset <= item.end + 1:
-                return item.text
+                return item.text, (item.line, item.column)
         before = [i for i in items if i.end <= offset]
-        return before[-1].text if before else (items[0].text if items else "")
+        chosen = before[-1] if before else (items[0] if items else None)
+        return (chosen.text, (chosen.line, chosen.column)) if chosen else ("", (1, 1))
 
     def action_run(self) -> None:
-        text = self._statement_at_cursor()
+        text, at = self._statement_at_cursor()
         if not text.strip():
             self.notify("nothing to run: type a statement first", severity="warning")
             return
         self.history.append(text)
         self.history_at = len(self.history)
-        self.run_sql(self.session, text)
+        self.run_sql(self.session, text, at=at)
 
     def action_history(self, step: int) -> None:
         if not self.history:
@@ -567,11 +598,76 @@ class DbSandboxApp(App[None]):
     def action_cancel(self) -> None:
         self.cancel_in(self.session)
 
+    def action_page_results(self, step: int) -> None:
+        """Fetch the next (step 1) or previous (-1) page of the query the results show.
+
+        A page is the query run again in its session, its first rows passed over: nothing is
+        held open between pages (see Conductor.page).
+        """
+        view = self.query_one("#results", ResultsView)
+        execution = view.execution
+        outcome = execution.outcome if execution is not None else None
+        if execution is None or outcome is None:
+            self.notify("no query result here to page through: run a query first (F5)")
+            return
+        source = self.bridge.execution(execution.page_of) if execution.page_of is not None else None
+        source = source or execution
+        if not pageable(source):
+            self.notify(
+                "pages come from running the query again, and only a query that writes nothing "
+                "(SELECT, WITH, VALUES, TABLE) is run again",
+                severity="warning",
+            )
+            return
+        first = outcome.skipped or 0
+        if step > 0 and not outcome.more_rows:
+            last = first + len(outcome.rows)
+            self.notify(f"this is the last page: the query had no rows after row {last:,}")
+            return
+        if step < 0 and first == 0:
+            self.notify("this is the first page")
+            return
+        skip = first + len(outcome.rows) if step > 0 else max(0, first - PAGE_SIZE)
+        self.page_in(execution.session, source.index, skip)
+
+    def shown_result(self) -> ShownResult | None:
+        """The rows the results pane shows, in its order, and what they are."""
+        view = self.query_one("#results", ResultsView)
+        execution = view.execution
+        outcome = execution.outcome if execution is not None else None
+        if execution is None or outcome is None or not view.order:
+            return None
+        order = "as the database returned them"
+        if view.sort is not None:
+            order = sort_caption(view.columns, view.sort)
+        return ShownResult(
+            session=execution.session,
+            statement=execution.statement.text,
+            line=execution.statement.line,
+            columns=view.columns,
+            rows=[view.rows[i] for i in view.order],
+            first_row=(outcome.skipped or 0) + 1,
+            more_rows=outcome.more_rows,
+            order=order,
+        )
+
+    def action_export_result(self, fmt: Format) -> None:
+        """Write the rows the results pane shows to a new CSV or JSON file here."""
+        result = self.shown_result()
+        if result is None:
+            self.notify("no rows to export: run a query first (F5)", severity="warning")
+            return
+        self.write_result_file(result, fmt)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return not (action in self.MAIN_SCREEN_ACTIONS and self.screen.is_modal)
 
     def action_focus_editor(self) -> None:
         self.query_one("#editor", TextArea).focus()
+
+    def action_focus_results(self) -> None:
+        """Into the results grid, where its own keys work (Enter, c, C, s, e, j, n, p)."""
+        self.query_one("#results #rows").focus()
 
     def action_select_all(self) -> None:
         editor = self.query_one("#editor", TextArea)
@@ -738,6 +834,11 @@ class DbSandboxApp(App[None]):
             "Focus the editor", "Back to typing SQL, from any pane (Esc)", self.action_focus_editor
         )
         yield SystemCommand(
+            "Focus the results",
+            "Into the results grid: Enter views a cell, c/C copy, s sorts, e/j export, n/p page",
+            self.action_focus_results,
+        )
+        yield SystemCommand(
             "New session",
             f"Open session {self.next_session_name()}: its own connection, editor and results",
             self.action_new_session,
@@ -761,6 +862,20 @@ class DbSandboxApp(App[None]):
                     "A fresh sandbox on the other engine",
                     lambda e=engine: self.action_switch_engine(e),
                 )
+        for fmt in FORMATS:
+            yield SystemCommand(
+                f"Export result as {fmt.upper()}",
+                f"The rows the results show, to a new .{fmt} file here ({NULL_IN[fmt]}; "
+                f"{'e' if fmt == 'csv' else 'j'} in the results)",
+                lambda f=fmt: self.action_export_result(f),
+            )
+        for step, which in ((1, "Next"), (-1, "Previous")):
+            yield SystemCommand(
+                f"{which} page of the result",
+                f"Run the query again for the {which.lower()} {PAGE_SIZE} rows "
+                f"({'n' if step > 0 else 'p'} in the results)",
+                lambda s=step: self.action_page_results(s),
+            )
         yield SystemCommand(
             "Export session",
             "Timeline (.json), replayable script (.sql) and recovery runbook (.md), here",
