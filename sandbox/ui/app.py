@@ -69,9 +69,26 @@ Every key works from any pane: the editor, the results, the schema or the timeli
 | **F4** | close this session (asks first when its transaction is open) |
 | **F8** | cancel the statement running or waiting in this session (and what is queued) |
 | **ctrl+up / ctrl+down** | previous / next statement from history |
-| **ctrl+p** | commands: hint, check, reset, load scenario, switch session or engine, export |
+| **ctrl+p** | commands: hint, check, reset, load scenario, session, engine, export, results |
 | **F1** | this help (Esc or F1 closes it) |
 | **ctrl+q** | quit (asks first if a transaction is open or a statement runs) |
+
+## In the results grid
+
+Get there with a click or the palette's *Focus the results*; **Esc** goes back to the editor.
+
+| key | what it does |
+| --- | --- |
+| **Enter** | view the cell whole: every line, its length, SQL NULL said as NULL (**Esc** closes) |
+| **c** / **C** | copy the cell / the whole row (as a CSV line) to the terminal's clipboard |
+| **s** | sort the loaded rows by the cursor's column: ascending, descending, as returned |
+| **e** / **j** | write the rows shown to a new CSV / JSON file here (never overwrites one) |
+| **n** / **p** | next / previous page: the query run again in its session, earlier rows skipped |
+
+In a cell `∅ NULL` is SQL NULL and `NULL` is the text 'NULL'; `↵` marks a new line in the
+value and `…` a value clipped to fit (Enter shows it whole). A page past the first is the
+query run again, so nothing is held open between pages and the data may have changed; in an
+export NULL is an empty unquoted CSV field (every text is quoted) or JSON `null`.
 
 In a dialog only its own keys work, and it lists them: the guard's confirmation takes
 **y** (run it) and **n** or **Esc** (don't; the default); reset and quit take **y** (go ahead)

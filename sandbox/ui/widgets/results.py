@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -28,7 +29,7 @@ from sandbox.outcome import Status, TxState
 from sandbox.transcript import page_span, plural, short_sql
 from sandbox.ui.clipboard import send_to_clipboard
 from sandbox.ui.screens.cell_viewer import CellViewer, cell_copy, copied_what
-from sandbox.ui.text import CELL_WIDTH, cell, line, plain
+from sandbox.ui.text import cell, line, plain
 
 if TYPE_CHECKING:
     from sandbox.conductor import Execution
@@ -145,17 +146,21 @@ class ResultsView(Vertical):
         """Put the loaded rows in the grid, in the order the sort (if any) says."""
         self.order = sort_order(self.rows, self.sort)
         table.clear(columns=True)
-        for name in self.columns:
-            header = line(name)
-            if len(header) > CELL_WIDTH:
-                header.truncate(CELL_WIDTH - 1)
-                header.append("…", style="dim")
-            table.add_column(header)
-        for index in self.order:
-            table.add_row(*[cell(value) for value in self.rows[index]])
-        # Once the new widths are laid out, draw the whole grid again: otherwise a terminal can
-        # keep cells of the previous page where the widths changed (seen in tmux).
-        self.call_after_refresh(table.refresh)
+        headers = [cell(name) for name in self.columns]
+        rows = [[cell(value) for value in self.rows[index]] for index in self.order]
+        # Each column as wide as its widest cell (a cell is at most CELL_WIDTH), given up front:
+        # DataTable's own auto width is settled only at its next idle, and a line drawn before
+        # that (a new page's first frame) was cut to the old width and kept so.
+        widths = [cell_len(header.plain) for header in headers]
+        for row in rows:
+            widths = [
+                max(width, cell_len(text.plain)) for width, text in zip(widths, row, strict=True)
+            ]
+        for header, width in zip(headers, widths, strict=True):
+            header.stylize("bold")
+            table.add_column(header, width=width)
+        for row in rows:
+            table.add_row(*row)
 
     def _caption(self) -> Text:
         said = self._said.copy()
