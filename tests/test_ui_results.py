@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from rich.text import Text
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Static, TextArea
+from textual.widgets import DataTable, Input, Static, TextArea
 from textual.widgets.text_area import Selection
 
 from sandbox.conductor import Execution
@@ -26,6 +26,7 @@ from sandbox.timeline import EventKind
 from sandbox.ui.app import DbSandboxApp, create_app, help_text
 from sandbox.ui.screens.cell_viewer import CellViewer
 from sandbox.ui.screens.dialogs import ConfirmStatement
+from sandbox.ui.screens.go_to_row import GoToRow
 from sandbox.ui.text import CELL_WIDTH, NEWLINE, NULL
 from sandbox.ui.widgets.results import ResultsView
 from tests.conftest import options_for
@@ -298,8 +299,8 @@ async def test_a_million_rows_page_by_page_on_sqlite() -> None:
         said = caption(app)
         assert said.startswith("[A] line 1 · WITH RECURSIVE")
         assert "rows 501–1,000, more exist — the query run again in A at " in said
-        assert "its first 500 rows skipped" in said
-        assert "no ORDER BY: the order may differ between runs" in said
+        assert "at " in said and ", 500 rows skipped; nothing is held between pages" in said
+        assert "no ORDER BY: the order may vary · n/p: pages" in said
         events = [e for e in app.bridge.timeline.events if e.statement == second.index]
         assert events[0].message.startswith("sent again for rows 501–1,000: WITH RECURSIVE")
         assert events[-1].message == "ok: rows 501–1,000, more exist"
@@ -313,6 +314,50 @@ async def test_a_million_rows_page_by_page_on_sqlite() -> None:
         assert str(app.screen.query_one(".dialog-title", Static).render()) == "i · row 501"
         await pilot.press("escape")
         assert third.outcome is not None and third.outcome.skipped == 1000
+
+
+async def go_to_row(pilot: Pilot[None], app: DbSandboxApp, row: int) -> Execution:
+    """g, the row number typed, then Enter (called, not pressed: it starts a statement)."""
+    conductor = app.bridge.conductor
+    assert conductor is not None
+    before = len(conductor.executions)
+    await pilot.press("g")
+    await until(pilot, lambda: isinstance(app.screen, GoToRow))
+    await pilot.press(*str(row))
+    await app.screen.query_one(Input).action_submit()
+    await until(pilot, lambda: len(conductor.executions) > before)
+    fetched = conductor.executions[-1]
+    await until(pilot, lambda: fetched.finished() and app.latest.get("A") is fetched)
+    await pilot.pause()
+    return fetched
+
+
+async def test_g_goes_to_a_row_and_past_the_end_says_how_many_rows_there_are() -> None:
+    app = free_play()
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await run_sql(pilot, app, MILLION)
+        await focus_grid(pilot, app)
+        assert "g row" in str(view(app).border_title)  # the grid's keys, in its border
+        await go_to_row(pilot, app, 2_000_000)
+        assert grid(app).row_count == 0
+        assert "no rows after row 1,000,000" in caption(app)  # the result's size, counted
+        last = await page(pilot, app, -1)  # back from past the end: the last page
+        assert last.skip == 999_500 and grid(app).row_count == 500
+        assert column(app, 0)[-1] == "1000000"
+        assert "rows 999,501–1,000,000 (the last)" in caption(app)
+        assert app.focused is grid(app)
+        await go_to_row(pilot, app, 7)
+        assert column(app, 0)[0] == "7" and "rows 7–506, more exist" in caption(app)
+        # Esc leaves the dialog and runs nothing.
+        conductor = app.bridge.conductor
+        assert conductor is not None
+        before = len(conductor.executions)
+        await pilot.press("g")
+        await until(pilot, lambda: isinstance(app.screen, GoToRow))
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, GoToRow))
+        assert len(conductor.executions) == before
 
 
 async def test_the_last_page_says_so() -> None:
@@ -410,10 +455,20 @@ async def test_a_million_rows_page_by_page_on_postgres_read_only() -> None:
         await run_sql(pilot, app, "SELECT id FROM t ORDER BY id;")
         await page(pilot, app, 1)
         assert column(app, 0)[0] == "501" and grid(app).row_count == 100
-        assert "inside this session's open transaction" in caption(app)
+        assert "inside the open transaction" in caption(app)
 
 
 def test_help_lists_the_keys_of_the_results() -> None:
     text = help_text()
-    for key in ("**Enter**", "**c**", "**C**", "**s**", "**e**", "**j**", "**n**", "**p**"):
+    for key in (
+        "**Enter**",
+        "**c**",
+        "**C**",
+        "**s**",
+        "**e**",
+        "**j**",
+        "**n**",
+        "**p**",
+        "**g**",
+    ):
         assert key in text

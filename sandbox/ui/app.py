@@ -44,6 +44,7 @@ from sandbox.ui.messages import (
     TimelineEvent,
 )
 from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen, ScenarioPicker
+from sandbox.ui.screens.go_to_row import GoToRow
 from sandbox.ui.text import visible
 from sandbox.ui.widgets.editor import SqlEditor
 from sandbox.ui.widgets.results import ResultsView, sort_caption
@@ -84,6 +85,7 @@ Get there with a click or the palette's *Focus the results*; **Esc** goes back t
 | **s** | sort the loaded rows by the cursor's column: ascending, descending, as returned |
 | **e** / **j** | write the rows shown to a new CSV / JSON file here (never overwrites one) |
 | **n** / **p** | next / previous page: the query run again in its session, earlier rows skipped |
+| **g** | go to row N: the page starts there (past the end, it says how many rows there are) |
 
 In a cell `∅ NULL` is SQL NULL and `NULL` is the text 'NULL'; `↵` marks a new line in the
 value and `…` a value clipped to fit (Enter shows it whole). A page past the first is the
@@ -615,18 +617,13 @@ class DbSandboxApp(App[None]):
     def action_cancel(self) -> None:
         self.cancel_in(self.session)
 
-    def action_page_results(self, step: int) -> None:
-        """Fetch the next (step 1) or previous (-1) page of the query the results show.
-
-        A page is the query run again in its session, its first rows passed over: nothing is
-        held open between pages (see Conductor.page).
-        """
-        view = self.query_one("#results", ResultsView)
-        execution = view.execution
-        outcome = execution.outcome if execution is not None else None
-        if execution is None or outcome is None:
+    def _paged_query(self) -> tuple[Execution, Execution] | None:
+        """The result the results pane shows and the query it came from, when that query may
+        be run again for another page; otherwise say why not and return None."""
+        execution = self.query_one("#results", ResultsView).execution
+        if execution is None or execution.outcome is None:
             self.notify("no query result here to page through: run a query first (F5)")
-            return
+            return None
         source = self.bridge.execution(execution.page_of) if execution.page_of is not None else None
         source = source or execution
         if not pageable(source):
@@ -635,7 +632,21 @@ class DbSandboxApp(App[None]):
                 "(SELECT, WITH, VALUES, TABLE) is run again",
                 severity="warning",
             )
+            return None
+        return execution, source
+
+    def action_page_results(self, step: int) -> None:
+        """Fetch the next (step 1) or previous (-1) page of the query the results show.
+
+        A page is the query run again in its session, its first rows passed over: nothing is
+        held open between pages (see Conductor.page).
+        """
+        paged = self._paged_query()
+        if paged is None:
             return
+        execution, source = paged
+        outcome = execution.outcome
+        assert outcome is not None
         first = outcome.skipped or 0
         if step > 0 and not outcome.more_rows:
             last = first + len(outcome.rows)
@@ -644,8 +655,23 @@ class DbSandboxApp(App[None]):
         if step < 0 and first == 0:
             self.notify("this is the first page")
             return
+        # Back from past the end (go to row) lands on the last page.
         skip = first + len(outcome.rows) if step > 0 else max(0, first - PAGE_SIZE)
         self.page_in(execution.session, source.index, skip)
+
+    def action_go_to_row(self) -> None:
+        """Ask for a row number; the page then starts at that row (the query run again)."""
+        paged = self._paged_query()
+        if paged is None:
+            return
+        execution, source = paged
+
+        def chosen(row: int | None) -> None:
+            if row is not None:
+                self.page_in(execution.session, source.index, row - 1)
+            self.action_focus_results()
+
+        self.push_screen(GoToRow(PAGE_SIZE), chosen)
 
     def shown_result(self) -> ShownResult | None:
         """The rows the results pane shows, in its order, and what they are."""
@@ -886,6 +912,11 @@ class DbSandboxApp(App[None]):
                 f"{'e' if fmt == 'csv' else 'j'} in the results)",
                 lambda f=fmt: self.action_export_result(f),
             )
+        yield SystemCommand(
+            "Go to row of the result",
+            "Run the query again from the row you give (g in the results)",
+            self.action_go_to_row,
+        )
         for step, which in ((1, "Next"), (-1, "Previous")):
             yield SystemCommand(
                 f"{which} page of the result",

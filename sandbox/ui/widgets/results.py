@@ -7,7 +7,7 @@ grid never sits under another statement's caption.
 
 Keys inside the grid: Enter views a cell whole, c / C copy a cell / the row, s sorts the loaded
 rows by the cursor's column, e / j export them to CSV / JSON, n / p fetch the next / previous
-page (the app does these three: they run or write something).
+page and g a page from a given row (the app does those: they run or write something).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from sandbox.ui.text import cell, line, plain
 if TYPE_CHECKING:
     from sandbox.conductor import Execution
 
-KEYS = "Enter view · c/C copy cell/row · s sort · e/j CSV/JSON · n/p page"
+KEYS = "Enter view · c/C copy · s sort · e/j CSV/JSON · n/p page · g row"
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class ResultsView(Vertical):
         Binding("j", "app.export_result('json')", "JSON", show=False),
         Binding("n", "app.page_results(1)", "Next page", show=False),
         Binding("p", "app.page_results(-1)", "Previous page", show=False),
+        Binding("g", "app.go_to_row", "Go to row", show=False),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -78,15 +79,20 @@ class ResultsView(Vertical):
         return list(outcome.columns) if outcome is not None else []
 
     def on_descendant_focus(self) -> None:
-        self.border_title = KEYS if self.rows else None
+        self._hint_keys()
 
     def on_descendant_blur(self) -> None:
-        self.border_title = None
+        self._hint_keys()
+
+    def _hint_keys(self) -> None:
+        """The grid's keys, in the pane's top border, while the grid has rows and the focus."""
+        focused = self.query_one("#rows", DataTable).has_focus
+        self.border_title = KEYS if self.rows and focused else None
 
     def _clear(self) -> None:
         self.query_one("#rows", DataTable).clear(columns=True)
         self.execution, self.rows, self.order, self.sort = None, [], [], None
-        self.border_title = None
+        self._hint_keys()
 
     def show(self, execution: Execution) -> None:
         caption = self.query_one("#caption", Static)
@@ -161,6 +167,7 @@ class ResultsView(Vertical):
             table.add_column(header, width=width)
         for row in rows:
             table.add_row(*row)
+        self._hint_keys()
 
     def _caption(self) -> Text:
         said = self._said.copy()
@@ -267,15 +274,15 @@ def page_caption(execution: Execution) -> Text:
     at = dt.datetime.fromtimestamp(execution.sent_at or time.time()).strftime("%H:%M:%S")
     how = f" — the query run again in {execution.session} at {at}"
     if outcome.skipped:
-        how += f", its first {plural(outcome.skipped, 'row')} skipped"
+        how += f", {plural(outcome.skipped, 'row')} skipped"
     if outcome.tx_before is not TxState.IDLE:
-        how += ", inside this session's open transaction"
-    how += "; nothing is held between pages, so the data may have changed"
+        how += ", inside the open transaction"
+    how += "; nothing is held between pages: the data may have changed"
     if "ORDER" not in execution.kind.words:
-        how += "; no ORDER BY: the order may differ between runs"
+        how += "; no ORDER BY: the order may vary"
     said = Text.assemble((span, "bold"), how)
     if outcome.more_rows or outcome.skipped:
-        said.append(" · n/p: next/previous page")
+        said.append(" · n/p: pages")
     return said
 
 
