@@ -90,9 +90,11 @@ class ResultsView(Vertical):
         self.border_title = KEYS if self.rows and focused else None
 
     def _clear(self) -> None:
-        self.query_one("#rows", DataTable).clear(columns=True)
-        self.execution, self.rows, self.order, self.sort = None, [], [], None
-        self._hint_keys()
+        table = self.query_one("#rows", DataTable)
+        if table.columns or self.execution is not None:  # a running statement ticks 4 times/s
+            table.clear(columns=True)
+            self.execution, self.rows, self.order, self.sort = None, [], [], None
+            self._hint_keys()
 
     def show(self, execution: Execution) -> None:
         caption = self.query_one("#caption", Static)
