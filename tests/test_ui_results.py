@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Input, Static, TextArea
 from textual.widgets.text_area import Selection
 
 from sandbox.conductor import Execution
+from sandbox.export import SessionRecord, replay_script
 from sandbox.outcome import Status
 from sandbox.targets import TargetOptions
 from sandbox.timeline import EventKind
@@ -314,6 +315,11 @@ async def test_a_million_rows_page_by_page_on_sqlite() -> None:
         assert str(app.screen.query_one(".dialog-title", Static).render()) == "i · row 501"
         await pilot.press("escape")
         assert third.outcome is not None and third.outcome.skipped == 1000
+        # The session's replay script keeps each page as the query, saying what it was.
+        conductor = app.bridge.conductor
+        assert conductor is not None
+        script = replay_script(SessionRecord.from_conductor(conductor))
+        assert "-- run again in the app for the rows after row 500 (paging)" in script
 
 
 async def go_to_row(pilot: Pilot[None], app: DbSandboxApp, row: int) -> Execution:
