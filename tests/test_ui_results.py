@@ -120,6 +120,28 @@ async def test_null_text_null_lines_and_long_values_are_told_apart(size: tuple[i
         assert drawn[0].strip() == NULL and drawn[1].strip() == "NULL"
 
 
+@pytest.mark.usefixtures("postgres_url")
+async def test_postgres_values_are_shown_as_the_driver_gave_them() -> None:
+    app = create_app(options_for("postgres"), pick=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await run_sql(
+            pilot,
+            app,
+            "SELECT '\\x00ff'::bytea AS b, ARRAY[1, NULL] AS a, '{\"k\": [1, null]}'::jsonb AS j, "
+            "NULL::text AS n, 'NULL' AS t, 12345678901234567890.5::numeric AS d, true AS yes",
+        )
+        assert [c.plain for c in grid(app).get_row_at(0)] == [
+            "\\x00ff",  # PostgreSQL's own bytea text
+            "[1, null]",
+            '{"k": [1, null]}',
+            NULL,
+            "NULL",
+            "12345678901234567890.5",  # exact digits, never a float
+            "true",
+        ]
+
+
 async def test_enter_shows_a_cell_whole_and_esc_goes_back_to_the_grid() -> None:
     app = free_play()
     async with app.run_test(size=SIZE) as pilot:

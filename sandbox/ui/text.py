@@ -57,10 +57,12 @@ def line(text: str, style: StyleType = "") -> Text:
 def value_text(value: object) -> str:
     """A value's full text as the app shows and copies it (None is SQL NULL: the caller's).
 
-    Bytes are PostgreSQL's own `\\x` hex text, a Decimal its exact digits, an array or JSON
-    value its JSON text; a string is itself.
+    Bytes are PostgreSQL's own `\\x` hex text, a Decimal its exact digits, a boolean true or
+    false, an array or JSON value its JSON text; a string is itself.
     """
     shown = json_value(value)
+    if isinstance(shown, bool):
+        return "true" if shown else "false"  # SQL's words (and the CSV export's), not Python's
     if isinstance(shown, list | dict):
         return json.dumps(shown, ensure_ascii=False)
     return str(shown)
