@@ -71,6 +71,7 @@ class Execution:
     statement: Statement
     kind: StatementKind
     started: float | None = None  # when its session sent it to the engine
+    sent_at: float | None = None  # the same moment on the wall clock (time.time())
     waited: bool = False  # it waited on a lock at some point
     waiting: bool = False  # it waits on a lock right now
     blocked_by: list[str] = field(default_factory=list)  # everyone it ever waited for
@@ -87,6 +88,10 @@ class Execution:
     # Settled at a confirmed lock wait even where the engine would end the wait on its own
     # (a SQLite busy wait): the script goes on while it waits. See `\\background`.
     background: bool = False
+    # A later page of an earlier query (`page_of`, its index), re-run with its first `skip`
+    # rows passed over: see Conductor.page.
+    page_of: int | None = None
+    skip: int | None = None
     cancelling: str | None = None  # why dbsandbox asked the engine to stop it
     failure: BaseException | None = None  # a bug on the session's thread, re-raised by settle
     reviewed: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -320,6 +325,8 @@ class Conductor:
         *,
         background: bool = False,
         command: MetaCommand | None = None,
+        page_of: Execution | None = None,
+        skip: int | None = None,
     ) -> Execution:
         """Hand one statement to its session and return at once.
 
@@ -343,6 +350,8 @@ class Conductor:
             if command is not None:
                 execution.meta, execution.carried = command.name, command.sql
             execution.background = background
+            if page_of is not None:
+                execution.page_of, execution.skip = page_of.index, skip
             execution._generation = seat.generation
             self.executions.append(execution)
             ahead = seat.last if seat.last is not None and not seat.last.finished() else None
@@ -369,6 +378,25 @@ class Conductor:
             return execution
         seat.executor.submit(self._perform, seat, execution, guard)
         return execution
+
+    def page(self, session_name: str, source: Execution, skip: int) -> Execution:
+        """Re-run a read-only query on its own session for the page after its first `skip` rows.
+
+        Nothing is kept open between pages (no cursor, no transaction, no read snapshot), so
+        no other session can feel the paging: each page is the query run again, a statement
+        of its own on the timeline. In autocommit it is its own (PostgreSQL: READ ONLY)
+        transaction; inside the session's open transaction it is part of it, which is the only
+        way to see that transaction's own uncommitted rows. The data, and an ORDER BY-less
+        query's order, may differ from the first run's.
+        """
+        if not pageable(source):
+            raise UserError(
+                "only a query (SELECT, WITH, VALUES or TABLE) that writes nothing "
+                "can be re-run for another page"
+            )
+        if skip < 0:
+            raise UserError("a page starts at row 1 or later")
+        return self.submit(session_name, source.statement, page_of=source, skip=skip)
 
     def execute(
         self,
@@ -440,12 +468,18 @@ class Conductor:
         statement = execution.statement
         with self._lock:
             execution.started = execution._running_since = time.perf_counter()
+            execution.sent_at = time.time()
+        sent = "sent"
+        if execution.skip is not None:
+            first = execution.skip + 1
+            sent = f"sent again for rows {first:,}–{execution.skip + self.page_size:,}"
         self.timeline.add(
             execution.session,
             EventKind.STATEMENT,
-            f"sent: {short_sql(statement.text)}",
+            f"{sent}: {short_sql(statement.text)}",
             statement=execution.index,
             line=statement.line,
+            **({"page_of": execution.page_of, "skip": execution.skip} if sent != "sent" else {}),
         )
         with self._lock:
             self._running.add(execution)
@@ -457,7 +491,7 @@ class Conductor:
 
             outcome = explain(session, execution.carried, self.target.own_directory)
         else:
-            outcome = session.execute(statement.text, execution.kind)
+            outcome = session.execute(statement.text, execution.kind, execution.skip)
         if outcome.status is Status.OK and execution.kind.keyword in _CHANGES_SCHEMA:
             with self._lock:
                 for other in self._seats.values():
@@ -1244,6 +1278,18 @@ def _reviewed(execution: Execution) -> None:
     """Say that the statement's review is over, for good (waiters on its own event wake)."""
     execution.reviewed.set()
     execution.reviewed = _REVIEWED
+
+
+def pageable(execution: Execution) -> bool:
+    """Whether a statement may be re-run for another page: a query that writes nothing."""
+    kind = execution.kind
+    return (
+        execution.meta is None
+        and kind.keyword in {"SELECT", "WITH", "VALUES", "TABLE"}
+        and kind.read_only
+        and not kind.locking
+        and kind.streamable()
+    )
 
 
 def _described(info: SnapshotInfo) -> str:

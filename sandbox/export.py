@@ -310,6 +310,12 @@ def _execution_lines(execution: Execution) -> list[str]:
         lines += _comment(f"not run (guard): {outcome.note or 'stopped by the guard'}")
         lines += _comment("  " + statement.text.replace("\n", "\n  "))
         return lines
+    if execution.skip is not None:
+        # The app's paging ran the query again for a later page; a script shows a first page.
+        lines += _comment(
+            f"run again in the app for the rows after row {execution.skip:,} (paging); "
+            "a replay shows its first rows"
+        )
     if execution.waited and execution.blocked_by:
         lines += _comment(f"waits for a lock held by {', '.join(execution.blocked_by)}")
     if outcome is None or outcome.status is Status.CANCELLED:

@@ -61,6 +61,9 @@ class Outcome:
     columns: list[str] = field(default_factory=list)
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     more_rows: bool = False
+    # A later page of a query re-run for it: how many of its first rows were passed over before
+    # `rows` (fewer than asked when the result now ends sooner). None: the statement as typed.
+    skipped: int | None = None
     rowcount: int | None = None
     tag: str | None = None
     error: SqlError | None = None

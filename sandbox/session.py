@@ -86,15 +86,18 @@ class Session:
         self._adapter.drain_notices(self.raw)
         return failed
 
-    def execute(self, sql: str, kind: StatementKind) -> Outcome:
-        """Run one statement; SQL errors come back in the outcome, never as exceptions."""
+    def execute(self, sql: str, kind: StatementKind, skip: int | None = None) -> Outcome:
+        """Run one statement; SQL errors come back in the outcome, never as exceptions.
+
+        With `skip`, a read-only query re-run for a later page (see EngineAdapter.run).
+        """
         raw = self.raw
         self._cancel_requested = False
         tx_before = self._adapter.tx_state(raw)
         started = time.perf_counter()
         error: SqlError | None = None
         try:
-            result = self._adapter.run(raw, sql, kind, self.page_size)
+            result = self._adapter.run(raw, sql, kind, self.page_size, skip)
         except BaseException as exc:
             found = self._adapter.error_of(exc)
             if found is None:
@@ -125,6 +128,7 @@ class Session:
             outcome.columns = result.columns
             outcome.rows = result.rows
             outcome.more_rows = result.more_rows
+            outcome.skipped = result.skipped
             outcome.rowcount = result.rowcount
             outcome.tag = result.tag
         if kind.tx_control is TxControl.COMMIT and outcome.tag == "ROLLBACK":

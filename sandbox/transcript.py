@@ -23,6 +23,15 @@ def plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
+def page_span(skipped: int, count: int, more: bool) -> str:
+    """Which rows of a query a page holds: "rows 501–1,000, more exist"."""
+    if not count:
+        return f"no rows after row {skipped:,}"
+    last = skipped + count
+    span = f"row {last:,}" if count == 1 else f"rows {skipped + 1:,}–{last:,}"
+    return span + (", more exist" if more else " (the last)")
+
+
 def summarize(outcome: Outcome) -> str:
     """What a statement did, in a few words."""
     if outcome.error is not None:
@@ -34,7 +43,9 @@ def summarize(outcome: Outcome) -> str:
         # outcome's note says why.
         return str(outcome.status)
     parts: list[str] = []
-    if outcome.columns:
+    if outcome.columns and outcome.skipped is not None:
+        parts.append(page_span(outcome.skipped, len(outcome.rows), outcome.more_rows))
+    elif outcome.columns:
         shown = plural(len(outcome.rows), "row")
         parts.append(f"first {shown}, more exist" if outcome.more_rows else shown)
     elif outcome.rowcount is not None:

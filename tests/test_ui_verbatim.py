@@ -6,7 +6,8 @@ Values, names and messages that look like Rich markup (`[/]`, `[b]x[/b]`, `[link
 TAB, NUL, C1), emoji, 5,000 characters and several lines go through every widget that shows
 such text; each must show it verbatim, but for the substitution sandbox.ui.text defines:
 control characters as visible stand-ins (`visible`), and in one-line places newlines as `↵`
-(`one_line`). The app-level test does the same through the real app on both engines.
+(`one_line`); a grid cell or column name is clipped to CELL_WIDTH columns with a `…` (the cell
+viewer shows it whole). The app-level test does the same through the real app on both engines.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable
 
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
@@ -39,7 +41,7 @@ from sandbox.statements import split_statements
 from sandbox.timeline import Event, EventKind
 from sandbox.ui.app import create_app
 from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, ScenarioPicker
-from sandbox.ui.text import NEWLINE, cell, one_line, visible
+from sandbox.ui.text import CELL_WIDTH, NEWLINE, NULL, cell, one_line, visible
 from sandbox.ui.widgets.results import ResultsView
 from sandbox.ui.widgets.scenario_panel import ScenarioPanel
 from sandbox.ui.widgets.schema import SchemaView
@@ -85,6 +87,16 @@ def named(test: Callable[[str], None]) -> Callable[[str], None]:
     return test
 
 
+def in_grid(text: str, value: str) -> bool:
+    """Whether a grid cell's or column name's `text` is `value` on one line, clipped with `…`
+    only when it is wider than CELL_WIDTH, and nothing else."""
+    whole = one_line(value)
+    if cell_len(whole) <= CELL_WIDTH:
+        return text == whole
+    kept = text.removesuffix("…").rstrip(" ")  # a wide character may leave one column blank
+    return text.endswith("…") and cell_len(text) <= CELL_WIDTH and whole.startswith(kept)
+
+
 def shown(widget: Static) -> str:
     return str(widget.render())
 
@@ -114,8 +126,18 @@ def test_nothing_unprintable_is_left(value: str) -> None:
 
 def test_null_is_not_the_string_null() -> None:
     null, string = cell(None), cell("NULL")
-    assert null.plain == string.plain == "NULL"
+    assert null.plain == NULL == "∅ NULL" and string.plain == "NULL"
     assert str(null.style) == "dim italic" and not string.style and not string.spans
+
+
+def test_a_cell_marks_its_lines_and_clips_a_long_value() -> None:
+    two = cell("two\nlines")
+    assert two.plain == f"two{NEWLINE}lines"
+    assert [(span.start, span.end, str(span.style)) for span in two.spans] == [(3, 4, "dim")]
+    long = cell("x" * 500)
+    assert long.plain == "x" * (CELL_WIDTH - 1) + "…" and cell_len(long.plain) == CELL_WIDTH
+    assert cell("y" * CELL_WIDTH).plain == "y" * CELL_WIDTH  # exactly wide enough: whole
+    assert cell(b"\x00\xff").plain == "\\x00ff"  # bytes as PostgreSQL writes them
 
 
 # ------------------------------------------------------------------ the widgets
@@ -154,25 +176,27 @@ async def check_results(pilot: Pilot[None], value: str) -> None:
     caption = view.query_one("#caption", Static)
     view.show(execution(outcome(columns=[value, "n"], rows=[(value, None), ("NULL", 1)])))
     await pilot.pause()
-    assert [column.label.plain for column in table.ordered_columns] == [one_line(value), "n"]
+    names = [column.label.plain for column in table.ordered_columns]
+    assert in_grid(names[0], value) and names[1] == "n"
     first, second = table.get_row_at(0), table.get_row_at(1)
     # Cells are Text: DataTable shows a Text as it is, where it would parse a str as markup.
     assert all(isinstance(c, Text) for c in [*first, *second])
-    assert [c.plain for c in first] == [one_line(value), "NULL"]
+    assert in_grid(first[0].plain, value) and first[1].plain == NULL
     assert first[1].style != second[0].style  # NULL looks unlike the string 'NULL'
     error = SqlError("XX000", value)
     note = f" — {visible(value)}" if value else ""  # an empty note is no note
     view.show(execution(outcome(status=Status.ERROR, error=error, note=value)))
-    assert shown(caption) == f"[A] line 1: error XX000: {visible(value)}{note}"
+    head = "[A] line 1 · SELECT 1:"
+    assert shown(caption) == f"{head} error XX000: {visible(value)}{note}"
     view.show(execution(outcome(status=Status.BLOCKED, note=value)))
-    assert shown(caption) == f"[A] line 1: not run: {visible(value)}"
+    assert shown(caption) == f"{head} not run: {visible(value)}"
     view.show(execution(outcome(tag=value, rowcount=2, note=value)))
     tag = visible(value) if value else "ok"
-    assert shown(caption) == f"[A] line 1: {tag} · 2 rows affected{note} · 1.0 ms"
+    assert shown(caption) == f"{head} {tag} · 2 rows affected{note} · 1.0 ms"
     view.show(execution(outcome(columns=["x"], rows=[(1,)], note=value), meta="diff"))
     assert visible(value) in shown(caption)
     view.show(execution(None))
-    assert "[A] line 1: waiting for a lock held by B" in shown(caption)
+    assert "[A] line 1 · SELECT 1: waiting for a lock held by B" in shown(caption)
 
 
 async def check_schema(pilot: Pilot[None], value: str) -> None:
@@ -333,11 +357,10 @@ async def test_the_app_shows_nasty_values_and_names_verbatim(engine: str) -> Non
         await pilot.press("f5")
         await until(pilot, lambda: table.row_count == 1)
         row = table.get_row_at(0)
-        assert [c.plain for c in row] == [
-            *(one_line(v) if v is not None else "NULL" for v in values),
-            "1",
-            "2",
-        ]
+        texts = [c.plain for c in row]
+        assert texts[-2:] == ["1", "2"] and len(texts) == len(values) + 2
+        for text, v in zip(texts, values, strict=False):
+            assert text == NULL if v is None else in_grid(text, v)
         assert row[-3].style != row[-4].style  # NULL, then the string 'NULL'
         assert [c.label.plain for c in table.ordered_columns][-2:] == ["[i]x", "a[/]b"]
         # As drawn: the first cells of the row on screen, brackets and all.

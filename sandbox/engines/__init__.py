@@ -24,6 +24,9 @@ class RawResult:
     more_rows: bool = False
     rowcount: int | None = None
     tag: str | None = None
+    # A page of a re-run query: how many of its first rows were passed over (fewer than asked
+    # when the result now ends sooner). None for a statement run as typed.
+    skipped: int | None = None
 
 
 class EngineAdapter(Protocol):
@@ -31,8 +34,14 @@ class EngineAdapter(Protocol):
     dialect: Dialect
     cancel_codes: frozenset[str]
 
-    def run(self, conn: Any, sql: str, kind: StatementKind, page_size: int) -> RawResult:
-        """Execute one statement; raise the driver's error on failure."""
+    def run(
+        self, conn: Any, sql: str, kind: StatementKind, page_size: int, skip: int | None = None
+    ) -> RawResult:
+        """Execute one statement; raise the driver's error on failure.
+
+        With `skip`, a read-only query re-run for a later page: its first `skip` rows are
+        passed over (never sent to the app) and the page after them is fetched.
+        """
 
     def error_of(self, exc: BaseException) -> SqlError | None:
         """The engine error carried by `exc`, or None when it is not a database error."""
@@ -55,6 +64,11 @@ class EngineAdapter(Protocol):
         """Whether the server side of this connection is gone (terminated, server restart)."""
 
 
+# Rows passed over on the client are fetched in chunks this big: memory stays bounded however
+# far into a million-row result a page is.
+_SKIP_CHUNK = 10_000
+
+
 def fetch_page(cursor: Any, page_size: int) -> tuple[list[str], list[tuple[Any, ...]], bool]:
     """Columns, the first `page_size` rows and whether more exist, fetching one row extra."""
     if cursor.description is None:
@@ -62,3 +76,16 @@ def fetch_page(cursor: Any, page_size: int) -> tuple[list[str], list[tuple[Any, 
     columns = [str(d[0]) for d in cursor.description]
     rows = [tuple(r) for r in cursor.fetchmany(page_size + 1)]
     return columns, rows[:page_size], len(rows) > page_size
+
+
+def skip_rows(cursor: Any, count: int) -> int:
+    """Pass over the next `count` rows of a query on the client; returns how many there were."""
+    if cursor.description is None:
+        return 0
+    skipped = 0
+    while skipped < count:
+        chunk = len(cursor.fetchmany(min(_SKIP_CHUNK, count - skipped)))
+        if not chunk:
+            break
+        skipped += chunk
+    return skipped

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions as ext
 
-from sandbox.engines import RawResult, fetch_page
+from sandbox.engines import RawResult, fetch_page, skip_rows
 from sandbox.outcome import SqlError, TxState
 from sandbox.sqlkind import StatementKind
 from sandbox.statements import Dialect
@@ -32,25 +32,34 @@ class PostgresAdapter:
     dialect: Dialect = "postgres"
     cancel_codes = frozenset({"57014"})
 
-    def run(self, conn: Any, sql: str, kind: StatementKind, page_size: int) -> RawResult:
+    def run(
+        self, conn: Any, sql: str, kind: StatementKind, page_size: int, skip: int | None = None
+    ) -> RawResult:
         cursor = conn.cursor()
         try:
             state = self.tx_state(conn)
             if kind.streamable() and state is not TxState.FAILED:
                 own_tx = state is TxState.IDLE
-                return self._run_paged(cursor, sql, page_size, own_tx, kind.locking)
+                return self._run_paged(cursor, sql, page_size, own_tx, kind.locking, skip)
             # No parameters are passed, so psycopg2 leaves '%' in the learner's SQL alone.
             cursor.execute(sql)
             tag = cursor.statusmessage
+            skipped = None if skip is None else skip_rows(cursor, skip)
             columns, rows, more = fetch_page(cursor, page_size)
             verb = (tag or "").split(" ", 1)[0]
             rowcount = cursor.rowcount if verb in _DML_TAGS and cursor.rowcount >= 0 else None
-            return RawResult(columns, rows, more, rowcount, tag)
+            return RawResult(columns, rows, more, rowcount, tag, skipped)
         finally:
             cursor.close()
 
     def _run_paged(
-        self, cursor: Any, sql: str, page_size: int, own_tx: bool, locking: bool
+        self,
+        cursor: Any,
+        sql: str,
+        page_size: int,
+        own_tx: bool,
+        locking: bool,
+        skip: int | None = None,
     ) -> RawResult:
         """Fetch only the first page through a server-side cursor.
 
@@ -60,11 +69,20 @@ class PostgresAdapter:
 
         A cursor locks rows only as it reaches them, so for SELECT ... FOR UPDATE / SHARE the
         rest of the result is walked with MOVE: every row is locked as typed, none is sent.
+
+        A later page (`skip`) moves past the rows before it on the server; outside a transaction
+        it runs READ ONLY, so the server itself refuses a re-run that would write (nextval()).
         """
+        skipped: int | None = None
         try:
             if own_tx:
-                cursor.execute("BEGIN")
+                cursor.execute("BEGIN" if skip is None else "BEGIN READ ONLY")
             cursor.execute(f"DECLARE {_PAGE_CURSOR} NO SCROLL CURSOR FOR {sql}")
+            if skip is not None:
+                skipped = 0
+                if skip:
+                    cursor.execute(f"MOVE FORWARD {int(skip)} IN {_PAGE_CURSOR}")
+                    skipped = max(cursor.rowcount, 0)
             cursor.execute(f"FETCH FORWARD {page_size + 1} FROM {_PAGE_CURSOR}")
             columns, rows, more = fetch_page(cursor, page_size)
             total: int | None = None
@@ -85,8 +103,8 @@ class PostgresAdapter:
         # The server's tag for the whole SELECT counts every row; only say it when we know it.
         if total is None:
             total = None if more else len(rows)
-        tag = "SELECT" if total is None else f"SELECT {total}"
-        return RawResult(columns, rows, more, None, tag)
+        tag = "SELECT" if total is None or skipped else f"SELECT {total}"
+        return RawResult(columns, rows, more, None, tag, skipped)
 
     def error_of(self, exc: BaseException) -> SqlError | None:
         if not isinstance(exc, psycopg2.Error):

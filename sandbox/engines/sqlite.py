@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from sandbox.engines import RawResult, fetch_page
+from sandbox.engines import RawResult, fetch_page, skip_rows
 from sandbox.outcome import SqlError, TxState
 from sandbox.sqlkind import StatementKind
 from sandbox.statements import Dialect
@@ -17,19 +17,27 @@ class SqliteAdapter:
     cancel_codes = frozenset({"SQLITE_INTERRUPT"})
 
     def run(
-        self, conn: sqlite3.Connection, sql: str, kind: StatementKind, page_size: int
+        self,
+        conn: sqlite3.Connection,
+        sql: str,
+        kind: StatementKind,
+        page_size: int,
+        skip: int | None = None,
     ) -> RawResult:
         cursor = conn.cursor()
+        skipped: int | None = None
         try:
             # sqlite3 steps a SELECT lazily: fetching one page never reads the whole result.
             cursor.execute(sql)
+            if skip is not None:
+                skipped = skip_rows(cursor, skip)
             columns, rows, more = fetch_page(cursor, page_size)
             rowcount = cursor.rowcount if cursor.rowcount >= 0 else None
         finally:
             # Resetting the statement matters: an unfinished SELECT keeps a read snapshot open
             # (and blocks DROP TABLE) even though the connection reports no transaction.
             cursor.close()
-        return RawResult(columns, rows, more, rowcount, tag=None)
+        return RawResult(columns, rows, more, rowcount, tag=None, skipped=skipped)
 
     def error_of(self, exc: BaseException) -> SqlError | None:
         if not isinstance(exc, sqlite3.Error):

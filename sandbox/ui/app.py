@@ -24,17 +24,19 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Tab, Tabs, TextArea
 
-from sandbox.conductor import Execution
+from sandbox.conductor import Execution, pageable
 from sandbox.errors import UserError
 from sandbox.history import History
 from sandbox.metacommands import session_name_ok
 from sandbox.options import TargetOptions
+from sandbox.result_files import FORMATS, Format, ShownResult, write_result
 from sandbox.scenario.catalog import Listing, find, listings, next_listing
 from sandbox.scenario.model import Scenario
 from sandbox.scenario.recap import recap
 from sandbox.statements import MetaCommand, Statement, split
 from sandbox.timeline import Event, EventKind, Timeline
-from sandbox.ui.bridge import Bridge
+from sandbox.transcript import plural
+from sandbox.ui.bridge import PAGE_SIZE, Bridge
 from sandbox.ui.editing import EditorActions
 from sandbox.ui.messages import (
     ChecksDone,
@@ -46,9 +48,10 @@ from sandbox.ui.messages import (
     TimelineEvent,
 )
 from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen, ScenarioPicker
+from sandbox.ui.screens.go_to_row import GoToRow
 from sandbox.ui.text import visible
 from sandbox.ui.widgets.editor import CompletionList, SqlEditor
-from sandbox.ui.widgets.results import ResultsView
+from sandbox.ui.widgets.results import ResultsView, sort_caption
 from sandbox.ui.widgets.scenario_panel import ScenarioPanel
 from sandbox.ui.widgets.schema import SchemaView
 from sandbox.ui.widgets.timeline import TimelineView, legend
@@ -98,6 +101,25 @@ In the timeline (F12 until you are there): **up** / **down**, **PgUp** / **PgDn*
 the whole statement, what the engine said, the time; **Enter** zooms the timeline (like F10).
 **left** / **right** scroll the log sideways.
 
+## In the results grid
+
+Get there with **F12** (next pane) or the palette's *Focus the results*; **Esc** goes back to
+the editor.
+
+| key | what it does |
+| --- | --- |
+| **Enter** | view the cell whole: every line, its length, SQL NULL said as NULL (**Esc** closes) |
+| **c** / **C** | copy the cell / the whole row (as a CSV line) to the terminal's clipboard |
+| **s** | sort the loaded rows by the cursor's column: ascending, descending, as returned |
+| **e** / **j** | write the rows shown to a new CSV / JSON file here (never overwrites one) |
+| **n** / **p** | next / previous page: the query run again in its session, earlier rows skipped |
+| **g** | go to row N: the page starts there (past the end, it says how many rows there are) |
+
+In a cell `∅ NULL` is SQL NULL and `NULL` is the text 'NULL'; `↵` marks a new line in the
+value and `…` a value clipped to fit (Enter shows it whole). A page past the first is the
+query run again, so nothing is held open between pages and the data may have changed; in an
+export NULL is an empty unquoted CSV field (every text is quoted) or JSON `null`.
+
 In a dialog only its own keys work, and it lists them: the guard's confirmation takes
 **y** (run it) and **n** or **Esc** (don't; the default); reset and quit take **y** (go ahead)
 and **n** or **Esc** (stay); **Tab** moves between the buttons, **Enter** presses one.
@@ -131,6 +153,12 @@ def help_text() -> str:
     table = "\n".join(["| glyph | what it means |", "| --- | --- |", *rows])
     return f"{HELP}\n## What the glyphs mean\n\n{table}\n"
 
+
+# How each file format says SQL NULL (the notification repeats it: the files are read elsewhere).
+NULL_IN = {
+    "csv": "NULL is an empty unquoted field, every text is quoted",
+    "json": "NULL is null",
+}
 
 EDITOR_START = """-- Type SQL here. F5 runs the statement under the cursor (or the selection).
 -- F7 selects all, F1 shows every key. Try:
@@ -395,8 +423,25 @@ class DbSandboxApp(EditorActions):
         self.bridge.open(scenario)
 
     @work(thread=True, group="statements", exit_on_error=False)
-    def run_sql(self, session: str, text: str, confirmed: bool = False) -> None:
-        self.bridge.run(session, text, confirmed)
+    def run_sql(
+        self, session: str, text: str, confirmed: bool = False, at: tuple[int, int] = (1, 1)
+    ) -> None:
+        self.bridge.run(session, text, confirmed, at)
+
+    @work(thread=True, group="statements", exit_on_error=False)
+    def page_in(self, session: str, index: int, skip: int) -> None:
+        self.bridge.page(session, index, skip)
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def write_result_file(self, result: ShownResult, fmt: Format) -> None:
+        directory = Path.cwd()
+        try:
+            path = write_result(result, directory, fmt)
+        except UserError as exc:
+            self.call_from_thread(self.say, str(exc), "error")
+            return
+        rows = plural(len(result.rows), "row")
+        self.call_from_thread(self.say, f"{rows} written to {path} ({NULL_IN[fmt]})", "information")
 
     @work(thread=True, group="sessions", exit_on_error=False)
     def cancel_in(self, session: str) -> None:
@@ -593,7 +638,9 @@ class DbSandboxApp(EditorActions):
     def confirmation_needed(self, message: ConfirmationNeeded) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_sql(message.session, message.statement.text, confirmed=True)
+                statement = message.statement
+                at = (statement.line, statement.column)
+                self.run_sql(message.session, statement.text, confirmed=True, at=at)
             else:
                 self.bridge.decline(message.session, message.statement)
             self.action_focus_editor()
@@ -647,6 +694,13 @@ class DbSandboxApp(EditorActions):
     def _statement_at_cursor(self) -> str:
         return self._statement_span_at_cursor()[0]
 
+    def _editor_position(self, offset: int) -> tuple[int, int]:
+        """The editor's line and column (from 1) of a character offset in its text, so results
+        and the timeline name the line the learner sees."""
+        text = self.query_one("#editor", SqlEditor).text
+        line_start = text.rfind("\n", 0, offset) + 1
+        return text.count("\n", 0, offset) + 1, offset - line_start + 1
+
     def _statement_span_at_cursor(self) -> tuple[str, int]:
         """What F5 runs (the selection, or the statement under the cursor) and its offset."""
         editor = self.query_one("#editor", SqlEditor)
@@ -678,7 +732,7 @@ class DbSandboxApp(EditorActions):
             return
         self.history.add(text, self.session)
         self._ran[self.session] = (text, start, self.query_one("#editor", SqlEditor).text)
-        self.run_sql(self.session, text)
+        self.run_sql(self.session, text, at=self._editor_position(start))
 
     def action_explain(self) -> None:
         """F9: `\\explain` the statement under the cursor, in this session."""
@@ -686,7 +740,7 @@ class DbSandboxApp(EditorActions):
             self.query_one("#editor", TextArea).call_later(self._explain_at_cursor)
 
     def _explain_at_cursor(self) -> None:
-        text = self._statement_at_cursor()
+        text, start = self._statement_span_at_cursor()
         items = split(text, self.bridge.dialect)
         item = items[0] if items else None
         if isinstance(item, MetaCommand) and item.name == "explain":
@@ -696,7 +750,7 @@ class DbSandboxApp(EditorActions):
         else:
             self.notify("nothing to explain: put the cursor on a SQL statement", severity="warning")
             return
-        self.run_sql(self.session, f"\\explain {sql};")
+        self.run_sql(self.session, f"\\explain {sql};", at=self._editor_position(start))
 
     def action_next_session(self) -> None:
         if len(self.sessions) < 2:
@@ -738,6 +792,91 @@ class DbSandboxApp(EditorActions):
 
     def action_cancel(self) -> None:
         self.cancel_in(self.session)
+
+    def _paged_query(self) -> tuple[Execution, Execution] | None:
+        """The result the results pane shows and the query it came from, when that query may
+        be run again for another page; otherwise say why not and return None."""
+        execution = self.query_one("#results", ResultsView).execution
+        if execution is None or execution.outcome is None:
+            self.notify("no query result here to page through: run a query first (F5)")
+            return None
+        source = self.bridge.execution(execution.page_of) if execution.page_of is not None else None
+        source = source or execution
+        if not pageable(source):
+            self.notify(
+                "pages come from running the query again, and only a query that writes nothing "
+                "(SELECT, WITH, VALUES, TABLE) is run again",
+                severity="warning",
+            )
+            return None
+        return execution, source
+
+    def action_page_results(self, step: int) -> None:
+        """Fetch the next (step 1) or previous (-1) page of the query the results show.
+
+        A page is the query run again in its session, its first rows passed over: nothing is
+        held open between pages (see Conductor.page).
+        """
+        paged = self._paged_query()
+        if paged is None:
+            return
+        execution, source = paged
+        outcome = execution.outcome
+        assert outcome is not None
+        first = outcome.skipped or 0
+        if step > 0 and not outcome.more_rows:
+            last = first + len(outcome.rows)
+            self.notify(f"this is the last page: the query had no rows after row {last:,}")
+            return
+        if step < 0 and first == 0:
+            self.notify("this is the first page")
+            return
+        # Back from past the end (go to row) lands on the last page.
+        skip = first + len(outcome.rows) if step > 0 else max(0, first - PAGE_SIZE)
+        self.page_in(execution.session, source.index, skip)
+
+    def action_go_to_row(self) -> None:
+        """Ask for a row number; the page then starts at that row (the query run again)."""
+        paged = self._paged_query()
+        if paged is None:
+            return
+        execution, source = paged
+
+        def chosen(row: int | None) -> None:
+            if row is not None:
+                self.page_in(execution.session, source.index, row - 1)
+            self.action_focus_results()
+
+        self.push_screen(GoToRow(PAGE_SIZE), chosen)
+
+    def shown_result(self) -> ShownResult | None:
+        """The rows the results pane shows, in its order, and what they are."""
+        view = self.query_one("#results", ResultsView)
+        execution = view.execution
+        outcome = execution.outcome if execution is not None else None
+        if execution is None or outcome is None or not view.order:
+            return None
+        order = "as the database returned them"
+        if view.sort is not None:
+            order = sort_caption(view.columns, view.sort)
+        return ShownResult(
+            session=execution.session,
+            statement=execution.statement.text,
+            line=execution.statement.line,
+            columns=view.columns,
+            rows=[view.rows[i] for i in view.order],
+            first_row=(outcome.skipped or 0) + 1,
+            more_rows=outcome.more_rows,
+            order=order,
+        )
+
+    def action_export_result(self, fmt: Format) -> None:
+        """Write the rows the results pane shows to a new CSV or JSON file here."""
+        result = self.shown_result()
+        if result is None:
+            self.notify("no rows to export: run a query first (F5)", severity="warning")
+            return
+        self.write_result_file(result, fmt)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if (
@@ -805,6 +944,10 @@ class DbSandboxApp(EditorActions):
         if self.screen.maximized is not None:
             self.screen.maximized = self.query_one(f"#{pane_id}", Widget)
         self._focus_in(pane_id)
+
+    def action_focus_results(self) -> None:
+        """Into the results grid, where its own keys work (Enter, c, C, s, e, j, n, p)."""
+        self.query_one("#results #rows").focus()
 
     def action_select_all(self) -> None:
         editor = self.query_one("#editor", TextArea)
@@ -1038,6 +1181,11 @@ class DbSandboxApp(EditorActions):
             self.action_save_file,
         )
         yield SystemCommand(
+            "Focus the results",
+            "Into the results grid: Enter views a cell, c/C copy, s sorts, e/j export, n/p page",
+            self.action_focus_results,
+        )
+        yield SystemCommand(
             "New session",
             f"Open session {self.next_session_name()}: its own connection, editor and results",
             self.action_new_session,
@@ -1061,6 +1209,25 @@ class DbSandboxApp(EditorActions):
                     "A fresh sandbox on the other engine",
                     lambda e=engine: self.action_switch_engine(e),
                 )
+        for fmt in FORMATS:
+            yield SystemCommand(
+                f"Export result as {fmt.upper()}",
+                f"The rows the results show, to a new .{fmt} file here ({NULL_IN[fmt]}; "
+                f"{'e' if fmt == 'csv' else 'j'} in the results)",
+                lambda f=fmt: self.action_export_result(f),
+            )
+        yield SystemCommand(
+            "Go to row of the result",
+            "Run the query again from the row you give (g in the results)",
+            self.action_go_to_row,
+        )
+        for step, which in ((1, "Next"), (-1, "Previous")):
+            yield SystemCommand(
+                f"{which} page of the result",
+                f"Run the query again for the {which.lower()} {PAGE_SIZE} rows "
+                f"({'n' if step > 0 else 'p'} in the results)",
+                lambda s=step: self.action_page_results(s),
+            )
         yield SystemCommand(
             "Export session",
             "Timeline (.json), replayable script (.sql) and recovery runbook (.md), here",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -150,9 +151,13 @@ class Bridge:
 
     # ------------------------------------------------------------------ statements (threads)
 
-    def run(self, session: str, text: str, confirmed: bool = False) -> None:
+    def run(
+        self, session: str, text: str, confirmed: bool = False, at: tuple[int, int] = (1, 1)
+    ) -> None:
         """Send every statement of `text` to `session`, stopping at one the guard stops.
 
+        `at` is the editor line and column where `text` begins: each statement's line and
+        column are the editor's (the caption, the timeline and lint findings point there).
         Returns once the last one is handed over (not finished): its outcome, like every
         other, arrives through the timeline.
         """
@@ -163,7 +168,7 @@ class Bridge:
         if conductor is None:
             self.app.post_message(Notice("no sandbox is open yet"))
             return
-        items = split(text, self.dialect)
+        items = [in_editor(item, at) for item in split(text, self.dialect)]
         statements = [item for item in items if isinstance(item, Statement)]
         acknowledged = acknowledgements(text, statements, self.dialect)
         for item in items:
@@ -205,6 +210,18 @@ class Bridge:
                 return
             if outcome is not None and outcome.status is Status.CANCELLED:
                 return  # cancelled while queued: the rest of the text is dropped too
+
+    def page(self, session: str, index: int, skip: int) -> None:
+        """Re-run query `index` on `session` for the page after its first `skip` rows."""
+        conductor = self.conductor
+        source = self.execution(index)
+        if conductor is None or source is None:
+            self.app.post_message(Notice("that result belongs to a sandbox that is gone"))
+            return
+        try:
+            conductor.page(session, source, skip)
+        except UserError as exc:
+            self.app.post_message(Notice(str(exc)))
 
     def decline(self, session: str, statement: Statement) -> None:
         """The learner said no: nothing runs, and the timeline says so."""
@@ -359,6 +376,27 @@ class Bridge:
         if conductor is None:
             return []
         return sorted({e.session for e in conductor.pending})
+
+
+def in_editor(item: Statement | MetaCommand, at: tuple[int, int]) -> Statement | MetaCommand:
+    """`item`, split from text that begins at editor line and column `at`, placed in the editor.
+
+    Only lines and columns move: offsets stay relative to the text (acknowledgements use them).
+    """
+    line, column = at
+    if (line, column) == (1, 1):
+        return item
+    moved_column = item.column + column - 1 if item.line == 1 else item.column
+    if isinstance(item, MetaCommand):
+        return replace(item, line=item.line + line - 1, column=moved_column)
+    end_column = item.end_column + column - 1 if item.end_line == 1 else item.end_column
+    return replace(
+        item,
+        line=item.line + line - 1,
+        column=moved_column,
+        end_line=item.end_line + line - 1,
+        end_column=end_column,
+    )
 
 
 def _changes_committed_data(event: Event) -> bool:

@@ -11,12 +11,21 @@ line is marked rather than cut off.
 
 from __future__ import annotations
 
+import json
+
+from rich.cells import cell_len
 from rich.style import StyleType
 from rich.text import Text
 
 from sandbox.outcome import json_value
 
 NEWLINE = "↵"
+# SQL NULL in a grid cell: a glyph and the word, so it stays unlike the text 'NULL' even where
+# a terminal (or a screen capture) drops the dim italic style.
+NULL = "∅ NULL"
+CLIPPED = "…"
+# A grid cell shows at most this many columns of its value; Enter opens the whole of it.
+CELL_WIDTH = 40
 
 # C0 controls and DEL as their Unicode control pictures (ESC is ␛, CR ␍, TAB ␉, NUL ␀). The C1
 # controls have no pictures, and some terminals act on them (U+009B is a CSI): U+FFFD.
@@ -45,9 +54,37 @@ def line(text: str, style: StyleType = "") -> Text:
     return Text(one_line(text), style=style, end="")
 
 
-def cell(value: object) -> Text:
-    """One value of a result row; SQL NULL looks unlike the string 'NULL'."""
-    shown = Text("NULL", style="dim italic") if value is None else line(str(json_value(value)))
+def value_text(value: object) -> str:
+    """A value's full text as the app shows and copies it (None is SQL NULL: the caller's).
+
+    Bytes are PostgreSQL's own `\\x` hex text, a Decimal its exact digits, a boolean true or
+    false, an array or JSON value its JSON text; a string is itself.
+    """
+    shown = json_value(value)
+    if isinstance(shown, bool):
+        return "true" if shown else "false"  # SQL's words (and the CSV export's), not Python's
+    if isinstance(shown, list | dict):
+        return json.dumps(shown, ensure_ascii=False)
+    return str(shown)
+
+
+def cell(value: object, width: int = CELL_WIDTH) -> Text:
+    """One value of a result row on one line, at most `width` columns wide.
+
+    SQL NULL looks unlike the string 'NULL'; each newline is a dim `↵` and a clipped value ends
+    in a dim `…`, so neither a second line nor the rest of a long value vanishes unsaid.
+    """
+    if value is None:
+        shown = Text(NULL, style="dim italic")
+    else:
+        shown = Text()
+        for number, part in enumerate(visible(value_text(value)).split("\n")):
+            if number:
+                shown.append(NEWLINE, style="dim")
+            shown.append(part)
+        if cell_len(shown.plain) > width:
+            shown.truncate(width - 1)
+            shown.append(CLIPPED, style="dim")
     shown.no_wrap = True  # as DataTable does with strings in one-line rows
     shown.end = ""
     return shown
