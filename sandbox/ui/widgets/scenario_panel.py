@@ -106,8 +106,10 @@ class ScenarioPanel(VerticalScroll):
         from textual.widgets import Markdown
 
         story = self.query_one("#story", Markdown)
-        for name in ("hint", "check", "reset"):
+        for name in ("hint", "check"):
             self.query_one(f"#{name}", Button).disabled = scenario is None
+        # Free play can be reset too (ctrl+r): the button asks first, like the key.
+        self.query_one("#reset", Button).disabled = False
         self._show("#hints", "")
         self._show("#checks", "")
         self._show("#happened", "")
