@@ -10,10 +10,13 @@ Four ways back, judged from the executions that followed the breakage:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from sandbox.conductor import Execution
 from sandbox.outcome import Status, TxState
 from sandbox.sqlkind import TxControl
+
+if TYPE_CHECKING:
+    from sandbox.conductor import Execution  # a type only: the app imports this module early
 
 METHODS = {
     "rollback": "rolled back before COMMIT",

@@ -7,9 +7,10 @@ is committed, which is what every other session sees too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sandbox.targets import Target
+if TYPE_CHECKING:
+    from sandbox.targets import Target  # a type only: the app imports this module early
 
 
 @dataclass(frozen=True)

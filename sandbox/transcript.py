@@ -7,10 +7,14 @@ answered with ROLLBACK is recorded as a rollback.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sandbox.outcome import Outcome, Status, TxState
-from sandbox.session import Session
 from sandbox.sqlkind import StatementKind, TxControl
 from sandbox.timeline import EventKind, Timeline
+
+if TYPE_CHECKING:
+    from sandbox.session import Session  # a type only: the app imports this module early
 
 
 def short_sql(sql: str, limit: int = 72) -> str:

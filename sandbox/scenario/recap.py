@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sandbox.conductor import Execution
 from sandbox.outcome import Outcome, Status, TxState, json_value
 from sandbox.sqlkind import TxControl
 from sandbox.transcript import summarize
+
+if TYPE_CHECKING:
+    from sandbox.conductor import Execution  # a type only: the app imports this module early
 
 SHOWN_ROWS = 3  # a read's rows quoted in full up to this many (what the session saw matters)
 

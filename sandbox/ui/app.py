@@ -12,7 +12,7 @@ import textwrap
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from textual import events, on, work
 from textual.app import ComposeResult, SystemCommand
@@ -24,7 +24,6 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header, Tab, Tabs, TextArea
 
-from sandbox.conductor import Execution, pageable
 from sandbox.errors import UserError
 from sandbox.history import History
 from sandbox.metacommands import session_name_ok
@@ -55,6 +54,11 @@ from sandbox.ui.widgets.results import ResultsView, sort_caption
 from sandbox.ui.widgets.scenario_panel import ScenarioPanel
 from sandbox.ui.widgets.schema import SchemaView
 from sandbox.ui.widgets.timeline import TimelineView, legend
+
+if TYPE_CHECKING:
+    # Only a type here: the conductor (and the engines under it) load with the first sandbox,
+    # after the first frame (issue 12, item 8).
+    from sandbox.conductor import Execution
 
 HELP = """
 # dbsandbox keys
@@ -802,6 +806,8 @@ class DbSandboxApp(EditorActions):
             return None
         source = self.bridge.execution(execution.page_of) if execution.page_of is not None else None
         source = source or execution
+        from sandbox.conductor import pageable
+
         if not pageable(source):
             self.notify(
                 "pages come from running the query again, and only a query that writes nothing "

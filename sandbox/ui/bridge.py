@@ -15,13 +15,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sandbox.conductor import Conductor, Execution
 from sandbox.errors import UserError
 from sandbox.outcome import Status, TxState
 from sandbox.scenario.model import Scenario
-from sandbox.schema_summary import summarize
 from sandbox.statements import STATEMENT_COMMANDS, Dialect, MetaCommand, Statement, split
-from sandbox.targets import Target, TargetOptions, open_target
 from sandbox.timeline import Event, EventKind, Timeline
 from sandbox.ui.messages import (
     ChecksDone,
@@ -36,8 +33,13 @@ from sandbox.ui.messages import (
 if TYPE_CHECKING:
     from textual.app import App
 
+    # The conductor, the engines and the targets load with the first sandbox, in the worker
+    # that opens it, after the app's first frame (issue 12, item 8).
+    from sandbox.conductor import Conductor, Execution
+    from sandbox.options import TargetOptions
     from sandbox.scenario.player import CheckResult
     from sandbox.snapshots.diff import Diff
+    from sandbox.targets import Target
 
 PAGE_SIZE = 500  # rows shown per result; a million-row table is never loaded whole
 # How often the schema pane may re-read the counts while a burst of commits goes on.
@@ -87,6 +89,9 @@ class Bridge:
             self.timeline = timeline
             self.scenario = scenario
             try:
+                from sandbox.conductor import Conductor
+                from sandbox.targets import open_target
+
                 self.target = open_target(self.options)
                 if scenario is not None:
                     if not scenario.supports(self.target.engine):
@@ -277,6 +282,8 @@ class Bridge:
                 self._schema_reading = False
                 continue
             try:
+                from sandbox.schema_summary import summarize
+
                 tables = summarize(target)
             except Exception:  # the sandbox went away under the read (reset, quit)
                 self._schema_reading = False
