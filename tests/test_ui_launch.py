@@ -39,13 +39,15 @@ async def test_leaving_the_picker_at_once_still_lands_in_the_editor() -> None:
         await until(pilot, lambda: app.focused is app.query_one("#editor", TextArea))
 
 
-def test_the_first_frame_does_not_import_markdown() -> None:
-    """Markdown (markdown-it) is the costliest widget import; only help and the story use it."""
+def test_the_first_frame_imports_nothing_it_does_not_draw() -> None:
+    """Markdown (markdown-it) is the costliest widget import and only help and the story use
+    it; the conductor, targets and engines come with the first sandbox, after the picker."""
     import subprocess
 
+    late = ["markdown_it", "sqlglot", "sandbox.conductor", "sandbox.targets", "sandbox.session"]
     code = (
-        "import sys, sandbox.ui.app, sandbox.ui.screens.dialogs; "
-        "print('markdown_it' in sys.modules)"
+        "import sys, sandbox.cli, sandbox.lifecycle, sandbox.ui.app, sandbox.ui.screens.dialogs; "
+        f"print([m for m in {late!r} if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"
