@@ -1,4 +1,4 @@
-"""Screenshots of the real app at 120x40, as SVG (Textual's own export) and PNG.
+"""Screenshots of the real app at 120x40 (one at 80x24), as SVG (Textual's own export) and PNG.
 
 Drives the app through Pilot on real SQLite sandboxes, the way a learner would, and writes
 screenshots/NAME.svg and screenshots/NAME.png for every state below. Timings in the pictures
@@ -30,12 +30,14 @@ from functools import cache
 from pathlib import Path
 
 from textual.pilot import Pilot
-from textual.widgets import Static, TextArea
+from textual.widgets import Button, DataTable, Static, TextArea
 
 from sandbox.scenario.catalog import find
 from sandbox.targets import TargetOptions
 from sandbox.ui.app import DbSandboxApp, create_app
+from sandbox.ui.screens.cell_viewer import CellViewer
 from sandbox.ui.screens.dialogs import ConfirmStatement, HelpScreen, ScenarioPicker
+from sandbox.ui.widgets.editor import SqlEditor
 from sandbox.ui.widgets.scenario_panel import ScenarioPanel
 from sandbox.ui.widgets.schema import SchemaView
 from sandbox.ui.widgets.timeline import SessionBox, TimelineView
@@ -134,11 +136,27 @@ async def guard(pilot: Pilot[None], app: DbSandboxApp) -> None:
     await settle(pilot, app)
 
 
-async def scenario(pilot: Pilot[None], app: DbSandboxApp) -> None:
+async def loaded(pilot: Pilot[None], app: DbSandboxApp) -> ScenarioPanel:
+    """The scenario's mistake made, its briefing filling the screen."""
     await ready(pilot, app)
     panel = app.query_one("#scenario", ScenarioPanel)
     await until(pilot, lambda: panel.scenario is not None)
+    await until(pilot, lambda: app.screen.maximized is panel)
+    return panel
+
+
+async def briefing(pilot: Pilot[None], app: DbSandboxApp) -> None:
+    await loaded(pilot, app)
     await until(pilot, lambda: "rows affected" in caption(app))
+    await settle(pilot, app)
+
+
+async def scenario(pilot: Pilot[None], app: DbSandboxApp) -> None:
+    """The working layout after Esc leaves the briefing."""
+    await loaded(pilot, app)
+    await until(pilot, lambda: "rows affected" in caption(app))
+    await pilot.press("escape")
+    await until(pilot, lambda: app.screen.maximized is None)
     await settle(pilot, app)
 
 
@@ -182,6 +200,106 @@ async def recovery(pilot: Pilot[None], app: DbSandboxApp) -> None:
     await settle(pilot, app)
 
 
+NOTES = """\
+CREATE TABLE notes (id INTEGER PRIMARY KEY, author TEXT, body TEXT);
+INSERT INTO notes VALUES (1, NULL, 'call back on Monday'),
+  (2, 'NULL', 'the author really is the text NULL'),
+  (3, 'mia', 'Parcel 1003 marked delivered but never arrived; the courier''s photo '
+    || 'shows another door.' || char(10) || 'Refund approved, replacement shipped Tuesday.');
+SELECT * FROM notes ORDER BY id;"""
+
+
+async def cells(pilot: Pilot[None], app: DbSandboxApp) -> None:
+    """NULL and 'NULL' side by side and a clipped two-line value, the results zoomed (F10)."""
+    await ready(pilot, app)
+    await run_sql(pilot, app, NOTES, lambda text: "3 rows shown" in text)
+    await until(pilot, lambda: schema_shows(app, "notes  3 rows"))
+    await settle(pilot, app)
+    grid = app.query_one("#results #rows", DataTable)
+    grid.focus()
+    grid.move_cursor(row=2, column=2)
+    await pilot.press("f10")
+    await until(pilot, lambda: app.screen.maximized is not None)
+    await settle(pilot, app)
+
+
+async def cell_viewer(pilot: Pilot[None], app: DbSandboxApp) -> None:
+    """Enter on that clipped value: the cell viewer shows it whole."""
+    await cells(pilot, app)
+    await pilot.press("f10")
+    await until(pilot, lambda: app.screen.maximized is None)
+    await pilot.press("enter")
+    await until(pilot, lambda: isinstance(app.screen, CellViewer))
+    await settle(pilot, app)
+
+
+async def completion(pilot: Pilot[None], app: DbSandboxApp) -> None:
+    """ctrl+space after `alias.`: the popup offers that table's columns."""
+    await free_play(pilot, app)
+    editor = app.query_one("#editor", SqlEditor)
+    editor.text = "SELECT p.name, p.\nFROM pets p\nWHERE p.species = 'cat';"
+    editor.move_cursor((0, len("SELECT p.name, p.")))
+    await pilot.press("ctrl+space")
+    await until(pilot, lambda: editor.completing)
+    await settle(pilot, app)
+
+
+ORDER_HISTORY = """\
+-- the order-history query: F9 shows its plan
+SELECT id, placed_on, total_cents FROM orders WHERE customer_id = 1207 ORDER BY placed_on;"""
+
+
+async def explain(pilot: Pilot[None], app: DbSandboxApp) -> None:
+    """missing-index: F9 on the order-history query, a full scan marked hot; the results are
+    zoomed (F10) so the caption and both columns of the plan show whole."""
+    await loaded(pilot, app)
+    await pilot.press("escape")
+    await until(pilot, lambda: app.screen.maximized is None)
+    await settle(pilot, app)
+    editor = app.query_one("#editor", SqlEditor)
+    editor.text = ORDER_HISTORY
+    editor.move_cursor((1, 10))
+    await pilot.press("f9")
+    await until(pilot, lambda: "hot" in caption(app))
+    await settle(pilot, app)
+    app.query_one("#results #rows", DataTable).focus()
+    app.action_zoom()
+    await settle(pilot, app)
+
+
+async def timeline(pilot: Pilot[None], app: DbSandboxApp) -> None:
+    """The cursor on an event in the timeline; below the log, that event in full."""
+    await free_play(pilot, app)
+    log = app.query_one("#timeline", TimelineView).event_log
+    log.focus()
+    rows = [strip.text for strip in log.lines]
+    log.cursor = next(i for i, row in enumerate(rows) if "sent: INSERT INTO pets" in row)
+    detail = app.query_one("#timeline-detail", Static)
+    await until(pilot, lambda: "Kiwi" in str(detail.render()))
+    await settle(pilot, app)
+
+
+FIX = """\
+ROLLBACK;
+BEGIN;
+DELETE FROM login_sessions WHERE user_name = 'bob';
+COMMIT;"""
+
+
+async def next_scenario(pilot: Pilot[None], app: DbSandboxApp) -> None:
+    """missing-where recovered: ROLLBACK, the DELETE with its WHERE, Check; Next is offered."""
+    panel = await loaded(pilot, app)
+    await pilot.press("escape")
+    await until(pilot, lambda: app.screen.maximized is None)
+    await run_sql(pilot, app, FIX, lambda text: "COMMIT" in text)
+    await settle(pilot, app)
+    await pilot.press("f3")
+    checks = panel.query_one("#checks", Static)
+    await until(pilot, lambda: "Recovered" in str(checks.render()))
+    await until(pilot, lambda: app.focused is panel.query_one("#next", Button))
+    await settle(pilot, app)
+
+
 @dataclass(frozen=True)
 class Shot:
     name: str
@@ -189,6 +307,7 @@ class Shot:
     make: Callable[[], DbSandboxApp]
     drive: Drive
     after: Callable[[DbSandboxApp], Awaitable[None]] | None = None
+    size: tuple[int, int] = SIZE
 
 
 SHOTS = [
@@ -206,10 +325,59 @@ SHOTS = [
         guard,
     ),
     Shot(
+        "briefing",
+        "missing-where loaded: its briefing (story, task, what happened before you arrived)",
+        lambda: create_app(TargetOptions(), find("missing-where"), pick=False),
+        briefing,
+    ),
+    Shot(
         "scenario",
-        "the missing-where scenario loaded, with its panel",
+        "missing-where after Esc: scenario panel, schema, editor, results, timeline",
         lambda: create_app(TargetOptions(), find("missing-where"), pick=False),
         scenario,
+    ),
+    Shot(
+        "cells",
+        "the results zoomed (F10): NULL beside 'NULL', a clipped two-line value",
+        lambda: create_app(TargetOptions(), pick=False),
+        cells,
+    ),
+    Shot(
+        "cell-viewer",
+        "Enter on the clipped value: the cell viewer shows it whole",
+        lambda: create_app(TargetOptions(), pick=False),
+        cell_viewer,
+    ),
+    Shot(
+        "completion",
+        "completion after `p.`: the columns of pets",
+        lambda: create_app(TargetOptions(), pick=False),
+        completion,
+    ),
+    Shot(
+        "explain",
+        "missing-index: F9 on the query, its plan with the scan marked hot (results zoomed)",
+        lambda: create_app(TargetOptions(), find("missing-index"), pick=False),
+        explain,
+    ),
+    Shot(
+        "timeline",
+        "the timeline's cursor on an event, shown in full below the log",
+        lambda: create_app(TargetOptions(), pick=False),
+        timeline,
+    ),
+    Shot(
+        "next",
+        "missing-where recovered: the checks graded, Next: the following scenario",
+        lambda: create_app(TargetOptions(), find("missing-where"), pick=False),
+        next_scenario,
+    ),
+    Shot(
+        "narrow",
+        "an 80x24 terminal: missing-where after Esc",
+        lambda: create_app(TargetOptions(), find("missing-where"), pick=False),
+        scenario,
+        size=(80, 24),
     ),
     Shot("help", "the help screen", lambda: create_app(TargetOptions(), pick=False), help_screen),
     Shot(
@@ -233,7 +401,7 @@ SHOTS = [
 
 async def take(shot: Shot, out: Path) -> Path:
     app = shot.make()
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=shot.size) as pilot:
         await shot.drive(pilot, app)
         await pilot.wait_for_scheduled_animations()
         await pilot.pause()
@@ -350,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         svg = asyncio.run(take(shot, out))
         written = [svg] if args.svg_only else [svg, to_png(svg)]
-        print(f"{shot.name:<10} {shot.what}: " + ", ".join(str(p) for p in written))
+        print(f"{shot.name:<12} {shot.what}: " + ", ".join(str(p) for p in written))
     return 0
 
 
