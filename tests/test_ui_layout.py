@@ -231,6 +231,16 @@ async def test_a_long_timeline_event_reads_in_full(size: tuple[int, int]) -> Non
         await pilot.press(*["up"] * (log.cursor - sent))
         assert log.cursor == sent
         assert timeline.has_class("-detail")
+        # The cursor row is drawn in the cursor's colour, over the line's own background.
+        cursor_bg = log.get_component_rich_style("event-log--cursor").bgcolor
+        row_y = sent - log.scroll_offset.y
+
+        def backgrounds(y: int) -> set[object]:
+            return {seg.style.bgcolor for seg in log.render_line(y) if seg.style is not None}
+
+        assert cursor_bg in backgrounds(row_y)
+        other = row_y - 1 if row_y > 0 else row_y + 1
+        assert cursor_bg not in backgrounds(other)
         assert long_sql in " ".join(static_text(app, "#timeline-detail").split())
         # Enter zooms the timeline: every word of the statement is on the screen.
         await pilot.press("enter")

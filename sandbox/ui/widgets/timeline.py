@@ -328,7 +328,10 @@ class EventLog(RichLog):
     def render_line(self, y: int) -> Strip:
         strip = super().render_line(y)
         if self.cursor is not None and self.has_focus and self.scroll_offset.y + y == self.cursor:
-            strip = strip.apply_style(self.get_component_rich_style("event-log--cursor"))
+            # Over the line's own colours (Strip.apply_style puts a style under them, and each
+            # line's background hid the cursor).
+            style = self.get_component_rich_style("event-log--cursor")
+            strip = Strip(Segment.apply_style(strip, post_style=style), strip.cell_length)
         return strip
 
     def watch_cursor(self, row: int | None) -> None:
