@@ -1,4 +1,4 @@
-"""Snapshot tests of the app's main screens at 120x40 (pytest-textual-snapshot).
+"""Snapshot tests of the app's screens at 80x24 and 120x40 (pytest-textual-snapshot).
 
 Each test drives the real app on a real SQLite sandbox with `run_before`, waits until the sandbox
 is ready and every worker is idle, and compares the screen with the SVG under
@@ -24,7 +24,7 @@ from typing import Protocol
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import OptionList, Static, TextArea
+from textual.widgets import DataTable, OptionList, Static, TextArea
 
 import sandbox.session
 import sandbox.timeline
@@ -32,11 +32,14 @@ import sandbox.ui.widgets.timeline
 from sandbox.scenario.catalog import find
 from sandbox.targets import TargetOptions
 from sandbox.ui.app import DbSandboxApp, create_app
+from sandbox.ui.screens.cell_viewer import CellViewer
 from sandbox.ui.screens.dialogs import ConfirmStatement, HelpScreen, ScenarioPicker
+from sandbox.ui.widgets.editor import CompletionList
 from sandbox.ui.widgets.scenario_panel import ScenarioPanel
 from sandbox.ui.widgets.schema import SchemaView
 
-SIZE = (120, 40)
+# The default terminal (80x24) and a comfortable one (120x40): every screen at both.
+SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 
 RunBefore = Callable[[Pilot[None]], Awaitable[None]]
 
@@ -154,7 +157,8 @@ async def run_sql(pilot: Pilot[None], sql: str, done: Callable[[str], bool]) -> 
 # ---------------------------------------------------------------------- the screens
 
 
-def test_scenario_picker_at_launch(snap_compare: SnapCompare) -> None:
+@SIZES
+def test_scenario_picker_at_launch(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         app = app_of(pilot)
         await until(pilot, lambda: isinstance(app.screen, ScenarioPicker))
@@ -163,7 +167,7 @@ def test_scenario_picker_at_launch(snap_compare: SnapCompare) -> None:
         assert app.screen.query_one("#scenario-list", OptionList).option_count >= 10
 
     app = create_app(TargetOptions(), pick=True)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
 PETS = """\
@@ -173,7 +177,8 @@ INSERT INTO pets VALUES (1, 'Rex', 'dog', 2017), (2, 'Tom', 'cat', 2020),
 SELECT * FROM pets ORDER BY id;"""
 
 
-def test_free_play_after_a_select(snap_compare: SnapCompare) -> None:
+@SIZES
+def test_free_play_after_a_select(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         app = app_of(pilot)
         await ready(pilot)
@@ -183,10 +188,13 @@ def test_free_play_after_a_select(snap_compare: SnapCompare) -> None:
         assert "4 rows shown · 1.5 ms" in caption(app)
 
     app = create_app(TargetOptions(), pick=False)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-def test_guard_confirmation_for_delete_without_where(snap_compare: SnapCompare) -> None:
+@SIZES
+def test_guard_confirmation_for_delete_without_where(
+    snap_compare: SnapCompare, size: tuple[int, int]
+) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         app = app_of(pilot)
         await ready(pilot)
@@ -202,10 +210,11 @@ def test_guard_confirmation_for_delete_without_where(snap_compare: SnapCompare) 
         assert "would delete 3 of 3 rows in zz" in text
 
     app = create_app(TargetOptions(), pick=False)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-def test_a_loaded_scenario_with_its_panel(snap_compare: SnapCompare) -> None:
+@SIZES
+def test_a_loaded_scenario_with_its_panel(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         app = app_of(pilot)
         await ready(pilot)
@@ -215,10 +224,11 @@ def test_a_loaded_scenario_with_its_panel(snap_compare: SnapCompare) -> None:
         await settle(pilot)
 
     app = create_app(TargetOptions(), find("missing-where"), pick=False)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
-def test_help_screen(snap_compare: SnapCompare) -> None:
+@SIZES
+def test_help_screen(snap_compare: SnapCompare, size: tuple[int, int]) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         app = app_of(pilot)
         await ready(pilot)
@@ -227,4 +237,91 @@ def test_help_screen(snap_compare: SnapCompare) -> None:
         await settle(pilot)
 
     app = create_app(TargetOptions(), pick=False)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+# ---------------------------------------------------------------------- issue 12's new screens
+
+NULLS = """\
+SELECT NULL AS missing, 'NULL' AS text_null, 'first line
+second line' AS two_lines, printf('%.120c', 'x') AS long_value;"""
+
+
+@SIZES
+def test_results_null_markers_and_the_cell_viewer(
+    snap_compare: SnapCompare, size: tuple[int, int]
+) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        app = app_of(pilot)
+        await ready(pilot)
+        await run_sql(pilot, NULLS, lambda text: "1 row shown" in text)
+        await settle(pilot)
+        app.action_focus_results()
+        grid = app.query_one("#results #rows", DataTable)
+        grid.move_cursor(row=0, column=2)  # the two-line value
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, CellViewer))
+        await settle(pilot)
+
+    app = create_app(TargetOptions(), pick=False)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@SIZES
+def test_completion_popup_offers_the_tables_columns(
+    snap_compare: SnapCompare, size: tuple[int, int]
+) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        app = app_of(pilot)
+        await ready(pilot)
+        await run_sql(pilot, PETS, lambda text: "4 rows shown" in text)
+        await until(pilot, lambda: schema_shows(app, "pets  4 rows"))
+        await settle(pilot)
+        editor = app.query_one("#editor", TextArea)
+        editor.text = "SELECT p. FROM pets AS p;"
+        editor.move_cursor((0, len("SELECT p.")))
+        editor.focus()
+        app.action_complete()
+        popup = app.query_one(CompletionList)
+        await until(pilot, lambda: popup.display and popup.option_count > 0)
+        await settle(pilot)
+
+    app = create_app(TargetOptions(), pick=False)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@SIZES
+def test_explain_draws_the_plan_as_a_tree_with_its_hot_step(
+    snap_compare: SnapCompare, size: tuple[int, int]
+) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await ready(pilot)
+        await pilot.press("escape")  # past the briefing, to the editor
+        await run_sql(
+            pilot,
+            "\\explain SELECT id, placed_on, total_cents FROM orders\n"
+            "  WHERE customer_id = 1207 ORDER BY placed_on;",
+            lambda text: "plan of" in text,
+        )
+        await settle(pilot)
+
+    app = create_app(TargetOptions(), find("missing-index"), pick=False)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@SIZES
+def test_the_zoomed_timeline_shows_the_event_under_its_cursor_in_full(
+    snap_compare: SnapCompare, size: tuple[int, int]
+) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        app = app_of(pilot)
+        await ready(pilot)
+        await pilot.press("escape")
+        app.action_focus_pane("timeline")
+        await pilot.press("f10")
+        await until(pilot, lambda: app.screen.maximized is not None)
+        await pilot.press("home", "down", "down", "down")
+        await settle(pilot)
+
+    app = create_app(TargetOptions(), find("lost-update"), pick=False)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
