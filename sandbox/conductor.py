@@ -512,7 +512,7 @@ class Conductor:
                 self.timeline.add(
                     execution.session,
                     EventKind.NOTICE,
-                    outcome.note,
+                    f"plan of {short_sql(execution.carried, 48)}: {outcome.note}",
                     statement=execution.index,
                     ran=ran,
                 )

@@ -39,7 +39,6 @@ from sandbox.outcome import Outcome, Status, TxState
 from sandbox.session import CONNECTION_LOST_NOTE, Session
 from sandbox.sqlkind import classify
 from sandbox.statements import Dialect, split_statements
-from sandbox.transcript import short_sql
 
 HOT_SHARE = 0.3
 CHEAP_PLAN_COST = 100.0
@@ -108,7 +107,7 @@ class Plan:
         return [node for node in self.nodes() if node.hot]
 
     def summary(self) -> str:
-        """One line: what is hot, then how the plan was obtained."""
+        """One line: what is hot, then how the plan was obtained (the statement is not named)."""
         hot = self.hot()
         if not self.roots:
             said = "the engine gave no steps"
@@ -118,7 +117,8 @@ class Plan:
             said = f"nothing is hot (the whole plan's estimated cost is {self.roots[0].cost:g})"
         else:
             said = "nothing is hot"
-        return f"plan of {short_sql(self.statement, 48)}: {said}; {self.how}"
+        # Not the statement itself: the caption and `run` already name it next to this note.
+        return f"{said}; {self.how}"
 
     def display(self) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Columns and rows for a grid or a text table: the tree drawn in the first column."""

@@ -276,7 +276,7 @@ async def test_f9_explains_the_statement_under_the_cursor(
         editor.move_cursor((1, 3))
         editor.focus()
         await pilot.press("f9")
-        await until(pilot, lambda: "plan of" in caption(app))
+        await until(pilot, lambda: "is hot" in caption(app))
         explained = conductor.executions[-1]
         assert explained.meta == "explain" and explained.carried == QUERY
         label, why = HOT_IN_APP[engine]

@@ -301,7 +301,7 @@ def test_explain_draws_the_plan_as_a_tree_with_its_hot_step(
             pilot,
             "\\explain SELECT id, placed_on, total_cents FROM orders\n"
             "  WHERE customer_id = 1207 ORDER BY placed_on;",
-            lambda text: "plan of" in text,
+            lambda text: "is hot" in text,
         )
         await settle(pilot)
 
