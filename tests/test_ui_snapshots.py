@@ -8,14 +8,18 @@ tests/__snapshots__/. After an intended UI change, look at the report, then refr
 Only what is displayed is made deterministic, never what the app does:
 - durations are measured with `time.perf_counter` in sandbox.session (a statement's elapsed ms)
   and sandbox.timeline (an event's time), and the timeline pane extrapolates "now" for the open
-  transaction's duration with `time.monotonic`. Those three modules get a stand-in `time` whose
-  clocks step by fixed amounts (the conductor's own timeouts keep the real clock);
+  transaction's duration with `time.monotonic`; sandbox.snapshots.store times a snapshot. Those
+  modules get a stand-in `time` whose clocks step by fixed amounts (the conductor's own
+  timeouts keep the real clock); an event's wall-clock `at` is one fixed moment;
+- a script's statements are run one at a time (`run_each`): run at once, the "queued" events
+  fall in an order that depends on the machine's speed;
 - "sandbox ready" names a temporary file and fades after 3 s: notifications are cleared;
 - the editor's cursor blinks: the test stops its blinking (it stays visible).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -27,9 +31,11 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, OptionList, Static, TextArea
 
 import sandbox.session
+import sandbox.snapshots.store
 import sandbox.timeline
 import sandbox.ui.widgets.timeline
 from sandbox.scenario.catalog import find
+from sandbox.statements import split_statements
 from sandbox.targets import TargetOptions
 from sandbox.ui.app import DbSandboxApp, create_app
 from sandbox.ui.screens.cell_viewer import CellViewer
@@ -93,6 +99,20 @@ def steady_clocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sandbox.timeline, "time", stand_in_time(perf_counter=clocks.event_clock))
     monkeypatch.setattr(sandbox.session, "time", stand_in_time(perf_counter=clocks.statement_clock))
     monkeypatch.setattr(sandbox.ui.widgets.timeline, "time", stand_in_time(monotonic=clocks.frozen))
+    # A snapshot's duration (the scenario's `start`, quoted in the timeline): fixed steps too.
+    monkeypatch.setattr(
+        sandbox.snapshots.store, "time", stand_in_time(perf_counter=clocks.statement_clock)
+    )
+    # An event's wall-clock time (the timeline's detail shows it): always the same moment.
+    monkeypatch.setattr(sandbox.timeline, "dt", SimpleNamespace(datetime=FixedNow, UTC=dt.UTC))
+
+
+class FixedNow(dt.datetime):
+    """`datetime` whose now() is one fixed moment, for the events' `at`."""
+
+    @classmethod
+    def now(cls, tz: dt.tzinfo | None = None) -> FixedNow:
+        return cls(2026, 1, 1, 12, 0, 0, tzinfo=tz)
 
 
 # ---------------------------------------------------------------------- driving the app
@@ -154,6 +174,29 @@ async def run_sql(pilot: Pilot[None], sql: str, done: Callable[[str], bool]) -> 
     editor.move_cursor(editor.document.end)
 
 
+async def run_each(pilot: Pilot[None], sql: str) -> None:
+    """Put `sql` in the editor and run its statements one at a time (cursor on each, F5), each
+    finished before the next: a script run at once records "queued" events in an order that
+    depends on the machine's speed, which a snapshot must not."""
+    app = app_of(pilot)
+    editor = app.query_one("#editor", TextArea)
+    editor.focus()
+    editor.text = sql
+    conductor = app.bridge.conductor
+    assert conductor is not None
+    for item in split_statements(sql, "sqlite"):
+        before = len(conductor.executions)
+        editor.move_cursor((item.line - 1, item.column - 1))
+        await pilot.press("f5")
+
+        def done(before: int = before) -> bool:
+            return len(conductor.executions) > before and conductor.executions[-1].finished()
+
+        await until(pilot, done)
+        await app.workers.wait_for_complete()
+    editor.move_cursor(editor.document.end)
+
+
 # ---------------------------------------------------------------------- the screens
 
 
@@ -182,7 +225,8 @@ def test_free_play_after_a_select(snap_compare: SnapCompare, size: tuple[int, in
     async def run_before(pilot: Pilot[None]) -> None:
         app = app_of(pilot)
         await ready(pilot)
-        await run_sql(pilot, PETS, lambda text: "4 rows shown" in text)
+        await run_each(pilot, PETS)
+        await until(pilot, lambda: "4 rows shown" in caption(app))
         await until(pilot, lambda: schema_shows(app, "pets  4 rows"))
         await settle(pilot)
         assert "4 rows shown · 1.5 ms" in caption(app)
@@ -199,7 +243,8 @@ def test_guard_confirmation_for_delete_without_where(
         app = app_of(pilot)
         await ready(pilot)
         setup = "CREATE TABLE zz (id INTEGER PRIMARY KEY);\nINSERT INTO zz VALUES (1), (2), (3);"
-        await run_sql(pilot, setup, lambda text: "3 rows affected" in text)
+        await run_each(pilot, setup)
+        await until(pilot, lambda: "3 rows affected" in caption(app))
         # The counts are re-read after each commit: wait for the INSERT's, not the CREATE's.
         await until(pilot, lambda: schema_shows(app, "zz  3 rows"))
         await run_sql(pilot, "DELETE FROM zz;", lambda text: False)
@@ -274,7 +319,8 @@ def test_completion_popup_offers_the_tables_columns(
     async def run_before(pilot: Pilot[None]) -> None:
         app = app_of(pilot)
         await ready(pilot)
-        await run_sql(pilot, PETS, lambda text: "4 rows shown" in text)
+        await run_each(pilot, PETS)
+        await until(pilot, lambda: "4 rows shown" in caption(app))
         await until(pilot, lambda: schema_shows(app, "pets  4 rows"))
         await settle(pilot)
         editor = app.query_one("#editor", TextArea)
