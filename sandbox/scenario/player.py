@@ -11,7 +11,9 @@ sees only what was committed.
 
 from __future__ import annotations
 
+import contextlib
 import decimal
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,7 @@ from sandbox.targets import Target
 from sandbox.timeline import Event, Timeline
 
 if TYPE_CHECKING:
+    from sandbox.session import Session
     from sandbox.snapshots.diff import Diff
 
 # Taken after the setup, before the breakage: what "before the mistake" means.
@@ -296,11 +299,12 @@ def _run_check(check: Check, conductor: Conductor, target: Target, since: int) -
     return CheckResult(check, expected, actual, actual == expected)
 
 
-def _fresh_query(target: Target, sql: str) -> Outcome:
-    """A query on a new connection: it sees only committed data, as the next visitor would.
+@contextlib.contextmanager
+def _check_session(target: Target) -> Iterator[Session]:
+    """A new connection for a check: it sees only committed data, as the next visitor would.
 
-    A learner's session may still hold a lock the query needs (an uncommitted ALTER TABLE):
-    the check then fails on its statement timeout instead of waiting for ever.
+    A learner's session may still hold a lock the check needs (an uncommitted ALTER TABLE):
+    on PostgreSQL the check then fails on its statement timeout instead of waiting for ever.
     """
     from sandbox.session import Session
     from sandbox.sqlkind import classify
@@ -311,28 +315,27 @@ def _fresh_query(target: Target, sql: str) -> Outcome:
         if target.engine == "postgres":
             limit = f"SET statement_timeout = '{int(CHECK_TIMEOUT_S * 1000)}ms'"
             session.execute(limit, classify(limit, "postgres"))
-        return session.execute(sql, classify(sql, target.adapter.dialect))
+        yield session
     finally:
         session.close()
+
+
+def _fresh_query(target: Target, sql: str) -> Outcome:
+    """A check's query, on a new connection (`_check_session`)."""
+    from sandbox.sqlkind import classify
+
+    with _check_session(target) as session:
+        return session.execute(sql, classify(sql, target.adapter.dialect))
 
 
 def _fresh_plan(target: Target, sql: str) -> Outcome:
     """`\\explain STATEMENT` as a check: planned on a new connection (committed data only)."""
     from sandbox.plans import explain
-    from sandbox.session import Session
-    from sandbox.sqlkind import classify
 
     command = split(sql, target.adapter.dialect)[0]
     assert isinstance(command, MetaCommand)  # the loader accepts no other backslash check
-    session = Session("check", target)
-    session.open()
-    try:
-        if target.engine == "postgres":
-            limit = f"SET statement_timeout = '{int(CHECK_TIMEOUT_S * 1000)}ms'"
-            session.execute(limit, classify(limit, "postgres"))
+    with _check_session(target) as session:
         return explain(session, command.sql, target.own_directory)
-    finally:
-        session.close()
 
 
 def _judge(phase: str, step: Step, execution: Execution, engine: str) -> StepResult:

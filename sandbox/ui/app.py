@@ -701,9 +701,8 @@ class DbSandboxApp(EditorActions):
     def _editor_position(self, offset: int) -> tuple[int, int]:
         """The editor's line and column (from 1) of a character offset in its text, so results
         and the timeline name the line the learner sees."""
-        text = self.query_one("#editor", SqlEditor).text
-        line_start = text.rfind("\n", 0, offset) + 1
-        return text.count("\n", 0, offset) + 1, offset - line_start + 1
+        row, column = self.query_one("#editor", SqlEditor).location_of(offset)
+        return row + 1, column + 1
 
     def _statement_span_at_cursor(self) -> tuple[str, int]:
         """What F5 runs (the selection, or the statement under the cursor) and its offset."""
