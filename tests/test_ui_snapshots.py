@@ -337,25 +337,6 @@ def test_completion_popup_offers_the_tables_columns(
 
 
 @SIZES
-def test_explain_draws_the_plan_as_a_tree_with_its_hot_step(
-    snap_compare: SnapCompare, size: tuple[int, int]
-) -> None:
-    async def run_before(pilot: Pilot[None]) -> None:
-        await ready(pilot)
-        await pilot.press("escape")  # past the briefing, to the editor
-        await run_sql(
-            pilot,
-            "\\explain SELECT id, placed_on, total_cents FROM orders\n"
-            "  WHERE customer_id = 1207 ORDER BY placed_on;",
-            lambda text: "is hot" in text,
-        )
-        await settle(pilot)
-
-    app = create_app(TargetOptions(), find("missing-index"), pick=False)
-    assert snap_compare(app, terminal_size=size, run_before=run_before)
-
-
-@SIZES
 def test_the_zoomed_timeline_shows_the_event_under_its_cursor_in_full(
     snap_compare: SnapCompare, size: tuple[int, int]
 ) -> None:
