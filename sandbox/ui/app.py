@@ -695,9 +695,6 @@ class DbSandboxApp(EditorActions):
 
     # ------------------------------------------------------------------ actions
 
-    def _statement_at_cursor(self) -> str:
-        return self._statement_span_at_cursor()[0]
-
     def _editor_position(self, offset: int) -> tuple[int, int]:
         """The editor's line and column (from 1) of a character offset in its text, so results
         and the timeline name the line the learner sees."""
