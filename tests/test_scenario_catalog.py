@@ -101,7 +101,7 @@ def test_a_step_that_does_not_behave_as_declared_fails_the_run(
 ) -> None:
     source = next(p for p in catalog_files() if p.stem == "missing-where")
     wrong = tmp_path / "missing-where.toml"
-    wrong.write_text(source.read_text().replace("rowcount = 4", "rowcount = 5"), encoding="utf-8")
+    wrong.write_text(source.read_text().replace("signed_in = 4", "signed_in = 5"), encoding="utf-8")
     assert main(["run", str(wrong), "--solution"]) == 1
     out = capsys.readouterr().out
     assert "expected rowcount: expected 5, got 4" in out
