@@ -66,9 +66,19 @@ def _ran(execution: Execution) -> bool:
     return outcome is not None and outcome.status is Status.OK and execution.page_of is None
 
 
+# Statements the classifier cannot call read-only that still change no rows or tables: a
+# connection's settings (SET lock_timeout, PRAGMA foreign_keys = ON) or a look at the schema
+# (PRAGMA table_info(t)). Run on their own, they are not a half of the fix saved early.
+_SETTINGS = frozenset({"SET", "RESET", "PRAGMA"})
+
+
 def _is_write(execution: Execution) -> bool:
     kind = execution.kind
-    return execution.meta is None and not kind.read_only and kind.tx_control is None
+    if execution.meta is not None or kind.read_only or kind.tx_control is not None:
+        return False
+    if kind.locking and kind.keyword == "SELECT":
+        return False  # SELECT ... FOR UPDATE locks rows and changes none
+    return kind.keyword not in _SETTINGS
 
 
 def transactions(executions: Sequence[Execution]) -> dict[int, _Tx]:
