@@ -317,6 +317,10 @@ class ProgressStore:
         if create:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:  # exist_ok covers folders only
+                raise ProgressError(
+                    f"cannot save progress to {self.path}: {folder} is not a folder"
+                ) from None
             except OSError as exc:
                 raise ProgressError(f"cannot save progress to {self.path}: {_why(exc)}") from None
         try:
@@ -324,13 +328,16 @@ class ProgressStore:
         except ImportError:  # pragma: no cover - not POSIX
             yield
             return
-        lock_path = folder / f".{self.path.name}.lock"
+        fd: int | None = None
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(folder / f".{self.path.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             if create:
                 raise ProgressError(f"cannot save progress to {self.path}: {_why(exc)}") from None
-            yield  # reading from a folder we may not write to: the file alone decides
+            # Reading where no folder is yet, or one we may not write to: the file alone
+            # decides, and nothing is written.
+        if fd is None:
+            yield
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

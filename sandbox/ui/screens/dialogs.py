@@ -82,7 +82,9 @@ class ScenarioPicker(ModalScreen[str | None]):
         entry = self.progress.get(scenario_id)
         if entry is not None:
             marks += ["  ", Text(entry.mark, style="bold green" if entry.done else "yellow")]
-        if scenario_id == self.suggested:
+        # Only once something was played: on a first launch the highlight on the first
+        # scenario already says where to start.
+        if scenario_id == self.suggested and self.progress:
             marks += ["  ", Text(NEXT, style="bold")]
         return marks
 
