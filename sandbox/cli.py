@@ -90,6 +90,7 @@ APP_OPTIONS = {
     "busy_timeout": "--busy-timeout",
     "statement_timeout": "--statement-timeout",
     "scenarios": "--scenarios",
+    "progress": "--progress",
 }
 
 
@@ -178,11 +179,25 @@ def _add_app_statement_timeout(parser: argparse.ArgumentParser, prefix: str = ""
     )
 
 
+def _add_progress_option(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    parser.add_argument(
+        "--progress",
+        dest=f"{prefix}progress",
+        type=Path,
+        default=_default(prefix, None),
+        metavar="FILE",
+        help="the file that keeps your progress between launches (default: "
+        "DBSANDBOX_PROGRESS, else progress.json in your state directory, "
+        "~/.local/state/dbsandbox on Linux)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dbsandbox",
         usage="%(prog)s [--engine sqlite|postgres] [--url URL] [--from FILE.db] "
-        "[--busy-timeout MS] [--statement-timeout S]\n       %(prog)s COMMAND ...",
+        "[--busy-timeout MS] [--statement-timeout S]\n                 "
+        "[--progress FILE]\n       %(prog)s COMMAND ...",
         description="Practise database mistakes and recoveries on a throwaway database. "
         "Without a COMMAND, dbsandbox opens the terminal app on a fresh SQLite sandbox with the "
         "scenario picker in front (Esc for free play); `dbsandbox --engine postgres [--url URL]` "
@@ -199,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(parser, APP_PREFIX)
     _add_app_statement_timeout(parser, APP_PREFIX)
     _add_scenarios_option(parser, APP_PREFIX)
+    _add_progress_option(parser, APP_PREFIX)
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=_Parser, prog="dbsandbox"
     )
@@ -281,7 +297,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(play)
     _add_app_statement_timeout(play)
     _add_scenarios_option(play)
+    _add_progress_option(play)
     play.set_defaults(handler=_cmd_play)
+
+    progress = commands.add_parser(
+        "progress",
+        help="show which scenarios you have done, your best scores, and what to play next",
+        description="Every catalog scenario in the picker's order with its status (done, "
+        "attempted, not started), best score, attempts and when it was last played; then "
+        "how many are done and the scenario to play next. The app records a scenario each "
+        "time you check it. Exit codes: 0 shown; 2 the progress file cannot be read or an "
+        "option is wrong; 130 interrupted.",
+    )
+    progress.add_argument("--format", choices=("text", "json"), default="text")
+    progress.add_argument(
+        "--engine",
+        choices=("sqlite", "postgres"),
+        help="suggest as next only a scenario that runs on this engine (default: any)",
+    )
+    _add_progress_option(progress)
+    progress.set_defaults(handler=_cmd_progress)
 
     scenarios = commands.add_parser(
         "scenarios",
@@ -513,13 +548,23 @@ def _write_exports(record: SessionRecord, paths: list[Path]) -> None:
 
 
 def _open_app(
-    options: object, scenario: object, pick: bool, statement_timeout_s: float = 30.0
+    options: object,
+    scenario: object,
+    pick: bool,
+    statement_timeout_s: float = 30.0,
+    progress_path: Path | None = None,
 ) -> int:
     # Only this command imports the UI: the headless commands never load textual.
     from sandbox.lifecycle import Shield
     from sandbox.ui.app import create_app
 
-    app = create_app(options, scenario, pick, statement_timeout_s)  # type: ignore[arg-type]
+    app = create_app(
+        options,  # type: ignore[arg-type]
+        scenario,  # type: ignore[arg-type]
+        pick,
+        statement_timeout_s,
+        progress_path=progress_path,
+    )
     try:
         app.run()
     finally:
@@ -557,7 +602,10 @@ def _cmd_play(args: argparse.Namespace) -> int:
     options = TargetOptions(
         engine=args.engine, url=url, from_file=args.from_file, busy_timeout_ms=args.busy_timeout
     )
-    return _open_app(options, scenario, scenario is None, args.statement_timeout)
+    # The progress file goes along only when named: otherwise the app's store finds its own
+    # (DBSANDBOX_PROGRESS, else the state directory), as `dbsandbox progress` does.
+    where = {"progress_path": args.progress} if args.progress is not None else {}
+    return _open_app(options, scenario, scenario is None, args.statement_timeout, **where)
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:
@@ -574,6 +622,21 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
         print(escape_controls(f"{s.id:<22} {s.difficulty:<12} {engines:<16} {s.title}"))
         if s.tags:
             print(escape_controls(f"{'':<22} tags: {', '.join(s.tags)}"))
+    return EXIT_OK
+
+
+def _cmd_progress(args: argparse.Namespace) -> int:
+    from sandbox.progress import ProgressStore
+    from sandbox.progress_report import Progress, to_json, to_text
+    from sandbox.scenario.catalog import listings
+
+    store = ProgressStore(args.progress)
+    try:
+        entries = store.entries()
+    finally:
+        _warn(store.take_warnings())  # a corrupt file moved aside: said also if reading failed
+    progress = Progress.of(str(store.path), listings(), entries, args.engine)
+    print(to_json(progress) if args.format == "json" else to_text(progress))
     return EXIT_OK
 
 
