@@ -229,9 +229,20 @@ def timeline_json(record: SessionRecord) -> str:
         ),
         "diff_problem": record.diff_problem,
         "score": record.score.to_json() if record.score is not None else None,
+        "anomaly": _anomaly_json(record),
     }
     # Driver values were made JSON-ready above; `default=str` only guards against a surprise.
     return json_text(document, default=str) + "\n"
+
+
+def _anomaly_json(record: SessionRecord) -> dict[str, Any] | None:
+    """A concurrency scenario's anomaly, named and told from this session's own run."""
+    scenario = record.scenario
+    if scenario is None or scenario.anomaly is None:
+        return None
+    from sandbox.scenario.anomaly import story
+
+    return {"name": scenario.anomaly, "story": story(scenario.anomaly, record.executions)}
 
 
 # ---------------------------------------------------------------------------------- replay
@@ -619,6 +630,11 @@ def _what_fixed_it(record: SessionRecord) -> list[str]:
             lines.append(f"Recovered: {every}.")
         else:
             lines.append(f"Not recovered yet: {total - passed} of {total} checks fail.")
+        if record.score is not None:
+            # The score's own lines: a Markdown list keeps one part per line.
+            first, *parts = record.score.lines()
+            lines += ["", f"Score: {first.removeprefix('score ')}.", ""]
+            lines += [f"- {part.strip()}" for part in parts]
     elif not methods:
         lines.append("Not recovered yet: no ROLLBACK, savepoint, restore or repair followed.")
     return [*lines, ""]

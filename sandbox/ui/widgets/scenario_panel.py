@@ -158,11 +158,12 @@ class ScenarioPanel(VerticalScroll):
         lines = [heading]
         parts = score.parts
         variants = parts["variants"]
-        if variants["passed"] < variants["total"] and self.recovered:
+        checks = parts["checks"]
+        if variants["passed"] < variants["total"] and checks["passed"] == checks["total"]:
             lines.append(
                 Text(
-                    "Right here, wrong on a hidden dataset: your statements gave another answer "
-                    "on other data. Work the values out in SQL instead of typing them in.",
+                    "The data is right here, wrong on a hidden dataset: your statements gave "
+                    "another answer on other data. Work values out in SQL; don't type them in.",
                     style="bold yellow",
                 )
             )
