@@ -51,8 +51,8 @@ def scenario_named_in(path: Path) -> str | None:
     if path.suffix == ".json":
         try:
             document = json.loads(_text(path))
-        except ValueError:
-            return None
+        except ValueError as exc:
+            raise UserError(f"{path}: not valid JSON ({exc})") from None
         named = document.get("scenario") if isinstance(document, dict) else None
         return named if isinstance(named, str) else None
     match = _SCRIPT_SCENARIO.search(_text(path)[:4096])

@@ -44,6 +44,7 @@ from sandbox.ui.messages import (
     SandboxFailed,
     SandboxReady,
     SchemaChanged,
+    ScoreReady,
     TimelineEvent,
 )
 from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen, ScenarioPicker
@@ -700,6 +701,23 @@ class DbSandboxApp(EditorActions):
         # Recovered: the next scenario is one Enter away (the button takes the focus).
         panel.offer_next(self._next_listing() if panel.recovered else None)
 
+    @on(ScoreReady)
+    @_unless_leaving
+    def score_ready(self, message: ScoreReady) -> None:
+        if message.scenario is not self.bridge.scenario:
+            return  # graded for a scenario already left (reset, another one loaded)
+        panel = self.query_one("#scenario", ScenarioPanel)
+        panel.show_score(message.score, message.anomaly)
+        scenario = message.scenario
+        self.record_progress(
+            scenario.id,
+            title=scenario.title,
+            engine=self.bridge.options.engine,
+            score=message.score.total,
+            recovered=message.score.recovered,
+            parts=dict(message.score.parts),
+        )
+
     @on(Notice)
     @_unless_leaving
     def notice(self, message: Notice) -> None:
@@ -1024,8 +1042,12 @@ class DbSandboxApp(EditorActions):
         editor.select_all()
 
     def action_hint(self) -> None:
-        if not self.query_one("#scenario", ScenarioPanel).show_next_hint():
+        panel = self.query_one("#scenario", ScenarioPanel)
+        before = panel.hints_shown
+        if not panel.show_next_hint():
             self.notify("free play has no hints: load a scenario with ctrl+p")
+        elif panel.hints_shown > before:
+            self.bridge.note_hint(panel.hints_shown)  # a hint shown again is not counted twice
 
     def action_check(self) -> None:
         if self.bridge.scenario is None:
