@@ -35,6 +35,7 @@ from sandbox.userfiles import require_writable
 if TYPE_CHECKING:
     from sandbox.conductor import Execution
     from sandbox.runner import RunResult
+    from sandbox.scenario.grading import Score
     from sandbox.scenario.model import Scenario
     from sandbox.scenario.player import CheckResult, ScenarioRun
     from sandbox.snapshots.diff import Diff
@@ -87,6 +88,7 @@ class SessionRecord:
     diff_problem: str | None = None  # why there is no diff
     # Where the learner's part began: executions before it are the scripted breakage.
     learner_from: int | None = None
+    score: Score | None = None  # the latest Check's score (the app's), with its parts
     created: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @classmethod
@@ -135,6 +137,7 @@ class SessionRecord:
         diff: Diff | None = None,
         diff_against: str | None = None,
         diff_problem: str | None = None,
+        score: Score | None = None,
     ) -> SessionRecord:
         """A live session (the app): what its conductor ran so far.
 
@@ -159,6 +162,7 @@ class SessionRecord:
             diff_against=diff_against,
             diff_problem=diff_problem,
             learner_from=learner_from,
+            score=score,
             created=_started(events),
         )
 
@@ -224,9 +228,21 @@ def timeline_json(record: SessionRecord) -> str:
             else None
         ),
         "diff_problem": record.diff_problem,
+        "score": record.score.to_json() if record.score is not None else None,
+        "anomaly": _anomaly_json(record),
     }
     # Driver values were made JSON-ready above; `default=str` only guards against a surprise.
     return json_text(document, default=str) + "\n"
+
+
+def _anomaly_json(record: SessionRecord) -> dict[str, Any] | None:
+    """A concurrency scenario's anomaly, named and told from this session's own run."""
+    scenario = record.scenario
+    if scenario is None or scenario.anomaly is None:
+        return None
+    from sandbox.scenario.anomaly import story
+
+    return {"name": scenario.anomaly, "story": story(scenario.anomaly, record.executions)}
 
 
 # ---------------------------------------------------------------------------------- replay
@@ -614,6 +630,11 @@ def _what_fixed_it(record: SessionRecord) -> list[str]:
             lines.append(f"Recovered: {every}.")
         else:
             lines.append(f"Not recovered yet: {total - passed} of {total} checks fail.")
+        if record.score is not None:
+            # The score's own lines: a Markdown list keeps one part per line.
+            first, *parts = record.score.lines()
+            lines += ["", f"Score: {first.removeprefix('score ')}.", ""]
+            lines += [f"- {part.strip()}" for part in parts]
     elif not methods:
         lines.append("Not recovered yet: no ROLLBACK, savepoint, restore or repair followed.")
     return [*lines, ""]

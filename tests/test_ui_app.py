@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -409,3 +410,60 @@ async def test_switching_engine_opens_a_postgres_sandbox(
         assert "postgres" in app.sub_title
         await run_sql(pilot, app, "SELECT current_setting('server_version_num')::int > 0 AS pg;")
         assert "1 row shown" in caption(app)
+
+
+async def test_check_scores_on_hidden_variants_and_keeps_progress(
+    private_progress: Path, tmp_path: Path
+) -> None:
+    """A typed-in total looks right here; Check replays it on a hidden variant, says so, and
+    the score (less the hint taken) is kept in the learner's progress."""
+    from sandbox.progress import ProgressStore
+
+    app = create_app(TargetOptions(), find("lost-update"), pick=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        panel = app.query_one("#scenario", ScenarioPanel)
+        await until(pilot, lambda: panel.scenario is not None)
+        app.action_hint()
+        app.action_hint()
+        app.action_hint()
+        await run_sql(pilot, app, "UPDATE cards SET balance = 130 WHERE id = 1;")
+        app.action_check()
+        score = panel.query_one("#score", Static)
+        await until(pilot, lambda: "Score" in str(score.render()), seconds=30)
+        text = str(score.render())
+        assert "wrong on a hidden dataset" in text
+        assert "hidden variants 0/1" in text and "hints 3" in text
+        assert "Lost update: two sessions read the same value" in text
+        entry = ProgressStore(private_progress).entries()["lost-update"]
+        assert entry.attempts == 1 and not entry.done
+        first = entry.best_score
+        conductor = app.bridge.conductor
+        assert conductor is not None
+        # Hints and Checks are on the timeline, where an export carries them.
+        kinds = [str(event.kind) for event in conductor.timeline.events]
+        assert kinds.count("hint") == 3 and kinds.count("check") == 1
+        # The export carries the score and the anomaly; `grade` reads the hints back from it.
+        app.bridge.export(tmp_path)
+        document = json.loads(next(tmp_path.glob("*.json")).read_text())
+        assert document["score"]["total"] == first
+        assert document["anomaly"]["name"] == "lost update"
+        assert "Score:" in next(tmp_path.glob("*.md")).read_text()
+        from sandbox.scenario.grading import attempt_from_json
+
+        effort = attempt_from_json(document, find("lost-update")).effort
+        assert effort.hints == 3 and effort.checks_failed == 1
+    # Next launch, the right fix: recovered here and on the variant; the best score is kept.
+    app = create_app(TargetOptions(), find("lost-update"), pick=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        panel = app.query_one("#scenario", ScenarioPanel)
+        await until(pilot, lambda: panel.scenario is not None)
+        await run_sql(pilot, app, "UPDATE cards SET balance = balance + 10 WHERE id = 1;")
+        app.action_check()
+        score = panel.query_one("#score", Static)
+        await until(pilot, lambda: "Score" in str(score.render()), seconds=30)
+        assert "Score 100/100" in str(score.render())
+        assert "Recovered" in str(panel.query_one("#checks", Static).render())
+        entry = ProgressStore(private_progress).entries()["lost-update"]
+        assert entry.done and entry.attempts == 2 and entry.best_score == 100 > first

@@ -150,7 +150,10 @@ def judge(process: Process, executions: Sequence[Execution], since: int, dialect
         if kind == "forbid":
             if hits:
                 return Verdict(False, f"{hits[0].session} ran {_flat(hits[0].statement.text)}")
-            return Verdict(True, "none of the statements ran")
+            # Judged on work done: with nothing run yet there is no way of working to credit.
+            if not any(_ran(e) for e in mine):
+                return Verdict(False, "nothing has been run yet")
+            return Verdict(True, "none of the statements it forbids ran")
         if hits:
             return Verdict(True, f"{hits[0].session} ran {_flat(hits[0].statement.text)}")
         return Verdict(False, "the statement it asks for did not run")
