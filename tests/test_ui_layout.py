@@ -278,8 +278,11 @@ async def test_recovered_suggests_the_next_scenario_and_enter_loads_it() -> None
         await pilot.press("f3")
         await until(pilot, lambda: "How you recovered" in static_text(app, "#checks"))
         assert not panel.recovered and not panel.has_class("-next")
-        await run_sql(pilot, app, "UPDATE accounts SET balance = 1050 WHERE id = 1;")
-        await run_sql(pilot, app, "UPDATE accounts SET balance = 1000 WHERE id = 2;")
+        # The scenario asks for the refund and the transfer in one transaction.
+        await run_sql(pilot, app, "BEGIN;")
+        await run_sql(pilot, app, "UPDATE accounts SET balance = balance + 150 WHERE id = 1;")
+        await run_sql(pilot, app, "UPDATE accounts SET balance = balance + 150 WHERE id = 2;")
+        await run_sql(pilot, app, "COMMIT;")
         await pilot.press("f3")
         await until(pilot, lambda: panel.recovered)
         await pilot.pause()
