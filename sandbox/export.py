@@ -206,7 +206,7 @@ def timeline_json(record: SessionRecord) -> str:
         "checks": [
             {
                 "name": c.check.name,
-                "kind": "recovery" if c.check.recovery is not None else "data",
+                "kind": c.check.kind,
                 "passed": c.passed,
                 "expected": json_value(c.expected),
                 "actual": json_value(c.actual),

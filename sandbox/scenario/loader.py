@@ -17,18 +17,23 @@ from typing import Any
 from sandbox.errors import UserError
 from sandbox.metacommands import SESSION_NAME
 from sandbox.scenario.model import (
+    ANOMALIES,
     DIFFICULTIES,
     ENGINES,
     POSTGRES_LEVELS,
+    PROCESS_KINDS,
     RECOVERY_METHODS,
     STATUSES,
     TX_STATES,
     Check,
+    CounterStep,
     Expectation,
     PerEngine,
+    Process,
     Scenario,
     SessionSpec,
     Step,
+    Variant,
 )
 from sandbox.statements import Dialect, split_statements, words
 from sandbox.userfiles import unreadable
@@ -36,13 +41,25 @@ from sandbox.userfiles import unreadable
 ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
 TOP_KEYS = {
     "id", "title", "summary", "difficulty", "tags", "engines", "engine_note", "story", "task",
-    "setup", "sessions", "breakage", "checks", "hints", "solution",
+    "setup", "sessions", "breakage", "checks", "hints", "solution", "anomaly", "minutes", "vars",
+    "variants",
 }  # fmt: skip
 STEP_KEYS = {
     "session", "sql", "expect", "error", "rows", "rowcount", "waits", "findings", "tag",
     "tx_after", "engines", "background",
 }  # fmt: skip
 CHECK_KEYS = {"name", "sql", "expect", "session", "recovery"}
+# A process check's keys: which ones each kind needs is in _PROCESS_NEEDS.
+PROCESS_KEYS = {"name", "process", "session", "table", "column", "version", "tables", "pattern",
+                "counter"}  # fmt: skip
+_PROCESS_NEEDS = {
+    "no-blind-write": ("table", "column"),
+    "forbid": ("pattern",),
+    "require": ("pattern",),
+}
+VARIANT_KEYS = {"name", "vars", "setup"}
+# `{{name}}` in a scenario's strings stands for a value of its [vars] (or of a variant's).
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 # The catalog's files are a few KiB; a file far larger is a mistake, not a scenario, and tomllib
 # would take seconds and hundreds of MiB to say so.
 MAX_FILE_BYTES = 1_048_576
@@ -190,20 +207,37 @@ def _kind(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def load(path: Path) -> Scenario:
-    """Read and validate one scenario file; raises ScenarioInvalid listing every problem."""
-    scenario, problems = _read(path)
+def load(path: Path, variant: str | None = None) -> Scenario:
+    """Read and validate one scenario file; raises ScenarioInvalid listing every problem.
+
+    With `variant`, the scenario is built on that hidden dataset: its values for [vars], and
+    its SQL added to the setup.
+    """
+    scenario, problems = _read(path, variant)
     if problems or scenario is None:
         raise ScenarioInvalid(problems)
     return scenario
 
 
+def on_variant(scenario: Scenario, name: str) -> Scenario:
+    """The same scenario built on one of its variants (read again from its file)."""
+    if scenario.path is None:
+        raise UserError(f"{scenario.id}: has no file to build variant {name!r} from")
+    return load(scenario.path, name)
+
+
 def validate(path: Path) -> list[Problem]:
-    """Every problem in a scenario file (empty when it is valid)."""
-    return _read(path)[1]
+    """Every problem in a scenario file, on its own dataset and on each variant's."""
+    scenario, problems = _read(path)
+    if scenario is not None:
+        for variant in scenario.variants:
+            for problem in _read(path, variant.name)[1]:
+                message = f"on variant {variant.name!r}: {problem.message}"
+                problems.append(Problem(problem.path, problem.line, problem.key, message))
+    return problems
 
 
-def _read(path: Path) -> tuple[Scenario | None, list[Problem]]:
+def _read(path: Path, variant: str | None = None) -> tuple[Scenario | None, list[Problem]]:
     shown = str(path)
     text, why = _text_of(path)
     if text is None:
@@ -224,7 +258,7 @@ def _read(path: Path) -> tuple[Scenario | None, list[Problem]]:
         return None, [Problem(shown, None, "", f"cannot be read: {first[:200]}")]
     reader = _Reader(path, text)
     try:
-        scenario = _build(reader, data)
+        scenario = _build(reader, data, variant)
     except RecursionError:  # values nested deeper than the checks walk
         reader.problem("", "values are nested too deeply")
         scenario = None
@@ -253,8 +287,20 @@ def _text_of(path: Path) -> tuple[str | None, str]:
         return None, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start:,})"
 
 
-def _build(r: _Reader, data: dict[str, Any]) -> Scenario | None:
+def _build(r: _Reader, data: dict[str, Any], variant: str | None = None) -> Scenario | None:
     r.unknown_keys(data, TOP_KEYS, "")
+    values = _vars(r, data)
+    variants = _variants(r, data, values)
+    if variant is not None:
+        chosen = next((v for v in variants if v.name == variant), None)
+        if chosen is None:
+            known = ", ".join(repr(v.name) for v in variants) or "none"
+            r.problem("variants", f"no variant {variant!r} (variants: {known})")
+            return None
+        values = {**values, **chosen.values}
+        if chosen.setup:
+            data = _with_setup(data, chosen.setup)
+    data = _substitute(r, data, values)
     ident = r.text(data, "id", "")
     if ident and not ID.match(ident):
         r.problem("id", "must be lower-case letters, digits and dashes, e.g. missing-where")
@@ -275,6 +321,15 @@ def _build(r: _Reader, data: dict[str, Any]) -> Scenario | None:
         r.problem("engines", "name at least one engine")
     # A scenario that runs on one engine must say why (judged on what the author wrote).
     engine_note = r.text(data, "engine_note", "", required=len(named) == 1)
+    anomaly = r.text(data, "anomaly", "", required="concurrency" in tags)
+    if anomaly and anomaly not in ANOMALIES:
+        r.problem("anomaly", f"must be one of {', '.join(ANOMALIES)}, not {anomaly!r}")
+    minutes = data.get("minutes")
+    if minutes is not None and (
+        not isinstance(minutes, int) or isinstance(minutes, bool) or not 1 <= minutes <= 240
+    ):
+        r.problem("minutes", "must be a whole number of minutes from 1 to 240")
+        minutes = None
     story = r.text(data, "story", "")
     task = r.text(data, "task", "")
     hints = r.strings(data, "hints", "", required=True)
@@ -306,7 +361,103 @@ def _build(r: _Reader, data: dict[str, Any]) -> Scenario | None:
         solution=tuple(solution),
         path=r.path,
         engine_note=engine_note or None,
+        anomaly=anomaly or None,
+        minutes=minutes,
+        variants=tuple(variants),
+        dataset=variant,
     )
+
+
+def _vars(r: _Reader, data: dict[str, Any]) -> dict[str, Any]:
+    """The scenario's [vars]: names and the values the learner's dataset gives them."""
+    table = data.get("vars", {})
+    if not isinstance(table, dict):
+        r.problem("vars", "must be a table of names and values: [vars] opening = 100")
+        return {}
+    values: dict[str, Any] = {}
+    for name, value in table.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            r.problem(f"vars.{name}", "a name is letters, digits and _ (e.g. opening_balance)")
+        elif not isinstance(value, str | int | float | bool):
+            r.problem(f"vars.{name}", f"must be a string, number or boolean, not {_kind(value)}")
+        else:
+            values[name] = value
+    return values
+
+
+def _variants(r: _Reader, data: dict[str, Any], values: dict[str, Any]) -> list[Variant]:
+    found: list[Variant] = []
+    for i, table in enumerate(r.tables(data, "variants", required=False)):
+        where = f"variants[{i}]"
+        r.unknown_keys(table, VARIANT_KEYS, where)
+        name = r.text(table, "name", where)
+        if name and name in {v.name for v in found}:
+            r.problem(f"{where}.name", f"variant {name!r} is declared twice")
+        changed = table.get("vars", {})
+        if not isinstance(changed, dict):
+            r.problem(f"{where}.vars", "must be a table: vars = { opening = 250 }")
+            changed = {}
+        for key, value in changed.items():
+            if key not in values:
+                declared = ", ".join(sorted(values)) or "none"
+                r.problem(
+                    f"{where}.vars", f"{key!r} is not declared in [vars] (declared: {declared})"
+                )
+            elif type(value) is not type(values[key]):
+                r.problem(
+                    f"{where}.vars", f"{key} must be {_kind(values[key])}, like its [vars] value"
+                )
+        setup = r.text(table, "setup", where, required=False) or None
+        if not changed and not setup:
+            r.problem(where, "changes nothing: give it vars, setup, or both")
+        found.append(Variant(name, dict(changed), setup))
+    return found
+
+
+def _with_setup(data: dict[str, Any], extra: str) -> dict[str, Any]:
+    """The file's data with a variant's SQL after the setup (each engine's, when given)."""
+    setup = data.get("setup")
+    if not isinstance(setup, dict):
+        return data
+    grown = dict(setup)
+    for key in ("sql", *ENGINES):
+        if isinstance(grown.get(key), str):
+            grown[key] = grown[key].rstrip().rstrip(";") + ";\n" + extra
+    return {**data, "setup": grown}
+
+
+def _substitute(r: _Reader, data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Every `{{name}}` replaced by its value, except in [vars] and [[variants]] themselves.
+
+    A string that is nothing but one placeholder takes the value's own type, so that
+    `expect = [["{{final}}"]]` compares as the number it stands for.
+    """
+    unknown: set[str] = set()
+
+    def one(value: Any) -> Any:
+        if isinstance(value, str):
+            whole = PLACEHOLDER.fullmatch(value)
+            if whole and whole.group(1) in values:
+                return values[whole.group(1)]
+
+            def text(match: re.Match[str]) -> str:
+                if match.group(1) not in values:
+                    unknown.add(match.group(1))
+                    return match.group(0)
+                return str(values[match.group(1)])
+
+            return PLACEHOLDER.sub(text, value)
+        if isinstance(value, list):
+            return [one(v) for v in value]
+        if isinstance(value, dict):
+            return {k: one(v) for k, v in value.items()}
+        return value
+
+    done = {k: (v if k in ("vars", "variants") else one(v)) for k, v in data.items()}
+    for name in sorted(unknown):
+        declared = ", ".join(sorted(values)) or "none"
+        r.problem("vars", f"{{{{{name}}}}} is used but not declared (declared: {declared})")
+    return done
 
 
 def _sessions(r: _Reader, data: dict[str, Any], engines: list[str]) -> list[SessionSpec]:
@@ -575,6 +726,13 @@ def _checks(
     checks: list[Check] = []
     for i, table in enumerate(r.tables(data, "checks", required=True)):
         where = f"checks[{i}]"
+        if "process" in table:
+            r.unknown_keys(table, PROCESS_KEYS, where)
+            name = r.text(table, "name", where)
+            process = _process(r, table, where, sessions, engines)
+            empty = PerEngine()
+            checks.append(Check(name, empty, empty, None, r.locate.line(where), process=process))
+            continue
         r.unknown_keys(table, CHECK_KEYS | set(ENGINES), where)
         _engine_tables(r, table, where, {"sql", "expect"})
         name = r.text(table, "name", where)
@@ -629,3 +787,76 @@ def _recovery(r: _Reader, table: dict[str, Any], where: str) -> list[str] | None
         r.problem(f"{where}.recovery", f"must list one or more of {known}")
         return []
     return [str(m) for m in methods]
+
+
+def _process(
+    r: _Reader, table: dict[str, Any], where: str, sessions: set[str], engines: list[str]
+) -> Process:
+    kind = table.get("process")
+    if kind not in PROCESS_KINDS:
+        r.problem(f"{where}.process", f"must be one of {', '.join(PROCESS_KINDS)}, not {kind!r}")
+        return Process(str(kind))
+    for key in _PROCESS_NEEDS.get(kind, ()):
+        r.text(table, key, where)
+    for key in ("table", "column", "version", "pattern"):
+        if key in table and key not in (*_PROCESS_NEEDS.get(kind, ()), "version"):
+            r.problem(f"{where}.{key}", f"a {kind} check takes no {key}")
+    if "version" in table and kind != "no-blind-write":
+        r.problem(f"{where}.version", "only a no-blind-write check takes a version column")
+    if "tables" in table and kind != "one-transaction":
+        r.problem(f"{where}.tables", "only a one-transaction check takes tables")
+    session = table.get("session")
+    if session is not None and (not isinstance(session, str) or session not in sessions):
+        declared = ", ".join(sorted(sessions))
+        r.problem(f"{where}.session", f"unknown session {session!r} (declared: {declared})")
+        session = None
+    pattern = r.text(table, "pattern", where, required=False) or None
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            r.problem(f"{where}.pattern", f"not a valid regular expression: {exc}")
+    tables = r.strings(table, "tables", where, required=False)
+    return Process(
+        kind=kind,
+        session=session,
+        table=r.text(table, "table", where, required=False) or None,
+        column=r.text(table, "column", where, required=False) or None,
+        version=r.text(table, "version", where, required=False) or None,
+        tables=tuple(tables),
+        pattern=pattern,
+        counter=_counter(r, table, where, sessions, engines),
+    )
+
+
+def _counter(
+    r: _Reader, table: dict[str, Any], where: str, sessions: set[str], engines: list[str]
+) -> tuple[CounterStep, ...]:
+    """The counter-example a process check must reject: statements after the breakage."""
+    value = table.get("counter")
+    key = f"{where}.counter"
+    shape = 'a list of statements: [{ session = "A", sql = "UPDATE ..." }]'
+    if value is None:
+        r.problem(key, f"missing: {shape}, the anti-pattern this check rejects")
+        return ()
+    if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
+        r.problem(key, f"must be {shape}")
+        return ()
+    steps: list[CounterStep] = []
+    for item in value:
+        unknown = set(item) - {"session", "sql"}
+        if unknown:
+            r.problem(key, f"a counter statement takes session and sql, not {sorted(unknown)}")
+        session = item.get("session", "A")
+        if session not in sessions:
+            declared = ", ".join(sorted(sessions))
+            r.problem(key, f"unknown session {session!r} (declared: {declared})")
+            continue
+        sql = item.get("sql")
+        if not isinstance(sql, str) or not sql.strip():
+            r.problem(key, "each counter statement needs its sql")
+            continue
+        for engine in engines:
+            _check_sql(r, sql, engine, key)
+        steps.append(CounterStep(str(session), sql.strip()))
+    return tuple(steps)

@@ -86,6 +86,54 @@ class Step:
 
 RECOVERY_METHODS = ("rollback", "savepoint", "restore", "repair")
 
+# What a concurrency scenario makes happen, by the names the literature uses (Berenson et al.,
+# "A Critique of ANSI SQL Isolation Levels", and the engines' manuals).
+ANOMALIES = (
+    "lost update", "dirty write", "dirty read", "non-repeatable read", "phantom read",
+    "read skew", "write skew", "deadlock", "serialization failure", "duplicate insert",
+)  # fmt: skip
+
+# Process checks: how the learner worked, judged from the statements they ran
+# (sandbox.scenario.process says what each one accepts).
+PROCESS_KINDS = (
+    "one-transaction", "no-blind-write", "savepoint", "rollback-first", "committed", "forbid",
+    "require",
+)  # fmt: skip
+
+# Minutes a learner should need, when a scenario does not say.
+DEFAULT_MINUTES = {"beginner": 5, "intermediate": 10, "advanced": 15}
+
+
+@dataclass(frozen=True)
+class CounterStep:
+    """One statement of a process check's counter-example: the anti-pattern it must reject."""
+
+    session: str
+    sql: str
+
+
+@dataclass(frozen=True)
+class Process:
+    """A process check's rule and its parameters (unused ones stay empty)."""
+
+    kind: str
+    session: str | None = None
+    table: str | None = None
+    column: str | None = None
+    version: str | None = None
+    tables: tuple[str, ...] = ()
+    pattern: str | None = None
+    counter: tuple[CounterStep, ...] = ()
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A hidden dataset: other values for the scenario's [vars], and SQL added to its setup."""
+
+    name: str
+    values: dict[str, Any]
+    setup: str | None = None
+
 
 @dataclass(frozen=True)
 class Check:
@@ -101,6 +149,14 @@ class Check:
     session: str | None = None  # None: a fresh session that sees only committed data
     line: int | None = None
     recovery: tuple[str, ...] | None = None
+    process: Process | None = None
+
+    @property
+    def kind(self) -> str:
+        """ "data" (rows), "recovery" (the way out) or "process" (how the work was done)."""
+        if self.process is not None:
+            return "process"
+        return "recovery" if self.recovery is not None else "data"
 
 
 @dataclass(frozen=True)
@@ -121,6 +177,14 @@ class Scenario:
     solution: tuple[Step, ...]
     path: Path | None = None
     engine_note: str | None = None  # why a scenario runs on one engine only
+    anomaly: str | None = None  # what a concurrency scenario makes happen (ANOMALIES)
+    minutes: int | None = None  # the time a learner should need (None: by difficulty)
+    variants: tuple[Variant, ...] = ()
+    dataset: str | None = None  # the variant this copy was built for (None: the one shown)
+
+    @property
+    def expected_minutes(self) -> int:
+        return self.minutes or DEFAULT_MINUTES.get(self.difficulty, 10)
 
     def supports(self, engine: str) -> bool:
         return engine in self.engines

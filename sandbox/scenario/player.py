@@ -271,6 +271,11 @@ CHECK_TIMEOUT_S = 5.0
 
 
 def _run_check(check: Check, conductor: Conductor, target: Target, since: int) -> CheckResult:
+    if check.process is not None:
+        from sandbox.scenario.process import WANTED, judge
+
+        verdict = judge(check.process, conductor.executions, since, target.adapter.dialect)
+        return CheckResult(check, WANTED[check.process.kind], verdict.detail, verdict.passed)
     if check.recovery is not None:
         used = methods_used(conductor.executions, since)
         passed = any(method in check.recovery for method in used)

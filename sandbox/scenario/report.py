@@ -35,7 +35,7 @@ def to_json(run: ScenarioRun) -> str:
         "checks": [
             {
                 "name": c.check.name,
-                "kind": "recovery" if c.check.recovery is not None else "data",
+                "kind": c.check.kind,
                 "passed": c.passed,
                 "expected": c.expected,
                 "actual": c.actual,
@@ -90,6 +90,9 @@ def to_text(run: ScenarioRun) -> str:
         mark = "ok " if check.passed else "XX "
         lines.append(f"  {mark}{check.check.name}")
         if check.passed:
+            continue
+        if check.check.process is not None:
+            lines.append(f"       wanted: {check.expected}; seen: {check.actual}")
             continue
         if check.check.recovery is not None:
             lines.append(

@@ -1,0 +1,285 @@
+"""Process checks: how the learner worked, judged from the statements they actually ran.
+
+A data check asks whether the rows are right; a learner can get them right the wrong way (a
+total typed in by hand, two autocommitted halves of a transfer, a COMMIT before the rollback).
+These judge the executions after the breakage, as the timeline recorded them: which session
+ran what, inside which transaction, and how that transaction ended. Nothing the learner says
+about their work counts, only what the engine was sent and answered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sandbox.outcome import Status, TxState
+from sandbox.sqlkind import TxControl
+
+if TYPE_CHECKING:
+    from sandbox.conductor import Execution
+    from sandbox.scenario.model import Process
+
+# What each kind asks for, in the words a learner reads next to a failed check.
+WANTED = {
+    "one-transaction": "the writes in one transaction (BEGIN … COMMIT), committed",
+    "no-blind-write": "each write computed from the row itself (col = col + x), after a "
+    "locking read, or guarded by a version check",
+    "savepoint": "ROLLBACK TO SAVEPOINT",
+    "rollback-first": "ROLLBACK before any COMMIT",
+    "committed": "a COMMIT that saved the transaction",
+    "forbid": "none of the statements it forbids",
+    "require": "the statement it asks for",
+}
+_ISOLATED = re.compile(r"ISOLATION\s+LEVEL\s+(SERIALIZABLE|REPEATABLE\s+READ)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    detail: str  # what was seen, in a line
+
+
+@dataclass
+class _Tx:
+    """A transaction as the learner's statements lived through it."""
+
+    session: str
+    opener: Execution | None  # its BEGIN; None for a statement saved on its own (autocommit)
+    statements: list[Execution] = field(default_factory=list)
+    end: str | None = None  # "commit", "rollback", or None while it is open
+
+    @property
+    def autocommit(self) -> bool:
+        return self.opener is None
+
+
+def _flat(text: str, limit: int = 70) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _ran(execution: Execution) -> bool:
+    outcome = execution.outcome
+    # A later page of a query is the app re-reading, not the learner acting.
+    return outcome is not None and outcome.status is Status.OK and execution.page_of is None
+
+
+def _is_write(execution: Execution) -> bool:
+    kind = execution.kind
+    return execution.meta is None and not kind.read_only and kind.tx_control is None
+
+
+def transactions(executions: Sequence[Execution]) -> dict[int, _Tx]:
+    """Each execution's transaction (by execution index), every session followed from its
+    first statement, so a transaction the breakage left open is the one the learner finishes."""
+    found: dict[int, _Tx] = {}
+    current: dict[str, _Tx] = {}
+    for execution in executions:
+        outcome = execution.outcome
+        if execution.meta == "restore" and outcome is not None and outcome.status is Status.OK:
+            for tx in current.values():  # a restore rolls every open transaction back
+                tx.end = "rollback"
+            current.clear()
+            continue
+        if outcome is None or execution.meta is not None:
+            continue
+        who = execution.session
+        before, after = outcome.tx_before, outcome.tx_after
+        if before is TxState.IDLE:
+            if after is TxState.IDLE:
+                tx = _Tx(who, None, end="commit" if outcome.status is Status.OK else "rollback")
+            else:
+                tx = _Tx(who, execution)
+                current[who] = tx
+        else:
+            tx = current.get(who) or _Tx(who, execution)
+            current[who] = tx
+        tx.statements.append(execution)
+        found[execution.index] = tx
+        if before is not TxState.IDLE and after is TxState.IDLE:
+            saved = (
+                execution.kind.tx_control is TxControl.COMMIT
+                and outcome.status is Status.OK
+                and outcome.tag != "ROLLBACK"
+            )
+            tx.end = "commit" if saved else "rollback"
+            current.pop(who, None)
+    return found
+
+
+def judge(process: Process, executions: Sequence[Execution], since: int, dialect: str) -> Verdict:
+    """Whether the learner's part (executions[since:]) worked the way `process` asks."""
+    txs = transactions(executions)
+    mine = [
+        e for e in executions[since:] if process.session is None or e.session == process.session
+    ]
+    kind = process.kind
+    if kind == "one-transaction":
+        return _one_transaction(process, mine, txs, dialect)
+    if kind == "no-blind-write":
+        return _no_blind_write(process, mine, txs, dialect)
+    if kind == "savepoint":
+        for e in mine:
+            if _ran(e) and e.kind.tx_control is TxControl.ROLLBACK_TO:
+                return Verdict(True, f"{e.session} ran {_flat(e.statement.text)}")
+        return Verdict(False, "no ROLLBACK TO SAVEPOINT ran")
+    if kind == "rollback-first":
+        return _rollback_first(mine)
+    if kind == "committed":
+        for e in mine:
+            tx = txs.get(e.index)
+            if _ran(e) and e.kind.tx_control is TxControl.COMMIT and tx and tx.end == "commit":
+                return Verdict(True, f"{e.session} committed ({_flat(e.statement.text)})")
+        where = f" in session {process.session}" if process.session else ""
+        return Verdict(False, f"no COMMIT saved a transaction{where}")
+    if kind in ("forbid", "require"):
+        pattern = re.compile(process.pattern or "", re.IGNORECASE)
+        hits = [e for e in mine if _ran(e) and pattern.search(" ".join(e.statement.text.split()))]
+        if kind == "forbid":
+            if hits:
+                return Verdict(False, f"{hits[0].session} ran {_flat(hits[0].statement.text)}")
+            return Verdict(True, "none of the statements ran")
+        if hits:
+            return Verdict(True, f"{hits[0].session} ran {_flat(hits[0].statement.text)}")
+        return Verdict(False, "the statement it asks for did not run")
+    raise ValueError(f"unknown process check {kind!r}")  # the loader admits no other
+
+
+def _table_of(execution: Execution, dialect: str) -> tuple[str | None, object | None]:
+    """The table a write changes (lower case, unqualified) and its parsed tree."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(execution.statement.text, read=dialect)
+    except Exception:  # sqlglot's parse errors have many types; such a write names no table
+        return None, None
+    if not isinstance(tree, exp.Update | exp.Insert | exp.Delete):
+        return None, tree
+    target = tree.args.get("this")
+    table = target if isinstance(target, exp.Table) else None
+    if table is None and isinstance(target, exp.Expression):
+        table = target.find(exp.Table)  # INSERT INTO t (a, b): the table inside the schema
+    return (table.name.lower() if isinstance(table, exp.Table) else None), tree
+
+
+def _one_transaction(
+    process: Process, mine: list[Execution], txs: dict[int, _Tx], dialect: str
+) -> Verdict:
+    wanted = {t.lower() for t in process.tables}
+    writes = [
+        e
+        for e in mine
+        if _ran(e)
+        and _is_write(e)
+        and (not wanted or _table_of(e, dialect)[0] in wanted)
+        # A write its transaction rolled back changed nothing: a false start, not the fix.
+        and txs[e.index].end != "rollback"
+    ]
+    if not writes:
+        return Verdict(False, "no write of the fix was saved")
+    alone = [e for e in writes if txs[e.index].autocommit]
+    if alone:
+        return Verdict(
+            False,
+            f"{alone[0].session} ran {_flat(alone[0].statement.text)} on its own "
+            "(autocommit), outside BEGIN … COMMIT",
+        )
+    groups = {id(txs[e.index]) for e in writes}
+    if len(groups) > 1:
+        return Verdict(False, f"the writes were split over {len(groups)} transactions")
+    tx = txs[writes[0].index]
+    if tx.end != "commit":
+        return Verdict(False, f"the transaction in session {tx.session} was never committed")
+    count = f"{len(writes)} write{'s' if len(writes) != 1 else ''}"
+    return Verdict(True, f"{count} in one transaction in session {tx.session}, committed")
+
+
+def _no_blind_write(
+    process: Process, mine: list[Execution], txs: dict[int, _Tx], dialect: str
+) -> Verdict:
+    from sqlglot import exp
+
+    table = (process.table or "").lower()
+    column = (process.column or "").lower()
+    version = (process.version or "").lower()
+    safe = 0
+    for e in mine:
+        if not (_ran(e) and e.kind.keyword == "UPDATE"):
+            continue
+        name, tree = _table_of(e, dialect)
+        if name != table or not isinstance(tree, exp.Update):
+            continue
+        assignment = next(
+            (
+                a
+                for a in tree.expressions
+                if isinstance(a, exp.EQ)
+                and isinstance(a.this, exp.Column)
+                and a.this.name.lower() == column
+            ),
+            None,
+        )
+        if assignment is None:
+            continue
+        tx = txs[e.index]
+        if tx.end == "rollback":
+            continue  # undone: it stored nothing
+        if _reason_safe(e, assignment.expression, tree, tx, version):
+            safe += 1
+            continue
+        return Verdict(
+            False,
+            f"{e.session} ran {_flat(e.statement.text)}: it stores a value worked out before "
+            "the statement, which may overwrite a change made since",
+        )
+    if not safe:
+        return Verdict(False, f"no UPDATE of {table}.{column} ran")
+    return Verdict(True, f"every UPDATE of {table}.{column} worked from the current row")
+
+
+def _reason_safe(execution: Execution, value: object, tree: object, tx: _Tx, version: str) -> bool:
+    """Whether an UPDATE's new value cannot overwrite a change it never saw."""
+    from sqlglot import exp
+
+    assert isinstance(value, exp.Expression) and isinstance(tree, exp.Update)
+    if value.find(exp.Column) is not None:
+        return True  # computed from the row (or other data) in the same statement
+    where = tree.args.get("where")
+    if version and where is not None:
+        for comparison in where.find_all(exp.EQ):
+            if any(c.name.lower() == version for c in comparison.find_all(exp.Column)):
+                return True  # a version check: it changes nothing if the row moved on
+    if tx.autocommit:
+        return False
+    earlier = tx.statements[: tx.statements.index(execution)]
+    if any(_ran(e) and e.kind.locking for e in earlier):
+        return True  # SELECT … FOR UPDATE held the row from the read to the write
+    opener = tx.opener
+    if opener is not None and opener.kind.takes_write_lock:
+        return True  # SQLite BEGIN IMMEDIATE: nobody else writes until this one ends
+    isolated = any(_ISOLATED.search(e.statement.text) for e in tx.statements)
+    read_first = any(_ran(e) and e.kind.read_only and e.meta is None for e in earlier)
+    # At REPEATABLE READ or SERIALIZABLE, a write over a row changed since the read fails.
+    return isolated and read_first
+
+
+def _rollback_first(mine: list[Execution]) -> Verdict:
+    for e in mine:
+        outcome = e.outcome
+        if outcome is None:
+            continue
+        if e.meta == "restore" and outcome.status is Status.OK:
+            return Verdict(True, f"{e.session} restored a snapshot before any COMMIT")
+        ended = outcome.tx_before is not TxState.IDLE and outcome.tx_after is TxState.IDLE
+        if not ended:
+            continue
+        control = e.kind.tx_control
+        if control is TxControl.ROLLBACK:
+            return Verdict(True, f"{e.session} rolled back first ({_flat(e.statement.text)})")
+        if control is TxControl.COMMIT:
+            answer = " (the server answered ROLLBACK)" if outcome.tag == "ROLLBACK" else ""
+            return Verdict(False, f"{e.session} sent COMMIT first{answer}")
+    return Verdict(False, "no transaction was ended")
