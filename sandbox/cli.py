@@ -89,6 +89,8 @@ APP_OPTIONS = {
     "from_file": "--from",
     "busy_timeout": "--busy-timeout",
     "statement_timeout": "--statement-timeout",
+    "scenarios": "--scenarios",
+    "progress": "--progress",
 }
 
 
@@ -135,6 +137,36 @@ def _add_target_options(parser: argparse.ArgumentParser, prefix: str = "") -> No
     )
 
 
+def _add_scenarios_option(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    parser.add_argument(
+        "--scenarios",
+        dest=f"{prefix}scenarios",
+        action="append",
+        type=Path,
+        default=_default(prefix, []),
+        metavar="DIR",
+        help="a folder of scenario files to add beside the catalog (a class pack); "
+        "repeatable; DBSANDBOX_SCENARIOS adds folders too",
+    )
+
+
+def _add_engine_choice(parser: argparse.ArgumentParser, verb: str) -> None:
+    group = parser.add_argument_group("engines")
+    group.add_argument(
+        "--engine",
+        choices=("sqlite", "postgres", "all"),
+        default="all",
+        help=f"{verb} one engine, or all of a scenario's engines (default all: PostgreSQL "
+        "when a server is named by --url, DBSANDBOX_POSTGRES_URL or DATABASE_URL)",
+    )
+    group.add_argument(
+        "--url",
+        metavar="URL",
+        help="PostgreSQL server (a scratch database "
+        "is made there for each run and dropped after it)",
+    )
+
+
 def _add_app_statement_timeout(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     parser.add_argument(
         "--statement-timeout",
@@ -147,11 +179,25 @@ def _add_app_statement_timeout(parser: argparse.ArgumentParser, prefix: str = ""
     )
 
 
+def _add_progress_option(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    parser.add_argument(
+        "--progress",
+        dest=f"{prefix}progress",
+        type=Path,
+        default=_default(prefix, None),
+        metavar="FILE",
+        help="the file that keeps your progress between launches (default: "
+        "DBSANDBOX_PROGRESS, else progress.json in your state directory, "
+        "~/.local/state/dbsandbox on Linux)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dbsandbox",
         usage="%(prog)s [--engine sqlite|postgres] [--url URL] [--from FILE.db] "
-        "[--busy-timeout MS] [--statement-timeout S]\n       %(prog)s COMMAND ...",
+        "[--busy-timeout MS] [--statement-timeout S]\n                 "
+        "[--progress FILE]\n       %(prog)s COMMAND ...",
         description="Practise database mistakes and recoveries on a throwaway database. "
         "Without a COMMAND, dbsandbox opens the terminal app on a fresh SQLite sandbox with the "
         "scenario picker in front (Esc for free play); `dbsandbox --engine postgres [--url URL]` "
@@ -167,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dbsandbox {__version__}")
     _add_target_options(parser, APP_PREFIX)
     _add_app_statement_timeout(parser, APP_PREFIX)
+    _add_scenarios_option(parser, APP_PREFIX)
+    _add_progress_option(parser, APP_PREFIX)
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=_Parser, prog="dbsandbox"
     )
@@ -187,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQL file to run, - for standard input, or a scenario (catalog id or .toml path)",
     )
     _add_target_options(run)
+    _add_scenarios_option(run)
     out = run.add_argument_group("output and limits")
     out.add_argument("--format", choices=("text", "json"), default="text", help="report format")
     out.add_argument(
@@ -247,7 +296,27 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("scenario", nargs="?", metavar="SCENARIO", help="catalog id or .toml path")
     _add_target_options(play)
     _add_app_statement_timeout(play)
+    _add_scenarios_option(play)
+    _add_progress_option(play)
     play.set_defaults(handler=_cmd_play)
+
+    progress = commands.add_parser(
+        "progress",
+        help="show which scenarios you have done, your best scores, and what to play next",
+        description="Every catalog scenario in the picker's order with its status (done, "
+        "attempted, not started), best score, attempts and when it was last played; then "
+        "how many are done and the scenario to play next. The app records a scenario each "
+        "time you check it. Exit codes: 0 shown; 2 the progress file cannot be read or an "
+        "option is wrong; 130 interrupted.",
+    )
+    progress.add_argument("--format", choices=("text", "json"), default="text")
+    progress.add_argument(
+        "--engine",
+        choices=("sqlite", "postgres"),
+        help="suggest as next only a scenario that runs on this engine (default: any)",
+    )
+    _add_progress_option(progress)
+    progress.set_defaults(handler=_cmd_progress)
 
     scenarios = commands.add_parser(
         "scenarios",
@@ -255,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the catalog: id, title, difficulty, engines, tags.",
     )
     scenarios.add_argument("--format", choices=("text", "json"), default="text")
+    _add_scenarios_option(scenarios)
     scenarios.set_defaults(handler=_cmd_scenarios)
 
     validate = commands.add_parser(
@@ -267,7 +337,69 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "paths", nargs="+", metavar="PATH", help="scenario .toml files or folders"
     )
+    validate.add_argument(
+        "--prove",
+        action="store_true",
+        help="also play each valid scenario on real engines: every check fails on the broken "
+        "state, the reference solution passes every check on every variant, and every "
+        "process check rejects its counter-example",
+    )
+    _add_engine_choice(validate, "prove on")
     validate.set_defaults(handler=_cmd_validate)
+
+    new = commands.add_parser(
+        "new",
+        help="write a scenario skeleton to start from (it validates and proves as written)",
+        description="Write ID.toml: a small, complete scenario (story, task, hints, setup, "
+        "breakage, solution, checks, a process check with its counter-example, a hidden "
+        "variant) to change into your own. Then: dbsandbox validate --prove ID.toml. Exit "
+        "codes: 0 written; 2 a bad id, or the file is already there.",
+    )
+    new.add_argument("id", metavar="ID", help="the scenario id: lower-case letters, digits, -")
+    new.add_argument(
+        "--dir", type=Path, default=Path("."), metavar="DIR", help="where to write it (default .)"
+    )
+    new.set_defaults(handler=_cmd_new)
+
+    grade = commands.add_parser(
+        "grade",
+        help="grade a learner's exported session (.json or .sql) on hidden variants",
+        description="Grade handed-in work without the app: the learner's own statements "
+        "(from a .json timeline or .sql replay export, or a .sql of their statements) are "
+        "replayed after the scenario's breakage on the dataset they saw and on every hidden "
+        "variant, on each engine, and scored (docs/teaching.md gives the formula). With "
+        "--batch, a class folder (one sub-folder or file per learner) is graded into one CSV. "
+        "Exit codes: 0 recovered on every engine graded (for --batch: every submission was "
+        "graded); 1 graded, not recovered (--batch: a submission could not be graded); "
+        "2 bad input, or the server could not be reached; 130 interrupted.",
+    )
+    grade.add_argument(
+        "scenario",
+        nargs="?",
+        metavar="SCENARIO",
+        help="catalog id or .toml path (with --batch: optional; else read from each export)",
+    )
+    grade.add_argument("submission", nargs="?", metavar="SUBMISSION", help=".json or .sql export")
+    grade.add_argument(
+        "--batch", type=Path, metavar="DIR", help="grade every submission in a class folder"
+    )
+    grade.add_argument(
+        "--csv",
+        type=Path,
+        metavar="FILE",
+        help="--batch: write one row per learner per "
+        "scenario per engine (score and its parts) to FILE",
+    )
+    grade.add_argument(
+        "--result",
+        type=Path,
+        metavar="FILE",
+        help="write the verdict as JSON to FILE (result.json for an autograder)",
+    )
+    grade.add_argument("--format", choices=("text", "json"), default="text", help="report format")
+    _add_engine_choice(grade, "grade on")
+    _add_scenarios_option(grade)
+    grade.set_defaults(handler=_cmd_grade)
 
     lint = commands.add_parser(
         "lint",
@@ -416,13 +548,23 @@ def _write_exports(record: SessionRecord, paths: list[Path]) -> None:
 
 
 def _open_app(
-    options: object, scenario: object, pick: bool, statement_timeout_s: float = 30.0
+    options: object,
+    scenario: object,
+    pick: bool,
+    statement_timeout_s: float = 30.0,
+    progress_path: Path | None = None,
 ) -> int:
     # Only this command imports the UI: the headless commands never load textual.
     from sandbox.lifecycle import Shield
     from sandbox.ui.app import create_app
 
-    app = create_app(options, scenario, pick, statement_timeout_s)  # type: ignore[arg-type]
+    app = create_app(
+        options,  # type: ignore[arg-type]
+        scenario,  # type: ignore[arg-type]
+        pick,
+        statement_timeout_s,
+        progress_path=progress_path,
+    )
     try:
         app.run()
     finally:
@@ -460,7 +602,10 @@ def _cmd_play(args: argparse.Namespace) -> int:
     options = TargetOptions(
         engine=args.engine, url=url, from_file=args.from_file, busy_timeout_ms=args.busy_timeout
     )
-    return _open_app(options, scenario, scenario is None, args.statement_timeout)
+    # The progress file goes along only when named: otherwise the app's store finds its own
+    # (DBSANDBOX_PROGRESS, else the state directory), as `dbsandbox progress` does.
+    where = {"progress_path": args.progress} if args.progress is not None else {}
+    return _open_app(options, scenario, scenario is None, args.statement_timeout, **where)
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:
@@ -480,6 +625,21 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_progress(args: argparse.Namespace) -> int:
+    from sandbox.progress import ProgressStore
+    from sandbox.progress_report import Progress, to_json, to_text
+    from sandbox.scenario.catalog import listings
+
+    store = ProgressStore(args.progress)
+    try:
+        entries = store.entries()
+    finally:
+        _warn(store.take_warnings())  # a corrupt file moved aside: said also if reading failed
+    progress = Progress.of(str(store.path), listings(), entries, args.engine)
+    print(to_json(progress) if args.format == "json" else to_text(progress))
+    return EXIT_OK
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from sandbox.scenario.loader import validate
 
@@ -493,7 +653,182 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if problems:
         return 1
     print(f"{len(files)} scenario file{'s' if len(files) != 1 else ''} valid")
+    if args.prove:
+        return _prove(files, args)
     return EXIT_OK
+
+
+def _engines(args: argparse.Namespace, offered: Sequence[str]) -> tuple[dict[str, str], str]:
+    """The engines to play on, each with its server URL ("" for SQLite), and why PostgreSQL
+    is left out when it is ("" when it is not)."""
+    from sandbox.targets import resolve_postgres_url
+
+    wanted = list(offered) if args.engine == "all" else [args.engine]
+    chosen: dict[str, str] = {}
+    skipped = ""
+    for engine in wanted:
+        if engine == "sqlite":
+            chosen[engine] = ""
+            continue
+        try:
+            chosen[engine] = resolve_postgres_url(args.url, Path.cwd())
+        except UserError:
+            if args.engine == "postgres":
+                raise
+            skipped = "no server was named (give --url or set DBSANDBOX_POSTGRES_URL)"
+    return chosen, skipped
+
+
+def _opener(engine: str, url: str) -> Callable[[], Any]:
+    from sandbox.lifecycle import sandbox_closed_at_end
+    from sandbox.options import TargetOptions
+    from sandbox.targets import open_target
+
+    options = TargetOptions(engine=engine, url=url or None)
+    return lambda: sandbox_closed_at_end(open_target(options))
+
+
+def _prove(files: list[Path], args: argparse.Namespace) -> int:
+    from sandbox.scenario.loader import load
+    from sandbox.scenario.prove import prove
+
+    unproven = 0
+    for path in files:
+        scenario = load(path)
+        engines, skipped = _engines(args, scenario.engines)
+        if skipped and "postgres" in scenario.engines:
+            print(escape_controls(f"{scenario.id} (postgres): not proven: {skipped}"))
+        for engine, url in engines.items():
+            if not scenario.supports(engine):
+                print(
+                    f"{scenario.id} ({engine}): not proven: it runs on "
+                    f"{', '.join(scenario.engines)} only"
+                )
+                continue
+            proof = prove(scenario, engine, _opener(engine, url))
+            verdict = "proven" if proof.proven else "NOT proven"
+            print(escape_controls(f"{scenario.id} ({engine}): {verdict}"))
+            for line in proof.lines:
+                print(escape_controls(line))
+            unproven += not proof.proven
+    return 1 if unproven else EXIT_OK
+
+
+def _cmd_new(args: argparse.Namespace) -> int:
+    from sandbox.scenario.skeleton import write_skeleton
+
+    path = write_skeleton(args.id, args.dir)
+    print(escape_controls(f"wrote {path}: edit it, then: dbsandbox validate --prove {path}"))
+    return EXIT_OK
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    if args.batch is not None:
+        return _grade_batch(args)
+    if args.csv is not None:
+        raise UserError("--csv goes with --batch DIR")
+    if not args.scenario or not args.submission:
+        raise UserError("grade needs SCENARIO and SUBMISSION (or --batch DIR)")
+    import json
+
+    from sandbox.scenario.catalog import find
+    from sandbox.scenario.handin import read_attempt, result_document
+
+    scenario = find(args.scenario)
+    submission = Path(args.submission)
+    engines, skipped = _engines(args, scenario.engines)
+    grades = []
+    notes: dict[str, str] = {}
+    if skipped and "postgres" in scenario.engines:
+        notes["postgres"] = skipped
+    for engine, url in engines.items():
+        if not scenario.supports(engine):
+            notes[engine] = f"the scenario runs on {', '.join(scenario.engines)} only"
+            continue
+        grades.append(_grade_one(scenario, read_attempt(submission, scenario, engine), engine, url))
+    if not grades:
+        raise UserError(f"nothing graded: {'; '.join(notes.values())}")
+    document = result_document(grades, notes)
+    if args.result is not None:
+        _write_text(args.result, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    if args.format == "json":
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        for grade in grades:
+            print(escape_controls(f"{scenario.id} ({grade.engine}): {submission}"))
+            for line in _grade_lines(grade):
+                print(escape_controls(line))
+        for engine, why in notes.items():
+            print(escape_controls(f"{scenario.id} ({engine}): not graded: {why}"))
+    return EXIT_OK if document["recovered"] else 1
+
+
+def _grade_one(scenario: Any, attempt: Any, engine: str, url: str) -> Any:
+    from sandbox.scenario.grading import grade
+
+    return grade(scenario, attempt, _opener(engine, url), engine=engine)
+
+
+def _grade_lines(grade: Any) -> list[str]:
+    lines = ["  " + line for line in grade.score.lines()]
+    for dataset in [grade.shown, *grade.variants]:
+        name = f"variant {dataset.variant!r}" if dataset.variant else "dataset shown"
+        for check in dataset.checks:
+            if not check.passed:
+                lines.append(f"  XX on {name}: {check.check.name}")
+        if dataset.problem:
+            lines.append(f"  XX on {name}: {dataset.problem}")
+    return lines
+
+
+def _grade_batch(args: argparse.Namespace) -> int:
+    from sandbox.scenario.catalog import find
+    from sandbox.scenario.handin import class_folder, csv_row, scenario_named_in, write_csv
+
+    if args.submission:
+        raise UserError("with --batch DIR, give no SUBMISSION (the folder holds them)")
+    if args.csv is None:
+        raise UserError("--batch DIR needs --csv FILE for the results")
+    fixed = find(args.scenario) if args.scenario else None
+    rows = []
+    failed = 0
+    for submission in class_folder(args.batch):
+        path = submission.path
+        try:
+            named = fixed.id if fixed is not None else scenario_named_in(path) or path.stem
+            scenario = fixed if fixed is not None else find(named)
+            engines, _skipped = _engines(args, scenario.engines)
+            graded = 0
+            for engine, url in engines.items():
+                if not scenario.supports(engine):
+                    continue
+                from sandbox.scenario.handin import read_attempt
+
+                attempt = read_attempt(path, scenario, engine)
+                grade = _grade_one(scenario, attempt, engine, url)
+                rows.append(csv_row(submission.learner, path, grade))
+                graded += 1
+                print(
+                    escape_controls(
+                        f"{submission.learner}: {scenario.id} ({engine}) {grade.score.total}/100"
+                    )
+                )
+            if not graded:
+                raise UserError(f"{scenario.id} runs on none of the engines asked for")
+        except UserError as exc:
+            failed += 1
+            rows.append(csv_row(submission.learner, path, None, str(exc)))
+            print(escape_controls(f"{submission.learner}: not graded: {exc}"), file=sys.stderr)
+    write_csv(args.csv, rows)
+    print(escape_controls(f"wrote {args.csv}: {len(rows)} row{'s' if len(rows) != 1 else ''}"))
+    return 1 if failed else EXIT_OK
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _run_script(args: argparse.Namespace) -> int:
@@ -624,6 +959,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted = False
     code = EXIT_OK
     try:
+        folders = getattr(args, "scenarios", None) or getattr(args, APP_PREFIX + "scenarios", None)
+        if folders or "sandbox.scenario.catalog" in sys.modules:
+            from sandbox.scenario.catalog import use_folders
+
+            use_folders(folders)  # reset too: main() may be called again in one process
         code = args.handler(args)
     except UserError as exc:
         print(f"dbsandbox: {escape_controls(str(exc))}", file=sys.stderr)

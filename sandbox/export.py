@@ -35,6 +35,7 @@ from sandbox.userfiles import require_writable
 if TYPE_CHECKING:
     from sandbox.conductor import Execution
     from sandbox.runner import RunResult
+    from sandbox.scenario.grading import Score
     from sandbox.scenario.model import Scenario
     from sandbox.scenario.player import CheckResult, ScenarioRun
     from sandbox.snapshots.diff import Diff
@@ -87,6 +88,7 @@ class SessionRecord:
     diff_problem: str | None = None  # why there is no diff
     # Where the learner's part began: executions before it are the scripted breakage.
     learner_from: int | None = None
+    score: Score | None = None  # the latest Check's score (the app's), with its parts
     created: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @classmethod
@@ -135,6 +137,7 @@ class SessionRecord:
         diff: Diff | None = None,
         diff_against: str | None = None,
         diff_problem: str | None = None,
+        score: Score | None = None,
     ) -> SessionRecord:
         """A live session (the app): what its conductor ran so far.
 
@@ -159,6 +162,7 @@ class SessionRecord:
             diff_against=diff_against,
             diff_problem=diff_problem,
             learner_from=learner_from,
+            score=score,
             created=_started(events),
         )
 
@@ -224,6 +228,7 @@ def timeline_json(record: SessionRecord) -> str:
             else None
         ),
         "diff_problem": record.diff_problem,
+        "score": record.score.to_json() if record.score is not None else None,
     }
     # Driver values were made JSON-ready above; `default=str` only guards against a surprise.
     return json_text(document, default=str) + "\n"

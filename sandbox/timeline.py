@@ -38,6 +38,8 @@ class EventKind(enum.StrEnum):
     SNAPSHOT = "snapshot"  # taken (or listed)
     RESTORE = "restore"  # the sandbox was put back to a snapshot
     DIFF = "diff"  # compared with a snapshot
+    HINT = "hint"  # the learner asked for a scenario's hint
+    CHECK = "check"  # the learner asked whether they have recovered, and the answer
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,17 @@ def private_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
         os.environ[STATE_VARIABLE] = previous
 
 
+@pytest.fixture(autouse=True)
+def private_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test keeps progress in a file of its own (subprocesses inherit it): no test ever
+    writes the learner's real progress, or sees another test's."""
+    from sandbox.progress import PROGRESS_ENV
+
+    path = tmp_path / "progress" / "progress.json"
+    monkeypatch.setenv(PROGRESS_ENV, str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     url = os.environ.get(POSTGRES_ENV)

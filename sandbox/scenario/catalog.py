@@ -15,27 +15,54 @@ from sandbox.userfiles import unreadable
 
 CATALOG_ENV = "DBSANDBOX_SCENARIOS"
 
+# Folders given with --scenarios for this command (main() sets them for each call).
+_given: list[Path] = []
+
 
 def catalog_dir() -> Path:
-    """The catalog: $DBSANDBOX_SCENARIOS, the source tree's scenarios/, or the installed copy."""
-    configured = os.environ.get(CATALOG_ENV)
-    if configured:
-        return Path(configured)
+    """The built-in catalog: the source tree's scenarios/, or the copy installed with it."""
     source_tree = Path(__file__).resolve().parent.parent.parent / "scenarios"
     if source_tree.is_dir():
         return source_tree
     return Path(sys.prefix) / "share" / "dbsandbox" / "scenarios"
 
 
+def use_folders(folders: list[Path] | None) -> None:
+    """The folders of scenarios that --scenarios adds beside the catalog, for this command."""
+    for folder in folders or []:
+        if not folder.is_dir():
+            what = "no such folder" if not folder.exists() else "not a folder"
+            raise UserError(f"--scenarios {folder}: {what}")
+    _given[:] = list(folders or [])
+
+
+def pack_dirs() -> list[Path]:
+    """Folders beside the catalog: --scenarios, then $DBSANDBOX_SCENARIOS (several joined
+    with the platform's path separator, as PATH is)."""
+    configured = os.environ.get(CATALOG_ENV, "")
+    from_env = [Path(part) for part in configured.split(os.pathsep) if part.strip()]
+    return [*_given, *(folder for folder in from_env if folder not in _given)]
+
+
 def catalog_files() -> list[Path]:
-    """The catalog's *.toml entries, whatever they are: loading one that is not a regular
-    file is a problem that names it."""
-    folder = catalog_dir()
-    return sorted(folder.glob("*.toml")) if folder.is_dir() else []
+    """Every scenario file: the catalog's and each pack's *.toml, whatever they are (loading
+    one that is not a regular file is a problem that names it). A pack's file with a
+    catalog id stands in for the catalog's: a teacher's version of a lesson wins."""
+    by_id: dict[str, Path] = {}
+    for folder in [catalog_dir(), *pack_dirs()]:
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.toml")):
+                by_id[path.stem] = path
+    return sorted(by_id.values(), key=lambda path: path.stem)
+
+
+def source_of(path: Path) -> str | None:
+    """The pack folder a scenario comes from; None for the built-in catalog."""
+    return None if path.parent == catalog_dir() else str(path.parent)
 
 
 def catalog() -> list[Scenario]:
-    """Every scenario of the catalog, by id; a broken file is a UserError naming it."""
+    """Every scenario of the catalog and its packs, by id; a broken file is a UserError."""
     return [load(path) for path in catalog_files()]
 
 
@@ -50,6 +77,7 @@ class Listing:
     summary: str = ""
     tags: tuple[str, ...] = ()
     engine_note: str = ""  # why it runs on one engine only
+    pack: str | None = None  # the --scenarios folder it comes from (None: the catalog)
 
     def supports(self, engine: str) -> bool:
         return engine in self.engines
@@ -89,6 +117,7 @@ def listings() -> list[Listing]:
                 summary=str(data.get("summary", "")),
                 tags=tuple(str(t) for t in tags) if isinstance(tags, list) else (),
                 engine_note=str(data.get("engine_note", "")),
+                pack=source_of(path),
             )
         )
     return sorted(found, key=Listing.order)
@@ -105,16 +134,22 @@ def next_listing(found: list[Listing], current: str, engine: str) -> Listing | N
     return None
 
 
+def _by_id(ref: str) -> Path:
+    """Where the scenario with id `ref` is (the catalog's place for it when none has it)."""
+    found = next((path for path in catalog_files() if path.stem == ref), None)
+    return found if found is not None else catalog_dir() / f"{ref}.toml"
+
+
 def is_scenario_ref(ref: str) -> bool:
     """Whether `dbsandbox run REF` means a scenario: a .toml path or a catalog id."""
     if ref.endswith(".toml"):
         return True
-    return not Path(ref).exists() and (catalog_dir() / f"{ref}.toml").exists()
+    return not Path(ref).exists() and _by_id(ref).exists()
 
 
 def find(ref: str) -> Scenario:
-    """A scenario by catalog id or by path."""
-    path = Path(ref) if ref.endswith(".toml") else catalog_dir() / f"{ref}.toml"
+    """A scenario by catalog (or pack) id, or by path."""
+    path = Path(ref) if ref.endswith(".toml") else _by_id(ref)
     why = unreadable(path)
     if why == "no such file":
         known = ", ".join(p.stem for p in catalog_files()) or "none found"

@@ -848,7 +848,7 @@ def _counter(
         if unknown:
             r.problem(key, f"a counter statement takes session and sql, not {sorted(unknown)}")
         session = item.get("session", "A")
-        if session not in sessions:
+        if not isinstance(session, str) or session not in sessions:
             declared = ", ".join(sorted(sessions))
             r.problem(key, f"unknown session {session!r} (declared: {declared})")
             continue

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import decimal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -106,8 +106,10 @@ def play(
     *,
     solution: bool = False,
     options: RunOptions | None = None,
+    attempt: Sequence[Replayed] | None = None,
 ) -> ScenarioRun:
-    """Run the scenario on a fresh target; with `solution`, also play the reference solution."""
+    """Run the scenario on a fresh target; with `solution`, also play the reference solution;
+    with `attempt`, replay what a learner ran after the breakage instead (grading)."""
     engine = target.engine
     options = options or RunOptions()
     set_stage(scenario, target)
@@ -123,6 +125,8 @@ def play(
         since = len(conductor.executions)
         if solution:
             played += play_steps("solution", scenario.solution, conductor)
+        if attempt is not None:
+            replay(attempt, conductor)
         conductor.settle_all()
         checks = run_checks(scenario, conductor, since)
         diff, diff_problem = diff_since_start(target)
@@ -202,6 +206,36 @@ def play_steps(
         execution = conductor.execute(step.session, item, guard, background=step.background)
         played.append((phase, step, execution))
     return played
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """One statement a learner ran after the breakage, to be sent again in the same session."""
+
+    session: str
+    sql: str
+    # It waited on a lock while the learner went on in another session: the replay goes on too.
+    background: bool = False
+
+
+def replay(attempt: Sequence[Replayed], conductor: Conductor) -> None:
+    """Send a learner's statements again, in order, each to its session.
+
+    The guard lets through what it would have asked to confirm (the learner confirmed it, or
+    it is in the record because it ran), and blocks what reaches outside the sandbox, as ever.
+    """
+    guard = Guard(scripted=True)
+    dialect = _dialect(conductor.target.engine)
+    for step in attempt:
+        conductor.session(step.session)
+        items = split(step.sql, dialect)
+        if not items:
+            continue
+        item = items[0]
+        if isinstance(item, MetaCommand):
+            conductor.run_meta(step.session, item)
+        else:
+            conductor.execute(step.session, item, guard, background=step.background)
 
 
 def run_checks(scenario: Scenario, conductor: Conductor, since: int = 0) -> list[CheckResult]:

@@ -44,6 +44,7 @@ from sandbox.ui.messages import (
     SandboxFailed,
     SandboxReady,
     SchemaChanged,
+    ScoreReady,
     TimelineEvent,
 )
 from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen, ScenarioPicker
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     # Only a type here: the conductor (and the engines under it) load with the first sandbox,
     # after the first frame (issue 12, item 8).
     from sandbox.conductor import Execution
+    from sandbox.progress import Entry, ProgressStore
 
 HELP = """
 # dbsandbox keys
@@ -285,6 +287,8 @@ class DbSandboxApp(EditorActions):
         scenario: Scenario | None = None,
         pick: bool = True,
         statement_timeout_s: float = 30.0,
+        *,
+        progress_path: Path | None = None,
     ) -> None:
         super().__init__()
         self.options = options
@@ -315,6 +319,8 @@ class DbSandboxApp(EditorActions):
         self._panes_up = not self.pick  # with the picker up, the panes are mounted just after
         self._started = False  # _start ran: panes mounted, sandbox opening
         self._breakage: list[Execution] = []  # what the scenario ran before handing over
+        self._progress_path = progress_path  # None: DBSANDBOX_PROGRESS or the state directory
+        self._progress: ProgressStore | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -408,10 +414,72 @@ class DbSandboxApp(EditorActions):
         self.set_interval(0.25, self._tick_results)
 
     def show_picker(self) -> None:
-        """Put the picker up: titles only, read from the TOML files (milliseconds)."""
+        """Put the picker up: titles only, read from the TOML files (milliseconds), marked with
+        the learner's progress (one small JSON file, read here: well under a millisecond)."""
+        from sandbox.progress import suggest_next
+
         if self._listings is None:
             self._listings = listings()
-        self.push_screen(ScenarioPicker(self._listings, self.engine), self._picked)
+        entries = self._progress_entries()
+        suggested = suggest_next(self._listings, entries, self.engine)
+        picker = ScenarioPicker(
+            self._listings, self.engine, entries, suggested.id if suggested else None
+        )
+        self.push_screen(picker, self._picked)
+
+    @property
+    def progress(self) -> ProgressStore:
+        """The learner's progress file (read and written on each use, never cached)."""
+        if self._progress is None:
+            from sandbox.progress import ProgressStore
+
+            self._progress = ProgressStore(self._progress_path)
+        return self._progress
+
+    def _progress_entries(self) -> dict[str, Entry]:
+        """What the learner has played; none, with a notice, when the file cannot be read."""
+        from sandbox.progress import ProgressError
+
+        try:
+            return self.progress.entries()
+        except ProgressError as exc:
+            self.say(str(exc), "error")
+            return {}
+        finally:
+            self._say_progress_warnings()
+
+    def record_progress(
+        self,
+        scenario_id: str,
+        *,
+        title: str,
+        engine: str,
+        score: int,
+        recovered: bool,
+        parts: dict[str, object],
+    ) -> Entry | None:
+        """`progress.record` for a Check, with a notice instead of an error when the file
+        cannot be written (the lesson goes on; only its record is missing)."""
+        from sandbox.progress import ProgressError
+
+        try:
+            return self.progress.record(
+                scenario_id,
+                title=title,
+                engine=engine,
+                score=score,
+                recovered=recovered,
+                parts=parts,
+            )
+        except ProgressError as exc:
+            self.say(str(exc), "error")
+            return None
+        finally:
+            self._say_progress_warnings()
+
+    def _say_progress_warnings(self) -> None:
+        for warning in self.progress.take_warnings():
+            self.say(warning)
 
     def say(self, text: str, severity: SeverityLevel = "warning", timeout: float = 8) -> None:
         """A notification quoting learner or engine text: never read as markup."""
@@ -632,6 +700,23 @@ class DbSandboxApp(EditorActions):
         panel.show_checks(message.results, message.methods, message.diff, message.diff_problem)
         # Recovered: the next scenario is one Enter away (the button takes the focus).
         panel.offer_next(self._next_listing() if panel.recovered else None)
+
+    @on(ScoreReady)
+    @_unless_leaving
+    def score_ready(self, message: ScoreReady) -> None:
+        if message.scenario is not self.bridge.scenario:
+            return  # graded for a scenario already left (reset, another one loaded)
+        panel = self.query_one("#scenario", ScenarioPanel)
+        panel.show_score(message.score, message.anomaly)
+        scenario = message.scenario
+        self.record_progress(
+            scenario.id,
+            title=scenario.title,
+            engine=self.bridge.options.engine,
+            score=message.score.total,
+            recovered=message.score.recovered,
+            parts=dict(message.score.parts),
+        )
 
     @on(Notice)
     @_unless_leaving
@@ -957,8 +1042,12 @@ class DbSandboxApp(EditorActions):
         editor.select_all()
 
     def action_hint(self) -> None:
-        if not self.query_one("#scenario", ScenarioPanel).show_next_hint():
+        panel = self.query_one("#scenario", ScenarioPanel)
+        before = panel.hints_shown
+        if not panel.show_next_hint():
             self.notify("free play has no hints: load a scenario with ctrl+p")
+        elif panel.hints_shown > before:
+            self.bridge.note_hint(panel.hints_shown)  # a hint shown again is not counted twice
 
     def action_check(self) -> None:
         if self.bridge.scenario is None:
@@ -1251,6 +1340,8 @@ def create_app(
     scenario: Scenario | None = None,
     pick: bool = True,
     statement_timeout_s: float = 30.0,
+    *,
+    progress_path: Path | None = None,
 ) -> DbSandboxApp:
     """The app factory shared by the CLI and the tests."""
-    return DbSandboxApp(options, scenario, pick, statement_timeout_s)
+    return DbSandboxApp(options, scenario, pick, statement_timeout_s, progress_path=progress_path)

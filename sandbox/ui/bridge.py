@@ -27,6 +27,7 @@ from sandbox.ui.messages import (
     SandboxFailed,
     SandboxReady,
     SchemaChanged,
+    ScoreReady,
     TimelineEvent,
 )
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     # that opens it, after the app's first frame (issue 12, item 8).
     from sandbox.conductor import Conductor, Execution
     from sandbox.options import TargetOptions
+    from sandbox.scenario.grading import Score
     from sandbox.scenario.player import CheckResult
     from sandbox.snapshots.diff import Diff
     from sandbox.targets import Target
@@ -58,6 +60,7 @@ class Bridge:
         self.timeline = Timeline()
         self.scenario: Scenario | None = None
         self.breakage_end = 0  # executions before this index are the scenario's breakage
+        self.last_score: Score | None = None  # the latest Check's score (exports carry it)
         self._life = threading.Lock()  # opening or closing the sandbox, never statements
         self._schema_wanted = threading.Event()
         self._schema_thread: threading.Thread | None = None
@@ -106,6 +109,7 @@ class Bridge:
                     statement_timeout_s=self.statement_timeout_s,
                 )
                 self.breakage_end = 0
+                self.last_score = None
                 if scenario is not None:
                     take_start_snapshot(self.conductor, scenario)
                     open_sessions(scenario, self.conductor)
@@ -311,7 +315,8 @@ class Bridge:
         return (results, *diff_since_start(conductor.target))
 
     def check(self) -> None:
-        """Run the scenario's checks against the live sandbox."""
+        """Run the scenario's checks against the live sandbox; then replay what the learner
+        ran on every hidden variant (fresh sandboxes, off the live one) and score it all."""
         from sandbox.recovery import methods_used
 
         conductor, scenario = self.conductor, self.scenario
@@ -320,6 +325,65 @@ class Bridge:
         results, diff, problem = self._grade(conductor, scenario)
         methods = methods_used(conductor.executions, self.breakage_end)
         self.app.post_message(ChecksDone(results, methods, diff, problem))
+        scored = self._score(conductor, scenario, results, diff)
+        if scored is not None:
+            self.app.post_message(ScoreReady(scenario, scored, self._anomaly_story(conductor)))
+
+    def _score(
+        self,
+        conductor: Conductor,
+        scenario: Scenario,
+        results: list[CheckResult],
+        diff: Diff | None,
+    ) -> Score | None:
+        from sandbox.lifecycle import sandbox_closed_at_end
+        from sandbox.scenario.grading import DatasetRun, attempt_of, grade_variants, score
+        from sandbox.scenario.player import ScenarioBroken
+        from sandbox.targets import open_target
+
+        attempt = attempt_of(conductor.executions, self.breakage_end, self.timeline.events)
+        options = self.options
+        try:
+            variants, reference_lost = grade_variants(
+                scenario, attempt, lambda: sandbox_closed_at_end(open_target(options))
+            )
+        except (UserError, ScenarioBroken) as exc:
+            self.app.post_message(
+                Notice(f"the hidden variants could not be graded: {exc}", "error")
+            )
+            return None
+        scored = score(scenario, DatasetRun(None, results, diff), variants, attempt.effort,
+                       reference_lost)  # fmt: skip
+        passed = sum(1 for v in variants if v.passed)
+        conductor.timeline.add(
+            self._owner(scenario),
+            EventKind.CHECK,
+            f"Check: score {scored.total}/100, hidden variants {passed}/{len(variants)} passed"
+            + (" (recovered)" if scored.recovered else ""),
+            recovered=scored.recovered,
+            score=scored.total,
+        )
+        self.last_score = scored
+        return scored
+
+    @staticmethod
+    def _owner(scenario: Scenario) -> str:
+        """The lane a scenario's own events go on: its first session's."""
+        return scenario.sessions[0].name if scenario.sessions else "A"
+
+    def _anomaly_story(self, conductor: Conductor) -> list[str]:
+        scenario = self.scenario
+        if scenario is None or scenario.anomaly is None:
+            return []
+        from sandbox.scenario.anomaly import story
+
+        return story(scenario.anomaly, conductor.executions)
+
+    def note_hint(self, number: int) -> None:
+        """A hint was shown: on the timeline, where the score counts it."""
+        conductor, scenario = self.conductor, self.scenario
+        if conductor is not None and scenario is not None:
+            conductor.timeline.add(self._owner(scenario), EventKind.HINT, f"hint {number} shown")
 
     def export(self, directory: Path) -> None:
         """Write the session as JSON timeline, replayable .sql and Markdown runbook."""
@@ -342,6 +406,7 @@ class Bridge:
             diff=diff,
             diff_against=START_SNAPSHOT if diff is not None else None,
             diff_problem=problem,
+            score=self.last_score if scenario is not None else None,
         )
         try:
             written = write_export(record, directory)

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
 
     from sandbox.guard.policy import Review
+    from sandbox.scenario.grading import Score
     from sandbox.scenario.model import Scenario
     from sandbox.scenario.player import CheckResult
     from sandbox.schema_summary import TableSummary
@@ -64,6 +65,16 @@ class SchemaChanged(Message):
     def __init__(self, tables: list[TableSummary]) -> None:
         super().__init__()
         self.tables = tables
+
+
+class ScoreReady(Message):
+    """The hidden variants are graded: the Check's score, and the anomaly told from the run."""
+
+    def __init__(self, scenario: Scenario, score: Score, anomaly: list[str]) -> None:
+        super().__init__()
+        self.scenario = scenario
+        self.score = score
+        self.anomaly = anomaly
 
 
 class ChecksDone(Message):

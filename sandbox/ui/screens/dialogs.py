@@ -5,6 +5,7 @@ Titles, SQL, findings and session lines are shown as `Text` (see sandbox.ui.text
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -19,11 +20,18 @@ from sandbox.ui.text import line, plain
 
 if TYPE_CHECKING:
     from sandbox.guard.policy import Review
+    from sandbox.progress import Entry
     from sandbox.scenario.catalog import Listing
+
+NEXT = "→ next"
 
 
 class ScenarioPicker(ModalScreen[str | None]):
-    """Choose a breakage scenario; Esc goes to free play."""
+    """Choose a breakage scenario; Esc goes to free play.
+
+    Each scenario played before shows `✔ 87` (done, best score) or `◐ 40` (attempted); the
+    highlight starts on the suggested one, marked `→ next`.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "dismiss_picker", "Free play", show=True),
@@ -31,10 +39,18 @@ class ScenarioPicker(ModalScreen[str | None]):
         Binding("ctrl+q", "app.quit_safely", "Quit", show=True),
     ]
 
-    def __init__(self, scenarios: list[Listing], engine: str) -> None:
+    def __init__(
+        self,
+        scenarios: list[Listing],
+        engine: str,
+        progress: Mapping[str, Entry] | None = None,
+        suggested: str | None = None,
+    ) -> None:
         super().__init__()
         self.scenarios = scenarios
         self.engine = engine
+        self.progress = progress or {}
+        self.suggested = suggested
 
     def compose(self) -> ComposeResult:
         with Vertical(id="picker", classes="dialog"):
@@ -52,18 +68,36 @@ class ScenarioPicker(ModalScreen[str | None]):
         about = why_not if why_not is not None else " ".join(scenario.summary.split())
         details = line(facts)
         details.stylize("dim")
-        parts: list[str | Text] = [line(scenario.title), "\n  ", details]
+        parts: list[str | Text] = [line(scenario.title), *self._marks(scenario.id)]
+        parts += ["\n  ", details]
         if about:
             note = line(about)
             note.stylize("italic" if why_not is None else "bold")
             parts += ["\n  ", note]
         return Option(Text.assemble(*parts), id=scenario.id, disabled=why_not is not None)
 
+    def _marks(self, scenario_id: str) -> list[str | Text]:
+        """After the title: the best score so far, and whether it is the one to play next."""
+        marks: list[str | Text] = []
+        entry = self.progress.get(scenario_id)
+        if entry is not None:
+            marks += ["  ", Text(entry.mark, style="bold green" if entry.done else "yellow")]
+        # Only once something was played: on a first launch the highlight on the first
+        # scenario already says where to start.
+        if scenario_id == self.suggested and self.progress:
+            marks += ["  ", Text(NEXT, style="bold")]
+        return marks
+
     def on_mount(self) -> None:
-        # Start on the first scenario that can be played here, never on a greyed one.
+        # Start on the suggested scenario, else the first that can be played here; never on a
+        # greyed one.
         playable = [i for i, s in enumerate(self.scenarios) if s.supports(self.engine)]
-        if playable:
-            self.query_one("#scenario-list", OptionList).highlighted = playable[0]
+        ids = [s.id for s in self.scenarios]
+        start = ids.index(self.suggested) if self.suggested in ids else None
+        if start is None or start not in playable:
+            start = playable[0] if playable else None
+        if start is not None:
+            self.query_one("#scenario-list", OptionList).highlighted = start
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)

@@ -20,6 +20,7 @@ from sandbox.ui.text import line, plain
 
 if TYPE_CHECKING:
     from sandbox.scenario.catalog import Listing
+    from sandbox.scenario.grading import Score
     from sandbox.scenario.model import Scenario
     from sandbox.scenario.player import CheckResult
     from sandbox.scenario.recap import StepRecap
@@ -43,6 +44,7 @@ class ScenarioPanel(VerticalScroll):
     ScenarioPanel Button { min-width: 8; margin-right: 1; }
     ScenarioPanel Button.-textual-compact { min-width: 0; }
     ScenarioPanel #checks { height: auto; }
+    ScenarioPanel #score { height: auto; margin: 1 0 0 0; }
     ScenarioPanel #next { display: none; width: 100%; height: auto; }
     ScenarioPanel.-next #next { display: block; }
     ScenarioPanel #keys { display: none; color: $text-muted; margin: 0 0 1 0; }
@@ -87,6 +89,7 @@ class ScenarioPanel(VerticalScroll):
         # Suggested after a Check that says Recovered; above the verdicts, which can be long.
         yield Button("Next scenario", id="next", variant="primary")
         yield Static("", id="checks", markup=False)
+        yield Static("", id="score", markup=False)
         yield Static("", id="hints", markup=False)
         # Imported here, not at the top: Markdown (markdown-it) is the costliest widget to
         # import, and the panes are mounted after the first frame (the picker) is up.
@@ -112,6 +115,7 @@ class ScenarioPanel(VerticalScroll):
         self.query_one("#reset", Button).disabled = False
         self._show("#hints", "")
         self._show("#checks", "")
+        self._show("#score", "")
         self._show("#happened", "")
         self.offer_next(None)
         title = self.query_one("#title", Static)
@@ -133,7 +137,10 @@ class ScenarioPanel(VerticalScroll):
         for result in results:
             mark = ("✔", "bold green") if result.passed else ("✘", "bold red")
             lines.append(Text.assemble(mark, " ", plain(result.check.name)))
-            if result.check.recovery is not None and not result.passed:
+            if result.check.process is not None and not result.passed:
+                lines.append(plain(f"   wanted: {result.expected}", "dim"))
+                lines.append(plain(f"   seen: {result.actual}", "dim"))
+            elif result.check.recovery is not None and not result.passed:
                 wanted = describe(result.check.recovery, " or ")
                 lines.append(plain(f"   wanted: {wanted}", "dim"))
         lines.append(Text.assemble(("How you recovered:", "bold"), " ", plain(describe(methods))))
@@ -143,6 +150,38 @@ class ScenarioPanel(VerticalScroll):
             lines.append(Text("Recovered. Well done.", style="bold green"))
         lines += _diff_lines(diff, diff_problem)
         self._show("#checks", Text("\n").join(lines))
+        self._show("#score", Text("Grading your statements on the hidden variants…", "italic"))
+
+    def show_score(self, score: Score, anomaly: list[str]) -> None:
+        """The Check's score and its parts; what a hidden variant says, without its data."""
+        heading = Text(f"Score {score.total}/100", style="bold")
+        lines = [heading]
+        parts = score.parts
+        variants = parts["variants"]
+        if variants["passed"] < variants["total"] and self.recovered:
+            lines.append(
+                Text(
+                    "Right here, wrong on a hidden dataset: your statements gave another answer "
+                    "on other data. Work the values out in SQL instead of typing them in.",
+                    style="bold yellow",
+                )
+            )
+        hints, failed, minutes = parts["hints"], parts["attempts"], parts["time"]
+        said = (
+            f"data checks {parts['checks']['passed']}/{parts['checks']['total']} · "
+            f"process {parts['process']['passed']}/{parts['process']['total']} · "
+            f"hidden variants {variants['passed']}/{variants['total']} · "
+            f"rows lost {parts['care']['rows_lost']} · hints {hints['used'] or 0} · "
+            f"Checks before this {failed['failed'] or 0}"
+        )
+        if minutes["minutes"] is not None:
+            said += f" · {minutes['minutes']:.0f} of {minutes['expected']} min"
+        lines.append(plain(said, "dim"))
+        if anomaly:
+            lines.append(Text(""))
+            lines.append(plain(anomaly[0], "bold"))
+            lines += [plain(line) for line in anomaly[1:]]
+        self._show("#score", Text("\n").join(lines))
 
     def _show(self, selector: str, content: Text | str) -> None:
         """Fill one of the text parts; an empty one takes no room at all."""

@@ -73,6 +73,8 @@ _MARKERS: dict[EventKind, tuple[str, Tone]] = {
     EventKind.SESSION_CLOSED: ("■", "muted"),
     EventKind.QUEUED: ("…", "muted"),
     EventKind.CONNECTION_LOST: ("✖", "error"),
+    EventKind.HINT: ("?", "info"),
+    EventKind.CHECK: ("◎", "info"),
 }
 
 # What a session's gutter column shows between its own events.
@@ -107,6 +109,8 @@ _MEANINGS: dict[EventKind, str] = {
     EventKind.SESSION_CLOSED: "a session closed",
     EventKind.QUEUED: "queued behind the session's running statement",
     EventKind.CONNECTION_LOST: "the connection is gone (the server ended the session)",
+    EventKind.HINT: "you asked for a hint (it counts in the score)",
+    EventKind.CHECK: "you pressed Check: the verdict and the score",
 }
 _OTHER_MEANING = "a snapshot, restore or diff"
 _GUTTER_MEANINGS: dict[str, str] = {
