@@ -163,3 +163,24 @@ SELECT sum(amount_cents - paid_cents) FROM invoices;
     assert ran[2] == ("B", str(Status.OK), [])
     assert ran[3] == ("A", str(Status.OK), [(412000,)])
     assert ran[5] == ("A", str(Status.OK), [(377000,)])
+
+
+def test_a_commit_that_fails_is_not_drawn_as_committed(postgres_url: str) -> None:
+    """serialization-retry's B COMMIT fails with 40001: the timeline says rolled back, never
+    "committed: the changes are saved" (which is exactly what the scenario teaches against)."""
+    from sandbox.lifecycle import sandbox_closed_at_end
+    from sandbox.scenario.catalog import find
+    from sandbox.scenario.player import play
+    from sandbox.targets import TargetOptions, open_target
+    from sandbox.timeline import EventKind
+
+    options = TargetOptions(engine="postgres", url=postgres_url)
+    with sandbox_closed_at_end(open_target(options)) as target:
+        run = play(find("serialization-retry"), target)
+    failed = next(
+        e for e in run.executions
+        if e.session == "B" and e.outcome is not None and e.outcome.error is not None
+        and e.outcome.error.code == "40001"
+    )  # fmt: skip
+    kinds = [event.kind for event in run.timeline if event.statement == failed.index]
+    assert EventKind.COMMIT not in kinds and EventKind.ROLLBACK in kinds

@@ -36,6 +36,8 @@ MEANINGS = {
     "order and aborted one: it must be retried whole",
     "duplicate insert": "two sessions each checked that a row was not there yet and both "
     "inserted it",
+    "check-then-act": "two sessions each checked a condition (enough money, a free seat) and "
+    "then acted on it; the second acted on a check that was no longer true",
 }
 MAX_LINES = 14
 

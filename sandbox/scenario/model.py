@@ -91,6 +91,7 @@ RECOVERY_METHODS = ("rollback", "savepoint", "restore", "repair")
 ANOMALIES = (
     "lost update", "dirty write", "dirty read", "non-repeatable read", "phantom read",
     "read skew", "write skew", "deadlock", "serialization failure", "duplicate insert",
+    "check-then-act",
 )  # fmt: skip
 
 # Process checks: how the learner worked, judged from the statements they ran
