@@ -309,3 +309,38 @@ def test_skeleton_text_validates_as_written(tmp_path: Path) -> None:
     scenario = load(tmp_path / "fresh.toml")
     assert scenario.variants and scenario.checks[-1].kind == "process"
     assert textwrap.dedent(scenario.task).strip()
+
+
+def _process_verdicts(grade_: Any) -> dict[str, bool]:
+    return {c.check.name: c.passed for c in grade_.shown.checks if c.check.kind == "process"}
+
+
+@pytest.mark.postgres
+def test_an_isolated_check_follows_the_transaction_and_its_level(
+    opener: Callable[[str], Callable[[], Any]],
+) -> None:
+    """read-skew asks for both reads and the audit's writes in one REPEATABLE READ transaction.
+    The level may come from BEGIN or from the session's default; reads at READ COMMITTED, or
+    writes left outside the reading transaction, do not count."""
+    scenario = find("read-skew")
+    isolated = next(c.name for c in scenario.checks if c.process and c.process.kind == "isolated")
+    reads = [
+        ("A", "SELECT sum(balance) FROM accounts WHERE branch = 'north'"),
+        ("A", "SELECT sum(balance) FROM accounts WHERE branch = 'south'"),
+    ]
+    writes = [
+        ("A", "INSERT INTO audit_runs VALUES (2, '2026-12-07 00:20', 3000, 'ok')"),
+        ("A", "UPDATE audit_runs SET status = 'void' WHERE id = 1"),
+    ]
+    by_default = attempt(
+        ("A", "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
+        ("A", "BEGIN"), *reads, *writes, ("A", "COMMIT"),
+    )  # fmt: skip
+    assert _process_verdicts(grade(scenario, by_default, opener("postgres")))[isolated]
+    read_committed = attempt(("A", "BEGIN"), *reads, *writes, ("A", "COMMIT"))
+    assert not _process_verdicts(grade(scenario, read_committed, opener("postgres")))[isolated]
+    apart = attempt(
+        ("A", "BEGIN ISOLATION LEVEL REPEATABLE READ"), *reads, ("A", "COMMIT"),
+        ("A", "BEGIN"), *writes, ("A", "COMMIT"),
+    )  # fmt: skip
+    assert not _process_verdicts(grade(scenario, apart, opener("postgres")))[isolated]

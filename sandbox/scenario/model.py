@@ -98,7 +98,7 @@ ANOMALIES = (
 # (sandbox.scenario.process says what each one accepts).
 PROCESS_KINDS = (
     "one-transaction", "no-blind-write", "savepoint", "rollback-first", "committed", "forbid",
-    "require",
+    "require", "isolated",
 )  # fmt: skip
 
 # Minutes a learner should need, when a scenario does not say.
@@ -124,6 +124,9 @@ class Process:
     version: str | None = None
     tables: tuple[str, ...] = ()
     pattern: str | None = None
+    level: str | None = None  # isolated: the weakest isolation level that will do
+    reads: int = 1  # isolated: how many reads the transaction must hold
+    with_writes: bool = False  # isolated: the fix's writes in that same transaction, committed
     counter: tuple[CounterStep, ...] = ()
 
 
