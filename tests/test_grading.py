@@ -150,7 +150,7 @@ def test_the_anomaly_is_told_from_the_run() -> None:
     lines = story("lost update", run.executions)
     assert lines[0].startswith("Lost update: two sessions read the same value")
     told = "\n".join(lines)
-    assert "A read (100)" in told and "B read (100)" in told
+    assert "A read balance = 100" in told and "B read balance = 100" in told
     assert "B wrote cards" in told and "over A's write" in told
 
 

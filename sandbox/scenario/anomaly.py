@@ -53,6 +53,12 @@ def _rows(execution: Execution) -> str:
     rows = outcome.rows
     if not rows:
         return "no rows"
+    if len(rows) == 1 and len(outcome.columns) == len(rows[0]):
+        # One row reads best with its column names: `balance = 100`.
+        return ", ".join(
+            f"{column} = {'NULL' if value is None else value}"
+            for column, value in zip(outcome.columns, rows[0], strict=True)
+        )
     shown = ", ".join(
         "(" + ", ".join("NULL" if v is None else str(v) for v in row) + ")" for row in rows[:3]
     )
