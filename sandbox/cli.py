@@ -622,6 +622,9 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
         print(escape_controls(f"{s.id:<22} {s.difficulty:<12} {engines:<16} {s.title}"))
         if s.tags:
             print(escape_controls(f"{'':<22} tags: {', '.join(s.tags)}"))
+        pack = s.listing()["pack"]
+        if pack is not None:
+            print(escape_controls(f"{'':<22} from {pack}"))
     return EXIT_OK
 
 

@@ -242,7 +242,8 @@ def _anomaly_json(record: SessionRecord) -> dict[str, Any] | None:
         return None
     from sandbox.scenario.anomaly import story
 
-    return {"name": scenario.anomaly, "story": story(scenario.anomaly, record.executions)}
+    breakage = record.executions[: record.learner_from]  # where it happened, not the fix
+    return {"name": scenario.anomaly, "story": story(scenario.anomaly, breakage)}
 
 
 # ---------------------------------------------------------------------------------- replay

@@ -56,7 +56,7 @@ def methods_used(executions: Sequence[Execution], since: int = 0) -> list[str]:
             elif kind.tx_control is TxControl.ROLLBACK:
                 note("rollback")  # (a COMMIT the server answered with ROLLBACK is no recovery)
             unsaved.pop(who, None)
-        elif not kind.read_only and kind.tx_control is None:
+        elif kind.changes_data:  # a SET or a PRAGMA repairs nothing
             if outcome.tx_after is TxState.IDLE:
                 note("repair")  # autocommit: saved at once
             else:

@@ -25,6 +25,11 @@ class TxControl(enum.StrEnum):
 _READ_WORDS = frozenset({"SELECT", "VALUES", "TABLE", "SHOW"})
 _WRITE_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "REPLACE", "UPSERT"})
 _LOCKING = frozenset({"UPDATE", "SHARE"})
+# Statements that are neither reads nor changes to stored data: settings, locks, maintenance.
+_NOT_CHANGES = frozenset(
+    {"SET", "RESET", "SHOW", "PRAGMA", "LOCK", "EXPLAIN", "ANALYZE", "VACUUM", "DISCARD",
+     "LISTEN", "UNLISTEN", "NOTIFY", "CHECKPOINT", "LOAD"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,14 @@ class StatementKind:
     @property
     def keyword(self) -> str:
         return self.words[0] if self.words else ""
+
+    @property
+    def changes_data(self) -> bool:
+        """It may change what is stored (DML, DDL): not a read, not transaction control, not a
+        session setting or a lock (SET, PRAGMA, LOCK TABLE, ...), whatever locks it takes."""
+        return (
+            not self.read_only and self.tx_control is None and self.keyword not in _NOT_CHANGES
+        )
 
     def streamable(self) -> bool:
         """A query whose rows PostgreSQL can hand out page by page through a cursor."""

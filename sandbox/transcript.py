@@ -143,7 +143,9 @@ def _record_transaction(
     if before is not TxState.IDLE and after is TxState.IDLE:
         undone = session.ended_tx_statements
         discarded = f": {plural(undone, 'statement')} undone" if undone else ""
-        if control in (TxControl.COMMIT, TxControl.RELEASE) and outcome.tag != "ROLLBACK":
+        # A COMMIT that failed (a serialization failure found at commit) saved nothing.
+        saved = outcome.status is Status.OK and outcome.tag != "ROLLBACK"
+        if control in (TxControl.COMMIT, TxControl.RELEASE) and saved:
             timeline.add(
                 name, EventKind.COMMIT, "committed: the changes are saved", statement=index
             )

@@ -15,11 +15,10 @@ import pytest
 from sandbox.cli import main
 from sandbox.lifecycle import sandbox_closed_at_end
 from sandbox.scenario.anomaly import story
-from sandbox.scenario.catalog import catalog_files, find
+from sandbox.scenario.catalog import find
 from sandbox.scenario.grading import Attempt, Effort, grade, score
 from sandbox.scenario.loader import load, on_variant, validate
 from sandbox.scenario.player import Replayed, play
-from sandbox.scenario.prove import prove
 from sandbox.targets import TargetOptions, open_target
 
 ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -113,27 +112,6 @@ def test_the_score_takes_off_hints_failed_checks_and_time() -> None:
     assert capped.total == 100 - 12 - 9 - 10
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_every_catalog_scenario_is_proven(
-    engine: str, opener: Callable[[str], Callable[[], Any]]
-) -> None:
-    """Every check fails on the broken state, the reference solution passes every check on
-    every variant, and every process check rejects its counter-example."""
-    unproven = {}
-    for path in catalog_files():
-        scenario = load(path)
-        if not scenario.supports(engine):
-            continue
-        assert scenario.variants, f"{scenario.id}: no hidden variant"
-        assert any(c.kind == "process" for c in scenario.checks), f"{scenario.id}: no process"
-        if "concurrency" in scenario.tags:
-            assert scenario.anomaly, f"{scenario.id} names no anomaly"
-        proof = prove(scenario, engine, opener(engine))
-        if not proof.proven:
-            unproven[scenario.id] = proof.failures
-    assert unproven == {}
-
-
 def test_a_variant_is_built_from_its_values_and_extra_setup() -> None:
     scenario = find("lost-update")
     variant = on_variant(scenario, scenario.variants[0].name)
@@ -172,7 +150,7 @@ def test_the_anomaly_is_told_from_the_run() -> None:
     lines = story("lost update", run.executions)
     assert lines[0].startswith("Lost update: two sessions read the same value")
     told = "\n".join(lines)
-    assert "A read (100)" in told and "B read (100)" in told
+    assert "A read balance = 100" in told and "B read balance = 100" in told
     assert "B wrote cards" in told and "over A's write" in told
 
 
@@ -331,3 +309,38 @@ def test_skeleton_text_validates_as_written(tmp_path: Path) -> None:
     scenario = load(tmp_path / "fresh.toml")
     assert scenario.variants and scenario.checks[-1].kind == "process"
     assert textwrap.dedent(scenario.task).strip()
+
+
+def _process_verdicts(grade_: Any) -> dict[str, bool]:
+    return {c.check.name: c.passed for c in grade_.shown.checks if c.check.kind == "process"}
+
+
+@pytest.mark.postgres
+def test_an_isolated_check_follows_the_transaction_and_its_level(
+    opener: Callable[[str], Callable[[], Any]],
+) -> None:
+    """read-skew asks for both reads and the audit's writes in one REPEATABLE READ transaction.
+    The level may come from BEGIN or from the session's default; reads at READ COMMITTED, or
+    writes left outside the reading transaction, do not count."""
+    scenario = find("read-skew")
+    isolated = next(c.name for c in scenario.checks if c.process and c.process.kind == "isolated")
+    reads = [
+        ("A", "SELECT sum(balance) FROM accounts WHERE branch = 'north'"),
+        ("A", "SELECT sum(balance) FROM accounts WHERE branch = 'south'"),
+    ]
+    writes = [
+        ("A", "INSERT INTO audit_runs VALUES (2, '2026-12-07 00:20', 3000, 'ok')"),
+        ("A", "UPDATE audit_runs SET status = 'void' WHERE id = 1"),
+    ]
+    by_default = attempt(
+        ("A", "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
+        ("A", "BEGIN"), *reads, *writes, ("A", "COMMIT"),
+    )  # fmt: skip
+    assert _process_verdicts(grade(scenario, by_default, opener("postgres")))[isolated]
+    read_committed = attempt(("A", "BEGIN"), *reads, *writes, ("A", "COMMIT"))
+    assert not _process_verdicts(grade(scenario, read_committed, opener("postgres")))[isolated]
+    apart = attempt(
+        ("A", "BEGIN ISOLATION LEVEL REPEATABLE READ"), *reads, ("A", "COMMIT"),
+        ("A", "BEGIN"), *writes, ("A", "COMMIT"),
+    )  # fmt: skip
+    assert not _process_verdicts(grade(scenario, apart, opener("postgres")))[isolated]

@@ -1,7 +1,8 @@
 """Every scenario in the catalog, on every engine it declares, for real.
 
-The breakage must behave exactly as the file declares; with the reference solution every
-check passes, and without it at least one check fails (a check that cannot fail is a defect).
+The breakage must behave exactly as the file declares; without the reference solution every
+check fails (a check that cannot fail is a defect), and with it every check passes, on the
+dataset shown and on every hidden variant.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from sandbox.cli import main
+from sandbox.lifecycle import sandbox_closed_at_end
 from sandbox.scenario.catalog import catalog_files
 from sandbox.scenario.loader import load
 from sandbox.scenario.player import ScenarioRun, play
+from sandbox.scenario.prove import prove
 from sandbox.targets import open_target
 from tests.conftest import options_for
 
@@ -49,23 +52,27 @@ def test_the_catalog_has_the_fifteen_scenarios() -> None:
 
 
 @pytest.mark.parametrize(("path", "engine"), CASES)
-def test_breakage_reproduces_and_is_not_yet_recovered(
-    path: Path, engine: str, request: pytest.FixtureRequest
-) -> None:
-    run = played(path, engine, False, request)
-    assert mismatches(run) == []
-    failing = [c.check.name for c in run.checks if not c.passed]
-    assert failing, "every check passes without the solution: a check that cannot fail"
+def test_the_scenario_is_proven(path: Path, engine: str, request: pytest.FixtureRequest) -> None:
+    """`validate --prove`, for every catalog scenario on every engine it declares: the breakage
+    does what its steps declare; every check fails on the broken state; the reference solution
+    passes every check on the dataset shown and on every hidden variant; every process check
+    rejects its counter-example."""
+    if engine == "postgres":
+        request.getfixturevalue("postgres_url")
+    scenario = load(path)
+    proof = prove(scenario, engine, lambda: sandbox_closed_at_end(open_target(options_for(engine))))
+    assert proof.failures == [], "\n".join(proof.lines)
 
 
-@pytest.mark.parametrize(("path", "engine"), CASES)
-def test_the_reference_solution_recovers(
-    path: Path, engine: str, request: pytest.FixtureRequest
-) -> None:
-    run = played(path, engine, True, request)
-    assert mismatches(run) == []
-    assert [(c.check.name, c.actual) for c in run.checks if not c.passed] == []
-    assert run.passed
+@pytest.mark.parametrize("path", catalog_files(), ids=lambda path: path.stem)
+def test_the_scenario_grades_its_process_and_hides_a_variant(path: Path) -> None:
+    """Issue 13's bar for every catalog scenario: a process check (with its counter-example),
+    at least one hidden variant, and, for a concurrency scenario, the anomaly it names."""
+    scenario = load(path)
+    assert scenario.variants, "no hidden variant: a hard-coded answer would pass"
+    assert any(check.kind == "process" for check in scenario.checks), "no process check"
+    if "concurrency" in scenario.tags:
+        assert scenario.anomaly is not None
 
 
 def test_run_scenario_json_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -156,8 +156,11 @@ def test_catalog_entry_that_is_a_named_pipe(
     (folder / "missing-where.toml").write_bytes((CATALOG / "missing-where.toml").read_bytes())
     os.mkfifo(folder / "stuck.toml")
     monkeypatch.setenv(CATALOG_ENV, str(folder))
-    # The app's picker leaves it out; the commands that load the catalog name it.
-    assert [entry.id for entry in listings()] == ["missing-where"]
+    # The app's picker leaves it out (the pack sits beside the catalog, whose entries stay);
+    # the commands that load the catalog name it.
+    ids = [entry.id for entry in listings()]
+    assert "stuck" not in ids and "missing-where" in ids and "lost-update" in ids
+    assert next(e for e in listings() if e.id == "missing-where").pack == str(folder)
     one_line_error(*run_cli(capsys, "scenarios"), f"{folder / 'stuck.toml'}: {WHAT['fifo']}")
     one_line_error(*run_cli(capsys, "run", "stuck"), WHAT["fifo"])
     code, out, err = run_cli(capsys, "validate", str(folder))

@@ -36,6 +36,8 @@ MEANINGS = {
     "order and aborted one: it must be retried whole",
     "duplicate insert": "two sessions each checked that a row was not there yet and both "
     "inserted it",
+    "check-then-act": "two sessions each checked a condition (enough money, a free seat) and "
+    "then acted on it; the second acted on a check that was no longer true",
 }
 MAX_LINES = 14
 
@@ -51,6 +53,12 @@ def _rows(execution: Execution) -> str:
     rows = outcome.rows
     if not rows:
         return "no rows"
+    if len(rows) == 1 and len(outcome.columns) == len(rows[0]):
+        # One row reads best with its column names: `balance = 100`.
+        return ", ".join(
+            f"{column} = {'NULL' if value is None else value}"
+            for column, value in zip(outcome.columns, rows[0], strict=True)
+        )
     shown = ", ".join(
         "(" + ", ".join("NULL" if v is None else str(v) for v in row) + ")" for row in rows[:3]
     )

@@ -51,7 +51,7 @@ STEP_KEYS = {
 CHECK_KEYS = {"name", "sql", "expect", "session", "recovery"}
 # A process check's keys: which ones each kind needs is in _PROCESS_NEEDS.
 PROCESS_KEYS = {"name", "process", "session", "table", "column", "version", "tables", "pattern",
-                "counter"}  # fmt: skip
+                "counter", "level", "reads", "with_writes"}  # fmt: skip
 _PROCESS_NEEDS = {
     "no-blind-write": ("table", "column"),
     "forbid": ("pattern",),
@@ -803,8 +803,23 @@ def _process(
             r.problem(f"{where}.{key}", f"a {kind} check takes no {key}")
     if "version" in table and kind != "no-blind-write":
         r.problem(f"{where}.version", "only a no-blind-write check takes a version column")
-    if "tables" in table and kind != "one-transaction":
-        r.problem(f"{where}.tables", "only a one-transaction check takes tables")
+    if "tables" in table and kind not in ("one-transaction", "isolated"):
+        r.problem(f"{where}.tables", "only a one-transaction or isolated check takes tables")
+    for key in ("level", "reads", "with_writes"):
+        if key in table and kind != "isolated":
+            r.problem(f"{where}.{key}", f"only an isolated check takes {key}")
+    level = table.get("level", "repeatable read")
+    if level not in ("read committed", "repeatable read", "serializable"):
+        r.problem(f"{where}.level", "must be read committed, repeatable read or serializable")
+        level = "repeatable read"
+    reads = table.get("reads", 1)
+    if not isinstance(reads, int) or isinstance(reads, bool) or not 1 <= reads <= 100:
+        r.problem(f"{where}.reads", "must be a whole number from 1 to 100")
+        reads = 1
+    with_writes = table.get("with_writes", False)
+    if not isinstance(with_writes, bool):
+        r.problem(f"{where}.with_writes", "must be true or false")
+        with_writes = False
     session = table.get("session")
     if session is not None and (not isinstance(session, str) or session not in sessions):
         declared = ", ".join(sorted(sessions))
@@ -825,6 +840,9 @@ def _process(
         version=r.text(table, "version", where, required=False) or None,
         tables=tuple(tables),
         pattern=pattern,
+        level=level if kind == "isolated" else None,
+        reads=reads,
+        with_writes=with_writes,
         counter=_counter(r, table, where, sessions, engines),
     )
 

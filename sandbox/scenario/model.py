@@ -91,13 +91,14 @@ RECOVERY_METHODS = ("rollback", "savepoint", "restore", "repair")
 ANOMALIES = (
     "lost update", "dirty write", "dirty read", "non-repeatable read", "phantom read",
     "read skew", "write skew", "deadlock", "serialization failure", "duplicate insert",
+    "check-then-act",
 )  # fmt: skip
 
 # Process checks: how the learner worked, judged from the statements they ran
 # (sandbox.scenario.process says what each one accepts).
 PROCESS_KINDS = (
     "one-transaction", "no-blind-write", "savepoint", "rollback-first", "committed", "forbid",
-    "require",
+    "require", "isolated",
 )  # fmt: skip
 
 # Minutes a learner should need, when a scenario does not say.
@@ -123,6 +124,9 @@ class Process:
     version: str | None = None
     tables: tuple[str, ...] = ()
     pattern: str | None = None
+    level: str | None = None  # isolated: the weakest isolation level that will do
+    reads: int = 1  # isolated: how many reads the transaction must hold
+    with_writes: bool = False  # isolated: the fix's writes in that same transaction, committed
     counter: tuple[CounterStep, ...] = ()
 
 
@@ -197,4 +201,15 @@ class Scenario:
             "engines": list(self.engines),
             "tags": list(self.tags),
             "summary": self.summary,
+            "anomaly": self.anomaly,
+            "minutes": self.expected_minutes,
+            "variants": len(self.variants),  # how many; what they hold stays hidden
+            "pack": None if self.path is None else _pack_of(self.path),
         }
+
+
+def _pack_of(path: Path) -> str | None:
+    """The class-pack folder a scenario file is in; None for the built-in catalog."""
+    from sandbox.scenario.catalog import source_of
+
+    return source_of(path)

@@ -244,7 +244,10 @@ def run_checks(scenario: Scenario, conductor: Conductor, since: int = 0) -> list
     `since` is where the learner's part began (the first execution after the breakage): a
     recovery check looks at what ran from there on.
     """
-    return [_run_check(check, conductor, conductor.target, since) for check in scenario.checks]
+    levels = {spec.name: spec.isolation for spec in scenario.sessions if spec.isolation}
+    return [
+        _run_check(check, conductor, conductor.target, since, levels) for check in scenario.checks
+    ]
 
 
 def set_stage(scenario: Scenario, target: Target) -> None:
@@ -304,11 +307,18 @@ def _as_toml(value: Any) -> Any:
 CHECK_TIMEOUT_S = 5.0
 
 
-def _run_check(check: Check, conductor: Conductor, target: Target, since: int) -> CheckResult:
+def _run_check(
+    check: Check,
+    conductor: Conductor,
+    target: Target,
+    since: int,
+    levels: dict[str, str] | None = None,
+) -> CheckResult:
     if check.process is not None:
         from sandbox.scenario.process import WANTED, judge
 
-        verdict = judge(check.process, conductor.executions, since, target.adapter.dialect)
+        dialect = target.adapter.dialect
+        verdict = judge(check.process, conductor.executions, since, dialect, levels)
         return CheckResult(check, WANTED[check.process.kind], verdict.detail, verdict.passed)
     if check.recovery is not None:
         used = methods_used(conductor.executions, since)

@@ -31,8 +31,31 @@ WANTED = {
     "committed": "a COMMIT that saved the transaction",
     "forbid": "none of the statements it forbids",
     "require": "the statement it asks for",
+    "isolated": "the reads (and the fix) in one transaction at the isolation level asked for",
 }
-_ISOLATED = re.compile(r"ISOLATION\s+LEVEL\s+(SERIALIZABLE|REPEATABLE\s+READ)", re.IGNORECASE)
+# Isolation levels, weakest first (PostgreSQL runs READ UNCOMMITTED as READ COMMITTED).
+LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
+_LEVEL = re.compile(
+    r"ISOLATION\s+LEVEL\s+(READ\s+UNCOMMITTED|READ\s+COMMITTED|REPEATABLE\s+READ|SERIALIZABLE)",
+    re.IGNORECASE,
+)
+_DEFAULT_LEVEL = re.compile(
+    r"^\s*SET\s+(SESSION\s+CHARACTERISTICS\s+AS\s+TRANSACTION\s+ISOLATION\s+LEVEL|"
+    r"(SESSION\s+)?default_transaction_isolation\s*(=|TO))",
+    re.IGNORECASE,
+)
+_SET_TRANSACTION = re.compile(r"^\s*SET\s+TRANSACTION\b", re.IGNORECASE)
+
+
+def _level_in(text: str) -> str | None:
+    """The isolation level a statement names (`... ISOLATION LEVEL X`, or 'x' set as the
+    default_transaction_isolation), lower case."""
+    match = _LEVEL.search(text)
+    if match:
+        return " ".join(match.group(1).lower().split())
+    quoted = re.search(r"'([a-z ]+)'", text, re.IGNORECASE)
+    named = " ".join(quoted.group(1).lower().split()) if quoted else ""
+    return named if named in LEVELS else None
 
 
 @dataclass(frozen=True)
@@ -49,6 +72,7 @@ class _Tx:
     opener: Execution | None  # its BEGIN; None for a statement saved on its own (autocommit)
     statements: list[Execution] = field(default_factory=list)
     end: str | None = None  # "commit", "rollback", or None while it is open
+    level: str = "serializable"  # its isolation level (SQLite's transactions are serializable)
 
     @property
     def autocommit(self) -> bool:
@@ -66,26 +90,26 @@ def _ran(execution: Execution) -> bool:
     return outcome is not None and outcome.status is Status.OK and execution.page_of is None
 
 
-# Statements the classifier cannot call read-only that still change no rows or tables: a
-# connection's settings (SET lock_timeout, PRAGMA foreign_keys = ON) or a look at the schema
-# (PRAGMA table_info(t)). Run on their own, they are not a half of the fix saved early.
-_SETTINGS = frozenset({"SET", "RESET", "PRAGMA"})
-
-
 def _is_write(execution: Execution) -> bool:
     kind = execution.kind
-    if execution.meta is not None or kind.read_only or kind.tx_control is not None:
-        return False
     if kind.locking and kind.keyword == "SELECT":
         return False  # SELECT ... FOR UPDATE locks rows and changes none
-    return kind.keyword not in _SETTINGS
+    return execution.meta is None and kind.changes_data
 
 
-def transactions(executions: Sequence[Execution]) -> dict[int, _Tx]:
+def transactions(
+    executions: Sequence[Execution], dialect: str = "sqlite", levels: dict[str, str] | None = None
+) -> dict[int, _Tx]:
     """Each execution's transaction (by execution index), every session followed from its
-    first statement, so a transaction the breakage left open is the one the learner finishes."""
+    first statement, so a transaction the breakage left open is the one the learner finishes.
+
+    On PostgreSQL each transaction's isolation level is followed too: the session's default
+    (`levels`, as the scenario sets it, then as SET SESSION CHARACTERISTICS changes it), or
+    the level its BEGIN or a SET TRANSACTION names.
+    """
     found: dict[int, _Tx] = {}
     current: dict[str, _Tx] = {}
+    defaults = dict(levels or {})
     for execution in executions:
         outcome = execution.outcome
         if execution.meta == "restore" and outcome is not None and outcome.status is Status.OK:
@@ -97,15 +121,24 @@ def transactions(executions: Sequence[Execution]) -> dict[int, _Tx]:
             continue
         who = execution.session
         before, after = outcome.tx_before, outcome.tx_after
+        text = execution.statement.text
+        default = "serializable" if dialect == "sqlite" else defaults.get(who, "read committed")
         if before is TxState.IDLE:
             if after is TxState.IDLE:
                 tx = _Tx(who, None, end="commit" if outcome.status is Status.OK else "rollback")
+                tx.level = default
             else:
                 tx = _Tx(who, execution)
+                named = _level_in(text) if execution.kind.tx_control is TxControl.BEGIN else None
+                tx.level = "serializable" if dialect == "sqlite" else named or default
                 current[who] = tx
         else:
-            tx = current.get(who) or _Tx(who, execution)
+            tx = current.get(who) or _Tx(who, execution, level=default)
             current[who] = tx
+            if dialect != "sqlite" and outcome.status is Status.OK and _SET_TRANSACTION.match(text):
+                tx.level = _level_in(text) or tx.level
+        if dialect != "sqlite" and outcome.status is Status.OK and _DEFAULT_LEVEL.match(text):
+            defaults[who] = _level_in(text) or defaults.get(who, "read committed")
         tx.statements.append(execution)
         found[execution.index] = tx
         if before is not TxState.IDLE and after is TxState.IDLE:
@@ -119,9 +152,18 @@ def transactions(executions: Sequence[Execution]) -> dict[int, _Tx]:
     return found
 
 
-def judge(process: Process, executions: Sequence[Execution], since: int, dialect: str) -> Verdict:
-    """Whether the learner's part (executions[since:]) worked the way `process` asks."""
-    txs = transactions(executions)
+def judge(
+    process: Process,
+    executions: Sequence[Execution],
+    since: int,
+    dialect: str,
+    levels: dict[str, str] | None = None,
+) -> Verdict:
+    """Whether the learner's part (executions[since:]) worked the way `process` asks.
+
+    `levels`: each session's isolation level as the scenario sets it (PostgreSQL).
+    """
+    txs = transactions(executions, dialect, levels)
     mine = [
         e for e in executions[since:] if process.session is None or e.session == process.session
     ]
@@ -130,6 +172,8 @@ def judge(process: Process, executions: Sequence[Execution], since: int, dialect
         return _one_transaction(process, mine, txs, dialect)
     if kind == "no-blind-write":
         return _no_blind_write(process, mine, txs, dialect)
+    if kind == "isolated":
+        return _isolated(process, mine, txs, dialect)
     if kind == "savepoint":
         for e in mine:
             if _ran(e) and e.kind.tx_control is TxControl.ROLLBACK_TO:
@@ -273,10 +317,69 @@ def _reason_safe(execution: Execution, value: object, tree: object, tx: _Tx, ver
     opener = tx.opener
     if opener is not None and opener.kind.takes_write_lock:
         return True  # SQLite BEGIN IMMEDIATE: nobody else writes until this one ends
-    isolated = any(_ISOLATED.search(e.statement.text) for e in tx.statements)
     read_first = any(_ran(e) and e.kind.read_only and e.meta is None for e in earlier)
     # At REPEATABLE READ or SERIALIZABLE, a write over a row changed since the read fails.
-    return isolated and read_first
+    return _at_least(tx.level, "repeatable read") and read_first
+
+
+def _at_least(level: str, wanted: str) -> bool:
+    return LEVELS.index(level) >= LEVELS.index(wanted) if level in LEVELS else False
+
+
+def _reads(execution: Execution, tables: set[str], dialect: str) -> bool:
+    """A query that ran and reads one of `tables` (any table when none are named)."""
+    if not (_ran(execution) and execution.meta is None and execution.kind.read_only):
+        return False
+    if execution.kind.tx_control is not None or execution.kind.keyword in ("SET", "SHOW"):
+        return False
+    if not tables:
+        return True
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(execution.statement.text, read=dialect)
+    except Exception:  # sqlglot's parse errors have many types: a read it cannot name
+        return False
+    return any(t.name.lower() in tables for t in tree.find_all(exp.Table))
+
+
+def _isolated(
+    process: Process, mine: list[Execution], txs: dict[int, _Tx], dialect: str
+) -> Verdict:
+    """Reads (and, with `with_writes`, every kept write) in one transaction at a level."""
+    wanted = process.level or "repeatable read"
+    tables = {t.lower() for t in process.tables}
+    what = f"reads of {', '.join(sorted(tables))}" if tables else "reads"
+    ran = {e.index for e in mine}
+    best: _Tx | None = None
+    count = 0
+    for tx in {id(txs[e.index]): txs[e.index] for e in mine if e.index in txs}.values():
+        reads = sum(1 for e in tx.statements if e.index in ran and _reads(e, tables, dialect))
+        if reads >= process.reads and _at_least(tx.level, wanted) and not tx.autocommit:
+            best, count = tx, reads
+            break
+    if best is None:
+        return Verdict(
+            False,
+            f"no transaction at {wanted.upper()} or stricter held {process.reads} of the {what}",
+        )
+    if process.with_writes:
+        writes = [e for e in mine if _ran(e) and _is_write(e) and txs[e.index].end != "rollback"]
+        outside = [e for e in writes if txs[e.index] is not best]
+        if not writes:
+            return Verdict(False, "no write of the fix was saved")
+        if outside:
+            return Verdict(
+                False,
+                f"{outside[0].session} ran {_flat(outside[0].statement.text)} outside the "
+                f"{wanted.upper()} transaction that read",
+            )
+        if best.end != "commit":
+            return Verdict(False, f"the {best.level.upper()} transaction was never committed")
+    return Verdict(
+        True, f"{count} {what} in one {best.level.upper()} transaction in session {best.session}"
+    )
 
 
 def _rollback_first(mine: list[Execution]) -> Verdict:

@@ -377,7 +377,8 @@ class Bridge:
             return []
         from sandbox.scenario.anomaly import story
 
-        return story(scenario.anomaly, conductor.executions)
+        # The breakage is where the anomaly happened; the learner's fix is not part of it.
+        return story(scenario.anomaly, conductor.executions[: self.breakage_end])
 
     def note_hint(self, number: int) -> None:
         """A hint was shown: on the timeline, where the score counts it."""

@@ -6,6 +6,7 @@ Titles, SQL, findings and session lines are shown as `Text` (see sandbox.ui.text
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import PurePath
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -62,6 +63,9 @@ class ScenarioPicker(ModalScreen[str | None]):
     def _option(self, scenario: Listing) -> Option:
         """Title; id, difficulty, engines and tags; then the summary, or why it is greyed."""
         facts = f"{scenario.id} · {scenario.difficulty} · {'+'.join(scenario.engines)}"
+        if scenario.pack is not None:
+            # A class pack's scenario says where it comes from: the folder the teacher gave.
+            facts += f" · from {PurePath(scenario.pack).name}"
         if scenario.tags:
             facts += f" · {', '.join(scenario.tags)}"
         why_not = scenario.unavailable_reason(self.engine)
