@@ -50,10 +50,11 @@ class StatementKind:
     @property
     def changes_data(self) -> bool:
         """It may change what is stored (DML, DDL): not a read, not transaction control, not a
-        session setting or a lock (SET, PRAGMA, LOCK TABLE, ...), whatever locks it takes."""
-        return (
-            not self.read_only and self.tx_control is None and self.keyword not in _NOT_CHANGES
-        )
+        session setting or a lock (SET, PRAGMA, LOCK TABLE, SELECT ... FOR UPDATE, ...),
+        whatever locks it takes."""
+        if self.locking and self.keyword == "SELECT":
+            return False  # SELECT ... FOR UPDATE locks rows and changes none
+        return not self.read_only and self.tx_control is None and self.keyword not in _NOT_CHANGES
 
     def streamable(self) -> bool:
         """A query whose rows PostgreSQL can hand out page by page through a cursor."""

@@ -91,10 +91,7 @@ def _ran(execution: Execution) -> bool:
 
 
 def _is_write(execution: Execution) -> bool:
-    kind = execution.kind
-    if kind.locking and kind.keyword == "SELECT":
-        return False  # SELECT ... FOR UPDATE locks rows and changes none
-    return execution.meta is None and kind.changes_data
+    return execution.meta is None and execution.kind.changes_data
 
 
 def transactions(
