@@ -679,6 +679,8 @@ def _expectation(r: _Reader, table: dict[str, Any], where: str, engines: list[st
             isinstance(rows, list) and all(isinstance(x, list) for x in rows)
         ):
             r.problem(f"{where}.rows", 'must be a list of rows, each a list: [[1, "a"], [2, "b"]]')
+        elif rows is not None:
+            _null_cells(r, rows, f"{where}.rows")
         count = fields["rowcount"].on(engine)
         if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
             r.problem(f"{where}.rowcount", "must be a whole number")
@@ -770,8 +772,19 @@ def _checks(
                 )
             elif not (isinstance(rows, list) and all(isinstance(x, list) for x in rows)):
                 r.problem(f"{where}.expect", "must be a list of rows, each a list: [[3]]")
+            else:
+                _null_cells(r, rows, f"{where}.expect")
         checks.append(Check(name, sql, expect, session, r.locate.line(where)))
     return checks
+
+
+def _null_cells(r: _Reader, rows: list[list[Any]], key: str) -> None:
+    """A table in a row stands for SQL NULL, written `{ null = true }`, and for nothing else."""
+    for row in rows:
+        for cell in row:
+            if isinstance(cell, dict) and cell != {"null": True}:
+                r.problem(key, "a table in a row stands for SQL NULL: write { null = true }")
+                return
 
 
 def _recovery(r: _Reader, table: dict[str, Any], where: str) -> list[str] | None:
