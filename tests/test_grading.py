@@ -344,3 +344,26 @@ def test_an_isolated_check_follows_the_transaction_and_its_level(
         ("A", "BEGIN"), *writes, ("A", "COMMIT"),
     )  # fmt: skip
     assert not _process_verdicts(grade(scenario, apart, opener("postgres")))[isolated]
+
+
+def test_prove_refuses_a_solution_that_needs_a_hidden_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A learner types what the dataset shown tells them: a reference solution that passes a
+    variant only with that variant's own values would fail every honest learner there."""
+    main(["new", "peeking", "--dir", str(tmp_path)])
+    path = tmp_path / "peeking.toml"
+    text = path.read_text().replace(
+        "vars = { products = 5 }", "vars = { products = 5, new_price = 20 }"
+    )
+    text = text.replace(
+        '[[solution]]\nsession = "A"\nsql = "COMMIT"',
+        '[[solution]]\nsession = "A"\n'
+        'sql = "UPDATE products SET price = {{new_price}} WHERE id = 2"\n\n'
+        '[[solution]]\nsession = "A"\nsql = "COMMIT"',
+    )
+    path.write_text(text)
+    assert main(["validate", "--prove", "--engine", "sqlite", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "the reference solution sends 'UPDATE products SET price = 20 WHERE id = 2'" in out
+    assert "which no learner can see" in out

@@ -49,6 +49,14 @@ def _first_mismatch(run: ScenarioRun) -> str | None:
     return None
 
 
+def _statements(scenario: Scenario, engine: str) -> list[tuple[str, str]]:
+    return [
+        (step.session, " ".join(str(step.sql.on(engine)).split()))
+        for step in scenario.solution
+        if step.runs_on(engine)
+    ]
+
+
 def prove(
     scenario: Scenario,
     engine: str,
@@ -79,6 +87,20 @@ def prove(
             + (f"; these pass before any fix and prove nothing: {passing}" if passing else ""),
         )
     datasets = [scenario, *(on_variant(scenario, v.name) for v in scenario.variants)]
+    shown = _statements(scenario, engine)
+    for built in datasets[1:]:
+        # A learner types what the dataset shown tells them: a reference solution that needs a
+        # hidden value to pass would fail every honest learner on that variant.
+        differs = next(
+            (b for a, b in zip(shown, _statements(built, engine), strict=True) if a != b), None
+        )
+        proof.say(
+            differs is None,
+            f"the reference solution sends the same statements on variant {built.dataset!r}"
+            if differs is None
+            else f"on variant {built.dataset!r} the reference solution sends {differs[1]!r}: "
+            "it needs a value only the variant has, which no learner can see",
+        )
     for built in datasets:
         name = f"variant {built.dataset!r}" if built.dataset else "the dataset shown"
         solved = run(built, solution=True)
