@@ -467,3 +467,27 @@ async def test_check_scores_on_hidden_variants_and_keeps_progress(
         assert "Recovered" in str(panel.query_one("#checks", Static).render())
         entry = ProgressStore(private_progress).entries()["lost-update"]
         assert entry.done and entry.attempts == 2 and entry.best_score == 100 > first
+
+
+async def test_a_check_that_cannot_be_graded_says_so(tmp_path: Path) -> None:
+    """Grading on the hidden variants fails (here the variant's setup no longer runs: its file
+    changed under the app): the checks still show, and the score says why it is missing."""
+    from sandbox.cli import main
+
+    assert main(["new", "shaky", "--dir", str(tmp_path)]) == 0
+    path = tmp_path / "shaky.toml"
+    app = create_app(TargetOptions(), find(str(path)), pick=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        panel = app.query_one("#scenario", ScenarioPanel)
+        await until(pilot, lambda: panel.scenario is not None)
+        path.write_text(
+            path.read_text().replace(
+                "INSERT INTO products VALUES (4, 'plate', 7)", "INSERT INTO nowhere VALUES (4)"
+            )
+        )
+        app.action_check()
+        score = panel.query_one("#score", Static)
+        await until(pilot, lambda: "No score this time" in str(score.render()), seconds=30)
+        assert "setup failed" in str(score.render())
+        assert "✘" in str(panel.query_one("#checks", Static).render())

@@ -707,6 +707,10 @@ class DbSandboxApp(EditorActions):
         if message.scenario is not self.bridge.scenario:
             return  # graded for a scenario already left (reset, another one loaded)
         panel = self.query_one("#scenario", ScenarioPanel)
+        if message.score is None:
+            panel.show_unscored(message.problem or "the hidden variants could not be graded")
+            self.say(message.problem or "the hidden variants could not be graded", "error")
+            return
         panel.show_score(message.score, message.anomaly)
         scenario = message.scenario
         self.record_progress(

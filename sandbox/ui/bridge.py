@@ -325,9 +325,15 @@ class Bridge:
         results, diff, problem = self._grade(conductor, scenario)
         methods = methods_used(conductor.executions, self.breakage_end)
         self.app.post_message(ChecksDone(results, methods, diff, problem))
-        scored = self._score(conductor, scenario, results, diff)
-        if scored is not None:
-            self.app.post_message(ScoreReady(scenario, scored, self._anomaly_story(conductor)))
+        try:
+            scored = self._score(conductor, scenario, results, diff)
+        except Exception as exc:  # a server gone mid-grading: the lesson goes on, unscored
+            from sandbox.masking import first_line
+
+            why = f"the hidden variants could not be graded: {first_line(exc)}"
+            self.app.post_message(ScoreReady(scenario, None, [], why))
+            return
+        self.app.post_message(ScoreReady(scenario, scored, self._anomaly_story(conductor)))
 
     def _score(
         self,
@@ -335,23 +341,18 @@ class Bridge:
         scenario: Scenario,
         results: list[CheckResult],
         diff: Diff | None,
-    ) -> Score | None:
+    ) -> Score:
+        """Grade the attempt on the hidden variants (fresh sandboxes) and score it; a Check
+        event on the timeline records the verdict, where an export carries it."""
         from sandbox.lifecycle import sandbox_closed_at_end
         from sandbox.scenario.grading import DatasetRun, attempt_of, grade_variants, score
-        from sandbox.scenario.player import ScenarioBroken
         from sandbox.targets import open_target
 
         attempt = attempt_of(conductor.executions, self.breakage_end, self.timeline.events)
         options = self.options
-        try:
-            variants, reference_lost = grade_variants(
-                scenario, attempt, lambda: sandbox_closed_at_end(open_target(options))
-            )
-        except (UserError, ScenarioBroken) as exc:
-            self.app.post_message(
-                Notice(f"the hidden variants could not be graded: {exc}", "error")
-            )
-            return None
+        variants, reference_lost = grade_variants(
+            scenario, attempt, lambda: sandbox_closed_at_end(open_target(options))
+        )
         scored = score(scenario, DatasetRun(None, results, diff), variants, attempt.effort,
                        reference_lost)  # fmt: skip
         passed = sum(1 for v in variants if v.passed)

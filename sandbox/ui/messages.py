@@ -70,11 +70,18 @@ class SchemaChanged(Message):
 class ScoreReady(Message):
     """The hidden variants are graded: the Check's score, and the anomaly told from the run."""
 
-    def __init__(self, scenario: Scenario, score: Score, anomaly: list[str]) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        score: Score | None,
+        anomaly: list[str],
+        problem: str | None = None,
+    ) -> None:
         super().__init__()
         self.scenario = scenario
-        self.score = score
+        self.score = score  # None: it could not be graded (`problem` says why)
         self.anomaly = anomaly
+        self.problem = problem
 
 
 class ChecksDone(Message):

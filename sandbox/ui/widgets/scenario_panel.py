@@ -152,6 +152,11 @@ class ScenarioPanel(VerticalScroll):
         self._show("#checks", Text("\n").join(lines))
         self._show("#score", Text("Grading your statements on the hidden variants…", "italic"))
 
+    def show_unscored(self, why: str) -> None:
+        """Grading on the hidden variants failed (the server went away): say so, in place of
+        the score, rather than leave "Grading…" up for ever."""
+        self._show("#score", plain(f"No score this time: {why}", "bold red"))
+
     def show_score(self, score: Score, anomaly: list[str]) -> None:
         """The Check's score and its parts; what a hidden variant says, without its data."""
         heading = Text(f"Score {score.total}/100", style="bold")
