@@ -300,6 +300,28 @@ async def next_scenario(pilot: Pilot[None], app: DbSandboxApp) -> None:
     await settle(pilot, app)
 
 
+async def score(pilot: Pilot[None], app: DbSandboxApp) -> None:
+    """lost-update with the total typed in: right here, wrong on the hidden variant; the score
+    and the anomaly told from the run, the scenario panel zoomed (F10) and scrolled to them."""
+    panel = await loaded(pilot, app)
+    await pilot.press("escape")
+    await until(pilot, lambda: app.screen.maximized is None)
+    await run_sql(
+        pilot, app, "UPDATE cards SET balance = 130 WHERE id = 1;", lambda t: "1 row" in t
+    )
+    await settle(pilot, app)
+    await pilot.press("f3")
+    shown = panel.query_one("#score", Static)
+    await until(pilot, lambda: "Score" in str(shown.render()))
+    await settle(pilot, app)
+    panel.focus()
+    await settle(pilot, app)  # the focus moves on the next message, and the zoom follows it
+    app.action_zoom()
+    await settle(pilot, app)
+    panel.scroll_to_widget(panel.query_one("#checks", Static), top=True, animate=False)
+    await settle(pilot, app)
+
+
 @dataclass(frozen=True)
 class Shot:
     name: str
@@ -378,6 +400,13 @@ SHOTS = [
         lambda: create_app(TargetOptions(), find("missing-where"), pick=False),
         scenario,
         size=(80, 24),
+    ),
+    Shot(
+        "score",
+        "lost-update with the total typed in: a process check and the hidden variant fail; "
+        "the score and the lost update told from the run",
+        lambda: create_app(TargetOptions(), find("lost-update"), pick=False),
+        score,
     ),
     Shot("help", "the help screen", lambda: create_app(TargetOptions(), pick=False), help_screen),
     Shot(
