@@ -786,7 +786,13 @@ def _grade_lines(grade: Any) -> list[str]:
 
 def _grade_batch(args: argparse.Namespace) -> int:
     from sandbox.scenario.catalog import find
-    from sandbox.scenario.handin import class_folder, csv_row, scenario_named_in, write_csv
+    from sandbox.scenario.handin import (
+        class_folder,
+        csv_row,
+        read_attempt,
+        scenario_named_in,
+        write_csv,
+    )
 
     if args.submission:
         raise UserError("with --batch DIR, give no SUBMISSION (the folder holds them)")
@@ -805,8 +811,6 @@ def _grade_batch(args: argparse.Namespace) -> int:
             for engine, url in engines.items():
                 if not scenario.supports(engine):
                     continue
-                from sandbox.scenario.handin import read_attempt
-
                 attempt = read_attempt(path, scenario, engine)
                 grade = _grade_one(scenario, attempt, engine, url)
                 rows.append(csv_row(submission.learner, path, grade))
