@@ -367,3 +367,27 @@ def test_prove_refuses_a_solution_that_needs_a_hidden_value(
     out = capsys.readouterr().out
     assert "the reference solution sends 'UPDATE products SET price = 20 WHERE id = 2'" in out
     assert "which no learner can see" in out
+
+
+@pytest.mark.postgres
+def test_require_holds_its_place_before_and_after(
+    opener: Callable[[str], Callable[[], Any]],
+) -> None:
+    """deadlock's retry must lock before it writes; missing-index's plan must be read once the
+    index is there. The same statements in the wrong order fail."""
+    deadlock = find("deadlock")
+    locks = next(c.name for c in deadlock.checks if c.process and c.process.before)
+    credit = ("B", "UPDATE accounts SET balance = balance + 45 WHERE id = 1")
+    debit = ("B", "UPDATE accounts SET balance = balance - 45 WHERE id = 2")
+    lock = ("B", "SELECT id FROM accounts WHERE id IN (1, 2) ORDER BY id FOR UPDATE")
+    start = [("B", "ROLLBACK"), ("A", "COMMIT"), ("B", "BEGIN")]
+    first = attempt(*start, lock, credit, debit, ("B", "COMMIT"))
+    assert _process_verdicts(grade(deadlock, first, opener("postgres")))[locks]
+    late = attempt(*start, credit, lock, debit, ("B", "COMMIT"))
+    assert not _process_verdicts(grade(deadlock, late, opener("postgres")))[locks]
+    index = find("missing-index")
+    read = next(c.name for c in index.checks if c.process and c.process.after)
+    create = ("A", "CREATE INDEX orders_customer_id_idx ON orders (customer_id)")
+    plan = ("A", "\\explain SELECT id, placed_on, total_cents FROM orders WHERE customer_id = 1207")
+    assert _process_verdicts(grade(index, attempt(create, plan), opener("postgres")))[read]
+    assert not _process_verdicts(grade(index, attempt(plan, create), opener("postgres")))[read]

@@ -51,7 +51,7 @@ STEP_KEYS = {
 CHECK_KEYS = {"name", "sql", "expect", "session", "recovery"}
 # A process check's keys: which ones each kind needs is in _PROCESS_NEEDS.
 PROCESS_KEYS = {"name", "process", "session", "table", "column", "version", "tables", "pattern",
-                "counter", "level", "reads", "with_writes"}  # fmt: skip
+                "counter", "level", "reads", "with_writes", "before", "after"}  # fmt: skip
 _PROCESS_NEEDS = {
     "no-blind-write": ("table", "column"),
     "forbid": ("pattern",),
@@ -838,12 +838,20 @@ def _process(
         declared = ", ".join(sorted(sessions))
         r.problem(f"{where}.session", f"unknown session {session!r} (declared: {declared})")
         session = None
-    pattern = r.text(table, "pattern", where, required=False) or None
-    if pattern is not None:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            r.problem(f"{where}.pattern", f"not a valid regular expression: {exc}")
+    for key in ("before", "after"):
+        if key in table and kind != "require":
+            r.problem(f"{where}.{key}", f"only a require check takes {key}")
+    patterns = {
+        key: r.text(table, key, where, required=False) or None
+        for key in ("pattern", "before", "after")
+    }
+    for key, written in patterns.items():
+        if written is not None:
+            try:
+                re.compile(written)
+            except re.error as exc:
+                r.problem(f"{where}.{key}", f"not a valid regular expression: {exc}")
+    pattern = patterns["pattern"]
     tables = r.strings(table, "tables", where, required=False)
     return Process(
         kind=kind,
@@ -853,6 +861,8 @@ def _process(
         version=r.text(table, "version", where, required=False) or None,
         tables=tuple(tables),
         pattern=pattern,
+        before=patterns["before"],
+        after=patterns["after"],
         level=level if kind == "isolated" else None,
         reads=reads,
         with_writes=with_writes,

@@ -124,6 +124,8 @@ class Process:
     version: str | None = None
     tables: tuple[str, ...] = ()
     pattern: str | None = None
+    before: str | None = None  # require: the match must come before the first of these
+    after: str | None = None  # require: the match must come after the last of these
     level: str | None = None  # isolated: the weakest isolation level that will do
     reads: int = 1  # isolated: how many reads the transaction must hold
     with_writes: bool = False  # isolated: the fix's writes in that same transaction, committed

@@ -195,10 +195,44 @@ def judge(
             if not any(_ran(e) for e in mine):
                 return Verdict(False, "nothing has been run yet")
             return Verdict(True, "none of the statements it forbids ran")
-        if hits:
-            return Verdict(True, f"{hits[0].session} ran {_flat(hits[0].statement.text)}")
-        return Verdict(False, "the statement it asks for did not run")
+        return _required(process, mine, hits)
     raise ValueError(f"unknown process check {kind!r}")  # the loader admits no other
+
+
+def _required(process: Process, mine: list[Execution], hits: list[Execution]) -> Verdict:
+    """`require`: a match ran, and where `before` / `after` say so, in its place: before the
+    first statement matching `before`, after the last matching `after` (a match anywhere
+    will do when no such statement ran)."""
+    if not hits:
+        return Verdict(False, "the statement it asks for did not run")
+
+    def matching(pattern: str | None) -> list[Execution]:
+        if pattern is None:
+            return []
+        found = re.compile(pattern, re.IGNORECASE)
+        return [e for e in mine if _ran(e) and found.search(" ".join(e.statement.text.split()))]
+
+    first_of = matching(process.before)
+    last_of = matching(process.after)
+    placed = [
+        e
+        for e in hits
+        if (not first_of or e.index < first_of[0].index)
+        and (not last_of or e.index > last_of[-1].index)
+    ]
+    if placed:
+        return Verdict(True, f"{placed[0].session} ran {_flat(placed[0].statement.text)}")
+    if first_of and all(e.index > first_of[0].index for e in hits):
+        return Verdict(
+            False,
+            f"{hits[0].session} ran {_flat(hits[0].statement.text)} only after "
+            f"{_flat(first_of[0].statement.text)}",
+        )
+    return Verdict(
+        False,
+        f"{hits[-1].session} ran {_flat(hits[-1].statement.text)} only before "
+        f"{_flat(last_of[-1].statement.text)}",
+    )
 
 
 def _table_of(execution: Execution, dialect: str) -> tuple[str | None, object | None]:
