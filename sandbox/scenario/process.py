@@ -204,7 +204,7 @@ def _required(process: Process, mine: list[Execution], hits: list[Execution]) ->
     first statement matching `before`, after the last matching `after` (a match anywhere
     will do when no such statement ran)."""
     if not hits:
-        return Verdict(False, "the statement it asks for did not run")
+        return Verdict(False, "no statement of the kind it asks for ran")
 
     def matching(pattern: str | None) -> list[Execution]:
         if pattern is None:

@@ -138,7 +138,10 @@ class ScenarioPanel(VerticalScroll):
             mark = ("✔", "bold green") if result.passed else ("✘", "bold red")
             lines.append(Text.assemble(mark, " ", plain(result.check.name)))
             if result.check.process is not None and not result.passed:
-                lines.append(plain(f"   wanted: {result.expected}", "dim"))
+                # A require or forbid check's name already says what it wants; its pattern
+                # would say it again, less readably. The other kinds say what they accept.
+                if result.check.process.kind not in ("require", "forbid"):
+                    lines.append(plain(f"   wanted: {result.expected}", "dim"))
                 lines.append(plain(f"   seen: {result.actual}", "dim"))
             elif result.check.recovery is not None and not result.passed:
                 wanted = describe(result.check.recovery, " or ")
