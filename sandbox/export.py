@@ -207,16 +207,7 @@ def timeline_json(record: SessionRecord) -> str:
         "learner_from": record.learner_from,
         "statements": [execution_json(e) for e in record.executions],
         "timeline": [event.to_json() for event in record.timeline],
-        "checks": [
-            {
-                "name": c.check.name,
-                "kind": c.check.kind,
-                "passed": c.passed,
-                "expected": json_value(c.expected),
-                "actual": json_value(c.actual),
-            }
-            for c in record.checks
-        ],
+        "checks": [c.to_json() for c in record.checks],
         "recovery": (
             {"methods": record.recovery, "description": describe(record.recovery)}
             if record.recovery is not None

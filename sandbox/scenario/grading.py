@@ -87,16 +87,8 @@ def attempt_of(
         for e in executions[since:]
         if _replayable(e)
     )
-    return Attempt(steps, effort_of([_event_json(e) for e in events], since))
-
-
-def _event_json(event: Event) -> dict[str, Any]:
-    return {
-        "kind": str(event.kind),
-        "elapsed_ms": event.elapsed_ms,
-        "statement": event.statement,
-        "data": event.data,
-    }
+    # The events as an export writes them: the app's score and `grade`'s agree on one record.
+    return Attempt(steps, effort_of([e.to_json() for e in events], since))
 
 
 def effort_of(events: Sequence[dict[str, Any]], since: int | None) -> Effort:
@@ -137,21 +129,12 @@ def attempt_from_json(document: Any, scenario: Scenario) -> Attempt:
     since = document.get("learner_from")
     if not isinstance(since, int) or isinstance(since, bool):
         since = None
-    ran = [
-        Replayed(s["session"], s["sql"], background=bool(s.get("waited")))
-        for s in statements
-        if s.get("status") != str(Status.BLOCKED)
-    ]
+    ran = [s for s in statements if s.get("status") != str(Status.BLOCKED)]
     if since is not None:
-        mine = [
-            Replayed(s["session"], s["sql"], background=bool(s.get("waited")))
-            for s in statements
-            if isinstance(s.get("index"), int)
-            and s["index"] >= since
-            and s.get("status") != str(Status.BLOCKED)
-        ]
-    else:
-        mine = _after_breakage(ran, scenario)
+        ran = [s for s in ran if isinstance(s.get("index"), int) and s["index"] >= since]
+    replayed = [Replayed(s["session"], s["sql"], background=bool(s.get("waited"))) for s in ran]
+    # Without learner_from (a plain `run` export) the breakage is recognised by its statements.
+    mine = replayed if since is not None else _after_breakage(replayed, scenario)
     events = [e for e in document.get("timeline") or [] if isinstance(e, dict)]
     return Attempt(tuple(mine), effort_of(events, since))
 
@@ -225,22 +208,11 @@ class DatasetRun:
         return self.problem is None and bool(self.checks) and all(c.passed for c in self.checks)
 
     def to_json(self) -> dict[str, Any]:
-        from sandbox.outcome import json_value
-
         return {
             "variant": self.variant,
             "passed": self.passed,
             "problem": self.problem,
-            "checks": [
-                {
-                    "name": c.check.name,
-                    "kind": c.check.kind,
-                    "passed": c.passed,
-                    "expected": json_value(c.expected),
-                    "actual": json_value(c.actual),
-                }
-                for c in self.checks
-            ],
+            "checks": [c.to_json() for c in self.checks],
         }
 
 

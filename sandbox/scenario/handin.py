@@ -100,15 +100,14 @@ def class_folder(folder: Path) -> Iterator[Submission]:
         raise UserError(
             f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder"
         )
-    for entry in sorted(folder.iterdir()):
+    entries = sorted(folder.iterdir())
+    top = set(_exports(entries))  # files directly in the folder, one learner each
+    for entry in entries:
         if entry.is_dir():
             for path in _exports(sorted(entry.rglob("*"))):
                 yield Submission(entry.name, path)
-        elif entry.suffix in SUFFIXES:
-            for path in _exports([entry]):
-                if path.suffix == ".sql" and path.with_suffix(".json").is_file():
-                    continue
-                yield Submission(entry.stem, path)
+        elif entry in top:
+            yield Submission(entry.stem, entry)
 
 
 def _exports(paths: list[Path]) -> list[Path]:

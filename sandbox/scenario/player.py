@@ -67,6 +67,16 @@ class CheckResult:
     actual: Any
     passed: bool
 
+    def to_json(self) -> dict[str, Any]:
+        """As reports, exports and `grade` give it: name, kind, verdict, expected, actual."""
+        return {
+            "name": self.check.name,
+            "kind": self.check.kind,
+            "passed": self.passed,
+            "expected": json_value(self.expected),
+            "actual": json_value(self.actual),
+        }
+
 
 @dataclass
 class ScenarioRun:
@@ -148,6 +158,12 @@ def play(
     )
 
 
+def first_session(scenario: Scenario) -> str:
+    """The lane a scenario's own events go on (its start snapshot, hints, Checks): its first
+    session's; a "setup" or "scenario" lane would stay empty otherwise."""
+    return scenario.sessions[0].name if scenario.sessions else "A"
+
+
 def take_start_snapshot(conductor: Conductor, scenario: Scenario) -> None:
     """Snapshot the stage before any session opens (on PostgreSQL: a fast template clone).
 
@@ -156,8 +172,7 @@ def take_start_snapshot(conductor: Conductor, scenario: Scenario) -> None:
     """
     from sandbox.timeline import EventKind
 
-    # Recorded on the first session's lane: a "setup" lane would stay empty ever after.
-    owner = scenario.sessions[0].name if scenario.sessions else "A"
+    owner = first_session(scenario)
     try:
         info = conductor.target.snapshots.take(START_SNAPSHOT, START_REASON)
     except SnapshotError as exc:

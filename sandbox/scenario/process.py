@@ -18,6 +18,8 @@ from sandbox.outcome import Status, TxState
 from sandbox.sqlkind import TxControl
 
 if TYPE_CHECKING:
+    from sqlglot import exp  # imported at run time only where a statement is parsed
+
     from sandbox.conductor import Execution
     from sandbox.scenario.model import Process
 
@@ -235,8 +237,11 @@ def _required(process: Process, mine: list[Execution], hits: list[Execution]) ->
     )
 
 
-def _table_of(execution: Execution, dialect: str) -> tuple[str | None, object | None]:
-    """The table a write changes (lower case, unqualified) and its parsed tree."""
+def _table_of(
+    execution: Execution, dialect: str
+) -> tuple[str | None, exp.Update | exp.Insert | exp.Delete | None]:
+    """The table a write changes (lower case, unqualified) and its parsed tree; (None, None)
+    for anything else."""
     import sqlglot
     from sqlglot import exp
 
@@ -245,7 +250,7 @@ def _table_of(execution: Execution, dialect: str) -> tuple[str | None, object | 
     except Exception:  # sqlglot's parse errors have many types; such a write names no table
         return None, None
     if not isinstance(tree, exp.Update | exp.Insert | exp.Delete):
-        return None, tree
+        return None, None
     target = tree.args.get("this")
     table = target if isinstance(target, exp.Table) else None
     if table is None and isinstance(target, exp.Expression):
@@ -328,11 +333,12 @@ def _no_blind_write(
     return Verdict(True, f"every UPDATE of {table}.{column} worked from the current row")
 
 
-def _reason_safe(execution: Execution, value: object, tree: object, tx: _Tx, version: str) -> bool:
+def _reason_safe(
+    execution: Execution, value: exp.Expression, tree: exp.Update, tx: _Tx, version: str
+) -> bool:
     """Whether an UPDATE's new value cannot overwrite a change it never saw."""
     from sqlglot import exp
 
-    assert isinstance(value, exp.Expression) and isinstance(tree, exp.Update)
     if value.find(exp.Column) is not None:
         return True  # computed from the row (or other data) in the same statement
     where = tree.args.get("where")

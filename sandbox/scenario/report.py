@@ -32,16 +32,7 @@ def to_json(run: ScenarioRun) -> str:
             }
             for s in run.steps
         ],
-        "checks": [
-            {
-                "name": c.check.name,
-                "kind": c.check.kind,
-                "passed": c.passed,
-                "expected": c.expected,
-                "actual": c.actual,
-            }
-            for c in run.checks
-        ],
+        "checks": [c.to_json() for c in run.checks],
         "diff_since_start": run.diff.to_json() if run.diff is not None else None,
         "statements": [execution_json(e) for e in run.executions],
         "timeline": [event.to_json() for event in run.timeline],

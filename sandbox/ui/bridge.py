@@ -346,6 +346,7 @@ class Bridge:
         event on the timeline records the verdict, where an export carries it."""
         from sandbox.lifecycle import sandbox_closed_at_end
         from sandbox.scenario.grading import DatasetRun, attempt_of, grade_variants, score
+        from sandbox.scenario.player import first_session
         from sandbox.targets import open_target
 
         attempt = attempt_of(conductor.executions, self.breakage_end, self.timeline.events)
@@ -357,7 +358,7 @@ class Bridge:
                        reference_lost)  # fmt: skip
         passed = sum(1 for v in variants if v.passed)
         conductor.timeline.add(
-            self._owner(scenario),
+            first_session(scenario),
             EventKind.CHECK,
             f"Check: score {scored.total}/100, hidden variants {passed}/{len(variants)} passed"
             + (" (recovered)" if scored.recovered else ""),
@@ -366,11 +367,6 @@ class Bridge:
         )
         self.last_score = scored
         return scored
-
-    @staticmethod
-    def _owner(scenario: Scenario) -> str:
-        """The lane a scenario's own events go on: its first session's."""
-        return scenario.sessions[0].name if scenario.sessions else "A"
 
     def _anomaly_story(self, conductor: Conductor) -> list[str]:
         scenario = self.scenario
@@ -383,9 +379,11 @@ class Bridge:
 
     def note_hint(self, number: int) -> None:
         """A hint was shown: on the timeline, where the score counts it."""
+        from sandbox.scenario.player import first_session
+
         conductor, scenario = self.conductor, self.scenario
         if conductor is not None and scenario is not None:
-            conductor.timeline.add(self._owner(scenario), EventKind.HINT, f"hint {number} shown")
+            conductor.timeline.add(first_session(scenario), EventKind.HINT, f"hint {number} shown")
 
     def export(self, directory: Path) -> None:
         """Write the session as JSON timeline, replayable .sql and Markdown runbook."""
