@@ -611,18 +611,20 @@ def _cmd_play(args: argparse.Namespace) -> int:
 def _cmd_scenarios(args: argparse.Namespace) -> int:
     import json
 
-    from sandbox.scenario.catalog import catalog
+    from sandbox.scenario.catalog import catalog, source_of
 
     found = catalog()
+    # The pack a scenario comes from is where its file is: the catalog knows, not the file.
+    packs = [source_of(s.path) if s.path is not None else None for s in found]
     if args.format == "json":
-        print(json.dumps([s.listing() for s in found], indent=2))
+        listed = [{**s.listing(), "pack": pack} for s, pack in zip(found, packs, strict=True)]
+        print(json.dumps(listed, indent=2))
         return EXIT_OK
-    for s in found:
+    for s, pack in zip(found, packs, strict=True):
         engines = "+".join(s.engines)
         print(escape_controls(f"{s.id:<22} {s.difficulty:<12} {engines:<16} {s.title}"))
         if s.tags:
             print(escape_controls(f"{'':<22} tags: {', '.join(s.tags)}"))
-        pack = s.listing()["pack"]
         if pack is not None:
             print(escape_controls(f"{'':<22} from {pack}"))
     return EXIT_OK

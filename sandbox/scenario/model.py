@@ -206,12 +206,4 @@ class Scenario:
             "anomaly": self.anomaly,
             "minutes": self.expected_minutes,
             "variants": len(self.variants),  # how many; what they hold stays hidden
-            "pack": None if self.path is None else _pack_of(self.path),
         }
-
-
-def _pack_of(path: Path) -> str | None:
-    """The class-pack folder a scenario file is in; None for the built-in catalog."""
-    from sandbox.scenario.catalog import source_of
-
-    return source_of(path)
