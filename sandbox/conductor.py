@@ -498,9 +498,14 @@ class Conductor:
                     other.schema = None
         if outcome.note == CONNECTION_LOST_NOTE:
             seat.lost = True
+        proven = None
+        if outcome.error is not None and not execution.waited:
+            proven = self.target.wait_in_error(session, outcome.error, self.sessions)
         with execution.lock:
             if execution.outcome is not None:
                 return  # written off (`_write_off`) while the driver would not return
+            if proven is not None and not execution.waited:
+                self._note_proven_wait(execution, proven)
             execution.outcome = outcome
             if execution.waiting:
                 self._wait_over(execution)
@@ -518,6 +523,25 @@ class Conductor:
                 )
         if outcome.note == CONNECTION_LOST_NOTE:
             self._lose(seat, CONNECTION_LOST_NOTE, statement=execution.index)
+
+    def _note_proven_wait(self, execution: Execution, wait: WaitInfo) -> None:
+        """Record a lock wait that a timeout ended before the watcher's first look, from the
+        engine's own error (the caller holds the execution's lock): the statement did wait,
+        and a timeline that said otherwise would depend on how fast this machine polls."""
+        execution.waited = execution.waiting = True
+        execution.waiting_on = list(wait.blockers)
+        execution.blocked_by += [b for b in wait.blockers if b not in execution.blocked_by]
+        held = f" held by {', '.join(wait.blockers)}" if wait.blockers else ""
+        self.timeline.add(
+            execution.session,
+            EventKind.LOCK_WAIT,
+            f"waited for {wait.what}{held} (the server's error says so: the wait ended "
+            f"before it could be watched)",
+            statement=execution.index,
+            blocked_by=list(wait.blockers),
+            waits_for=wait.what,
+        )
+        self._wait_over(execution)
 
     def _wait_over(self, execution: Execution) -> None:
         """Record the end of a lock wait (the caller holds the execution's lock)."""

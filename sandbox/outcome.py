@@ -40,6 +40,9 @@ class SqlError:
     hint: str | None = None
     # Where in the statement's text the engine points (0-based), when it does: see errorpos.
     position: int | None = None
+    # The engine's CONTEXT line, e.g. PostgreSQL's 'while deleting tuple (0,1) in relation
+    # "accounts"': the one trace a lock wait leaves when a timeout ends it too soon to be seen.
+    context: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"code": self.code, "message": self.message}

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
     from sqlalchemy.engine import URL
 
+    from sandbox.outcome import SqlError
     from sandbox.session import Session
     from sandbox.snapshots.store import SnapshotStore
 
@@ -151,6 +152,15 @@ class Target(ABC):
 
     def describe_wait(self, waiting: Session) -> str | None:
         """Which lock `waiting` waits for, in words, where the engine can tell."""
+        return None
+
+    def wait_in_error(
+        self, waiting: Session, error: SqlError, sessions: Sequence[Session]
+    ) -> WaitInfo | None:
+        """A lock wait the engine's error proves, for a statement a timeout ended before the
+        watcher saw it wait (a 10 ms statement_timeout is shorter than the watcher's first
+        look); None when the error says nothing of the kind. Called on the session's thread
+        right after the error, while whoever held the lock still holds it."""
         return None
 
     def cancel_statement(self, raw: Any, pid: int | None) -> None:
@@ -737,6 +747,25 @@ class PostgresTarget(Target):
             )
         return describe_lock(*rows[0])
 
+    def wait_in_error(
+        self, waiting: Session, error: SqlError, sessions: Sequence[Session]
+    ) -> WaitInfo | None:
+        row = _ROW_WAIT_CONTEXT.search(error.context or "")
+        timed_out = error.code == "55P03" and "lock timeout" in error.message
+        if row is None and not timed_out:
+            return None
+        if row is None:
+            # lock_timeout gives no relation: the lock's holder cannot be told afterwards.
+            return WaitInfo([], "a lock")
+        relation = row.group("relation").replace('""', '"')
+        what = f"a row lock in {relation}"
+        try:
+            pids = [pid for (pid,) in self._ask(_ROW_HOLDERS_SQL, (relation, waiting.pid or -1))]
+        except Exception:  # the holders are a detail: the error alone proves the wait
+            return WaitInfo([], what)
+        by_pid = {s.pid: s.name for s in sessions if s.pid is not None}
+        return WaitInfo([by_pid.get(pid, f"server process {pid}") for pid in pids], what)
+
     def _stop_watching(self) -> None:
         if self._watch is not None:
             self._watch.close()
@@ -874,6 +903,26 @@ def open_target(options: TargetOptions) -> Target:
 
 # The lock a backend waits for; for a row, the tuple lock it holds while it waits for the row's
 # writer names the row (pg_locks shows the transaction id only).
+# The CONTEXT PostgreSQL adds to an error raised while a statement waited for a row's
+# transaction to end (XactLockTableWaitErrorCb in lmgr.c: updating, deleting, locking,
+# inserting index tuple, checking uniqueness, ... "tuple (0,1) in relation \"accounts\"").
+_ROW_WAIT_CONTEXT = re.compile(
+    r'while [a-z ]+ tuple \(\d+,\d+\) in relation "(?P<relation>(?:[^"]|"")+)"'
+)
+
+# Who can hold row locks in a table: the other backends of this database holding a granted
+# lock on it in a mode that writes or locks rows.
+_ROW_HOLDERS_SQL = """
+SELECT DISTINCT l.pid
+FROM pg_locks l
+JOIN pg_class c ON c.oid = l.relation
+WHERE c.relname = %s AND l.granted AND l.pid <> %s
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.mode IN ('RowShareLock', 'RowExclusiveLock', 'ShareRowExclusiveLock',
+                 'ExclusiveLock', 'AccessExclusiveLock')
+ORDER BY l.pid
+"""
+
 _WAITED_LOCK_SQL = """
 SELECT w.locktype, w.mode, c.relname, coalesce(w.page, t.page), coalesce(w.tuple, t.tuple),
        w.transactionid::text, tc.relname

@@ -6,6 +6,8 @@ the engines themselves; the conductor adds nothing but the order of the script.
 
 from __future__ import annotations
 
+import pytest
+
 from sandbox.conductor import Execution
 from sandbox.outcome import Outcome, Status, TxState
 from sandbox.runner import RunResult
@@ -312,6 +314,38 @@ UPDATE acct SET balance = 1 WHERE id = 1 /* B waits */;
         assert waiting.outcome.status is Status.ERROR
         assert waiting.outcome.error.code == "SQLITE_BUSY"
         assert waiting.outcome.elapsed_ms >= 1400
+
+
+@pytest.mark.parametrize("timeout", ["statement_timeout", "lock_timeout"])
+def test_a_wait_too_short_to_watch_is_read_from_the_servers_error(
+    postgres_url: str, timeout: str
+) -> None:
+    # A 1 ms timeout ends the wait long before the watcher's first look (10 ms): the report
+    # must still say B waited for A, from the error's CONTEXT ("while updating tuple (0,1) in
+    # relation acct"), not depend on how fast this machine polls.
+    result = run_script(
+        "postgres",
+        SETUP
+        + f"""
+\\session A
+BEGIN;
+UPDATE acct SET balance = 0 WHERE id = 1;
+\\session B
+BEGIN;
+SET {timeout} = '1ms';
+UPDATE acct SET balance = 1 WHERE id = 1 /* B waits */;
+ROLLBACK;
+\\session A
+ROLLBACK;
+""",
+    )
+    waiting = at(result, "B waits")
+    assert waiting.outcome is not None and waiting.outcome.error is not None
+    assert waiting.outcome.error.code == ("57014" if timeout == "statement_timeout" else "55P03")
+    assert "tuple" in (waiting.outcome.error.context or "")
+    assert waiting.waited and waiting.blocked_by == ["A"]
+    waits = [e for e in result.timeline if e.kind is EventKind.LOCK_WAIT and e.session == "B"]
+    assert len(waits) == 1 and waits[0].data["blocked_by"] == ["A"]
 
 
 def test_next_statement_of_a_waiting_session_waits_for_it_first(postgres_url: str) -> None:

@@ -116,6 +116,7 @@ class PostgresAdapter:
             message=message,
             detail=diag.message_detail,
             hint=diag.message_hint,
+            context=diag.context,
         )
 
     def tx_state(self, conn: Any) -> TxState:
