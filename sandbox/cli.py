@@ -286,6 +286,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_cmd_run)
 
+    trace = commands.add_parser(
+        "trace",
+        help="run SQLAlchemy programs against a fresh sandbox and show what they sent, one lane "
+        "per connection",
+        usage="dbsandbox trace [--engine sqlite|postgres] [--url URL] [--from FILE.db] "
+        "[--together] [--guard warn|stop] [--format text|json] [--export PATH] "
+        "-- python PROGRAM.py [ARGS] [-- python OTHER.py ...]",
+        description="Run unmodified SQLAlchemy programs against a fresh sandbox: each finds it "
+        "in DATABASE_URL. dbsandbox listens to SQLAlchemy's own events in the programs' "
+        "processes (nothing in their code changes) and draws every DBAPI connection as a lane "
+        "on the timeline: connect, checkout and checkin, BEGIN (implicit), each statement with "
+        "its parameters (secrets masked) and the program's file:line, flushes, COMMIT and "
+        "ROLLBACK, errors, and lock waits with the lane that blocks them. Several programs, "
+        "separated by --, run one after another (or together with --together). `python` "
+        "means the interpreter dbsandbox runs on. Exit codes: 0 every program exited 0; 1 a "
+        "program exited otherwise; 2 bad input, or the server could not be reached; 3 the "
+        "guard stopped a statement (--guard stop); 4 the sandbox could not be removed; 130 "
+        "interrupted.",
+    )
+    _add_target_options(trace)
+    how = trace.add_argument_group("how the programs run")
+    how.add_argument(
+        "--together",
+        action="store_true",
+        help="start every program at once (default: one after another, each to its end)",
+    )
+    how.add_argument(
+        "--guard",
+        choices=("warn", "stop"),
+        default="warn",
+        help="warn (default): the guard's findings go on the timeline and the statement runs; "
+        "stop: a statement the guard would ask to confirm raises DangerousStatementError in "
+        "the program before it reaches the database",
+    )
+    how.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=120.0,
+        metavar="S",
+        help="stop a program still running after this long (default 120)",
+    )
+    trace_out = trace.add_argument_group("output")
+    trace_out.add_argument(
+        "--format", choices=("text", "json"), default="text", help="report format"
+    )
+    trace_out.add_argument(
+        "--export",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="also write the trace to PATH as `run` does: .json the timeline, .sql a replay "
+        "script (parameters written in), .md a runbook; a directory gets all three",
+    )
+    trace.add_argument(
+        "programs",
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND",
+        help="the programs to run, each after --",
+    )
+    trace.set_defaults(handler=_cmd_trace)
+
     play = commands.add_parser(
         "play",
         help="open the app with a scenario loaded (without one: the scenario picker)",
@@ -870,6 +932,47 @@ def _run_script(args: argparse.Namespace) -> int:
 
         _write_exports(SessionRecord.from_run(result), args.export)
     return EXIT_STOPPED if result.stopped is not None else EXIT_OK
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from sandbox import report
+    from sandbox.lifecycle import sandbox_closed_at_end
+    from sandbox.targets import open_target
+    from sandbox.trace.tracer import split_commands, trace
+
+    words = list(args.programs)
+    if words and words[0] == "--":
+        words = words[1:]
+    commands = split_commands(words)  # a missing program fails before any database exists
+    _check_exports(args.export)
+    with sandbox_closed_at_end(open_target(_target_options(args))) as target:
+        _warn(target.warnings)
+        result = trace(
+            commands,
+            target,
+            guard=args.guard,
+            together=args.together,
+            timeout_s=args.timeout,
+        )
+    programs = [
+        {"label": p.label, "argv": p.argv[1:], "exit_code": p.exit_code} for p in result.programs
+    ]
+    if args.format == "json":
+        print(report.to_json(result.run, programs=programs))
+    else:
+        text = report.to_text(result.run)
+        ran = [
+            f"program {p.label}: {' '.join(p.argv[1:]) or p.argv[0]} exited with code {p.exit_code}"
+            for p in result.programs
+        ]
+        print(escape_controls("\n".join(ran)) + "\n" + text)
+    if args.export:
+        from sandbox.export import SessionRecord
+
+        _write_exports(SessionRecord.from_run(result.run), args.export)
+    if result.run.stopped is not None:
+        return EXIT_STOPPED
+    return 1 if result.failed else EXIT_OK
 
 
 def _sql_files(paths: list[str]) -> list[str]:

@@ -22,9 +22,9 @@ import concurrent.futures as cf
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sandbox.errors import UserError
 from sandbox.masking import first_line
@@ -93,6 +93,11 @@ class Execution:
     page_of: int | None = None
     skip: int | None = None
     cancelling: str | None = None  # why dbsandbox asked the engine to stop it
+    # A traced program's statement (`dbsandbox trace`): the program's file:line that sent it,
+    # and its parameters as the tracer recorded them (secrets masked).
+    origin: str | None = None
+    params: Any = None
+    replay: str | None = None  # the statement with its parameters written in, for a replay
     failure: BaseException | None = None  # a bug on the session's thread, re-raised by settle
     reviewed: threading.Event = field(default_factory=threading.Event, repr=False)
     # Orders "started waiting" against "finished" when the watcher and the session race.
@@ -542,6 +547,14 @@ class Conductor:
             waits_for=wait.what,
         )
         self._wait_over(execution)
+
+    def adopt(self, make: Callable[[int], Execution]) -> Execution:
+        """Number and keep an execution made elsewhere: a traced program's statement
+        (`sandbox.trace`), so it shares this run's numbering, reports and exports."""
+        with self._lock:
+            execution = make(len(self.executions))
+            self.executions.append(execution)
+        return execution
 
     def _wait_over(self, execution: Execution) -> None:
         """Record the end of a lock wait (the caller holds the execution's lock)."""

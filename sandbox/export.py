@@ -334,7 +334,13 @@ def _execution_lines(execution: Execution) -> list[str]:
         if execution.snapshot_before:
             lines += _comment(f"snapshot {execution.snapshot_before} is taken first")
         lines.append(f"-- dbsandbox: allow {', '.join(rules)}")
-    lines.append(_terminated(statement.text))
+    if execution.origin:
+        lines += _comment(f"sent by {execution.origin}")
+    if execution.params is not None and execution.replay is None:
+        lines += _comment("its parameters cannot be written into SQL: not replayed")
+        lines += _comment("  " + statement.text.replace("\n", "\n  "))
+        return lines
+    lines.append(_terminated(execution.replay or statement.text))
     return lines
 
 

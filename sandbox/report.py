@@ -36,6 +36,9 @@ def execution_json(execution: Execution) -> dict[str, Any]:
         "meta": execution.meta,
         "snapshot_before": execution.snapshot_before,
     }
+    if execution.origin is not None or execution.params is not None:
+        data["origin"] = execution.origin  # a traced program's file:line
+        data["params"] = execution.params
     data["findings"] = execution.review.to_json() if execution.review else []
     if outcome is None:  # only if the run was interrupted before the statement ended
         data.update(status=str(Status.CANCELLED), error=None, rows=[], columns=[])
@@ -66,13 +69,15 @@ def execution_json(execution: Execution) -> dict[str, Any]:
     return data
 
 
-def to_json(result: RunResult) -> str:
+def to_json(result: RunResult, **extra: Any) -> str:
+    """The report as JSON; `extra` adds top-level keys (a trace's programs)."""
     with _collector_paused():
         document = {
             "engine": result.engine,
             "target": result.target,
             "notices": result.notices,
             "stopped": result.stopped.index if result.stopped else None,
+            **extra,
             "statements": [execution_json(e) for e in result.executions],
             "timeline": [event.to_json() for event in result.timeline],
         }
@@ -154,7 +159,8 @@ def to_text(result: RunResult) -> str:
     for execution in result.executions:
         statement = execution.statement
         sql = " ".join(statement.text.split())
-        lines.append(f"[{execution.session}] line {statement.line}: {sql}")
+        where = execution.origin or f"line {statement.line}"
+        lines.append(f"[{execution.session}] {where}: {sql}")
         outcome = execution.outcome
         indent = "      "
         if execution.review is not None:
@@ -180,8 +186,9 @@ def to_text(result: RunResult) -> str:
         if outcome.columns:
             lines += _table(outcome.columns, outcome.rows, outcome.more_rows, indent)
     if result.stopped is not None:
-        where = result.stopped.statement.line
-        lines += ["", f"stopped at line {where}: the guard did not let this statement run"]
+        stopped = result.stopped
+        at = stopped.origin or f"line {stopped.statement.line}"
+        lines += ["", f"stopped at {at}: the guard did not let this statement run"]
     lines += ["", "timeline"]
     for event in result.timeline:
         lines.append(

@@ -170,6 +170,10 @@ class Target(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    @abstractmethod
+    def program_url(self) -> str:
+        """The sandbox as a SQLAlchemy URL for a program's DATABASE_URL (`dbsandbox trace`)."""
+
     def _opened(self) -> None:
         with _registry_lock:
             _open[id(self)] = self
@@ -258,6 +262,9 @@ class SqliteTarget(Target):
     @property
     def own_directory(self) -> Path:
         return self.directory
+
+    def program_url(self) -> str:
+        return f"sqlite:///{self.path}"
 
     def connect(self, session: str) -> Connection:
         # isolation_level=None is the driver's autocommit: it never opens a transaction of its
@@ -648,6 +655,14 @@ class PostgresTarget(Target):
             engine.dispose()
 
         return Connection(sa_connection.connection.dbapi_connection, close)
+
+    def program_url(self) -> str:
+        # The password goes into the child's environment only, never into output: the
+        # trace's report names the sandbox by `description`, which masks it.
+        url = self.url.update_query_dict({"application_name": f"{self.application_name}:trace"})
+        if self._options:
+            url = url.update_query_dict({"options": self._options})
+        return url.render_as_string(hide_password=False)
 
     def _make_snapshots(self) -> SnapshotStore:
         from sandbox.snapshots.postgres import PostgresSnapshots

@@ -40,6 +40,10 @@ class EventKind(enum.StrEnum):
     DIFF = "diff"  # compared with a snapshot
     HINT = "hint"  # the learner asked for a scenario's hint
     CHECK = "check"  # the learner asked whether they have recovered, and the answer
+    # `dbsandbox trace`: a traced program's own lines and exit, its pool, and ORM flushes.
+    PROGRAM = "program"
+    POOL = "pool"  # a connection checked out of / returned to SQLAlchemy's pool
+    FLUSH = "flush"  # an ORM session sends its pending changes (autoflush included)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,9 @@ _MARKERS: dict[EventKind, tuple[str, Tone]] = {
     EventKind.CONNECTION_LOST: ("✖", "error"),
     EventKind.HINT: ("?", "info"),
     EventKind.CHECK: ("◎", "info"),
+    EventKind.PROGRAM: ("»", "muted"),
+    EventKind.POOL: ("⇄", "muted"),
+    EventKind.FLUSH: ("↧", "info"),
 }
 
 # What a session's gutter column shows between its own events.
@@ -111,6 +114,9 @@ _MEANINGS: dict[EventKind, str] = {
     EventKind.CONNECTION_LOST: "the connection is gone (the server ended the session)",
     EventKind.HINT: "you asked for a hint (it counts in the score)",
     EventKind.CHECK: "you pressed Check: the verdict and the score",
+    EventKind.PROGRAM: "a traced program printed a line, or exited",
+    EventKind.POOL: "a traced connection left or went back to SQLAlchemy's pool",
+    EventKind.FLUSH: "an ORM session flushed its pending changes (autoflush too)",
 }
 _OTHER_MEANING = "a snapshot, restore or diff"
 _GUTTER_MEANINGS: dict[str, str] = {

@@ -1,0 +1,1 @@
+"""`dbsandbox trace`: SQLAlchemy programs on the same timeline as SQL sessions."""

@@ -1,0 +1,413 @@
+"""dbsandbox's tracer inside a traced program: SQLAlchemy's own events, sent to dbsandbox.
+
+It runs in the program's interpreter, which need not have dbsandbox installed, so it uses the
+standard library and SQLAlchemy only. Nothing here changes what the program sends: the
+listeners only report, except that with `--guard stop` a statement the guard stops raises
+`DangerousStatementError` before it reaches the database.
+
+Each process opens one Unix socket to the dbsandbox that started it
+($DBSANDBOX_TRACE_SOCKET) and writes one JSON object per line; a forked child opens its own.
+Messages carry the DBAPI connection's number in this process ("c"), so dbsandbox draws one
+lane per connection, whatever thread or pool uses it.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import itertools
+import json
+import os
+import socket
+import sys
+import sysconfig
+import threading
+import time
+from typing import Any
+
+_ENV_SOCKET = "DBSANDBOX_TRACE_SOCKET"
+_ENV_GUARD = "DBSANDBOX_TRACE_GUARD"
+_MAX_VALUE = 200  # characters of one parameter's text
+_MAX_PARAMS = 50  # parameter sets of one executemany
+
+
+class DangerousStatementError(Exception):
+    """The dbsandbox guard stopped this statement before it reached the database."""
+
+
+class _Channel:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.replies = self.sock.makefile("rb")
+        self.broken = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = (json.dumps(message, default=repr) + "\n").encode()
+        with self.lock:
+            if self.broken:
+                return
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                self.broken = True  # dbsandbox is gone: the program runs on untraced
+
+    def ask(self, message: dict[str, Any]) -> dict[str, Any]:
+        data = (json.dumps(message, default=repr) + "\n").encode()
+        with self.lock:
+            if self.broken:
+                return {}
+            try:
+                self.sock.sendall(data)
+                line = self.replies.readline()
+            except OSError:
+                self.broken = True
+                return {}
+        return json.loads(line) if line else {}
+
+
+_channel: _Channel | None = None
+_numbers = itertools.count(1)
+_statements = itertools.count(1)
+_verdicts: dict[str, str | None] = {}  # statement text -> why the guard stops it (None: runs)
+_local = threading.local()
+_skip_prefixes: tuple[str, ...] = ()
+_attached: set[str] = set()
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _send(kind: str, **fields: Any) -> None:
+    if _channel is not None:
+        fields["t"] = kind
+        fields["at"] = _now()
+        fields["thread"] = threading.current_thread().name
+        _channel.send(fields)
+
+
+def _hello() -> None:
+    _send("hello", pid=os.getpid(), argv=sys.argv[:8], ppid=os.getppid())
+
+
+def _after_fork() -> None:
+    """A forked process must not write into its parent's socket: it gets its own."""
+    global _channel, _numbers
+    _numbers = itertools.count(1)
+    path = _channel.path if _channel is not None else os.environ.get(_ENV_SOCKET)
+    _channel = None
+    if path:
+        try:
+            _channel = _Channel(path)
+        except OSError:
+            return
+        _hello()
+
+
+class _Lines:
+    """sys.stdout / sys.stderr of a traced program: each whole line goes to dbsandbox on the
+    same channel as the events, so the timeline shows a print between the statements it
+    really came between. Writes go to the real stream if dbsandbox is gone."""
+
+    def __init__(self, stream: Any, name: str) -> None:
+        self._stream = stream
+        self._name = name
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        if _channel is None or _channel.broken:
+            return int(self._stream.write(text))
+        self._pending += text
+        while "\n" in self._pending:
+            line, self._pending = self._pending.split("\n", 1)
+            _send("out", line=line, stream=self._name)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending and _channel is not None and not _channel.broken:
+            _send("out", line=self._pending, stream=self._name)
+            self._pending = ""
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def install() -> None:
+    """Connect to dbsandbox and attach the listeners once SQLAlchemy is imported."""
+    global _channel, _skip_prefixes
+    path = os.environ.get(_ENV_SOCKET)
+    if not path or _channel is not None:
+        return
+    _channel = _Channel(path)
+    _hello()
+    os.register_at_fork(after_in_child=_after_fork)
+    sys.stdout = _Lines(sys.stdout, "stdout")
+    sys.stderr = _Lines(sys.stderr, "stderr")
+    paths = sysconfig.get_paths()
+    here = os.path.dirname(os.path.abspath(__file__))
+    _skip_prefixes = tuple(
+        {os.path.abspath(p) + os.sep for p in (paths["stdlib"], paths["platstdlib"], here)}
+    )
+    if "sqlalchemy" in sys.modules:
+        _attach_core()
+    if "sqlalchemy.orm" in sys.modules:
+        _attach_orm()
+    sys.meta_path.insert(0, _AfterImport())
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Attaches the listeners right after the program imports sqlalchemy (and its ORM)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name not in ("sqlalchemy", "sqlalchemy.orm") or name in _attached:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        loader = spec.loader
+        original = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            original(module)
+            if name == "sqlalchemy":
+                _attach_core()
+            else:
+                _attach_orm()
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+# ---------------------------------------------------------------- what caused a statement
+
+
+def _origin() -> str | None:
+    """The program's own file:line that led to this statement: the innermost frame outside
+    SQLAlchemy, the standard library, installed packages and this tracer."""
+    frame: Any = sys._getframe(2)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not (
+            filename.startswith(_skip_prefixes)
+            or filename.startswith("<")
+            or f"{os.sep}site-packages{os.sep}" in filename
+            or f"{os.sep}dist-packages{os.sep}" in filename
+        ):
+            try:
+                shown = os.path.relpath(filename)
+            except ValueError:
+                shown = filename
+            if shown.startswith(".." + os.sep):
+                shown = filename
+            return f"{shown}:{frame.f_lineno}"
+        frame = frame.f_back
+    return None
+
+
+def _value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= _MAX_VALUE else value[:_MAX_VALUE] + "…"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value[:_MAX_VALUE]).hex()
+    text = str(value)
+    return text if len(text) <= _MAX_VALUE else text[:_MAX_VALUE] + "…"
+
+
+def _params(parameters: Any, many: bool) -> Any:
+    if parameters is None:
+        return None
+    if many:
+        return [_params(p, False) for p in list(parameters)[:_MAX_PARAMS]]
+    if isinstance(parameters, dict):
+        return {str(k): _value(v) for k, v in parameters.items()}
+    if isinstance(parameters, list | tuple):
+        return [_value(v) for v in parameters]
+    return _value(parameters)
+
+
+# ---------------------------------------------------------------- which lane
+
+
+def _lane(info: dict[str, Any]) -> int:
+    number = info.get("dbsandbox.lane")
+    if number is None:
+        number = info["dbsandbox.lane"] = next(_numbers)
+    return int(number)
+
+
+def _lane_of(conn: Any) -> int | None:
+    try:
+        return _lane(conn.connection.info)
+    except Exception:  # a closed or invalidated connection
+        return None
+
+
+def _backend_pid(dbapi_connection: Any) -> int | None:
+    info = getattr(dbapi_connection, "info", None)  # psycopg2 and psycopg
+    pid = getattr(info, "backend_pid", None)
+    if pid is None and hasattr(dbapi_connection, "get_backend_pid"):
+        try:
+            pid = dbapi_connection.get_backend_pid()
+        except Exception:
+            pid = None
+    return pid if isinstance(pid, int) else None
+
+
+# ---------------------------------------------------------------- the listeners
+
+
+def _attach_core() -> None:
+    if "sqlalchemy" in _attached:
+        return
+    _attached.add("sqlalchemy")
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import Pool
+
+    global _skip_prefixes
+    import sqlalchemy
+
+    _skip_prefixes += (os.path.dirname(os.path.abspath(sqlalchemy.__file__)) + os.sep,)
+    guard_stops = os.environ.get(_ENV_GUARD) == "stop"
+
+    @event.listens_for(Pool, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        _send(
+            "connect",
+            c=_lane(record.info),
+            backend_pid=_backend_pid(dbapi_connection),
+            driver=type(dbapi_connection).__module__.split(".")[0],
+            origin=_origin(),
+        )
+
+    @event.listens_for(Pool, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        _send("checkout", c=_lane(record.info), origin=_origin())
+
+    @event.listens_for(Pool, "checkin")
+    def _checkin(dbapi_connection: Any, record: Any) -> None:
+        _send("checkin", c=_lane(record.info))
+
+    @event.listens_for(Pool, "reset")
+    def _reset(dbapi_connection: Any, record: Any, state: Any) -> None:
+        _send(
+            "reset",
+            c=_lane(record.info),
+            already=bool(getattr(state, "transaction_was_reset", False)),
+        )
+
+    @event.listens_for(Pool, "close")
+    def _close(dbapi_connection: Any, record: Any) -> None:
+        _send("close", c=_lane(record.info))
+
+    @event.listens_for(Engine, "begin")
+    def _begin(conn: Any) -> None:
+        _send("begin", c=_lane_of(conn), origin=_origin())
+
+    @event.listens_for(Engine, "commit")
+    def _commit(conn: Any) -> None:
+        _send("commit", c=_lane_of(conn), origin=_origin())
+
+    @event.listens_for(Engine, "rollback")
+    def _rollback(conn: Any) -> None:
+        _send("rollback", c=_lane_of(conn), origin=_origin())
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def _before(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        lane = _lane_of(conn)
+        number = next(_statements)
+        _local.statement = number
+        origin = _origin()
+        flush = getattr(_local, "flush", None)
+        message = {
+            "c": lane,
+            "n": number,
+            "sql": statement,
+            "params": _params(parameters, many),
+            "many": many,
+            "origin": origin,
+            "flush": flush,
+        }
+        if guard_stops:
+            stop = _verdicts.get(statement, "?")
+            if stop == "?":
+                reply = _channel.ask({"t": "ask", "sql": statement}) if _channel else {}
+                stop = _verdicts[statement] = reply.get("stop")
+            if stop:
+                _send("stopped", **message, why=stop)
+                raise DangerousStatementError(f"dbsandbox guard stopped this statement: {stop}")
+        _send("stmt", **message)
+
+    @event.listens_for(Engine, "after_cursor_execute")
+    def _after(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        rowcount = getattr(cursor, "rowcount", None)
+        _send(
+            "done",
+            c=_lane_of(conn),
+            n=getattr(_local, "statement", None),
+            rowcount=rowcount if isinstance(rowcount, int) else None,
+        )
+
+    @event.listens_for(Engine, "handle_error")
+    def _error(context: Any) -> None:
+        original = context.original_exception
+        if isinstance(original, DangerousStatementError):
+            return  # already reported as stopped
+        diag = getattr(original, "diag", None)
+        code = getattr(original, "pgcode", None) or getattr(original, "sqlstate", None)
+        code = code or getattr(original, "sqlite_errorname", None)
+        lane = _lane_of(context.connection) if context.connection is not None else None
+        text = str(original).strip().splitlines()
+        _send(
+            "error",
+            c=lane,
+            n=getattr(_local, "statement", None) if context.statement else None,
+            sql=context.statement,
+            code=code,
+            error=type(original).__name__,
+            message=(getattr(diag, "message_primary", None) or (text[0] if text else "")),
+            context=getattr(diag, "context", None),
+            detail=getattr(diag, "message_detail", None),
+        )
+
+
+def _attach_orm() -> None:
+    if "sqlalchemy.orm" in _attached:
+        return
+    _attached.add("sqlalchemy.orm")
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    @event.listens_for(Session, "before_flush")
+    def _before_flush(session: Any, flush_context: Any, instances: Any) -> None:
+        auto = False
+        frame: Any = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code.co_name == "_autoflush":
+                auto = True
+                break
+            frame = frame.f_back
+        _local.flush = "autoflush" if auto else "flush"
+        _send(
+            "flush",
+            auto=auto,
+            new=len(session.new),
+            dirty=len(session.dirty),
+            deleted=len(session.deleted),
+            origin=_origin(),
+        )
+
+    @event.listens_for(Session, "after_flush_postexec")
+    def _after_flush(session: Any, flush_context: Any) -> None:
+        _local.flush = None
+        _send("flushed")

@@ -1,0 +1,259 @@
+"""Run unmodified SQLAlchemy programs against a sandbox and record what they sent.
+
+Each program runs as a child process with:
+- `DATABASE_URL` naming the sandbox (the way the course's programs find their database);
+- `PYTHONPATH` led by `inject/`, whose sitecustomize attaches SQLAlchemy listeners;
+- `DBSANDBOX_TRACE_SOCKET`, the Unix socket the listeners report to.
+
+A server thread reads every process's reports as they come and hands them to the Recorder;
+the programs' output is read line by line onto the timeline too. Programs run one after
+another, or all at once with `together`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sandbox.conductor import Execution
+from sandbox.errors import UserError
+from sandbox.guard.policy import Policy
+from sandbox.runner import RunResult
+from sandbox.targets import Target
+from sandbox.timeline import Timeline
+from sandbox.trace.recorder import Program, Recorder
+
+INJECT_DIR = Path(__file__).resolve().parent / "inject"
+ENV_SOCKET = "DBSANDBOX_TRACE_SOCKET"
+ENV_GUARD = "DBSANDBOX_TRACE_GUARD"
+_PYTHONS = ("python", "python3", f"python3.{sys.version_info.minor}")
+_DRAIN_S = 5.0  # how long a finished program's last reports may take to arrive
+
+
+@dataclass
+class TraceResult:
+    """A trace: the run's report (as `dbsandbox run` gives) and the programs' exits."""
+
+    run: RunResult
+    programs: list[Program] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Program]:
+        return [p for p in self.programs if p.exit_code not in (0, None)]
+
+
+def split_commands(words: list[str]) -> list[list[str]]:
+    """`python a.py -- python b.py x` -> [[python, a.py], [python, b.py, x]]."""
+    commands: list[list[str]] = [[]]
+    for word in words:
+        if word == "--":
+            commands.append([])
+        else:
+            commands[-1].append(word)
+    commands = [c for c in commands if c]
+    if not commands:
+        raise UserError("nothing to trace: give a program after --, e.g. -- python app.py")
+    return [resolve(c) for c in commands]
+
+
+def resolve(command: list[str]) -> list[str]:
+    """`python` is the interpreter dbsandbox runs on (it has SQLAlchemy and the drivers);
+    another program is taken from PATH, and must exist."""
+    first = command[0]
+    if first in _PYTHONS:
+        command = [sys.executable, *command[1:]]
+    elif shutil.which(first) is None:
+        raise UserError(f"cannot run {first}: no such program")
+    for word in command[1:2]:
+        if word.endswith(".py") and not Path(word).is_file():
+            raise UserError(f"{word}: no such file")
+    return command
+
+
+class _Server:
+    """The Unix socket the traced processes report to: one reader thread per process."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.directory = tempfile.mkdtemp(prefix="dbsandbox-trace-")
+        os.chmod(self.directory, 0o700)  # only this user's processes may report
+        self.path = os.path.join(self.directory, "s")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.path)
+        self.listener.listen(64)
+        self.readers: dict[int, list[threading.Thread]] = {}
+        self._lock = threading.Lock()
+        self._accepting = threading.Thread(target=self._accept, name="dbsandbox-trace-accept")
+        self._accepting.daemon = True
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            reader = threading.Thread(target=self._read, args=(conn,), name="dbsandbox-trace")
+            reader.daemon = True
+            reader.start()
+
+    def _read(self, conn: socket.socket) -> None:
+        program: Program | None = None
+        with conn, conn.makefile("rb") as lines:
+            for raw in lines:
+                try:
+                    message: dict[str, Any] = json.loads(raw)
+                except ValueError:
+                    continue
+                if program is None:
+                    if message.get("t") != "hello":
+                        continue
+                    pid = int(message.get("pid") or 0)
+                    program = self.recorder.program(pid, list(message.get("argv") or []))
+                    with self._lock:
+                        self.readers.setdefault(pid, []).append(threading.current_thread())
+                    continue
+                try:
+                    reply = self.recorder.handle(program, message)
+                except Exception as exc:  # a bug: the trace goes on, and trace() raises it
+                    self.recorder.failures.append(exc)
+                    continue
+                if reply is not None:
+                    with contextlib.suppress(OSError):
+                        conn.sendall((json.dumps(reply) + "\n").encode())
+
+    def drain(self, pid: int) -> None:
+        """Wait until every report of a finished process has been read."""
+        with self._lock:
+            readers = list(self.readers.get(pid, []))
+        for reader in readers:
+            reader.join(timeout=_DRAIN_S)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def program_env(target: Target, socket_path: str, guard: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = target.program_url()
+    env[ENV_SOCKET] = socket_path
+    env[ENV_GUARD] = guard
+    env["PYTHONUNBUFFERED"] = "1"  # its lines reach the timeline as it prints them
+    rest = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(INJECT_DIR) + (os.pathsep + rest if rest else "")
+    return env
+
+
+def trace(
+    commands: list[list[str]],
+    target: Target,
+    *,
+    guard: str = "warn",
+    together: bool = False,
+    timeout_s: float = 120.0,
+    timeline: Timeline | None = None,
+    policy: Policy | None = None,
+    cwd: Path | None = None,
+    adopt: Callable[[Callable[[int], Execution]], Execution] | None = None,
+) -> TraceResult:
+    """Run `commands` against `target` (one after another, or together) and record them.
+
+    `timeline` and `adopt` put the trace into a larger run (the app's or a scenario's
+    conductor: its timeline and `Conductor.adopt`); by default it is a run of its own.
+    """
+    timeline = timeline or Timeline()
+    recorder = Recorder(target, timeline, guard, policy, adopt)
+    server = _Server(recorder)
+    env = program_env(target, server.path, guard)
+    started: list[tuple[subprocess.Popen[str], Program, threading.Thread]] = []
+    try:
+        if together:
+            started = [_start(c, env, recorder, cwd) for c in commands]
+            for process in started:
+                _finish(process, server, recorder, timeout_s)
+        else:
+            for command in commands:
+                process = _start(command, env, recorder, cwd)
+                started.append(process)
+                _finish(process, server, recorder, timeout_s)
+    finally:
+        for popen, _, _ in started:
+            if popen.poll() is None:
+                popen.kill()
+                popen.wait()
+        recorder.close()
+        server.close()
+    if recorder.failures:
+        raise recorder.failures[0]
+    stopped = recorder.stopped[0] if recorder.stopped else None
+    result = RunResult(
+        engine=target.engine,
+        target=target.description,
+        executions=list(recorder.executions),
+        timeline=timeline.events,
+        notices=list(target.notices),
+        stopped=stopped,
+    )
+    return TraceResult(result, [p for _, p, _ in started])
+
+
+def _start(
+    command: list[str], env: dict[str, str], recorder: Recorder, cwd: Path | None
+) -> tuple[subprocess.Popen[str], Program, threading.Thread]:
+    try:
+        popen = subprocess.Popen(
+            command,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+    except OSError as exc:
+        raise UserError(f"cannot run {command[0]}: {exc.strerror or exc}") from None
+    shown = command[1:] if command[0] == sys.executable and len(command) > 1 else command
+    program = recorder.program(popen.pid, shown)
+    program.argv = list(command)
+
+    def read() -> None:
+        assert popen.stdout is not None
+        for line in popen.stdout:
+            recorder.output(program, line.rstrip("\n"))
+
+    reader = threading.Thread(target=read, name="dbsandbox-trace-output", daemon=True)
+    reader.start()
+    return popen, program, reader
+
+
+def _finish(
+    process: tuple[subprocess.Popen[str], Program, threading.Thread],
+    server: _Server,
+    recorder: Recorder,
+    timeout_s: float,
+) -> None:
+    popen, program, reader = process
+    try:
+        code = popen.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait()
+        recorder.output(program, f"dbsandbox: stopped after {timeout_s:g} s (--timeout)")
+        code = popen.returncode
+    reader.join(timeout=_DRAIN_S)
+    server.drain(popen.pid)
+    recorder.exited(program, code)
