@@ -64,6 +64,7 @@ class Lane:
     tx_statements: int = 0
     ended_tx_statements: int = 0
     open: bool = True
+    redirected: str | None = None  # what the program asked to connect to instead
     running: Execution | None = None  # the statement sent and not yet answered
     ending: Execution | None = None  # a COMMIT / ROLLBACK not yet known to have ended
     repeats: Counter[str] = field(default_factory=Counter)  # queries since checkout
@@ -131,6 +132,19 @@ class Recorder:
     def _on_out(self, program: Program, message: dict[str, Any]) -> None:
         self.output(program, str(message.get("line", "")), str(message.get("stream") or ""))
 
+    def _on_discarded(self, program: Program, message: dict[str, Any]) -> None:
+        objects = message.get("objects") or {}
+        what = ", ".join(f"{n} new {name}" for name, n in sorted(objects.items()))
+        where = f" at {message['origin']}" if message.get("origin") else ""
+        self.timeline.add(
+            program.label,
+            EventKind.NOTICE,
+            f"an ORM session ended{where} with {what} never flushed: nothing was sent to the "
+            "database for it (no commit() or flush())",
+            objects=objects,
+            origin=message.get("origin"),
+        )
+
     def output(self, program: Program, line: str, stream: str = "") -> None:
         with self._lock:
             program.output.append(line)
@@ -177,6 +191,9 @@ class Recorder:
         if kind == "out":
             self._on_out(program, message)
             return None
+        if kind == "discarded":
+            self._on_discarded(program, message)
+            return None
         if kind == "flush":
             with self._lock:
                 self._flushes[(program.pid, str(message.get("thread")))] = message
@@ -202,18 +219,28 @@ class Recorder:
         lane = self.lanes.get(key)
         if lane is None:
             lane = self.lanes[key] = Lane(f"{program.label}-{number}", program, number)
-            if message.get("t") != "connect":  # opened before the tracer saw it
+            if message.get("t") not in ("connect", "redirect"):  # opened before the tracer
                 self.timeline.add(lane.name, EventKind.SESSION_OPENED, "connection in use")
         return lane
+
+    def _on_redirect(self, lane: Lane, message: dict[str, Any]) -> None:
+        lane.redirected = scrub(str(message.get("asked") or "its own database"))
 
     def _on_connect(self, lane: Lane, message: dict[str, Any]) -> None:
         lane.pid = message.get("backend_pid")
         where = f" by {message['origin']}" if message.get("origin") else ""
         backend = f", server process {lane.pid}" if lane.pid else ""
+        instead = ""
+        if lane.redirected:
+            instead = (
+                f"; the program named {lane.redirected}: dbsandbox connected it to the "
+                "sandbox instead, and that is not touched"
+            )
         self.timeline.add(
             lane.name,
             EventKind.SESSION_OPENED,
-            f"connection opened{where} (program pid {lane.program.pid}{backend})",
+            f"connection opened{where} (program pid {lane.program.pid}{backend}){instead}",
+            redirected_from=lane.redirected,
             origin=message.get("origin"),
             backend_pid=lane.pid,
             thread=message.get("thread"),

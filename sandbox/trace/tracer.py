@@ -37,6 +37,7 @@ from sandbox.trace.recorder import Program, Recorder
 INJECT_DIR = Path(__file__).resolve().parent / "inject"
 ENV_SOCKET = "DBSANDBOX_TRACE_SOCKET"
 ENV_GUARD = "DBSANDBOX_TRACE_GUARD"
+ENV_URL = "DBSANDBOX_TRACE_URL"
 _PYTHONS = ("python", "python3", f"python3.{sys.version_info.minor}")
 _DRAIN_S = 5.0  # how long a finished program's last reports may take to arrive
 
@@ -148,7 +149,7 @@ class _Server:
 
 def program_env(target: Target, socket_path: str, guard: str) -> dict[str, str]:
     env = dict(os.environ)
-    env["DATABASE_URL"] = target.program_url()
+    env["DATABASE_URL"] = env[ENV_URL] = target.program_url()
     env[ENV_SOCKET] = socket_path
     env[ENV_GUARD] = guard
     env["PYTHONUNBUFFERED"] = "1"  # its lines reach the timeline as it prints them

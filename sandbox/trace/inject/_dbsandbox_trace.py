@@ -27,12 +27,17 @@ from typing import Any
 
 _ENV_SOCKET = "DBSANDBOX_TRACE_SOCKET"
 _ENV_GUARD = "DBSANDBOX_TRACE_GUARD"
+_ENV_URL = "DBSANDBOX_TRACE_URL"  # the sandbox, whatever the program does to DATABASE_URL
 _MAX_VALUE = 200  # characters of one parameter's text
 _MAX_PARAMS = 50  # parameter sets of one executemany
 
 
 class DangerousStatementError(Exception):
     """The dbsandbox guard stopped this statement before it reached the database."""
+
+
+class OtherEngineError(Exception):
+    """The program connects to another kind of database than the sandbox is."""
 
 
 class _Channel:
@@ -276,6 +281,39 @@ def _attach_core() -> None:
     _skip_prefixes += (os.path.dirname(os.path.abspath(sqlalchemy.__file__)) + os.sep,)
     guard_stops = os.environ.get(_ENV_GUARD) == "stop"
 
+    sandbox_url = os.environ.get(_ENV_URL)
+
+    @event.listens_for(Engine, "do_connect")
+    def _redirect(dialect: Any, record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
+        """Every connection goes to the sandbox, whatever URL the program names (a course's
+        `sqlite:///quick_persist.db`): the user's own file or database is never touched."""
+        if not sandbox_url:
+            return
+        from sqlalchemy.engine import make_url
+
+        sandbox = make_url(sandbox_url)
+        if dialect.name != sandbox.get_backend_name():
+            raise OtherEngineError(
+                f"the program connects to {dialect.name}, but the sandbox is "
+                f"{sandbox.get_backend_name()}: run dbsandbox trace with --engine "
+                f"{dialect.name}, or let the program read DATABASE_URL"
+            )
+        wanted_args, wanted_params = dialect.create_connect_args(sandbox)
+        if list(cargs) == list(wanted_args) and all(
+            cparams.get(k) == v for k, v in wanted_params.items()
+        ):
+            return
+        if dialect.name == "sqlite":
+            asked = f"sqlite file {cargs[0] if cargs else cparams.get('database', '')}"
+        else:
+            name = cparams.get("dbname") or cparams.get("database") or "?"
+            asked = f"{dialect.name} database {name} on {cparams.get('host') or 'localhost'}"
+        cargs[:] = list(wanted_args)
+        for key in [k for k in cparams if k not in ("timeout", "check_same_thread")]:
+            del cparams[key]
+        cparams.update(wanted_params)
+        _send("redirect", c=_lane(record.info), asked=asked, origin=_origin())
+
     @event.listens_for(Pool, "connect")
     def _connect(dbapi_connection: Any, record: Any) -> None:
         _send(
@@ -411,3 +449,20 @@ def _attach_orm() -> None:
     def _after_flush(session: Any, flush_context: Any) -> None:
         _local.flush = None
         _send("flushed")
+
+    # Objects added and never flushed leave no trace in the database: only the ORM knows
+    # they were dropped (a forgotten commit()).
+    @event.listens_for(Session, "pending_to_transient")
+    def _dropped(session: Any, instance: Any) -> None:
+        dropped = getattr(_local, "dropped", None)
+        if dropped is None:
+            dropped = _local.dropped = {}
+        name = type(instance).__name__
+        dropped[name] = dropped.get(name, 0) + 1
+
+    @event.listens_for(Session, "after_transaction_end")
+    def _ended(session: Any, transaction: Any) -> None:
+        dropped = getattr(_local, "dropped", None)
+        if transaction.parent is None and dropped:
+            _local.dropped = None
+            _send("discarded", objects=dropped, origin=_origin())
