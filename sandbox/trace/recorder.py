@@ -23,7 +23,7 @@ from sandbox.conductor import Execution
 from sandbox.guard.findings import Finding
 from sandbox.guard.lint import lint_statement
 from sandbox.guard.policy import Decision, Policy, Review
-from sandbox.masking import is_password_key, scrub
+from sandbox.masking import scrub
 from sandbox.outcome import Outcome, SqlError, Status, TxState
 from sandbox.sqlkind import StatementKind, TxControl, classify
 from sandbox.statements import Dialect, Statement, split_statements
@@ -38,6 +38,16 @@ _LOOK_EVERY_S = 0.010
 # The same query this many times in one lane inside one checkout: an N+1 loop.
 N_PLUS_ONE_AT = 5
 _MASK = "********"
+# Parameter names whose values are secrets: a traced program's users table, an API client's
+# token column. ("pass" alone only as a whole word part: a passenger is no secret.)
+_SECRET_NAME = re.compile(
+    r"password|passwd|(?:^|_)(?:pass|pwd)(?:_|$)|secret|token|api_?key|credential|private_?key",
+    re.IGNORECASE,
+)
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name))
 
 
 @dataclass
@@ -71,12 +81,17 @@ class Lane:
     flagged: set[str] = field(default_factory=set)
 
 
-def mask_params(params: Any) -> Any:
-    """Parameters as recorded: a value whose key says it is a secret is masked."""
+def mask_params(params: Any, names: list[str] | None = None) -> Any:
+    """Parameters as recorded: a value whose name says it is a secret is masked (by key, or
+    by the compiled statement's name for a positional parameter)."""
     if isinstance(params, dict):
-        return {k: _MASK if is_password_key(str(k)) else v for k, v in params.items()}
+        return {k: _MASK if is_secret_name(str(k)) else v for k, v in params.items()}
     if isinstance(params, list):
-        return [mask_params(p) for p in params]
+        if params and all(isinstance(p, dict | list) for p in params):
+            return [mask_params(p, names) for p in params]  # executemany: each set
+        if names and len(names) == len(params):
+            pairs = zip(names, params, strict=True)
+            return [_MASK if is_secret_name(str(n)) else v for n, v in pairs]
     return params
 
 
@@ -303,7 +318,7 @@ class Recorder:
             f"sent: {_short(execution.statement.text)}",
             statement=execution.index,
             origin=message.get("origin"),
-            params=mask_params(message.get("params")),
+            params=execution.params,
             many=bool(message.get("many")) or None,
             flush=message.get("flush"),
             thread=message.get("thread"),
@@ -362,7 +377,8 @@ class Recorder:
         execution = adopt(make) if adopt is not None else make(len(self.executions))
         execution.origin = origin
         raw = message.get("params")
-        execution.params = mask_params(raw)
+        names = message.get("names")
+        execution.params = mask_params(raw, names if isinstance(names, list) else None)
         # A masked secret is never written into a replay: that statement is not replayed.
         masked = execution.params != raw
         execution.replay = None if masked else inline(sql, raw, self.dialect)

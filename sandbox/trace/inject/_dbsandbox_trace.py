@@ -365,11 +365,15 @@ def _attach_core() -> None:
         _local.statement = number
         origin = _origin()
         flush = getattr(_local, "flush", None)
+        # Positional parameters (qmark, format) have names in the compiled statement: they
+        # tell dbsandbox which values are secrets to mask.
+        names = getattr(getattr(context, "compiled", None), "positiontup", None)
         message = {
             "c": lane,
             "n": number,
             "sql": statement,
             "params": _params(parameters, many),
+            "names": list(names) if names else None,
             "many": many,
             "origin": origin,
             "flush": flush,
