@@ -996,7 +996,7 @@ class Conductor:
             seat.session.cancel()
             execution._cancel_sent = now
 
-    def _lose(self, seat: _Seat, reason: str, statement: int | None = None, **data: object) -> None:
+    def _lose(self, seat: _Seat, reason: str, statement: int | None = None, **data: Any) -> None:
         """The session's connection is gone (dropped, cut, or not reopened after a restore):
         record it once; from now on it runs nothing more."""
         seat.lost = True
@@ -1135,7 +1135,7 @@ class Conductor:
 
     def _meta(
         self, command: MetaCommand, execution: Execution
-    ) -> tuple[Outcome, str, dict[str, object]]:
+    ) -> tuple[Outcome, str, dict[str, Any]]:
         """Do the command: its outcome, and the message and data of the event that records it."""
         store = self.target.snapshots
         name = command.args[0] if command.args else ""

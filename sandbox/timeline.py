@@ -88,6 +88,7 @@ class Timeline:
         self._events: list[Event] = []
         self._subscribers: list[Subscriber] = []
         self._t0 = time.perf_counter()
+        self._t0_wall = time.time()
 
     def subscribe(self, subscriber: Subscriber) -> None:
         with self._lock:
@@ -100,13 +101,22 @@ class Timeline:
         message: str,
         *,
         statement: int | None = None,
+        when: float | None = None,
         **data: Any,
     ) -> Event:
+        """Append an event that happens now, or, with `when` (time.time() of this machine),
+        one that happened then in another process (a traced program's)."""
         with self._lock:
+            if when is None:
+                elapsed = (time.perf_counter() - self._t0) * 1000
+                stamp = dt.datetime.now(dt.UTC)
+            else:
+                elapsed = (when - self._t0_wall) * 1000
+                stamp = dt.datetime.fromtimestamp(when, dt.UTC)
             event = Event(
                 seq=len(self._events) + 1,
-                elapsed_ms=(time.perf_counter() - self._t0) * 1000,
-                at=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+                elapsed_ms=elapsed,
+                at=stamp.isoformat(timespec="milliseconds"),
                 session=session,
                 kind=kind,
                 message=message,

@@ -10,6 +10,8 @@ show the lane that blocks them.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import re
 import threading
 import time
@@ -35,6 +37,8 @@ from sandbox.transcript import record_outcome
 # A statement in flight this long is asked about (a lock wait), as the conductor does.
 _FIRST_LOOK_S = 0.010
 _LOOK_EVERY_S = 0.010
+# How long a message waits for earlier ones sent by other processes before it is recorded.
+REORDER_S = 0.05
 # The same query this many times in one lane inside one checkout: an N+1 loop.
 N_PLUS_ONE_AT = 5
 _MASK = "********"
@@ -75,7 +79,9 @@ class Lane:
     ended_tx_statements: int = 0
     open: bool = True
     redirected: str | None = None  # what the program asked to connect to instead
+    sa_began: bool = False  # SQLAlchemy began a transaction the driver may not have yet
     running: Execution | None = None  # the statement sent and not yet answered
+    seen: list[str] = field(default_factory=list)  # who the watcher last saw it wait for
     ending: Execution | None = None  # a COMMIT / ROLLBACK not yet known to have ended
     repeats: Counter[str] = field(default_factory=Counter)  # queries since checkout
     flagged: set[str] = field(default_factory=set)
@@ -95,8 +101,27 @@ def mask_params(params: Any, names: list[str] | None = None) -> Any:
     return params
 
 
+class _AtTheirTime:
+    """The timeline as the recorder writes to it: every event carries the moment its message
+    was sent (the program's clock is this machine's), not the moment it was read."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+        self.when: float | None = None
+
+    def add(self, *args: Any, **kwargs: Any) -> Any:
+        return self.timeline.add(*args, when=self.when, **kwargs)
+
+
 class Recorder:
-    """Turns tracer messages into lanes, executions and timeline events (thread-safe)."""
+    """Turns tracer messages into lanes, executions and timeline events.
+
+    Each process reports on its own socket, read by its own thread: read in arrival order,
+    one program's COMMIT could land after another's statement it released. So `submit`
+    queues every message by the time it was sent, and one dispatcher thread handles them in
+    that order once they are `REORDER_S` old; the lock watcher's findings join the same
+    queue, stamped when the engine was asked.
+    """
 
     def __init__(
         self,
@@ -110,7 +135,7 @@ class Recorder:
         the app's, whose reports and checks then see the program's statements too."""
         self.target = target
         self._adopt = adopt
-        self.timeline = timeline
+        self.timeline = _AtTheirTime(timeline)
         self.dialect: Dialect = "postgres" if target.engine == "postgres" else "sqlite"
         self.guard = guard
         self.policy = policy or Policy()
@@ -124,10 +149,56 @@ class Recorder:
         self._lint_cache: dict[str, list[Finding]] = {}
         self._flushes: dict[tuple[int, str], dict[str, Any]] = {}
         self._notes: dict[int, str] = {}  # why a COMMIT / ROLLBACK was sent, by whom
+        self._before: dict[int, TxState] = {}  # a COMMIT / ROLLBACK's database state before
         self._closing = threading.Event()
+        self._queue: list[tuple[float, int, Program | None, dict[str, Any]]] = []
+        self._queued = threading.Condition()
+        self._arrivals = itertools.count()
+        self._idle = threading.Event()
+        self._dispatcher = threading.Thread(target=self._dispatch, name="dbsandbox-trace-order")
+        self._dispatcher.daemon = True
+        self._dispatcher.start()
         self._watcher = threading.Thread(target=self._watch, name="dbsandbox-trace-watch")
         self._watcher.daemon = True
         self._watcher.start()
+
+    # ------------------------------------------------------------------ the order of events
+
+    def submit(self, program: Program | None, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Queue one message in the order it was sent; an `ask` is answered at once (the
+        program waits for it), everything else is recorded by the dispatcher."""
+        if message.get("t") == "ask":
+            return {"stop": self._stop_reason(str(message.get("sql") or ""))}
+        sent = message.get("at")
+        when = float(sent) if isinstance(sent, int | float) else time.time()
+        with self._queued:
+            heapq.heappush(self._queue, (when, next(self._arrivals), program, message))
+            self._idle.clear()
+            self._queued.notify()
+        return None
+
+    def _dispatch(self) -> None:
+        while True:
+            with self._queued:
+                while True:
+                    if self._queue:
+                        due = self._queue[0][0] + REORDER_S - time.time()
+                        if due <= 0 or self._closing.is_set():
+                            break
+                        self._queued.wait(due)
+                    elif self._closing.is_set():
+                        return
+                    else:
+                        self._idle.set()
+                        self._queued.wait()
+                when, _, program, message = heapq.heappop(self._queue)
+            try:
+                self.timeline.when = when
+                self._handle(program, message)
+            except Exception as exc:  # a bug: the trace goes on, and trace() raises it
+                self.failures.append(exc)
+            finally:
+                self.timeline.when = None
 
     # ------------------------------------------------------------------ programs
 
@@ -145,7 +216,14 @@ class Recorder:
             return program
 
     def _on_out(self, program: Program, message: dict[str, Any]) -> None:
-        self.output(program, str(message.get("line", "")), str(message.get("stream") or ""))
+        self._print(program, str(message.get("line", "")), str(message.get("stream") or ""))
+
+    def output(self, program: Program, line: str) -> None:
+        """A line the program wrote outside Python's sys.stdout (or before the tracer ran)."""
+        self.submit(program, {"t": "out", "line": line})
+
+    def exited(self, program: Program, code: int) -> None:
+        self.submit(program, {"t": "_exit", "code": code})
 
     def _on_discarded(self, program: Program, message: dict[str, Any]) -> None:
         objects = message.get("objects") or {}
@@ -160,7 +238,7 @@ class Recorder:
             origin=message.get("origin"),
         )
 
-    def output(self, program: Program, line: str, stream: str = "") -> None:
+    def _print(self, program: Program, line: str, stream: str = "") -> None:
         with self._lock:
             program.output.append(line)
         self.timeline.add(
@@ -171,7 +249,8 @@ class Recorder:
             stream=stream or None,
         )
 
-    def exited(self, program: Program, code: int) -> None:
+    def _on_exit(self, program: Program, message: dict[str, Any]) -> None:
+        code = int(message["code"])
         with self._lock:
             program.exit_code = code
             lanes = [lane for lane in self.lanes.values() if lane.program is program]
@@ -198,13 +277,18 @@ class Recorder:
 
     # ------------------------------------------------------------------ messages
 
-    def handle(self, program: Program, message: dict[str, Any]) -> dict[str, Any] | None:
-        """Record one message; returns the reply an `ask` waits for."""
+    def _handle(self, program: Program | None, message: dict[str, Any]) -> None:
+        """Record one message (on the dispatcher thread, in the order they were sent)."""
         kind = message.get("t")
-        if kind == "ask":
-            return {"stop": self._stop_reason(str(message.get("sql") or ""))}
+        if program is None:
+            if kind == "_wait":
+                self._on_wait(message)
+            return None
         if kind == "out":
             self._on_out(program, message)
+            return None
+        if kind == "_exit":
+            self._on_exit(program, message)
             return None
         if kind == "discarded":
             self._on_discarded(program, message)
@@ -278,12 +362,13 @@ class Recorder:
     def _on_reset(self, lane: Lane, message: dict[str, Any]) -> None:
         if message.get("already"):
             return  # the Connection already ended its transaction: the pool sends nothing
-        if lane.tx_state is TxState.IDLE:
+        state = _state(message) or lane.tx_state
+        if state is TxState.IDLE:
             self.timeline.add(
                 lane.name, EventKind.POOL, "the pool's rollback on return (nothing to undo)"
             )
             return
-        self._control(lane, "ROLLBACK", None, note="the pool's rollback on return")
+        self._control(lane, "ROLLBACK", None, state, note="the pool's rollback on return")
 
     def _on_close(self, lane: Lane, message: dict[str, Any]) -> None:
         if lane.open:
@@ -291,25 +376,30 @@ class Recorder:
             self.timeline.add(lane.name, EventKind.SESSION_CLOSED, "connection closed")
 
     def _on_begin(self, lane: Lane, message: dict[str, Any]) -> None:
-        lane.tx_state = TxState.IN_TRANSACTION
-        lane.tx_statements = 0
+        # SQLAlchemy's own transaction: the database's begins when the driver sends BEGIN
+        # before a statement (its "transaction started" event), which may be later or never.
+        lane.sa_began = True
         where = f" at {message['origin']}" if message.get("origin") else ""
         self.timeline.add(
             lane.name,
-            EventKind.BEGIN,
-            f"BEGIN (implicit){where}: SQLAlchemy began a transaction; the driver opens it "
-            "with the first statement",
+            EventKind.NOTICE,
+            f"BEGIN (implicit){where}: SQLAlchemy began a transaction; the driver opens one "
+            "in the database with the first statement that needs it",
             origin=message.get("origin"),
             implicit=True,
         )
 
+    def _on_ended(self, lane: Lane, message: dict[str, Any]) -> None:
+        pass  # handle() has settled the lane's COMMIT / ROLLBACK: it returned without error
+
     def _on_commit(self, lane: Lane, message: dict[str, Any]) -> None:
-        self._control(lane, "COMMIT", message.get("origin"))
+        self._control(lane, "COMMIT", message.get("origin"), _state(message))
 
     def _on_rollback(self, lane: Lane, message: dict[str, Any]) -> None:
-        self._control(lane, "ROLLBACK", message.get("origin"))
+        self._control(lane, "ROLLBACK", message.get("origin"), _state(message))
 
     def _on_stmt(self, lane: Lane, message: dict[str, Any]) -> None:
+        lane.tx_state = _state(message) or lane.tx_state
         execution = self._execution(lane, message)
         self._flush_note(lane, message)
         self.timeline.add(
@@ -343,7 +433,8 @@ class Recorder:
 
     def _on_done(self, lane: Lane, message: dict[str, Any]) -> None:
         rowcount = message.get("rowcount")
-        self._finish(lane, Status.OK, rowcount=rowcount if isinstance(rowcount, int) else None)
+        count = rowcount if isinstance(rowcount, int) else None
+        self._finish(lane, Status.OK, rowcount=count, after=_state(message))
 
     def _on_error(self, lane: Lane, message: dict[str, Any]) -> None:
         error = SqlError(
@@ -353,7 +444,7 @@ class Recorder:
             context=message.get("context"),
         )
         if lane.running is not None:
-            self._finish(lane, Status.ERROR, error=error)
+            self._finish(lane, Status.ERROR, error=error, after=_state(message))
         elif lane.ending is not None:
             self._end(lane, lane.ending, error)  # the COMMIT itself failed
         else:
@@ -387,9 +478,25 @@ class Recorder:
         self.executions.append(execution)  # this trace's own, whatever `adopt` numbers them
         return execution
 
-    def _control(self, lane: Lane, sql: str, origin: str | None, note: str | None = None) -> None:
-        """A COMMIT or ROLLBACK that SQLAlchemy asked the driver for (no cursor runs it)."""
+    def _control(
+        self,
+        lane: Lane,
+        sql: str,
+        origin: str | None,
+        state: TxState | None,
+        note: str | None = None,
+    ) -> None:
+        """A COMMIT or ROLLBACK that SQLAlchemy asked the driver for (no cursor runs it).
+
+        `state` is the database's transaction state just before, as the driver knows it:
+        with none open, the driver sends nothing (sqlite3 after DDL, say), and the replay
+        must not send it either."""
+        lane.sa_began = False
         execution = self._execution(lane, {"sql": sql, "origin": origin})
+        self._before[execution.index] = state or lane.tx_state
+        if state is TxState.IDLE:
+            note = "no transaction was open in the database: the driver sent nothing"
+            execution.replay = ""
         if note:
             self._notes[execution.index] = note
         said = f" ({note})" if note else ""
@@ -409,7 +516,7 @@ class Recorder:
 
     def _end(self, lane: Lane, execution: Execution, error: SqlError | None) -> None:
         lane.ending = None
-        before = lane.tx_state
+        before = self._before.pop(execution.index, lane.tx_state)
         lane.tx_statements += 1
         lane.ended_tx_statements = lane.tx_statements
         lane.tx_statements = 0
@@ -435,7 +542,10 @@ class Recorder:
         status: Status,
         rowcount: int | None = None,
         error: SqlError | None = None,
+        after: TxState | None = None,
     ) -> None:
+        """The running statement ended; `after` is the driver's transaction state then (None
+        for a driver that does not say: it is inferred as SQLAlchemy would have it)."""
         execution = lane.running
         if execution is None:
             return
@@ -449,17 +559,19 @@ class Recorder:
             if execution.waiting:
                 self._wait_ended(lane, execution)
         before = lane.tx_state
-        after = before
-        control = execution.kind.tx_control
-        if status is Status.OK:
-            if control in (TxControl.COMMIT, TxControl.ROLLBACK):
-                after = TxState.IDLE
-            elif control is TxControl.BEGIN:
-                after = TxState.IN_TRANSACTION
-            if execution.kind.changes_data and before is not TxState.IDLE:
-                lane.holds_write_lock = True
-        elif self.dialect == "postgres" and before is TxState.IN_TRANSACTION:
-            after = TxState.FAILED  # psycopg2 runs inside a transaction: it is now aborted
+        if after is None:
+            after = _inferred(execution.kind, status, before, lane.sa_began, self.dialect)
+        if status is Status.OK and execution.kind.changes_data and after is not TxState.IDLE:
+            lane.holds_write_lock = True
+        if (
+            before is TxState.IDLE
+            and after is not TxState.IDLE
+            and execution.kind.tx_control is None
+            and execution.replay is not None
+        ):
+            # The driver sent BEGIN first (psycopg2 always, sqlite3 before a write): so does
+            # the replay, or it would run the statement in autocommit.
+            execution.replay = f"BEGIN;\n{execution.replay}"
         lane.tx_statements += 1
         if after is TxState.IDLE and before is not TxState.IDLE:
             lane.ended_tx_statements, lane.tx_statements = lane.tx_statements, 0
@@ -597,18 +709,40 @@ class Recorder:
         if execution is None:
             return
         writers = {other.name for other in lanes if other is not lane and other.holds_write_lock}
+        asked = time.time()
         try:
             wait = self.target.lock_wait(lane, lanes, writers)  # type: ignore[arg-type]
         except Exception:  # the monitor could not ask: the wait shows when it can
             return
-        with self._lock, execution.lock:
-            if lane.running is not execution:
-                return
-            blockers = wait.blockers if wait is not None else []
-            if blockers and blockers != execution.waiting_on:
-                self._wait_started(lane, execution, blockers, wait.what if wait else "a lock")
-            elif not blockers and execution.waiting:
-                self._wait_ended(lane, execution)
+        blockers = wait.blockers if wait is not None else []
+        if blockers == lane.seen:
+            return  # nothing new since the last look
+        lane.seen = list(blockers)
+        self.submit(
+            None,
+            {
+                "t": "_wait",
+                "at": asked,
+                "execution": execution.index,
+                "lane": lane.name,
+                "blockers": blockers,
+                "what": wait.what if wait else "a lock",
+            },
+        )
+
+    def _on_wait(self, message: dict[str, Any]) -> None:
+        """What the watcher saw, recorded in its place among the programs' own events."""
+        with self._lock:
+            lane = next((x for x in self.lanes.values() if x.name == message["lane"]), None)
+            execution = lane.running if lane is not None else None
+            if lane is None or execution is None or execution.index != message["execution"]:
+                return  # the statement ended before this look: its end says what happened
+            blockers = list(message["blockers"])
+            with execution.lock:
+                if blockers and blockers != execution.waiting_on:
+                    self._wait_started(lane, execution, blockers, str(message["what"]))
+                elif not blockers and execution.waiting:
+                    self._wait_ended(lane, execution)
 
     def _wait_started(
         self,
@@ -644,8 +778,34 @@ class Recorder:
         )
 
     def close(self) -> None:
+        """Record what is still queued, in order, and stop."""
         self._closing.set()
         self._watcher.join(timeout=2)
+        with self._queued:
+            self._queued.notify()
+        self._dispatcher.join(timeout=10)
+
+
+def _state(message: dict[str, Any]) -> TxState | None:
+    """The driver's transaction state a message reports (None: the driver does not say)."""
+    value = message.get("tx")
+    return TxState(value) if value in ("idle", "in_transaction", "failed") else None
+
+
+def _inferred(
+    kind: StatementKind, status: Status, before: TxState, sa_began: bool, dialect: Dialect
+) -> TxState:
+    """The state after a statement on a driver that does not report it."""
+    control = kind.tx_control
+    if status is Status.OK:
+        if control in (TxControl.COMMIT, TxControl.ROLLBACK):
+            return TxState.IDLE
+        if control is TxControl.BEGIN or sa_began:
+            return TxState.IN_TRANSACTION
+        return before
+    if dialect == "postgres" and before is TxState.IN_TRANSACTION:
+        return TxState.FAILED  # the transaction is aborted until ROLLBACK
+    return before
 
 
 def _short(sql: str, limit: int = 120) -> str:

@@ -125,11 +125,7 @@ class _Server:
                     with self._lock:
                         self.readers.setdefault(pid, []).append(threading.current_thread())
                     continue
-                try:
-                    reply = self.recorder.handle(program, message)
-                except Exception as exc:  # a bug: the trace goes on, and trace() raises it
-                    self.recorder.failures.append(exc)
-                    continue
+                reply = self.recorder.submit(program, message)
                 if reply is not None:
                     with contextlib.suppress(OSError):
                         conn.sendall((json.dumps(reply) + "\n").encode())

@@ -202,15 +202,25 @@ def _origin() -> str | None:
             or f"{os.sep}site-packages{os.sep}" in filename
             or f"{os.sep}dist-packages{os.sep}" in filename
         ):
-            try:
-                shown = os.path.relpath(filename)
-            except ValueError:
-                shown = filename
-            if shown.startswith(".." + os.sep):
-                shown = filename
-            return f"{shown}:{frame.f_lineno}"
+            return f"{_shown(filename)}:{frame.f_lineno}"
         frame = frame.f_back
     return None
+
+
+def _shown(filename: str) -> str:
+    """A file as the learner knows it: relative to the program's own folder (or the current
+    one) when it is inside it, else in full."""
+    script = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    for base in (os.path.dirname(os.path.abspath(script)) if script else None, os.getcwd()):
+        if base is None:
+            continue
+        try:
+            shown = os.path.relpath(filename, base)
+        except ValueError:
+            continue
+        if not shown.startswith(".." + os.sep) and shown != "..":
+            return shown
+    return filename
 
 
 def _value(value: Any) -> Any:
@@ -227,7 +237,7 @@ def _value(value: Any) -> Any:
 def _params(parameters: Any, many: bool) -> Any:
     if parameters is None:
         return None
-    if many:
+    if many and isinstance(parameters, list | tuple):
         return [_params(p, False) for p in list(parameters)[:_MAX_PARAMS]]
     if isinstance(parameters, dict):
         return {str(k): _value(v) for k, v in parameters.items()}
@@ -250,6 +260,26 @@ def _lane_of(conn: Any) -> int | None:
     try:
         return _lane(conn.connection.info)
     except Exception:  # a closed or invalidated connection
+        return None
+
+
+def _tx(dbapi_connection: Any) -> str | None:
+    """The database's own transaction state on this connection, as the driver knows it (not
+    SQLAlchemy's: it "begins" before the driver has sent anything)."""
+    raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
+    open_ = getattr(raw, "in_transaction", None)  # sqlite3
+    if isinstance(open_, bool):
+        return "in_transaction" if open_ else "idle"
+    status = getattr(getattr(raw, "info", None), "transaction_status", None)  # psycopg2/3
+    if isinstance(status, int):
+        return {0: "idle", 1: "in_transaction", 2: "in_transaction", 3: "failed"}.get(status)
+    return None
+
+
+def _tx_of(conn: Any) -> str | None:
+    try:
+        return _tx(conn.connection.dbapi_connection)
+    except Exception:
         return None
 
 
@@ -337,6 +367,7 @@ def _attach_core() -> None:
         _send(
             "reset",
             c=_lane(record.info),
+            tx=_tx(dbapi_connection),
             already=bool(getattr(state, "transaction_was_reset", False)),
         )
 
@@ -348,13 +379,19 @@ def _attach_core() -> None:
     def _begin(conn: Any) -> None:
         _send("begin", c=_lane_of(conn), origin=_origin())
 
+    @event.listens_for(Engine, "engine_connect")
+    def _engine_connect(conn: Any) -> None:
+        _watch_ends(conn.dialect)  # before any COMMIT, ROLLBACK or pool reset can run
+
     @event.listens_for(Engine, "commit")
     def _commit(conn: Any) -> None:
-        _send("commit", c=_lane_of(conn), origin=_origin())
+        _watch_ends(conn.dialect)
+        _send("commit", c=_lane_of(conn), origin=_origin(), tx=_tx_of(conn))
 
     @event.listens_for(Engine, "rollback")
     def _rollback(conn: Any) -> None:
-        _send("rollback", c=_lane_of(conn), origin=_origin())
+        _watch_ends(conn.dialect)
+        _send("rollback", c=_lane_of(conn), origin=_origin(), tx=_tx_of(conn))
 
     @event.listens_for(Engine, "before_cursor_execute")
     def _before(
@@ -373,10 +410,13 @@ def _attach_core() -> None:
             "n": number,
             "sql": statement,
             "params": _params(parameters, many),
+            # insertmanyvalues batches many rows into one statement with one parameter set:
+            # "many" only for a real executemany (several sets for one statement).
             "names": list(names) if names else None,
-            "many": many,
+            "many": many and isinstance(parameters, list | tuple),
             "origin": origin,
             "flush": flush,
+            "tx": _tx_of(conn),
         }
         if guard_stops:
             stop = _verdicts.get(statement, "?")
@@ -398,6 +438,7 @@ def _attach_core() -> None:
             c=_lane_of(conn),
             n=getattr(_local, "statement", None),
             rowcount=rowcount if isinstance(rowcount, int) else None,
+            tx=_tx_of(conn),
         )
 
     @event.listens_for(Engine, "handle_error")
@@ -420,7 +461,28 @@ def _attach_core() -> None:
             message=(getattr(diag, "message_primary", None) or (text[0] if text else "")),
             context=getattr(diag, "context", None),
             detail=getattr(diag, "message_detail", None),
+            tx=_tx_of(context.connection) if context.connection is not None else None,
         )
+
+
+def _watch_ends(dialect: Any) -> None:
+    """Report when a COMMIT or ROLLBACK has returned, not only when it was asked for: the
+    commit event fires before the driver's commit, and another lane's wait ends only after it.
+    Dialect.do_commit / do_rollback are where SQLAlchemy hands them to the driver (the pool's
+    rollback on return too); this dialect's own methods are wrapped once, reporting only."""
+    if getattr(dialect, "_dbsandbox_ends", False):
+        return
+    dialect._dbsandbox_ends = True
+    for name in ("do_commit", "do_rollback"):
+        original = getattr(dialect, name)
+
+        def ended(dbapi_connection: Any, _original: Any = original) -> None:
+            _original(dbapi_connection)
+            info = getattr(dbapi_connection, "info", None)
+            if isinstance(info, dict):
+                _send("ended", c=_lane(info))
+
+        setattr(dialect, name, ended)
 
 
 def _attach_orm() -> None:

@@ -1,0 +1,415 @@
+"""`dbsandbox trace`: real SQLAlchemy programs in real child processes, against real SQLite files
+and the real PostgreSQL server, through the command's own main()."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.cli import main
+from tests.conftest import options_for, without_role_warning
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "orm"
+
+MODELS = """
+import os, sys
+from sqlalchemy import ForeignKey, String, create_engine, select, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Note(Base):
+    __tablename__ = "notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    body: Mapped[str] = mapped_column(String(100))
+
+
+engine = create_engine(os.environ["DATABASE_URL"])
+"""
+
+
+def program(folder: Path, name: str, body: str) -> Path:
+    path = folder / name
+    path.write_text(MODELS + textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+def line_of(path: Path, marker: str) -> int:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    found = [n for n, text in enumerate(lines, 1) if marker in text]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def trace(
+    capsys: pytest.CaptureFixture[str], engine: str, *words: str, code: int = 0
+) -> dict[str, Any]:
+    url = options_for(engine).url
+    server = ["--url", url] if url else []
+    got = main(["trace", "--engine", engine, *server, "--format", "json", *words])
+    out, err = capsys.readouterr()
+    assert got == code, without_role_warning(err)
+    document: dict[str, Any] = json.loads(out)
+    return document
+
+
+def statements(document: dict[str, Any], lane: str) -> list[dict[str, Any]]:
+    return [s for s in document["statements"] if s["session"] == lane]
+
+
+def events(document: dict[str, Any], lane: str, kind: str | None = None) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in document["timeline"]
+        if e["session"] == lane and (kind is None or e["kind"] == kind)
+    ]
+
+
+def printed(document: dict[str, Any], label: str) -> list[str]:
+    said = events(document, label, "program")
+    return [e["message"].removeprefix("printed: ") for e in said if "exit_code" not in e["data"]]
+
+
+WRITER = """
+Base.metadata.create_all(engine)
+with Session(engine) as session:
+    session.add(Note(body="kept"))
+    session.commit()  # commit here
+print("wrote")
+"""
+
+READER = """
+with Session(engine) as session:
+    rows = session.execute(select(Note)).scalars().all()
+    print(f"read {len(rows)}")
+"""
+
+
+def test_the_persistence_proof_lane_by_lane(
+    engine: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    writer = program(tmp_path, "writer.py", WRITER)
+    reader = program(tmp_path, "reader.py", READER)
+    doc = trace(capsys, engine, "--", "python", str(writer), "--", "python", str(reader))
+    assert [p["exit_code"] for p in doc["programs"]] == [0, 0]
+    written = statements(doc, "writer-1")
+    sqls = [s["sql"].split()[0] for s in written]
+    assert "INSERT" in sqls and sqls[-1] == "COMMIT"
+    insert = next(s for s in written if s["sql"].startswith("INSERT"))
+    # The INSERT is flushed by commit(): the program's own line caused it.
+    assert insert["origin"] == f"writer.py:{line_of(writer, 'commit here')}"
+    assert insert["status"] == "ok" and insert["rowcount"] == 1
+    assert events(doc, "writer-1", "commit")
+    assert [e["message"] for e in events(doc, "writer-1", "flush")]
+    read = statements(doc, "reader-1")
+    assert read[0]["sql"].startswith("SELECT") and read[0]["status"] == "ok"
+    assert printed(doc, "reader") == ["read 1"]
+    # Lanes in the order the engine saw them: the reader starts after the writer ended.
+    seqs = [e["seq"] for e in doc["timeline"]]
+    assert seqs == sorted(seqs)
+    last_writer = max(e["seq"] for e in doc["timeline"] if e["session"].startswith("writer"))
+    first_reader = min(e["seq"] for e in doc["timeline"] if e["session"].startswith("reader"))
+    assert last_writer < first_reader
+
+
+def test_without_commit_the_session_rolls_back_on_close_and_the_read_is_empty(
+    engine: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    writer = program(
+        tmp_path,
+        "writer.py",
+        """
+        Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add(Note(body="lost"))
+            print(session.scalar(select(Note.id).where(Note.body == "lost")))  # autoflush
+        print("closed without commit")
+        """,
+    )
+    reader = program(tmp_path, "reader.py", READER)
+    doc = trace(capsys, engine, "--", "python", str(writer), "--", "python", str(reader))
+    written = statements(doc, "writer-1")
+    kinds = [s["sql"].split()[0] for s in written]
+    # create_all's COMMIT, then the autoflushed INSERT, its SELECT, and the ROLLBACK on close.
+    assert kinds[-3:] == ["INSERT", "SELECT", "ROLLBACK"]
+    assert written[-1]["tx_after"] == "idle"
+    autoflush = [e["message"] for e in events(doc, "writer-1", "flush")]
+    assert autoflush and autoflush[-1].startswith("autoflush (1 new)")
+    assert events(doc, "writer-1", "rollback")
+    assert printed(doc, "reader") == ["read 0"]
+
+
+def test_a_session_never_flushed_says_nothing_was_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The course's programs as published: they name sqlite:///quick_persist.db themselves.
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(EXAMPLES / "read_later.py", tmp_path)
+    source = (EXAMPLES / "write_once.py").read_text(encoding="utf-8")
+    assert "session.commit()" in source
+    (tmp_path / "write_once.py").write_text(
+        source.replace("session.commit()", "pass  # the commit, removed"), encoding="utf-8"
+    )
+    doc = trace(capsys, "sqlite", "--", "python", "write_once.py", "--", "python", "read_later.py")
+    notices = [e["message"] for e in events(doc, "write_once", "notice")]
+    assert len(notices) == 1 and "1 new Marker never flushed" in notices[0]
+    assert not [s for s in statements(doc, "write_once-1") if s["sql"].startswith("INSERT")]
+    assert printed(doc, "read_later") == ["[]"]
+    # Every connection went to the sandbox: the file the programs name was never made.
+    opened = events(doc, "write_once-1", "session_opened")
+    assert "quick_persist.db" in opened[0]["message"]
+    assert not (tmp_path / "quick_persist.db").exists()
+
+
+def test_the_course_programs_prove_persistence_unmodified(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("write_once.py", "read_later.py"):
+        shutil.copy(EXAMPLES / name, tmp_path)
+    doc = trace(capsys, "sqlite", "--", "python", "write_once.py", "--", "python", "read_later.py")
+    assert printed(doc, "write_once") == ["Wrote marker"]
+    assert printed(doc, "read_later") == ["['persistent-check']"]
+    assert not (tmp_path / "quick_persist.db").exists()
+
+
+def test_a_program_for_another_engine_is_told_so(
+    postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copy(EXAMPLES / "write_once.py", tmp_path)
+    doc = trace(capsys, "postgres", "--", "python", str(tmp_path / "write_once.py"), code=1)
+    assert doc["programs"][0]["exit_code"] == 1
+    said = printed(doc, "write_once")
+    assert any("the program connects to sqlite, but the sandbox is postgresql" in s for s in said)
+    assert doc["statements"] == []
+
+
+def test_guard_stop_raises_in_the_program_before_the_database_sees_it(
+    engine: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wiper = program(
+        tmp_path,
+        "wiper.py",
+        """
+        Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add_all([Note(body="a"), Note(body="b")])
+            session.commit()
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("DELETE FROM notes"))  # the mistake
+        except Exception as exc:
+            print(type(exc).__name__)
+        with engine.connect() as conn:
+            print(conn.scalar(text("SELECT count(*) FROM notes")))
+        """,
+    )
+    doc = trace(capsys, engine, "--guard", "stop", "--", "python", str(wiper), code=3)
+    assert printed(doc, "wiper") == ["DangerousStatementError", "2"]
+    delete = next(s for s in doc["statements"] if s["sql"] == "DELETE FROM notes")
+    assert delete["status"] == "blocked"
+    assert delete["origin"] == f"wiper.py:{line_of(wiper, 'the mistake')}"
+    assert [f["rule"] for f in delete["findings"]] == ["delete-without-where"]
+    assert doc["stopped"] == delete["index"]
+
+    doc = trace(capsys, engine, "--", "python", str(wiper))  # --guard warn: it runs
+    assert printed(doc, "wiper") == ["0"]
+    delete = next(s for s in doc["statements"] if s["sql"] == "DELETE FROM notes")
+    assert delete["status"] == "ok" and delete["rowcount"] == 2
+    guard = [e["message"] for e in events(doc, "wiper-1", "guard")]
+    assert guard[0].startswith("error delete-without-where")
+    assert "--guard stop would have stopped it" in guard[1]
+
+
+def test_secrets_in_parameters_are_masked_everywhere(
+    engine: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "hunter2-very-secret"
+    signup = program(
+        tmp_path,
+        "signup.py",
+        f"""
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE users (name TEXT, password TEXT, api_token TEXT)"))
+            conn.execute(
+                text("INSERT INTO users VALUES (:name, :password, :api_token)"),
+                {{"name": "ada", "password": "{secret}", "api_token": "{secret}"}},
+            )
+        """,
+    )
+    export = tmp_path / "out"
+    doc = trace(capsys, engine, "--export", str(export), "--", "python", str(signup))
+    insert = next(s for s in doc["statements"] if s["sql"].startswith("INSERT"))
+    params = insert["params"]
+    values = list(params.values()) if isinstance(params, dict) else params
+    assert values == ["ada", "********", "********"]
+    assert secret not in json.dumps(doc)
+    written = sorted(tmp_path.glob("out.*"))
+    assert [p.suffix for p in written] == [".json", ".md", ".sql"]
+    for path in written:
+        assert secret not in path.read_text(encoding="utf-8"), path.name
+
+
+def test_a_lock_wait_names_the_lane_that_blocks_it(
+    engine: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    signal = tmp_path / "holding"
+    # The holder takes the row (PostgreSQL) or the write lock (SQLite), then says so in a file,
+    # and keeps it for a while once the other program waits (on PostgreSQL it asks the server
+    # when; SQLite cannot say): long enough for the watcher (10 ms) many times over.
+    holder = program(
+        tmp_path,
+        "holder.py",
+        f"""
+        import pathlib, time
+        Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add(Note(id=1, body="first"))
+            session.commit()
+        with engine.connect() as conn:
+            conn.execute(text("UPDATE notes SET body = 'holder' WHERE id = 1"))
+            pathlib.Path({str(signal)!r}).write_text("yes")
+            if engine.dialect.name == "postgresql":
+                watch = create_engine(os.environ["DATABASE_URL"])
+                with watch.connect() as w:
+                    while not w.scalar(text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND datname = current_database()"
+                    )):
+                        w.rollback()  # pg_stat_activity is read once per transaction
+                        time.sleep(0.01)
+            time.sleep(1.5)  # the wait, long enough to be seen (dbsandbox looks every 10 ms)
+            conn.commit()
+        print("released")
+        """,
+    )
+    waiter = program(
+        tmp_path,
+        "waiter.py",
+        f"""
+        import pathlib, time
+        while not pathlib.Path({str(signal)!r}).exists():
+            time.sleep(0.01)
+        with engine.connect() as conn:
+            conn.execute(text("UPDATE notes SET body = 'waiter' WHERE id = 1"))  # waits
+            conn.commit()
+        print("done")
+        """,
+    )
+    doc = trace(
+        capsys, engine, "--together", "--", "python", str(holder), "--", "python", str(waiter)
+    )
+    assert [p["exit_code"] for p in doc["programs"]] == [0, 0]
+    waited = next(s for s in statements(doc, "waiter-1") if "'waiter'" in s["sql"])
+    assert waited["waited"] and waited["blocked_by"] == ["holder-1"]
+    assert waited["status"] == "ok"
+    wait = events(doc, "waiter-1", "lock_wait")
+    assert wait and wait[0]["data"]["blocked_by"] == ["holder-1"]
+    # In the order it happened, whichever process reported first: the holder asked for
+    # COMMIT, and then the wait was over.
+    released = events(doc, "waiter-1", "lock_released")
+    sent = [e for e in events(doc, "holder-1", "statement") if e["message"] == "sent: COMMIT"]
+    assert released and sent and released[0]["seq"] > sent[-1]["seq"]
+    assert released[0]["elapsed_ms"] >= sent[-1]["elapsed_ms"]
+
+
+def test_errors_carry_the_engines_code(
+    engine: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    twice = program(
+        tmp_path,
+        "twice.py",
+        """
+        from sqlalchemy.exc import IntegrityError
+        Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add(Note(id=1, body="a"))
+            session.commit()
+            session.add(Note(id=1, body="again"))
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                print("rolled back")
+        """,
+    )
+    doc = trace(capsys, engine, "--", "python", str(twice))
+    failed = [s for s in doc["statements"] if s["status"] == "error"]
+    assert len(failed) == 1 and failed[0]["sql"].startswith("INSERT")
+    code = "23505" if engine == "postgres" else "SQLITE_CONSTRAINT_PRIMARYKEY"
+    assert failed[0]["error"]["code"] == code
+    assert statements(doc, "twice-1")[-1]["sql"] == "ROLLBACK"
+    assert printed(doc, "twice") == ["rolled back"]
+
+
+def test_the_exported_replay_runs_with_the_parameters_written_in(
+    engine: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    writer = program(tmp_path, "writer.py", WRITER.replace('"kept"', '"it\'s kept"'))
+    export = tmp_path / "out"
+    trace(capsys, engine, "--export", str(export), "--", "python", str(writer))
+    script = (tmp_path / "out.sql").read_text(encoding="utf-8")
+    assert "'it''s kept'" in script and "-- sent by writer.py:" in script
+    url = options_for(engine).url
+    server = ["--url", url] if url else []
+    got = main(["run", str(tmp_path / "out.sql"), "--engine", engine, *server])
+    out, err = capsys.readouterr()
+    assert got == 0, without_role_warning(err)
+    report = out.split("\ntimeline\n")[0]
+    assert "VALUES ('it''s kept')" in report and "error" not in report
+    last, outcome = report.rstrip().splitlines()[-2:]
+    assert last.endswith(": COMMIT") and outcome.strip().startswith("ok")
+    assert " · no transaction · " in outcome
+
+
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["trace"]) == 2
+    assert capsys.readouterr().err.strip().startswith("dbsandbox: nothing to trace")
+    assert main(["trace", "--", "python", str(tmp_path / "missing.py")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"dbsandbox: {tmp_path / 'missing.py'}: no such file"
+    assert main(["trace", "--", "no-such-program-here"]) == 2
+    assert "cannot run no-such-program-here" in capsys.readouterr().err
+
+
+def test_a_program_that_fails_makes_trace_exit_1_with_its_output_in_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = program(tmp_path, "broken.py", 'raise SystemExit("gave up")\n')
+    got = main(["trace", "--", "python", str(broken)])
+    out = capsys.readouterr().out
+    assert got == 1
+    assert "program broken: " in out and "exited with code 1" in out
+    assert "printed: gave up" in out
+
+
+def test_the_console_script_traces_from_a_shell(tmp_path: Path) -> None:
+    # The real command, as a user types it: the tracer reaches the child through PYTHONPATH,
+    # which an installed package must ship (package data).
+    writer = program(tmp_path, "writer.py", WRITER)
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox", "trace", "--", "python", str(writer)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[writer-1] writer.py:" in done.stdout
+    assert "printed: wrote" in done.stdout
+    sandbox_files = [p for p in tmp_path.iterdir() if p.suffix == ".db"]
+    assert sandbox_files == []
+    assert sqlite3.sqlite_version  # the default engine needs nothing installed
