@@ -965,7 +965,9 @@ def _cmd_trace(args: argparse.Namespace) -> int:
             f"program {p.label}: {' '.join(p.argv[1:]) or p.argv[0]} exited with code {p.exit_code}"
             for p in result.programs
         ]
-        print(escape_controls("\n".join(ran)) + "\n" + text)
+        for line in ran:
+            print(escape_controls(line))
+        print(text)
     if args.export:
         from sandbox.export import SessionRecord
 

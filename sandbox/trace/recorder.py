@@ -364,10 +364,7 @@ class Recorder:
             return  # the Connection already ended its transaction: the pool sends nothing
         state = _state(message) or lane.tx_state
         if state is TxState.IDLE:
-            self.timeline.add(
-                lane.name, EventKind.POOL, "the pool's rollback on return (nothing to undo)"
-            )
-            return
+            return  # nothing to undo: the driver sends nothing
         self._control(lane, "ROLLBACK", None, state, note="the pool's rollback on return")
 
     def _on_close(self, lane: Lane, message: dict[str, Any]) -> None:
@@ -500,10 +497,12 @@ class Recorder:
         if note:
             self._notes[execution.index] = note
         said = f" ({note})" if note else ""
+        if state is TxState.IDLE:
+            said = f": {note}"
         self.timeline.add(
             lane.name,
             EventKind.STATEMENT,
-            f"sent: {sql}{said}",
+            f"{'asked' if state is TxState.IDLE else 'sent'}: {sql}{said}",
             statement=execution.index,
             origin=origin,
         )
