@@ -413,3 +413,34 @@ def test_the_console_script_traces_from_a_shell(tmp_path: Path) -> None:
     sandbox_files = [p for p in tmp_path.iterdir() if p.suffix == ".db"]
     assert sandbox_files == []
     assert sqlite3.sqlite_version  # the default engine needs nothing installed
+
+
+def test_savepoints_of_begin_nested_are_on_the_lane(
+    engine: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nested = program(
+        tmp_path,
+        "nested.py",
+        """
+        Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add(Note(body="outer"))
+            try:
+                with session.begin_nested():
+                    session.add(Note(body="inner"))
+                    session.flush()
+                    raise ValueError("undo the inner one")
+            except ValueError:
+                pass
+            session.commit()
+            print(session.scalar(select(text("count(*)")).select_from(Note)))
+        """,
+    )
+    doc = trace(capsys, engine, "--", "python", str(nested))
+    assert printed(doc, "nested") == ["1"]
+    kinds = [e["kind"] for e in events(doc, "nested-1")]
+    assert "savepoint" in kinds and "rollback_to" in kinds
+    last_commit = len(kinds) - 1 - kinds[::-1].index("commit")
+    assert kinds.index("savepoint") < kinds.index("rollback_to") < last_commit
+    sqls = [s["sql"].split()[0] for s in statements(doc, "nested-1")]
+    assert sqls.count("SAVEPOINT") == 1 and "ROLLBACK" in sqls
