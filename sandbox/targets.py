@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sandbox.engines import EngineAdapter
 from sandbox.engines.sqlite import SqliteAdapter, write_lock_held
@@ -57,6 +57,14 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 # How long a person takes at the least to type the next statement: a lock wait that the engine
 # ends sooner (SQLite's busy timeout, 200 ms by default) is over before anyone could act on it.
 HUMAN_PAUSE_S = 1.0
+
+
+class Waiter(Protocol):
+    """What the lock watcher needs of a session, or of a traced program's connection."""
+
+    name: str
+    pid: int | None  # the server's process id (PostgreSQL)
+    holds_write_lock: bool  # SQLite: its open transaction has written
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,7 @@ class Target(ABC):
 
     @abstractmethod
     def lock_wait(
-        self, waiting: Session, sessions: Sequence[Session], earlier_writers: set[str]
+        self, waiting: Waiter, sessions: Sequence[Waiter], earlier_writers: set[str]
     ) -> WaitInfo | None:
         """Whether `waiting`'s running statement waits, and for whom; None when it does not.
 
@@ -155,7 +163,7 @@ class Target(ABC):
         return None
 
     def wait_in_error(
-        self, waiting: Session, error: SqlError, sessions: Sequence[Session]
+        self, waiting: Waiter, error: SqlError, sessions: Sequence[Waiter]
     ) -> WaitInfo | None:
         """A lock wait the engine's error proves, for a statement a timeout ended before the
         watcher saw it wait (a 10 ms statement_timeout is shorter than the watcher's first
@@ -283,7 +291,7 @@ class SqliteTarget(Target):
         return self.busy_timeout_ms < HUMAN_PAUSE_S * 1000
 
     def lock_wait(
-        self, waiting: Session, sessions: Sequence[Session], earlier_writers: set[str]
+        self, waiting: Waiter, sessions: Sequence[Waiter], earlier_writers: set[str]
     ) -> WaitInfo | None:
         # SQLite has one write lock per database; readers never wait in WAL mode. A session
         # whose transaction holds the write lock cannot be waiting for it.
@@ -729,7 +737,7 @@ class PostgresTarget(Target):
             return list(cursor.fetchall())
 
     def lock_wait(
-        self, waiting: Session, sessions: Sequence[Session], earlier_writers: set[str]
+        self, waiting: Waiter, sessions: Sequence[Waiter], earlier_writers: set[str]
     ) -> WaitInfo | None:
         if waiting.pid is None:
             return None
@@ -763,7 +771,7 @@ class PostgresTarget(Target):
         return describe_lock(*rows[0])
 
     def wait_in_error(
-        self, waiting: Session, error: SqlError, sessions: Sequence[Session]
+        self, waiting: Waiter, error: SqlError, sessions: Sequence[Waiter]
     ) -> WaitInfo | None:
         row = _ROW_WAIT_CONTEXT.search(error.context or "")
         timed_out = error.code == "55P03" and "lock timeout" in error.message

@@ -7,14 +7,32 @@ answered with ROLLBACK is recorded as a rollback.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from sandbox.outcome import Outcome, Status, TxState
 from sandbox.sqlkind import StatementKind, TxControl
-from sandbox.timeline import EventKind, Timeline
+from sandbox.timeline import EventKind
 
-if TYPE_CHECKING:
-    from sandbox.session import Session  # a type only: the app imports this module early
+
+class Session(Protocol):
+    """Whose statement it was: a SQL session, or a traced program's connection."""
+
+    name: str
+    ended_tx_statements: int  # how many statements the transaction that just ended ran
+
+
+class Timeline(Protocol):
+    """Where the events go: the run's timeline, or a trace's view of it."""
+
+    def add(
+        self,
+        session: str,
+        kind: EventKind,
+        message: str,
+        *,
+        statement: int | None = ...,
+        **data: Any,
+    ) -> Any: ...
 
 
 def short_sql(sql: str, limit: int = 72) -> str:

@@ -533,7 +533,7 @@ class Recorder:
             note=self._notes.get(execution.index),
         )
         execution.outcome = outcome
-        record_outcome(self.timeline, lane, execution.index, execution.kind, outcome)  # type: ignore[arg-type]
+        record_outcome(self.timeline, lane, execution.index, execution.kind, outcome)
 
     def _finish(
         self,
@@ -551,7 +551,7 @@ class Recorder:
         lane.running = None
         proven = None
         if error is not None and not execution.waited:
-            proven = self.target.wait_in_error(lane, error, list(self.lanes.values()))  # type: ignore[arg-type]
+            proven = self.target.wait_in_error(lane, error, list(self.lanes.values()))
         with execution.lock:
             if proven is not None and not execution.waited:
                 self._wait_started(lane, execution, proven.blockers, proven.what, proven=True)
@@ -595,7 +595,7 @@ class Recorder:
             error=error,
         )
         execution.outcome = outcome
-        record_outcome(self.timeline, lane, execution.index, execution.kind, outcome)  # type: ignore[arg-type]
+        record_outcome(self.timeline, lane, execution.index, execution.kind, outcome)
 
     # ------------------------------------------------------------------ the guard
 
@@ -710,7 +710,7 @@ class Recorder:
         writers = {other.name for other in lanes if other is not lane and other.holds_write_lock}
         asked = time.time()
         try:
-            wait = self.target.lock_wait(lane, lanes, writers)  # type: ignore[arg-type]
+            wait = self.target.lock_wait(lane, lanes, writers)
         except Exception:  # the monitor could not ask: the wait shows when it can
             return
         blockers = wait.blockers if wait is not None else []
