@@ -27,7 +27,8 @@ from typing import Any
 
 _ENV_SOCKET = "DBSANDBOX_TRACE_SOCKET"
 _ENV_GUARD = "DBSANDBOX_TRACE_GUARD"
-_ENV_URL = "DBSANDBOX_TRACE_URL"  # the sandbox, whatever the program does to DATABASE_URL
+_ENV_URL = "DBSANDBOX_TRACE_URL"
+_ENV_ECHO = "DBSANDBOX_TRACE_ECHO"  # a path prefix: SQLAlchemy's echo log goes to PREFIX.PID  # the sandbox, whatever the program does to DATABASE_URL
 _MAX_VALUE = 200  # characters of one parameter's text
 _MAX_PARAMS = 50  # parameter sets of one executemany
 
@@ -157,6 +158,17 @@ def install() -> None:
     _skip_prefixes = tuple(
         {os.path.abspath(p) + os.sep for p in (paths["stdlib"], paths["platstdlib"], here)}
     )
+    echo = os.environ.get(_ENV_ECHO)
+    if echo:
+        # SQLAlchemy's own echo log, to a file (benchmarks/trace_fidelity.py compares it with
+        # the trace): what the engine logs it sent, independent of these listeners.
+        import logging
+
+        handler = logging.FileHandler(f"{echo}.{os.getpid()}", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
+        logger = logging.getLogger("sqlalchemy.engine")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     if "sqlalchemy" in sys.modules:
         _attach_core()
     if "sqlalchemy.orm" in sys.modules:
