@@ -27,8 +27,8 @@ from typing import Any
 
 _ENV_SOCKET = "DBSANDBOX_TRACE_SOCKET"
 _ENV_GUARD = "DBSANDBOX_TRACE_GUARD"
-_ENV_URL = "DBSANDBOX_TRACE_URL"
-_ENV_ECHO = "DBSANDBOX_TRACE_ECHO"  # a path prefix: SQLAlchemy's echo log goes to PREFIX.PID  # the sandbox, whatever the program does to DATABASE_URL
+_ENV_URL = "DBSANDBOX_TRACE_URL"  # the sandbox, whatever the program does to DATABASE_URL
+_ENV_ECHO = "DBSANDBOX_TRACE_ECHO"  # a path prefix: SQLAlchemy's echo log goes to PREFIX.PID
 _MAX_VALUE = 200  # characters of one parameter's text
 _MAX_PARAMS = 50  # parameter sets of one executemany
 
