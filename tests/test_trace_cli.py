@@ -444,3 +444,27 @@ def test_savepoints_of_begin_nested_are_on_the_lane(
     assert kinds.index("savepoint") < kinds.index("rollback_to") < last_commit
     sqls = [s["sql"].split()[0] for s in statements(doc, "nested-1")]
     assert sqls.count("SAVEPOINT") == 1 and "ROLLBACK" in sqls
+
+
+def test_a_program_past_its_timeout_is_stopped_and_its_open_transaction_undone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stuck = program(
+        tmp_path,
+        "stuck.py",
+        """
+        import time
+        Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add(Note(body="never committed"))
+            session.flush()
+            print("holding", flush=True)
+            time.sleep(60)
+        """,
+    )
+    doc = trace(capsys, "sqlite", "--timeout", "2", "--", "python", str(stuck), code=1)
+    assert doc["programs"][0]["exit_code"] not in (0, None)
+    said = printed(doc, "stuck")
+    assert said[0] == "holding" and said[-1] == "dbsandbox: stopped after 2 s (--timeout)"
+    rollback = events(doc, "stuck-1", "rollback")
+    assert rollback and "the database rolled it back" in rollback[-1]["message"]

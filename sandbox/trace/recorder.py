@@ -263,7 +263,7 @@ class Recorder:
                 self.timeline.add(
                     lane.name,
                     EventKind.ROLLBACK,
-                    "the program exited with this transaction open: the server rolled it back "
+                    "the program exited with this transaction open: the database rolled it back "
                     "when the connection closed",
                     exited=True,
                 )
