@@ -692,17 +692,11 @@ def _cmd_play(args: argparse.Namespace) -> int:
     )
     # The progress file goes along only when named: otherwise the app's store finds its own
     # (DBSANDBOX_PROGRESS, else the state directory), as `dbsandbox progress` does.
-    where = {"progress_path": args.progress} if args.progress is not None else {}
+    where: dict[str, Any] = {"progress_path": args.progress} if args.progress is not None else {}
+    if traces:  # free play at once: the programs run as soon as the sandbox is open
+        where.update(traces=traces, together=args.together)
     pick = scenario is None and not traces
-    return _open_app(
-        options,
-        scenario,
-        pick,
-        args.statement_timeout,
-        traces=traces,
-        together=args.together,
-        **where,
-    )
+    return _open_app(options, scenario, pick, args.statement_timeout, **where)
 
 
 def _traced_programs(args: argparse.Namespace) -> list[list[str]]:

@@ -114,6 +114,7 @@ class _SessionTrack:
     # A traced program's own lane (its output and exit): "running" or how it exited.
     program: str | None = None
     printed: str | None = None  # the program's latest line of output
+    exited_pid: object = None  # the process whose exit `program` says
 
     @property
     def open_span(self) -> TransactionSpan | None:
@@ -219,10 +220,12 @@ class TransactionTracker:
         elif kind is EventKind.CONNECTION_LOST:
             track.gone = True
         elif kind is EventKind.PROGRAM:
+            pid = event.data.get("pid")
             if "exit_code" in event.data:
-                track.program = event.message
+                track.program, track.exited_pid = event.message, pid
             else:
-                track.program = track.program or "running"
+                if track.program is None or pid != track.exited_pid:
+                    track.program = "running"  # the same program may be traced again
                 track.printed = event.message.removeprefix(_PRINTED_PREFIX)
         elif kind is EventKind.GUARD and event.outcome is not None:
             # The guard stopped a statement that was queued: it will never run.

@@ -256,3 +256,68 @@ def test_play_trace_of_a_missing_program_fails_before_the_app_opens(tmp_path: Pa
     assert done.returncode == 2
     assert done.stderr.splitlines() == ["dbsandbox: --trace: missing.py: no such file"]
     assert done.stdout == ""  # no app was drawn
+
+
+async def test_the_same_program_traced_again_shows_as_running_again(
+    shop: Path, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    app = create_app(TargetOptions(), pick=False, traces=[program_command(str(shop))])
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        view = timeline(app)
+        await until(pilot, lambda: program_exited(app, "shop") and not app.tracing, 60)
+        assert view.summary("shop").headline == "shop » program exited normally"
+        conductor = app.bridge.conductor
+        assert conductor is not None
+
+        def inserts() -> int:
+            return sum(1 for e in conductor.executions if e.statement.text.startswith("INSERT"))
+
+        first = inserts()
+        assert first
+        # Its lanes keep their names in a second trace: the box follows the new process.
+        app.start_trace([program_command(f"{shop} {go}")])
+        await until(pilot, lambda: view.tracker.program("shop") == ("running", "waiting"))
+        assert view.summary("shop").headline == "shop » program running"
+        go.write_text("")
+        await until(pilot, lambda: not app.tracing)
+        assert view.summary("shop").headline == "shop » program exited normally"
+        assert inserts() == 2 * first  # both runs' statements, in the app's one numbering
+
+
+def test_play_trace_opens_free_play_with_its_programs(
+    shop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sandbox.cli
+
+    opened: list[tuple[bool, dict[str, object]]] = []
+
+    def open_app(options: object, scenario: object, pick: bool, *args: object, **kw: object) -> int:
+        opened.append((pick, kw))
+        return 0
+
+    monkeypatch.setattr(sandbox.cli, "_open_app", open_app)
+    args = ["play", "--trace", "shop.py go", "--trace", str(shop), "--together"]
+    assert sandbox.cli.main(args) == 0
+    [(pick, kw)] = opened
+    assert pick is False  # straight to free play: no picker in front of the programs
+    assert kw["traces"] == [[sys.executable, "shop.py", "go"], [sys.executable, str(shop)]]
+    assert kw["together"] is True
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["missing-where"], "dbsandbox: --trace opens free play"),
+        (["--together"], "dbsandbox: --together starts several --trace programs at once"),
+    ],
+)
+def test_play_trace_refuses_a_scenario_and_a_lone_together(
+    shop: Path, capsys: pytest.CaptureFixture[str], args: list[str], said: str
+) -> None:
+    import sandbox.cli
+
+    assert sandbox.cli.main(["play", *args, "--trace", str(shop)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(said)

@@ -38,6 +38,7 @@ _LOOK_EVERY_S = 0.010
 # The same query this many times in one lane inside one checkout: an N+1 loop.
 N_PLUS_ONE_AT = 5
 _MASK = "********"
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 
 
 @dataclass
@@ -328,6 +329,15 @@ class Recorder:
 
     def _on_done(self, lane: Lane, message: dict[str, Any]) -> None:
         rowcount = message.get("rowcount")
+        running = lane.running
+        if (
+            self.dialect == "sqlite"
+            and running is not None
+            and _RETURNING.search(running.statement.text)
+        ):
+            # sqlite3 counts a RETURNING statement's rows as they are fetched, and the tracer
+            # hears of it before the program fetches them: its 0 is not the count.
+            rowcount = None
         self._finish(lane, Status.OK, rowcount=rowcount if isinstance(rowcount, int) else None)
 
     def _on_error(self, lane: Lane, message: dict[str, Any]) -> None:

@@ -1188,7 +1188,9 @@ class DbSandboxApp(EditorActions):
                 then()
             self.action_focus_editor()
 
-        self.push_screen(ConfirmQuit(what, lines), answered)
+        # Nothing to roll back, only a program to stop: the button says what it does.
+        go = f"{what} and stop the program" if traced and not open_ones and not busy else None
+        self.push_screen(ConfirmQuit(what, lines, go), answered)
 
     async def action_quit(self) -> None:
         """The command palette's Quit: the same confirmation as ctrl+q."""

@@ -318,7 +318,9 @@ class SessionBox(Static):
         self.summary = summary
         text = plain(summary.headline, "bold")
         if summary.detail:
-            text.append("\n")
+            # What has ended (a closed session, a traced program that exited and its
+            # connections) takes one line: a trace's many lanes leave room for the log.
+            text.append(" · " if summary.state == "closed" else "\n")
             text.append_text(plain(summary.detail, "not bold"))
         self.update(text)
 
@@ -663,12 +665,16 @@ class TimelineView(Widget):
         colour = _LANE_COLOURS[row.lane % len(_LANE_COLOURS)]
         pieces.append((one_line(event.session), Style(color=colour, bold=True)))
         pieces.append(("  ", styles["plain"]))
+        message = " ".join(event.message.split())
         if row.badge is not None:
             label, tone = row.badge
             # Ends of transactions are printed reversed so they cannot be scrolled past unseen.
             reverse = label.startswith(" ")
             pieces.append((label, styles[tone] + Style(bold=True, reverse=reverse)))
             pieces.append((" ", styles["plain"]))
+            if message.startswith(label.strip() + " "):
+                # A traced "BEGIN (implicit) at app.py:12": the badge already says BEGIN.
+                message = message[len(label.strip()) + 1 :]
         message_tone: Tone = "plain"
         if event.kind in (EventKind.ERROR, EventKind.CANCELLED):
             message_tone = "error"
@@ -676,5 +682,5 @@ class TimelineView(Widget):
             message_tone = "muted"
         # One event, one line: a multi-line server message would otherwise break the lanes. The
         # pieces become Segments, which reach the terminal as they are: no control characters.
-        pieces.append((visible(" ".join(event.message.split())), styles[message_tone]))
+        pieces.append((visible(message), styles[message_tone]))
         return pieces
