@@ -321,3 +321,53 @@ def test_play_trace_refuses_a_scenario_and_a_lone_together(
     assert sandbox.cli.main(["play", *args, "--trace", str(shop)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(said)
+
+
+# Updates the row session A holds: it waits for A's lock until A commits (its own SQLite
+# busy timeout is made long, so only A's COMMIT ends the wait).
+UPDATE_ROW = textwrap.dedent(
+    """
+    import os
+
+    from sqlalchemy import create_engine, text
+
+    url = os.environ["DATABASE_URL"]
+    engine = create_engine(url, connect_args={"timeout": 120} if url.startswith("sqlite") else {})
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE t SET v = 2 WHERE id = 1"))
+    print("updated")
+    """
+)
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+async def test_a_lane_waiting_for_session_as_lock_names_a(
+    engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("postgres_url") if engine == "postgres" else None
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bump.py").write_text(UPDATE_ROW)
+    app = create_app(TargetOptions(engine=engine, url=url), pick=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await run_sql(pilot, app, "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER);")
+        await run_sql(pilot, app, "INSERT INTO t VALUES (1, 1);")
+        await run_sql(pilot, app, "BEGIN;")
+        await run_sql(pilot, app, "UPDATE t SET v = 3 WHERE id = 1;")
+        app.start_trace([program_command("bump.py")])
+        view = timeline(app)
+        await until(pilot, lambda: view.tracker.waiting("bump-1") is not None, 60)
+        wait = view.tracker.waiting("bump-1")
+        assert wait is not None and wait.blocked_by == ["A"]
+        headline = view.summary("bump-1").headline
+        assert headline.startswith("bump-1 ⏳ waiting for A") and "F8" not in headline
+        assert view.summary("A").headline.startswith("A ● IN TRANSACTION")
+        editor = app.query_one("#editor", TextArea)
+        editor.text = "COMMIT;"
+        editor.focus()
+        await pilot.press("f5")
+        await until(pilot, lambda: program_exited(app, "bump") and not app.tracing, 60)
+        assert view.tracker.spans("bump-1")[-1].state == "committed"
+        await run_sql(pilot, app, "SELECT v FROM t;")
+        outcome = app.latest["A"].outcome
+        assert outcome is not None and outcome.rows == [(2,)]  # the program's, after A's

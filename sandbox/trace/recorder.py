@@ -91,11 +91,15 @@ class Recorder:
         guard: str = "warn",
         policy: Policy | None = None,
         adopt: Callable[[Callable[[int], Execution]], Execution] | None = None,
+        others: Callable[[], list[Any]] | None = None,
     ) -> None:
         """`adopt` numbers each execution in a larger run (Conductor.adopt): a scenario's or
-        the app's, whose reports and checks then see the program's statements too."""
+        the app's, whose reports and checks then see the program's statements too. `others`
+        gives that run's own sessions (`Conductor.sessions`): a lane waiting for a lock one of
+        them holds names it, as they name each other."""
         self.target = target
         self._adopt = adopt
+        self._others = others
         self.timeline = timeline
         self.dialect: Dialect = "postgres" if target.engine == "postgres" else "sqlite"
         self.guard = guard
@@ -436,7 +440,8 @@ class Recorder:
         lane.running = None
         proven = None
         if error is not None and not execution.waited:
-            proven = self.target.wait_in_error(lane, error, list(self.lanes.values()))  # type: ignore[arg-type]
+            everyone = [*self.lanes.values(), *self._other_sessions()]
+            proven = self.target.wait_in_error(lane, error, everyone)  # type: ignore[arg-type]
         with execution.lock:
             if proven is not None and not execution.waited:
                 self._wait_started(lane, execution, proven.blockers, proven.what, proven=True)
@@ -584,9 +589,13 @@ class Recorder:
                     and now - (lane.running.started or now) >= _FIRST_LOOK_S
                 ]
             for lane in due:
-                self._look(lane, lanes)
+                self._look(lane, [*lanes, *self._other_sessions()])
 
-    def _look(self, lane: Lane, lanes: list[Lane]) -> None:
+    def _other_sessions(self) -> list[Any]:
+        return list(self._others()) if self._others is not None else []
+
+    def _look(self, lane: Lane, lanes: list[Any]) -> None:
+        """`lanes`: every lane, and the larger run's sessions (see `others`)."""
         execution = lane.running
         if execution is None:
             return

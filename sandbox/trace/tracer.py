@@ -188,16 +188,18 @@ def trace(
     cwd: Path | None = None,
     adopt: Callable[[Callable[[int], Execution]], Execution] | None = None,
     stop: threading.Event | None = None,
+    others: Callable[[], list[Any]] | None = None,
 ) -> TraceResult:
     """Run `commands` against `target` (one after another, or together) and record them.
 
     `timeline` and `adopt` put the trace into a larger run (the app's or a scenario's
     conductor: its timeline and `Conductor.adopt`); by default it is a run of its own.
     `stop`, once set, kills the programs still running and starts no more (the app closing
-    its sandbox under a trace must leave no process behind).
+    its sandbox under a trace must leave no process behind). `others` gives the larger run's
+    sessions, so a lane waiting for one of their locks names it (see Recorder).
     """
     timeline = timeline or Timeline()
-    recorder = Recorder(target, timeline, guard, policy, adopt)
+    recorder = Recorder(target, timeline, guard, policy, adopt, others)
     server = _Server(recorder)
     env = program_env(target, server.path, guard)
     started: list[tuple[subprocess.Popen[str], Program, threading.Thread]] = []

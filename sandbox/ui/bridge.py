@@ -318,6 +318,7 @@ class Bridge:
                 timeline=conductor.timeline,
                 adopt=conductor.adopt,
                 stop=stop,
+                others=lambda: conductor.sessions,
             )
         except UserError as exc:
             self.app.post_message(TraceEnded([], str(exc)))
