@@ -371,3 +371,30 @@ async def test_a_lane_waiting_for_session_as_lock_names_a(
         await run_sql(pilot, app, "SELECT v FROM t;")
         outcome = app.latest["A"].outcome
         assert outcome is not None and outcome.rows == [(2,)]  # the program's, after A's
+
+
+async def test_a_reset_while_a_program_runs_says_so_and_stops_it(
+    shop: Path, tmp_path: Path
+) -> None:
+    go = tmp_path / "never"
+    app = create_app(TargetOptions(), pick=False, traces=[program_command(f"{shop} {go}")])
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        view = timeline(app)
+        await until(pilot, lambda: view.tracker.program("shop") == ("running", "waiting"))
+        [printed] = [e for e in app.bridge.timeline.events if e.kind is EventKind.PROGRAM]
+        pid = int(printed.data["pid"])
+        old = app.bridge.timeline
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+        asked = app.screen
+        assert isinstance(asked, ConfirmQuit)
+        assert any("program shop.py is still running" in line for line in asked.lines)
+        await pilot.press("y")
+        await until(pilot, lambda: app.bridge.timeline is not old and not app.tracing, 30)
+        await ready(pilot, app)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+        # Its last words are on the old timeline; the new sandbox starts with session A only.
+        assert any("stopped: its sandbox is being closed" in e.message for e in old.events)
+        assert app.sessions == ["A"] and "shop" not in view.tracker.sessions

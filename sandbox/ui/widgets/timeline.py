@@ -416,7 +416,13 @@ class TimelineView(Widget):
         border: round $panel;
         text-overflow: ellipsis;  /* a word too long for the box is cut with …, never broken */
     }
-    TimelineView > #timeline-sessions.-stacked { layout: vertical; }
+    /* Stacked boxes (a narrow pane, or a trace's many lanes) leave the log half the pane. */
+    TimelineView > #timeline-sessions.-stacked {
+        layout: vertical;
+        max-height: 50%;
+        overflow-y: auto;
+        scrollbar-size-vertical: 1;
+    }
     TimelineView > #timeline-sessions.-stacked > SessionBox { border-bottom: none; }
     TimelineView SessionBox.-idle, TimelineView SessionBox.-closed,
     TimelineView SessionBox.-none { color: $text-muted; }
