@@ -360,6 +360,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_app_statement_timeout(play)
     _add_scenarios_option(play)
     _add_progress_option(play)
+    traced = play.add_argument_group("traced programs")
+    traced.add_argument(
+        "--trace",
+        action="append",
+        default=[],
+        metavar="PROGRAM.py",
+        help="run this SQLAlchemy program (quoted with its arguments: 'app.py --n 3') under "
+        "trace against the app's sandbox, which it finds in DATABASE_URL: each of its "
+        "connections is a lane on the timeline as it runs, and session A can query what it "
+        "wrote. Repeatable (one after another); free play only",
+    )
+    traced.add_argument(
+        "--together",
+        action="store_true",
+        help="with several --trace: start them all at once",
+    )
     play.set_defaults(handler=_cmd_play)
 
     progress = commands.add_parser(
@@ -615,6 +631,8 @@ def _open_app(
     pick: bool,
     statement_timeout_s: float = 30.0,
     progress_path: Path | None = None,
+    traces: list[list[str]] | None = None,
+    together: bool = False,
 ) -> int:
     # Only this command imports the UI: the headless commands never load textual.
     from sandbox.lifecycle import Shield
@@ -626,6 +644,8 @@ def _open_app(
         pick,
         statement_timeout_s,
         progress_path=progress_path,
+        traces=traces,
+        together=together,
     )
     try:
         app.run()
@@ -651,7 +671,13 @@ def _cmd_play(args: argparse.Namespace) -> int:
     from sandbox.options import TargetOptions
     from sandbox.scenario.catalog import find
 
+    traces = _traced_programs(args)  # a missing program fails before any app or sandbox
     scenario = find(args.scenario) if args.scenario else None
+    if scenario is not None and traces:
+        raise UserError(
+            "--trace opens free play: a scenario's Check would count a program's statements as "
+            "your recovery"
+        )
     url = args.url
     if args.engine == "postgres":
         from sandbox.targets import resolve_postgres_url
@@ -666,8 +692,27 @@ def _cmd_play(args: argparse.Namespace) -> int:
     )
     # The progress file goes along only when named: otherwise the app's store finds its own
     # (DBSANDBOX_PROGRESS, else the state directory), as `dbsandbox progress` does.
-    where = {"progress_path": args.progress} if args.progress is not None else {}
-    return _open_app(options, scenario, scenario is None, args.statement_timeout, **where)
+    where: dict[str, Any] = {"progress_path": args.progress} if args.progress is not None else {}
+    if traces:  # free play at once: the programs run as soon as the sandbox is open
+        where.update(traces=traces, together=args.together)
+    pick = scenario is None and not traces
+    return _open_app(options, scenario, pick, args.statement_timeout, **where)
+
+
+def _traced_programs(args: argparse.Namespace) -> list[list[str]]:
+    """`play --trace` values as commands, each checked to exist."""
+    from sandbox.trace.tracer import program_command
+
+    traces = getattr(args, "trace", None) or []
+    if getattr(args, "together", False) and len(traces) < 2:
+        raise UserError("--together starts several --trace programs at once: give two or more")
+    commands = []
+    for text in traces:
+        try:
+            commands.append(program_command(text))
+        except UserError as exc:
+            raise UserError(f"--trace: {exc}") from None
+    return commands
 
 
 def _cmd_scenarios(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ TX_FAILED_PREFIX = "transaction failed"
 CANCELLING_PREFIX = "cancelling"
 COMMIT_REFUSED_PREFIX = "COMMIT answered ROLLBACK"
 _SENT_PREFIX = "sent: "
+_PRINTED_PREFIX = "printed: "  # a traced program's line of output (sandbox.trace.recorder)
 
 # Leading comments and whitespace, skipped to find a statement's first keyword.
 _LEADING_NOISE = re.compile(r"^(?:\s+|--[^\n]*\n?|/\*.*?\*/)*", re.DOTALL)
@@ -110,6 +111,10 @@ class _SessionTrack:
     wait: LockWait | None = None  # the current lock wait
     last_wait: LockWait | None = None  # the latest wait, ended or not
     closed: bool = False
+    # A traced program's own lane (its output and exit): "running" or how it exited.
+    program: str | None = None
+    printed: str | None = None  # the program's latest line of output
+    exited_pid: object = None  # the process whose exit `program` says
 
     @property
     def open_span(self) -> TransactionSpan | None:
@@ -180,6 +185,14 @@ class TransactionTracker:
         track = self._tracks.get(session)
         return track.gone if track else False
 
+    def program(self, session: str) -> tuple[str, str | None] | None:
+        """A traced program's lane: ("running" or how it exited, its latest printed line);
+        None for a session or a connection."""
+        track = self._tracks.get(session)
+        if track is None or track.program is None:
+            return None
+        return track.program, track.printed
+
     def is_closed(self, session: str) -> bool:
         """Whether the session was closed (it may be reopened by a later SESSION_OPENED)."""
         track = self._tracks.get(session)
@@ -206,6 +219,14 @@ class TransactionTracker:
                 track.running = Running(event.statement, sql, event.elapsed_ms)
         elif kind is EventKind.CONNECTION_LOST:
             track.gone = True
+        elif kind is EventKind.PROGRAM:
+            pid = event.data.get("pid")
+            if "exit_code" in event.data:
+                track.program, track.exited_pid = event.message, pid
+            else:
+                if track.program is None or pid != track.exited_pid:
+                    track.program = "running"  # the same program may be traced again
+                track.printed = event.message.removeprefix(_PRINTED_PREFIX)
         elif kind is EventKind.GUARD and event.outcome is not None:
             # The guard stopped a statement that was queued: it will never run.
             if event.statement is not None:

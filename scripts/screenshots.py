@@ -34,6 +34,7 @@ from textual.widgets import Button, DataTable, Static, TextArea
 
 from sandbox.scenario.catalog import find
 from sandbox.targets import TargetOptions
+from sandbox.trace.tracer import program_command
 from sandbox.ui.app import DbSandboxApp, create_app
 from sandbox.ui.screens.cell_viewer import CellViewer
 from sandbox.ui.screens.dialogs import ConfirmStatement, HelpScreen, ScenarioPicker
@@ -279,6 +280,35 @@ async def timeline(pilot: Pilot[None], app: DbSandboxApp) -> None:
     await settle(pilot, app)
 
 
+ORM = ROOT / "examples" / "orm"
+
+
+async def traced(pilot: Pilot[None], app: DbSandboxApp) -> None:
+    """`play --trace write_once.py --trace read_later.py`: both programs ran; session A reads
+    what they wrote; the timeline zoomed, one lane per program and per connection."""
+    await until(pilot, lambda: app.sandbox_description is not None)
+    exits = ("write_once", "read_later")
+
+    def exited() -> bool:
+        events = app.bridge.timeline.events
+        done = {e.session for e in events if "exit_code" in e.data}
+        return done >= set(exits) and not app.tracing
+
+    await until(pilot, exited)
+    await ready(pilot, app)
+    await run_sql(pilot, app, "SELECT * FROM markers;", lambda text: "1 row shown" in text)
+    await settle(pilot, app)
+    log = app.query_one("#timeline", TimelineView).event_log
+    log.focus()
+    await pilot.pause()
+    app.action_zoom()
+    # The cursor on read_later's connection: it named the course's own SQLite file, and the
+    # detail below the log says it was given the sandbox instead.
+    rows = [strip.text for strip in log.lines]
+    log.cursor = next(i for i, row in enumerate(rows) if "read_later-1" in row and "opened" in row)
+    await settle(pilot, app)
+
+
 FIX = """\
 ROLLBACK;
 BEGIN;
@@ -387,6 +417,18 @@ SHOTS = [
         "the timeline's cursor on an event, shown in full below the log",
         lambda: create_app(TargetOptions(), pick=False),
         timeline,
+    ),
+    Shot(
+        "trace",
+        "play --trace write_once.py --trace read_later.py: each connection a lane, live",
+        lambda: create_app(
+            TargetOptions(),
+            pick=False,
+            traces=[
+                program_command(str(ORM / name)) for name in ("write_once.py", "read_later.py")
+            ],
+        ),
+        traced,
     ),
     Shot(
         "next",

@@ -112,9 +112,9 @@ async def test_header_shows_open_and_waiting_then_idle(lock_events: list[Event])
         for event in lock_events[len(waiting) :]:
             view.add_event(event)
         await pilot.pause()
-        assert box_text(view, "A").startswith("A closed\nlast transaction: committed")
+        assert box_text(view, "A").startswith("A closed · last transaction: committed")
         assert box_text(view, "B") == (
-            "B closed\nlast transaction: rolled back when the session closed"
+            "B closed · last transaction: rolled back when the session closed"
         )
         assert box_state(view, "A") == box_state(view, "B") == "-closed"
 

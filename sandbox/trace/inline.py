@@ -48,7 +48,7 @@ def inline(sql: str, params: Any, dialect: Dialect) -> str | None:
         if dialect == "postgres":
             return _pyformat(sql, params, dialect)
         return _sqlite(sql, params, dialect)
-    except (_Unwritable, KeyError, IndexError, TypeError):
+    except (_Unwritable, KeyError, IndexError, TypeError):  # parameters not as the SQL names
         return None
 
 

@@ -54,6 +54,9 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+
+
 @dataclass
 class Program:
     """One traced process: what it is called on the timeline and what it ran."""
@@ -130,11 +133,15 @@ class Recorder:
         guard: str = "warn",
         policy: Policy | None = None,
         adopt: Callable[[Callable[[int], Execution]], Execution] | None = None,
+        others: Callable[[], list[Any]] | None = None,
     ) -> None:
         """`adopt` numbers each execution in a larger run (Conductor.adopt): a scenario's or
-        the app's, whose reports and checks then see the program's statements too."""
+        the app's, whose reports and checks then see the program's statements too. `others`
+        gives that run's own sessions (`Conductor.sessions`): a lane waiting for a lock one of
+        them holds names it, as they name each other."""
         self.target = target
         self._adopt = adopt
+        self._others = others
         self.timeline = _AtTheirTime(timeline)
         self.dialect: Dialect = "postgres" if target.engine == "postgres" else "sqlite"
         self.guard = guard
@@ -430,6 +437,15 @@ class Recorder:
 
     def _on_done(self, lane: Lane, message: dict[str, Any]) -> None:
         rowcount = message.get("rowcount")
+        running = lane.running
+        if (
+            self.dialect == "sqlite"
+            and running is not None
+            and _RETURNING.search(running.statement.text)
+        ):
+            # sqlite3 counts a RETURNING statement's rows as they are fetched, and the tracer
+            # hears of it before the program fetches them: its 0 is not the count.
+            rowcount = None
         count = rowcount if isinstance(rowcount, int) else None
         self._finish(lane, Status.OK, rowcount=count, after=_state(message))
 
@@ -551,7 +567,8 @@ class Recorder:
         lane.running = None
         proven = None
         if error is not None and not execution.waited:
-            proven = self.target.wait_in_error(lane, error, list(self.lanes.values()))
+            everyone = [*self.lanes.values(), *self._other_sessions()]
+            proven = self.target.wait_in_error(lane, error, everyone)
         with execution.lock:
             if proven is not None and not execution.waited:
                 self._wait_started(lane, execution, proven.blockers, proven.what, proven=True)
@@ -701,9 +718,13 @@ class Recorder:
                     and now - (lane.running.started or now) >= _FIRST_LOOK_S
                 ]
             for lane in due:
-                self._look(lane, lanes)
+                self._look(lane, [*lanes, *self._other_sessions()])
 
-    def _look(self, lane: Lane, lanes: list[Lane]) -> None:
+    def _other_sessions(self) -> list[Any]:
+        return list(self._others()) if self._others is not None else []
+
+    def _look(self, lane: Lane, lanes: list[Any]) -> None:
+        """`lanes`: every lane, and the larger run's sessions (see `others`)."""
         execution = lane.running
         if execution is None:
             return

@@ -15,12 +15,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +42,7 @@ ENV_GUARD = "DBSANDBOX_TRACE_GUARD"
 ENV_URL = "DBSANDBOX_TRACE_URL"
 _PYTHONS = ("python", "python3", f"python3.{sys.version_info.minor}")
 _DRAIN_S = 5.0  # how long a finished program's last reports may take to arrive
+_STOP_LOOK_S = 0.1  # how often a running program looks whether `stop` was asked for
 
 
 @dataclass
@@ -66,6 +69,21 @@ def split_commands(words: list[str]) -> list[list[str]]:
     if not commands:
         raise UserError("nothing to trace: give a program after --, e.g. -- python app.py")
     return [resolve(c) for c in commands]
+
+
+def program_command(text: str) -> list[str]:
+    """One program as `play --trace` and the app take it: `app.py [ARGS]` (run with the
+    interpreter dbsandbox runs on), or a whole command such as `python -m pkg`."""
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise UserError(f"cannot read {text!r} as a program: {exc}") from None
+    if not words:
+        raise UserError("nothing to trace: give a Python program, e.g. app.py")
+    first = os.path.expanduser(words[0])
+    if first.endswith(".py") or Path(first).is_file():
+        words = ["python", first, *words[1:]]
+    return resolve(words)
 
 
 def resolve(command: list[str]) -> list[str]:
@@ -165,14 +183,19 @@ def trace(
     policy: Policy | None = None,
     cwd: Path | None = None,
     adopt: Callable[[Callable[[int], Execution]], Execution] | None = None,
+    stop: threading.Event | None = None,
+    others: Callable[[], list[Any]] | None = None,
 ) -> TraceResult:
     """Run `commands` against `target` (one after another, or together) and record them.
 
     `timeline` and `adopt` put the trace into a larger run (the app's or a scenario's
     conductor: its timeline and `Conductor.adopt`); by default it is a run of its own.
+    `stop`, once set, kills the programs still running and starts no more (the app closing
+    its sandbox under a trace must leave no process behind). `others` gives the larger run's
+    sessions, so a lane waiting for one of their locks names it (see Recorder).
     """
     timeline = timeline or Timeline()
-    recorder = Recorder(target, timeline, guard, policy, adopt)
+    recorder = Recorder(target, timeline, guard, policy, adopt, others)
     server = _Server(recorder)
     env = program_env(target, server.path, guard)
     started: list[tuple[subprocess.Popen[str], Program, threading.Thread]] = []
@@ -180,12 +203,14 @@ def trace(
         if together:
             started = [_start(c, env, recorder, cwd) for c in commands]
             for process in started:
-                _finish(process, server, recorder, timeout_s)
+                _finish(process, server, recorder, timeout_s, stop)
         else:
             for command in commands:
+                if stop is not None and stop.is_set():
+                    break
                 process = _start(command, env, recorder, cwd)
                 started.append(process)
-                _finish(process, server, recorder, timeout_s)
+                _finish(process, server, recorder, timeout_s, stop)
     finally:
         for popen, _, _ in started:
             if popen.poll() is None:
@@ -242,15 +267,39 @@ def _finish(
     server: _Server,
     recorder: Recorder,
     timeout_s: float,
+    stop: threading.Event | None = None,
 ) -> None:
     popen, program, reader = process
-    try:
-        code = popen.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
+    code = _wait(popen, timeout_s, stop)
+    if code is None:
         popen.kill()
         popen.wait()
-        recorder.output(program, f"dbsandbox: stopped after {timeout_s:g} s (--timeout)")
+        if stop is not None and stop.is_set():
+            recorder.output(program, "dbsandbox: stopped: its sandbox is being closed")
+        else:
+            recorder.output(program, f"dbsandbox: stopped after {timeout_s:g} s (--timeout)")
         code = popen.returncode
     reader.join(timeout=_DRAIN_S)
     server.drain(popen.pid)
     recorder.exited(program, code)
+
+
+def _wait(
+    popen: subprocess.Popen[str], timeout_s: float, stop: threading.Event | None
+) -> int | None:
+    """The program's exit code; None when it ran past `timeout_s` or `stop` was set."""
+    if stop is None:
+        try:
+            return popen.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+    deadline = time.monotonic() + timeout_s
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        try:
+            return popen.wait(timeout=min(_STOP_LOOK_S, left))
+        except subprocess.TimeoutExpired:
+            continue
+    return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import signal
+import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterable
@@ -46,8 +47,10 @@ from sandbox.ui.messages import (
     SchemaChanged,
     ScoreReady,
     TimelineEvent,
+    TraceEnded,
 )
 from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen, ScenarioPicker
+from sandbox.ui.screens.editor_dialogs import PathPrompt
 from sandbox.ui.screens.go_to_row import GoToRow
 from sandbox.ui.text import visible
 from sandbox.ui.widgets.editor import CompletionList, SqlEditor
@@ -165,6 +168,10 @@ NULL_IN = {
     "csv": "NULL is an empty unquoted field, every text is quoted",
     "json": "NULL is null",
 }
+
+TRACE_KEYS = (
+    "a .py file from the current directory, arguments after it · Enter: run it · Esc: cancel"
+)
 
 EDITOR_START = """-- Type SQL here. F5 runs the statement under the cursor (or the selection).
 -- F7 selects all, F1 shows every key. Try:
@@ -289,7 +296,11 @@ class DbSandboxApp(EditorActions):
         statement_timeout_s: float = 30.0,
         *,
         progress_path: Path | None = None,
+        traces: list[list[str]] | None = None,
+        together: bool = False,
     ) -> None:
+        """`traces`: programs (commands, as `sandbox.trace.tracer.program_command` makes
+        them) run under trace once the first sandbox is open; `together` starts them at once."""
         super().__init__()
         self.options = options
         self.statement_timeout_s = statement_timeout_s
@@ -321,6 +332,9 @@ class DbSandboxApp(EditorActions):
         self._breakage: list[Execution] = []  # what the scenario ran before handing over
         self._progress_path = progress_path  # None: DBSANDBOX_PROGRESS or the state directory
         self._progress: ProgressStore | None = None
+        self._pending_traces = list(traces or [])
+        self._together = together
+        self._traced: list[str] | None = None  # the programs a trace runs now, as shown
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -408,6 +422,8 @@ class DbSandboxApp(EditorActions):
         timeline = self.query_one("#timeline", TimelineView)
         timeline.statement_timeout_s = self.statement_timeout_s
         timeline.statement_text = self._statement_text
+        # A traced program's connections are lanes, not sessions: F8 does not reach them.
+        timeline.cancellable = self.bridge.is_session
         self.query_one("#editor", TextArea).language = "sql"
         self.open_sandbox(self.initial_scenario)
         # A running statement's caption counts its seconds.
@@ -531,6 +547,68 @@ class DbSandboxApp(EditorActions):
     def run_checks(self) -> None:
         self.bridge.check()
 
+    @work(thread=True, group="trace", exit_on_error=False)
+    def trace_programs(self, commands: list[list[str]], together: bool) -> None:
+        self.bridge.trace(commands, together)
+
+    # ------------------------------------------------------------------ traced programs
+
+    def start_trace(self, commands: list[list[str]], together: bool = False) -> None:
+        """Run programs under trace against this sandbox: their connections appear as lanes
+        on the timeline as they connect, and the editor keeps working meanwhile."""
+        if self._traced is not None:
+            self.say(
+                f"{', '.join(self._traced)} is still running: one trace at a time "
+                "(its lanes are on the timeline; ctrl+r or quitting stops it)"
+            )
+            return
+        if self.bridge.scenario is not None:
+            # Check grades what ran after the breakage: a program's statements would count
+            # as the learner's recovery.
+            self.say(
+                "programs are traced in free play, not in a scenario (Check would count their "
+                "statements as your recovery): start `dbsandbox play --trace PROGRAM.py`"
+            )
+            return
+        self._traced = [_shown_program(command) for command in commands]
+        self._set_subtitle(f"free play · tracing {', '.join(self._traced)}")
+        self.trace_programs(commands, together)
+
+    @property
+    def tracing(self) -> bool:
+        """A traced program runs now (from its start until its TraceEnded is handled)."""
+        return self._traced is not None
+
+    def _trace_losses(self) -> list[str]:
+        """What closing the sandbox does to a trace still running (quit, reset, switch)."""
+        if self._traced is None:
+            return []
+        names = ", ".join(self._traced)
+        return [f"program {names} is still running: it is stopped (killed) with the sandbox"]
+
+    def action_trace_program(self) -> None:
+        """Ask for a Python program and run it under trace against this sandbox."""
+        from sandbox.trace.tracer import program_command
+
+        def chosen(text: str | None) -> None:
+            self.action_focus_editor()
+            if text is None:
+                return
+            try:
+                command = program_command(text)
+            except UserError as exc:
+                self.say(str(exc), "error")
+                return
+            self.start_trace([command])
+
+        prompt = PathPrompt(
+            "Trace a Python program: it runs against this sandbox (DATABASE_URL)",
+            "",
+            TRACE_KEYS,
+            placeholder="app.py [ARGS]",
+        )
+        self.push_screen(prompt, chosen)
+
     def close_and_exit(self) -> None:
         """Quit: cancel what runs and remove the sandbox off the UI thread, then leave.
 
@@ -568,7 +646,11 @@ class DbSandboxApp(EditorActions):
         # A session opened later under an old name starts without a file to save to.
         self.paths = {name: path for name, path in self.paths.items() if name == "A"}
         events = message.timeline.events
-        opened = [e.session for e in events if e.kind is EventKind.SESSION_OPENED]
+        opened = [
+            e.session
+            for e in events
+            if e.kind is EventKind.SESSION_OPENED and self.bridge.is_session(e.session)
+        ]
         self.sessions = list(dict.fromkeys(message.sessions + opened)) or ["A"]
         tabs = self.query_one("#sessions", Tabs)
         # Reconcile rather than clear: Tabs cannot take back a tab id it is still removing.
@@ -619,6 +701,9 @@ class DbSandboxApp(EditorActions):
             main.call_after_refresh(setattr, self, "sandbox_description", message.description)
         else:
             self.sandbox_description = message.description  # the header says it is ready
+        if self._pending_traces:  # `play --trace`: the programs run once the sandbox is there
+            traces, self._pending_traces = self._pending_traces, []
+            self.start_trace(traces, self._together)
 
     @on(SandboxFailed)
     @_unless_leaving
@@ -656,7 +741,9 @@ class DbSandboxApp(EditorActions):
 
     async def _take_live(self, event: Event) -> None:
         self._take(event)
-        if event.kind is EventKind.SESSION_OPENED:
+        if event.kind is EventKind.SESSION_OPENED and self.bridge.is_session(event.session):
+            # A traced program's connection opens a lane, never a tab: the editor does not
+            # send statements into a program's connection.
             await self._add_session_tab(event.session)
         elif event.kind is EventKind.SESSION_CLOSED:
             await self._remove_session_tab(event.session)
@@ -726,6 +813,24 @@ class DbSandboxApp(EditorActions):
     @_unless_leaving
     def notice(self, message: Notice) -> None:
         self.say(message.text, message.severity)
+
+    @on(TraceEnded)
+    @_unless_leaving
+    def trace_ended(self, message: TraceEnded) -> None:
+        self._traced = None
+        self._set_subtitle(self.bridge.scenario.id if self.bridge.scenario else "free play")
+        if message.problem is not None:
+            self.say(message.problem, "error")
+            return
+        said = [
+            f"{label} exited normally" if code == 0 else f"{label} exited with code {code}"
+            for label, code in message.exits
+        ]
+        failed = any(code != 0 for _, code in message.exits)
+        self.say(
+            f"traced: {'; '.join(said)} — its lanes are on the timeline, its data in session A",
+            "warning" if failed else "information",
+        )
 
     @on(ConfirmationNeeded)
     def confirmation_needed(self, message: ConfirmationNeeded) -> None:
@@ -1070,18 +1175,22 @@ class DbSandboxApp(EditorActions):
         """
         open_ones = [t for t in self.bridge.open_transactions() if only in (None, t[0])]
         busy = [name for name in self.bridge.running() if only in (None, name)]
-        if not open_ones and not busy:
+        traced = self._trace_losses() if only is None else []
+        if not open_ones and not busy and not traced:
             then()
             return
         lines = [transaction_loss(name, state.value, changes) for name, state, changes in open_ones]
         lines += [f"session {name}: the statement it runs will be cancelled" for name in busy]
+        lines += traced
 
         def answered(yes: bool | None) -> None:
             if yes:
                 then()
             self.action_focus_editor()
 
-        self.push_screen(ConfirmQuit(what, lines), answered)
+        # Nothing to roll back, only a program to stop: the button says what it does.
+        go = f"{what} and stop the program" if traced and not open_ones and not busy else None
+        self.push_screen(ConfirmQuit(what, lines, go), answered)
 
     async def action_quit(self) -> None:
         """The command palette's Quit: the same confirmation as ctrl+q."""
@@ -1134,6 +1243,7 @@ class DbSandboxApp(EditorActions):
             lines.append(
                 f"snapshots {', '.join(snapshots)} go too{again}: \\restore cannot bring them back"
             )
+        lines += self._trace_losses()
         lines.append("the statement history stays (ctrl+up brings statements back)")
         return lines
 
@@ -1328,6 +1438,11 @@ class DbSandboxApp(EditorActions):
             "Timeline (.json), replayable script (.sql) and recovery runbook (.md), here",
             self.action_export_session,
         )
+        yield SystemCommand(
+            "Trace a Python program…",
+            "Run a SQLAlchemy program against this sandbox: each connection a lane, live",
+            self.action_trace_program,
+        )
 
     @property
     def _leaving(self) -> bool:
@@ -1339,6 +1454,12 @@ class DbSandboxApp(EditorActions):
         self.bridge.close()
 
 
+def _shown_program(command: list[str]) -> str:
+    """How a traced command is named in notices: its program file, else its first word."""
+    words = command[1:] if command[0] == sys.executable and len(command) > 1 else command
+    return Path(words[0]).name
+
+
 def create_app(
     options: TargetOptions,
     scenario: Scenario | None = None,
@@ -1346,6 +1467,16 @@ def create_app(
     statement_timeout_s: float = 30.0,
     *,
     progress_path: Path | None = None,
+    traces: list[list[str]] | None = None,
+    together: bool = False,
 ) -> DbSandboxApp:
     """The app factory shared by the CLI and the tests."""
-    return DbSandboxApp(options, scenario, pick, statement_timeout_s, progress_path=progress_path)
+    return DbSandboxApp(
+        options,
+        scenario,
+        pick,
+        statement_timeout_s,
+        progress_path=progress_path,
+        traces=traces,
+        together=together,
+    )

@@ -29,6 +29,7 @@ from sandbox.ui.messages import (
     SchemaChanged,
     ScoreReady,
     TimelineEvent,
+    TraceEnded,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +47,10 @@ if TYPE_CHECKING:
 PAGE_SIZE = 500  # rows shown per result; a million-row table is never loaded whole
 # How often the schema pane may re-read the counts while a burst of commits goes on.
 SCHEMA_REFRESH_S = 0.3
+TRACE_TIMEOUT_S = 600.0  # a traced program still running after this long is stopped
+# How long closing the sandbox waits for a stopped trace to wrap up (its programs are killed
+# at once; their last reports may take the tracer's own drain time to arrive).
+TRACE_STOP_WAIT_S = 15.0
 
 
 class Bridge:
@@ -67,6 +72,9 @@ class Bridge:
         self._schema_reading = False
         self._closed = False
         self._warned: set[str] = set()  # each warning once per app, not once per reset
+        # The trace running now: set `stop` to kill its programs; `done` is set once it ended.
+        self._trace: tuple[threading.Event, threading.Event] | None = None
+        self._trace_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle (threads)
 
@@ -141,6 +149,7 @@ class Bridge:
             self._schema_wanted.set()  # lets the schema thread see it should end
 
     def _close_locked(self) -> None:
+        self._stop_trace()  # its programs use the sandbox: they go before it does
         conductor, target = self.conductor, self.target
         self.conductor = self.target = None
         try:
@@ -263,6 +272,74 @@ class Bridge:
         conductor = self.conductor
         if conductor is not None:
             conductor.close_session(name)
+
+    # ------------------------------------------------------------------ traced programs
+
+    @property
+    def tracing(self) -> bool:
+        """A traced program runs now (a second trace waits for it to end)."""
+        return self._trace is not None
+
+    def is_session(self, name: str) -> bool:
+        """Whether `name` is one of the conductor's sessions (the learner's), not a traced
+        program's connection: only those take statements from the editor."""
+        conductor = self.conductor
+        return conductor is not None and any(s.name == name for s in conductor.sessions)
+
+    def trace(self, commands: list[list[str]], together: bool = False) -> None:
+        """Run `commands` under trace against this sandbox (a thread worker's call).
+
+        Their connections become lanes of this sandbox's timeline and their statements are
+        numbered among the sessions' (`Conductor.adopt`): the panes draw them as they arrive,
+        and exports carry them. Closing the sandbox (quit, reset, switch) kills the programs.
+        """
+        from sandbox.masking import first_line
+        from sandbox.trace.tracer import trace
+
+        stop, done = threading.Event(), threading.Event()
+        with self._life:
+            conductor, target = self.conductor, self.target
+            with self._trace_lock:
+                busy = self._trace is not None
+                if conductor is not None and target is not None and not busy:
+                    self._trace = (stop, done)
+        if busy:
+            self.app.post_message(TraceEnded([], "a traced program is still running"))
+            return
+        if conductor is None or target is None:
+            self.app.post_message(TraceEnded([], "no sandbox is open yet"))
+            return
+        try:
+            result = trace(
+                commands,
+                target,
+                together=together,
+                timeout_s=TRACE_TIMEOUT_S,
+                timeline=conductor.timeline,
+                adopt=conductor.adopt,
+                stop=stop,
+                others=lambda: conductor.sessions,
+            )
+        except UserError as exc:
+            self.app.post_message(TraceEnded([], str(exc)))
+        except Exception as exc:  # a bug in the recording, or a server gone: said, app goes on
+            self.app.post_message(TraceEnded([], f"the trace failed: {first_line(exc)}"))
+        else:
+            exits = [(p.label, p.exit_code) for p in result.programs]
+            self.app.post_message(TraceEnded(exits))
+        finally:
+            with self._trace_lock:
+                self._trace = None
+            done.set()
+
+    def _stop_trace(self) -> None:
+        """Kill the traced programs still running and wait (bounded) for the trace to end."""
+        with self._trace_lock:
+            running = self._trace
+        if running is not None:
+            stop, done = running
+            stop.set()
+            done.wait(TRACE_STOP_WAIT_S)
 
     # ------------------------------------------------------------------ the schema pane
 

@@ -106,3 +106,12 @@ class Notice(Message):
         super().__init__()
         self.text = text
         self.severity: SeverityLevel = severity
+
+
+class TraceEnded(Message):
+    """A traced program run is over: each program's label and exit code, or why it failed."""
+
+    def __init__(self, exits: list[tuple[str, int | None]], problem: str | None = None) -> None:
+        super().__init__()
+        self.exits = exits
+        self.problem = problem

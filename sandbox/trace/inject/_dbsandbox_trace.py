@@ -249,7 +249,9 @@ def _value(value: Any) -> Any:
 def _params(parameters: Any, many: bool) -> Any:
     if parameters is None:
         return None
-    if many and isinstance(parameters, list | tuple):
+    # SQLAlchemy's insertmanyvalues sends one batch as one statement with one dict of
+    # parameters, yet calls it "many": only a sequence holds several parameter sets.
+    if many and not isinstance(parameters, dict):
         return [_params(p, False) for p in list(parameters)[:_MAX_PARAMS]]
     if isinstance(parameters, dict):
         return {str(k): _value(v) for k, v in parameters.items()}

@@ -24,16 +24,23 @@ class PathPrompt(ModalScreen[str | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", show=True)]
 
-    def __init__(self, title: str, value: str = "", keys: str = "Enter: go · Esc: cancel") -> None:
+    def __init__(
+        self,
+        title: str,
+        value: str = "",
+        keys: str = "Enter: go · Esc: cancel",
+        placeholder: str = "queries/fix.sql",
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.value = value
         self.keys = keys
+        self.placeholder = placeholder
 
     def compose(self) -> ComposeResult:
         with Vertical(id="path-prompt", classes="dialog"):
             yield Label(plain(self.title_text), classes="dialog-title", markup=False)
-            yield Input(self.value, id="path-input", placeholder="queries/fix.sql")
+            yield Input(self.value, id="path-input", placeholder=self.placeholder)
             yield Static(plain(self.keys), classes="dialog-keys", markup=False)
         yield Footer()
 

@@ -185,6 +185,9 @@ def how_it_ended(span: TransactionSpan) -> str:
 
 def lane_state(tracker: TransactionTracker, session: str) -> LaneState:
     """The session's state as the gutter and the header colour show it."""
+    program = tracker.program(session)
+    if program is not None:  # a traced program's own lane: running until it exits
+        return "running" if program[0] == "running" else "closed"
     if tracker.is_gone(session):
         return "gone"
     if tracker.waiting(session) is not None:
@@ -202,9 +205,22 @@ def describe_session(
     session: str,
     now_ms: float,
     statement_timeout_s: float | None = None,
+    cancellable: bool = True,
 ) -> SessionSummary:
-    """The header box of one session at timeline time `now_ms`."""
+    """The header box of one session at timeline time `now_ms`.
+
+    `cancellable` is False for a traced program's connection: F8 cancels a session's
+    statement, and a program's statements are the program's to cancel.
+    """
+    program = tracker.program(session)
+    if program is not None:
+        how, printed = program
+        last = f"printed: {printed}" if printed else "nothing printed yet"
+        if how == "running":
+            return SessionSummary(session, "running", f"{session} » program running", last)
+        return SessionSummary(session, "closed", f"{session} » program {how}", last)
     state = lane_state(tracker, session)
+    f8 = " · F8 cancels" if cancellable else ""
     span = tracker.open_span(session)
     wait = tracker.waiting(session)
     queued = tracker.queued(session)
@@ -218,9 +234,7 @@ def describe_session(
         )
     if wait is not None:
         holders = ", ".join(wait.blocked_by) or "another session"
-        headline = (
-            f"{session} ⏳ waiting for {holders} · {seconds(wait.duration_ms(now_ms))} · F8 cancels"
-        )
+        headline = f"{session} ⏳ waiting for {holders} · {seconds(wait.duration_ms(now_ms))}{f8}"
         detail = f"stuck: {wait.sql}" if wait.sql else "stuck on a lock"
         if span is not None:
             detail = f"in transaction · {plural(len(span.statements), 'statement')} · {detail}"
@@ -228,7 +242,9 @@ def describe_session(
     running = tracker.running(session)
     if running is not None:
         limit = f" (cancelled at {statement_timeout_s:g} s)" if statement_timeout_s else ""
-        headline = f"{session} ▶ running {seconds(running.duration_ms(now_ms))}{limit} · F8 cancels"
+        if not cancellable:
+            limit = ""  # the statement timeout is the app's sessions', not the program's
+        headline = f"{session} ▶ running {seconds(running.duration_ms(now_ms))}{limit}{f8}"
         where = "in transaction" if span is not None else "autocommit"
         return SessionSummary(session, state, headline, f"{where} · {running.sql}{behind}")
     if span is not None and span.state == "failed":
@@ -302,7 +318,9 @@ class SessionBox(Static):
         self.summary = summary
         text = plain(summary.headline, "bold")
         if summary.detail:
-            text.append("\n")
+            # What has ended (a closed session, a traced program that exited and its
+            # connections) takes one line: a trace's many lanes leave room for the log.
+            text.append(" · " if summary.state == "closed" else "\n")
             text.append_text(plain(summary.detail, "not bold"))
         self.update(text)
 
@@ -398,7 +416,13 @@ class TimelineView(Widget):
         border: round $panel;
         text-overflow: ellipsis;  /* a word too long for the box is cut with …, never broken */
     }
-    TimelineView > #timeline-sessions.-stacked { layout: vertical; }
+    /* Stacked boxes (a narrow pane, or a trace's many lanes) leave the log half the pane. */
+    TimelineView > #timeline-sessions.-stacked {
+        layout: vertical;
+        max-height: 50%;
+        overflow-y: auto;
+        scrollbar-size-vertical: 1;
+    }
     TimelineView > #timeline-sessions.-stacked > SessionBox { border-bottom: none; }
     TimelineView SessionBox.-idle, TimelineView SessionBox.-closed,
     TimelineView SessionBox.-none { color: $text-muted; }
@@ -436,6 +460,8 @@ class TimelineView(Widget):
         super().__init__(name=name, id=id, classes=classes)
         self._clock = clock
         self.statement_timeout_s: float | None = None  # shown while a statement runs
+        # Whether F8 reaches a lane (the app's sessions do; traced programs' connections not).
+        self.cancellable: Callable[[str], bool] | None = None
         self.tracker = TransactionTracker()
         self._rows: list[_Row] = []
         self._lanes: dict[str, int] = {}
@@ -551,7 +577,11 @@ class TimelineView(Widget):
 
     def summary(self, session: str) -> SessionSummary:
         """What the session's header box says now."""
-        return describe_session(self.tracker, session, self.now_ms(), self.statement_timeout_s)
+        return self._describe(session, self.now_ms())
+
+    def _describe(self, session: str, now: float) -> SessionSummary:
+        cancellable = self.cancellable is None or self.cancellable(session)
+        return describe_session(self.tracker, session, now, self.statement_timeout_s, cancellable)
 
     def lines(self) -> list[str]:
         """Every log line as plain text, drawn with the current lanes."""
@@ -607,7 +637,7 @@ class TimelineView(Widget):
                 box = self._boxes[session] = SessionBox(session)
                 strip.mount(box)
                 self._arrange_boxes()
-            box.show(describe_session(self.tracker, session, now, self.statement_timeout_s))
+            box.show(self._describe(session, now))
 
     def _arrange_boxes(self) -> None:
         """Side by side while each box has room for its words, one under another if not."""
@@ -641,12 +671,16 @@ class TimelineView(Widget):
         colour = _LANE_COLOURS[row.lane % len(_LANE_COLOURS)]
         pieces.append((one_line(event.session), Style(color=colour, bold=True)))
         pieces.append(("  ", styles["plain"]))
+        message = " ".join(event.message.split())
         if row.badge is not None:
             label, tone = row.badge
             # Ends of transactions are printed reversed so they cannot be scrolled past unseen.
             reverse = label.startswith(" ")
             pieces.append((label, styles[tone] + Style(bold=True, reverse=reverse)))
             pieces.append((" ", styles["plain"]))
+            if message.startswith(label.strip() + " "):
+                # A traced "BEGIN (implicit) at app.py:12": the badge already says BEGIN.
+                message = message[len(label.strip()) + 1 :]
         message_tone: Tone = "plain"
         if event.kind in (EventKind.ERROR, EventKind.CANCELLED):
             message_tone = "error"
@@ -654,5 +688,5 @@ class TimelineView(Widget):
             message_tone = "muted"
         # One event, one line: a multi-line server message would otherwise break the lanes. The
         # pieces become Segments, which reach the terminal as they are: no control characters.
-        pieces.append((visible(" ".join(event.message.split())), styles[message_tone]))
+        pieces.append((visible(message), styles[message_tone]))
         return pieces
