@@ -22,7 +22,7 @@ import concurrent.futures as cf
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from sandbox.session import CONNECTION_LOST_NOTE, Session
 from sandbox.snapshots.model import SnapshotError, SnapshotInfo, human_size
 from sandbox.sqlkind import StatementKind, classify
 from sandbox.statements import STATEMENT_COMMANDS, MetaCommand, Statement
-from sandbox.targets import Target, WaitInfo
+from sandbox.targets import Target, Waiter, WaitInfo
 from sandbox.timeline import EventKind, Timeline
 from sandbox.transcript import describe_close, plural, record_outcome, short_sql
 from sandbox.worker import Worker
@@ -254,6 +254,9 @@ class Conductor:
         self._in_flight: set[Execution] = set()
         self._last_finish = 0.0  # when a statement last ended: it may have released others
         self._failures: list[Execution] = []  # bugs on session threads, not yet re-raised
+        # Connections of this sandbox that are not its sessions (a traced program's lanes):
+        # a session waiting for a lock one of them holds names it (see `watch_with`).
+        self._outsiders: list[Callable[[], Sequence[Waiter]]] = []
         self._closing = False
         self._watcher: threading.Thread | None = None
         self._watch_failing = False  # the engine did not answer the watcher's last question
@@ -547,6 +550,19 @@ class Conductor:
             waits_for=wait.what,
         )
         self._wait_over(execution)
+
+    def watch_with(self, lanes: Callable[[], Sequence[Waiter]]) -> Callable[[], None]:
+        """Count other connections of this sandbox (a trace's lanes) among the lock holders a
+        session's wait is checked against; returns what undoes it."""
+        with self._lock:
+            self._outsiders.append(lanes)
+
+        def undo() -> None:
+            with self._lock:
+                if lanes in self._outsiders:
+                    self._outsiders.remove(lanes)
+
+        return undo
 
     def adopt(self, make: Callable[[int], Execution]) -> Execution:
         """Number and keep an execution made elsewhere: a traced program's statement
@@ -842,7 +858,9 @@ class Conductor:
         """One round of questions; False when the engine could not be asked (the statement
         timeout is enforced all the same: it needs no answer from the engine)."""
         now = time.perf_counter()
-        sessions = self.sessions
+        with self._lock:
+            outsiders = list(self._outsiders)
+        sessions: list[Waiter] = [*self.sessions, *(w for each in outsiders for w in each())]
         answered = True
         for execution in running:
             started = execution.started

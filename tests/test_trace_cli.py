@@ -468,3 +468,55 @@ def test_a_program_past_its_timeout_is_stopped_and_its_open_transaction_undone(
     assert said[0] == "holding" and said[-1] == "dbsandbox: stopped after 2 s (--timeout)"
     rollback = events(doc, "stuck-1", "rollback")
     assert rollback and "the database rolled it back" in rollback[-1]["message"]
+
+
+def test_a_session_waiting_for_a_programs_lock_names_its_lane(engine: str, tmp_path: Path) -> None:
+    # The app's case, headless: a traced program shares the sandbox with SQL sessions.
+    import threading
+    import time
+
+    from sandbox.conductor import Conductor
+    from sandbox.statements import Dialect, split_statements
+    from sandbox.targets import open_target
+    from sandbox.timeline import Timeline
+    from sandbox.trace.tracer import split_commands
+    from sandbox.trace.tracer import trace as run_trace
+
+    signal = tmp_path / "holding"
+    holder = program(
+        tmp_path,
+        "holder.py",
+        f"""
+        import pathlib, time
+        Base.metadata.create_all(engine)
+        with engine.connect() as conn:
+            conn.execute(text("INSERT INTO notes (id, body) VALUES (1, 'held')"))
+            pathlib.Path({str(signal)!r}).write_text("yes")
+            time.sleep(1.5)  # long enough for the watcher (10 ms) many times over
+            conn.commit()
+        """,
+    )
+    dialect: Dialect = "postgres" if engine == "postgres" else "sqlite"
+    with open_target(options_for(engine, busy_timeout_ms=5000)) as target:
+        timeline = Timeline()
+        conductor = Conductor(target, timeline)
+        try:
+            traced = threading.Thread(
+                target=run_trace,
+                args=(split_commands(["python", str(holder)]), target),
+                kwargs={
+                    "timeline": timeline,
+                    "adopt": conductor.adopt,
+                    "share": conductor.watch_with,
+                },
+            )
+            traced.start()
+            while not signal.exists():
+                time.sleep(0.01)
+            sql = "INSERT INTO notes (id, body) VALUES (1, 'mine')"
+            mine = conductor.execute("A", split_statements(sql, dialect)[0])
+            traced.join(timeout=60)
+        finally:
+            conductor.close()
+    assert mine.waited and mine.blocked_by == ["holder-1"]
+    assert mine.outcome is not None and mine.outcome.error is not None  # the row exists now

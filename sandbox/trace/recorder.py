@@ -85,6 +85,7 @@ class Lane:
     sa_began: bool = False  # SQLAlchemy began a transaction the driver may not have yet
     running: Execution | None = None  # the statement sent and not yet answered
     seen: list[str] = field(default_factory=list)  # who the watcher last saw it wait for
+    opened: bool = True  # its connect message has been recorded
     ending: Execution | None = None  # a COMMIT / ROLLBACK not yet known to have ended
     repeats: Counter[str] = field(default_factory=Counter)  # queries since checkout
     flagged: set[str] = field(default_factory=set)
@@ -176,6 +177,17 @@ class Recorder:
         program waits for it), everything else is recorded by the dispatcher."""
         if message.get("t") == "ask":
             return {"stop": self._stop_reason(str(message.get("sql") or ""))}
+        if message.get("t") == "connect" and program is not None:
+            # Known at once, not after the reorder window: another session's lock watcher
+            # may find this connection holding a lock before its events are recorded.
+            number = message.get("c")
+            if isinstance(number, int):
+                with self._lock:
+                    lane = self.lanes.get((program.pid, number))
+                    if lane is None:
+                        lane = Lane(f"{program.label}-{number}", program, number, opened=False)
+                        self.lanes[(program.pid, number)] = lane
+                    lane.pid = message.get("backend_pid")
         sent = message.get("at")
         when = float(sent) if isinstance(sent, int | float) else time.time()
         with self._queued:
@@ -320,9 +332,16 @@ class Recorder:
                 handler(lane, message)
         return None
 
+    def waiters(self) -> list[Lane]:
+        """Every lane, for a lock watcher (any thread)."""
+        with self._lock:
+            return list(self.lanes.values())
+
     def _lane(self, program: Program, number: int, message: dict[str, Any]) -> Lane:
         key = (program.pid, number)
         lane = self.lanes.get(key)
+        if lane is not None and not lane.opened:
+            lane.opened = True  # made early by submit(): its connect event comes now
         if lane is None:
             lane = self.lanes[key] = Lane(f"{program.label}-{number}", program, number)
             if message.get("t") not in ("connect", "redirect"):  # opened before the tracer
@@ -567,7 +586,7 @@ class Recorder:
         lane.running = None
         proven = None
         if error is not None and not execution.waited:
-            everyone = [*self.lanes.values(), *self._other_sessions()]
+            everyone = [*self.waiters(), *self._other_sessions()]
             proven = self.target.wait_in_error(lane, error, everyone)
         with execution.lock:
             if proven is not None and not execution.waited:

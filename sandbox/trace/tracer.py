@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from sandbox.conductor import Execution
 from sandbox.errors import UserError
 from sandbox.guard.policy import Policy
 from sandbox.runner import RunResult
-from sandbox.targets import Target
+from sandbox.targets import Target, Waiter
 from sandbox.timeline import Timeline
 from sandbox.trace.recorder import Program, Recorder
 
@@ -185,6 +185,7 @@ def trace(
     adopt: Callable[[Callable[[int], Execution]], Execution] | None = None,
     stop: threading.Event | None = None,
     others: Callable[[], list[Any]] | None = None,
+    share: Callable[[Callable[[], Sequence[Waiter]]], Callable[[], None]] | None = None,
 ) -> TraceResult:
     """Run `commands` against `target` (one after another, or together) and record them.
 
@@ -192,10 +193,13 @@ def trace(
     conductor: its timeline and `Conductor.adopt`); by default it is a run of its own.
     `stop`, once set, kills the programs still running and starts no more (the app closing
     its sandbox under a trace must leave no process behind). `others` gives the larger run's
-    sessions, so a lane waiting for one of their locks names it (see Recorder).
+    sessions, so a lane waiting for one of their locks names it (see Recorder); `share`
+    (`Conductor.watch_with`) is the other way round: a session waiting for a lane's lock.
     """
     timeline = timeline or Timeline()
     recorder = Recorder(target, timeline, guard, policy, adopt, others)
+    # The larger run's own lock watcher names the lanes too, when a session waits for them.
+    forget = share(recorder.waiters) if share is not None else None
     server = _Server(recorder)
     env = program_env(target, server.path, guard)
     started: list[tuple[subprocess.Popen[str], Program, threading.Thread]] = []
@@ -216,6 +220,8 @@ def trace(
             if popen.poll() is None:
                 popen.kill()
                 popen.wait()
+        if forget is not None:
+            forget()
         recorder.close()
         server.close()
     if recorder.failures:

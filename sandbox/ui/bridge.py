@@ -317,6 +317,7 @@ class Bridge:
                 timeout_s=TRACE_TIMEOUT_S,
                 timeline=conductor.timeline,
                 adopt=conductor.adopt,
+                share=conductor.watch_with,
                 stop=stop,
                 others=lambda: conductor.sessions,
             )
