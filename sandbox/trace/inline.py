@@ -48,8 +48,8 @@ def inline(sql: str, params: Any, dialect: Dialect) -> str | None:
         if dialect == "postgres":
             return _pyformat(sql, params, dialect)
         return _sqlite(sql, params, dialect)
-    except (_Unwritable, KeyError, IndexError):
-        return None
+    except (_Unwritable, KeyError, IndexError, TypeError):
+        return None  # TypeError: parameters of a shape the placeholders do not take
 
 
 def _pyformat(sql: str, params: Any, dialect: Dialect) -> str:

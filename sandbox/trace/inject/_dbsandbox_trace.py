@@ -227,7 +227,9 @@ def _value(value: Any) -> Any:
 def _params(parameters: Any, many: bool) -> Any:
     if parameters is None:
         return None
-    if many:
+    # SQLAlchemy's insertmanyvalues batches rows into one statement and reports it as "many"
+    # with one flattened dict (name__0, name__1, ...): that is one parameter set.
+    if many and not isinstance(parameters, dict):
         return [_params(p, False) for p in list(parameters)[:_MAX_PARAMS]]
     if isinstance(parameters, dict):
         return {str(k): _value(v) for k, v in parameters.items()}
