@@ -57,7 +57,8 @@ PROGRAM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,23}\.py$")
 CHECK_KEYS = {"name", "sql", "expect", "session", "recovery"}
 # A process check's keys: which ones each kind needs is in _PROCESS_NEEDS.
 PROCESS_KEYS = {"name", "process", "session", "table", "column", "version", "tables", "pattern",
-                "counter", "level", "reads", "with_writes", "before", "after"}  # fmt: skip
+                "counter", "level", "reads", "with_writes", "before", "after",
+                "times"}  # fmt: skip
 _PROCESS_NEEDS = {
     "no-blind-write": ("table", "column"),
     "forbid": ("pattern",),
@@ -954,6 +955,12 @@ def _process(
     if not isinstance(with_writes, bool):
         r.problem(f"{where}.with_writes", "must be true or false")
         with_writes = False
+    times = table.get("times", 4)
+    if "times" in table and kind != "no-repeat":
+        r.problem(f"{where}.times", "only a no-repeat check takes times")
+    if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= 100:
+        r.problem(f"{where}.times", "must be a whole number from 1 to 100")
+        times = 4
     session = table.get("session")
     if session is not None and (not isinstance(session, str) or session not in sessions):
         declared = ", ".join(sorted(sessions))
@@ -987,6 +994,7 @@ def _process(
         level=level if kind == "isolated" else None,
         reads=reads,
         with_writes=with_writes,
+        times=times,
         counter=_counter(r, table, where, sessions, engines),
     )
 

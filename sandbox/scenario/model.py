@@ -121,7 +121,7 @@ ANOMALIES = (
 # (sandbox.scenario.process says what each one accepts).
 PROCESS_KINDS = (
     "one-transaction", "no-blind-write", "savepoint", "rollback-first", "committed", "forbid",
-    "require", "isolated",
+    "require", "isolated", "no-repeat",
 )  # fmt: skip
 
 # Minutes a learner should need, when a scenario does not say.
@@ -152,6 +152,8 @@ class Process:
     level: str | None = None  # isolated: the weakest isolation level that will do
     reads: int = 1  # isolated: how many reads the transaction must hold
     with_writes: bool = False  # isolated: the fix's writes in that same transaction, committed
+    # no-repeat: the most values one statement may be run with (more is a loop, row by row)
+    times: int = 4
     counter: tuple[CounterStep, ...] = ()
 
 
