@@ -317,3 +317,27 @@ def test_no_repeat_rejects_one_statement_per_row_and_accepts_a_second_look() -> 
     result = next(c for c in run.checks if c.check is check)
     assert not result.passed
     assert "with 5 different values, once per row" in str(result.actual)
+
+
+def test_grade_replays_the_program_then_the_learners_sql(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = tmp_path / "ana.json"
+    argv = ["run", "orm-swallowed-error", "--solution", "--export", str(export)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    document = json.loads(export.read_text(encoding="utf-8"))
+    first_mine = document["statements"][document["learner_from"]]
+    assert first_mine["session"] == "A"  # the program's lanes are the breakage
+    assert main(["grade", "orm-swallowed-error", str(export), "--engine", "sqlite"]) == 0
+    out = capsys.readouterr().out
+    assert "score 100/100 (recovered)" in out
+    assert "hidden variants: 1/1 passed" in out
+
+
+def test_bare_dbsandbox_takes_trust_for_the_app() -> None:
+    from sandbox.cli import APP_PREFIX, build_parser
+
+    args = build_parser().parse_args(["--trust"])
+    assert getattr(args, APP_PREFIX + "trust") is True
+    assert build_parser().parse_args(["play", "x.toml", "--trust"]).trust is True
