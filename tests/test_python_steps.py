@@ -341,3 +341,16 @@ def test_bare_dbsandbox_takes_trust_for_the_app() -> None:
     args = build_parser().parse_args(["--trust"])
     assert getattr(args, APP_PREFIX + "trust") is True
     assert build_parser().parse_args(["play", "x.toml", "--trust"]).trust is True
+
+
+def test_a_python_step_takes_per_engine_expectations(tmp_path: Path) -> None:
+    path = pack(tmp_path, extra='sqlite.exit = 4\npostgres.output = "only there"\n')
+    step = load(path).breakage[0]
+    assert step.expect.on("sqlite") == {"exit": 4, "output": "deleted row 1"}
+    assert step.expect.on("postgres") == {"exit": 3, "output": "only there"}
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("sqlite.exit = 4", "sqlite.rows = [[1]]"),
+        encoding="utf-8",
+    )
+    problems = validate(path)
+    assert [p.key for p in problems] == ["breakage[0].rows"]
