@@ -354,3 +354,29 @@ def test_a_python_step_takes_per_engine_expectations(tmp_path: Path) -> None:
     )
     problems = validate(path)
     assert [p.key for p in problems] == ["breakage[0].rows"]
+
+
+def test_a_reference_solution_may_be_a_program_too(tmp_path: Path) -> None:
+    path = pack(tmp_path)
+    text = path.read_text(encoding="utf-8").replace(
+        """[[solution]]
+sql = "DELETE FROM t WHERE id = 1"
+rowcount = 1""",
+        '''[[solution]]
+program = "fix.py"
+python = """
+import os
+from sqlalchemy import create_engine, text
+with create_engine(os.environ["DATABASE_URL"]).begin() as connection:
+    connection.execute(text("DELETE FROM t WHERE id = 1"))
+"""''',
+    )
+    path.write_text(text, encoding="utf-8")
+    trust_all(True)
+    scenario = load(path)
+    with open_target(options_for("sqlite")) as target:
+        solved = play(scenario, target, solution=True)
+    assert solved.passed and solved.recovered
+    fixed = [s for s in solved.steps if s.phase == "solution"]
+    assert [s.step.program for s in fixed] == ["fix.py"]
+    assert {e.session for e in fixed[0].program.executions} == {"fix-1"}  # type: ignore[union-attr]
