@@ -90,6 +90,7 @@ APP_OPTIONS = {
     "busy_timeout": "--busy-timeout",
     "statement_timeout": "--statement-timeout",
     "scenarios": "--scenarios",
+    "trust": "--trust",
     "progress": "--progress",
 }
 
@@ -147,6 +148,17 @@ def _add_scenarios_option(parser: argparse.ArgumentParser, prefix: str = "") -> 
         metavar="DIR",
         help="a folder of scenario files to add beside the catalog (a class pack); "
         "repeatable; DBSANDBOX_SCENARIOS adds folders too",
+    )
+
+
+def _add_trust_option(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    parser.add_argument(
+        "--trust",
+        dest=f"{prefix}trust",
+        action="store_true",
+        default=_default(prefix, False),
+        help="run the Python programs of scenarios from outside the built-in catalog (a "
+        "scenario with a Python step is code: without --trust only the catalog's run)",
     )
 
 
@@ -214,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(parser, APP_PREFIX)
     _add_app_statement_timeout(parser, APP_PREFIX)
     _add_scenarios_option(parser, APP_PREFIX)
+    _add_trust_option(parser, APP_PREFIX)
     _add_progress_option(parser, APP_PREFIX)
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=_Parser, prog="dbsandbox"
@@ -236,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_target_options(run)
     _add_scenarios_option(run)
+    _add_trust_option(run)
     out = run.add_argument_group("output and limits")
     out.add_argument("--format", choices=("text", "json"), default="text", help="report format")
     out.add_argument(
@@ -359,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(play)
     _add_app_statement_timeout(play)
     _add_scenarios_option(play)
+    _add_trust_option(play)
     _add_progress_option(play)
     traced = play.add_argument_group("traced programs")
     traced.add_argument(
@@ -403,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scenarios.add_argument("--format", choices=("text", "json"), default="text")
     _add_scenarios_option(scenarios)
+    _add_trust_option(scenarios)
     scenarios.set_defaults(handler=_cmd_scenarios)
 
     validate = commands.add_parser(
@@ -422,7 +438,15 @@ def build_parser() -> argparse.ArgumentParser:
         "state, the reference solution passes every check on every variant, and every "
         "process check rejects its counter-example",
     )
+    validate.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="report format (json: each file's problems, whether it carries Python code, "
+        "and with --prove each proof)",
+    )
     _add_engine_choice(validate, "prove on")
+    _add_trust_option(validate)
     validate.set_defaults(handler=_cmd_validate)
 
     new = commands.add_parser(
@@ -477,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--format", choices=("text", "json"), default="text", help="report format")
     _add_engine_choice(grade, "grade on")
     _add_scenarios_option(grade)
+    _add_trust_option(grade)
     grade.set_defaults(handler=_cmd_grade)
 
     lint = commands.add_parser(
@@ -570,9 +595,11 @@ def _run_scenario(args: argparse.Namespace) -> int:
     from sandbox.scenario import report as scenario_report
     from sandbox.scenario.catalog import find
     from sandbox.scenario.player import ScenarioBroken, play
+    from sandbox.scenario.trust import require_trust
     from sandbox.targets import open_target
 
     scenario = find(args.script)
+    require_trust(scenario)
     if not scenario.supports(args.engine):
         why = f": {scenario.engine_note}" if scenario.engine_note else ""
         engines = ", ".join(scenario.engines)
@@ -670,6 +697,7 @@ def _cmd_app(args: argparse.Namespace) -> int:
 def _cmd_play(args: argparse.Namespace) -> int:
     from sandbox.options import TargetOptions
     from sandbox.scenario.catalog import find
+    from sandbox.scenario.trust import require_trust
 
     traces = _traced_programs(args)  # a missing program fails before any app or sandbox
     scenario = find(args.scenario) if args.scenario else None
@@ -678,6 +706,8 @@ def _cmd_play(args: argparse.Namespace) -> int:
             "--trace opens free play: a scenario's Check would count a program's statements as "
             "your recovery"
         )
+    if scenario is not None:
+        require_trust(scenario)  # named on the command line: --trust is the way to say yes
     url = args.url
     if args.engine == "postgres":
         from sandbox.targets import resolve_postgres_url
@@ -719,12 +749,16 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     import json
 
     from sandbox.scenario.catalog import catalog, source_of
+    from sandbox.scenario.trust import is_trusted
 
     found = catalog()
     # The pack a scenario comes from is where its file is: the catalog knows, not the file.
     packs = [source_of(s.path) if s.path is not None else None for s in found]
     if args.format == "json":
-        listed = [{**s.listing(), "pack": pack} for s, pack in zip(found, packs, strict=True)]
+        listed = [
+            {**s.listing(), "pack": pack, "trusted": is_trusted(s)}
+            for s, pack in zip(found, packs, strict=True)
+        ]
         print(json.dumps(listed, indent=2))
         return EXIT_OK
     for s, pack in zip(found, packs, strict=True):
@@ -734,7 +768,20 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
             print(escape_controls(f"{'':<22} tags: {', '.join(s.tags)}"))
         if pack is not None:
             print(escape_controls(f"{'':<22} from {pack}"))
+        if s.has_python:
+            print(f"{'':<22} {_python_note(s)}")
     return EXIT_OK
+
+
+def _python_note(scenario: Any) -> str:
+    """What a listing says of a scenario with Python steps: code, and whether it may run."""
+    from sandbox.scenario.trust import from_catalog, is_trusted
+
+    if from_catalog(scenario):
+        return "python: runs SQLAlchemy programs (from the catalog)"
+    if is_trusted(scenario):
+        return "python: runs SQLAlchemy programs (trusted with --trust)"
+    return "python: runs SQLAlchemy programs: only with --trust"
 
 
 def _cmd_progress(args: argparse.Namespace) -> int:
@@ -753,21 +800,59 @@ def _cmd_progress(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from sandbox.scenario.loader import validate
+    import json
+
+    from sandbox.scenario.loader import load, validate
 
     files: list[Path] = []
     for name in args.paths:
         path = Path(name)
         files.extend(sorted(path.glob("*.toml")) if path.is_dir() else [path])
-    problems = [problem for path in files for problem in validate(path)]
+    found = {path: validate(path) for path in files}
+    problems = [problem for path in files for problem in found[path]]
+    # Which valid files are code: their Python steps run only from the catalog or trusted.
+    valid = [load(path) for path in files if not found[path]]
+    python = {s.path: _python_note(s) for s in valid if s.has_python and s.path is not None}
+    if args.format == "json":
+        document: dict[str, Any] = {
+            "valid": not problems,
+            "files": [_validated_json(path, found[path]) for path in files],
+        }
+        proofs: list[dict[str, Any]] = []
+        code = EXIT_OK if not problems else 1
+        if args.prove and not problems:
+            code = _prove(files, args, proofs)
+            document["proofs"] = proofs
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+        return code
     for problem in problems:
         print(escape_controls(str(problem)))
     if problems:
         return 1
+    for path, note in python.items():
+        print(escape_controls(f"{path}: carries Python code: {note.removeprefix('python: ')}"))
     print(f"{len(files)} scenario file{'s' if len(files) != 1 else ''} valid")
     if args.prove:
         return _prove(files, args)
     return EXIT_OK
+
+
+def _validated_json(path: Path, problems: list[Any]) -> dict[str, Any]:
+    from sandbox.scenario.loader import load
+    from sandbox.scenario.trust import from_catalog, is_trusted
+
+    entry: dict[str, Any] = {
+        "path": str(path),
+        "valid": not problems,
+        "problems": [{"line": p.line, "key": p.key, "message": p.message} for p in problems],
+    }
+    if not problems:
+        scenario = load(path)
+        entry["id"] = scenario.id
+        entry["python"] = scenario.has_python
+        entry["from_catalog"] = from_catalog(scenario)
+        entry["trusted"] = is_trusted(scenario)
+    return entry
 
 
 def _engines(args: argparse.Namespace, offered: Sequence[str]) -> tuple[dict[str, str], str]:
@@ -800,28 +885,51 @@ def _opener(engine: str, url: str) -> Callable[[], Any]:
     return lambda: sandbox_closed_at_end(open_target(options))
 
 
-def _prove(files: list[Path], args: argparse.Namespace) -> int:
+def _prove(
+    files: list[Path], args: argparse.Namespace, proofs: list[dict[str, Any]] | None = None
+) -> int:
+    """Prove each file on its engines; the lines are printed, or with `proofs` collected."""
     from sandbox.scenario.loader import load
     from sandbox.scenario.prove import prove
+    from sandbox.scenario.trust import is_trusted, untrusted_reason
+
+    def say(text: str) -> None:
+        if proofs is None:
+            print(escape_controls(text))
 
     unproven = 0
     for path in files:
         scenario = load(path)
+        if not is_trusted(scenario):
+            # Proving plays it: a file that is code runs only from the catalog or trusted.
+            say(f"{scenario.id}: not proven: {untrusted_reason(scenario)}")
+            if proofs is not None:
+                proofs.append(
+                    {"scenario": scenario.id, "engine": None, "proven": False,
+                     "lines": [untrusted_reason(scenario)]}
+                )  # fmt: skip
+            unproven += 1
+            continue
         engines, skipped = _engines(args, scenario.engines)
         if skipped and "postgres" in scenario.engines:
-            print(escape_controls(f"{scenario.id} (postgres): not proven: {skipped}"))
+            say(f"{scenario.id} (postgres): not proven: {skipped}")
         for engine, url in engines.items():
             if not scenario.supports(engine):
-                print(
+                say(
                     f"{scenario.id} ({engine}): not proven: it runs on "
                     f"{', '.join(scenario.engines)} only"
                 )
                 continue
             proof = prove(scenario, engine, _opener(engine, url))
             verdict = "proven" if proof.proven else "NOT proven"
-            print(escape_controls(f"{scenario.id} ({engine}): {verdict}"))
+            say(f"{scenario.id} ({engine}): {verdict}")
             for line in proof.lines:
-                print(escape_controls(line))
+                say(line)
+            if proofs is not None:
+                proofs.append(
+                    {"scenario": scenario.id, "engine": engine, "proven": proof.proven,
+                     "lines": [line.strip() for line in proof.lines]}
+                )  # fmt: skip
             unproven += not proof.proven
     return 1 if unproven else EXIT_OK
 
@@ -845,8 +953,10 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 
     from sandbox.scenario.catalog import find
     from sandbox.scenario.handin import read_attempt, result_document
+    from sandbox.scenario.trust import require_trust
 
     scenario = find(args.scenario)
+    require_trust(scenario)
     submission = Path(args.submission)
     engines, skipped = _engines(args, scenario.engines)
     grades = []
@@ -902,6 +1012,7 @@ def _grade_batch(args: argparse.Namespace) -> int:
         scenario_named_in,
         write_csv,
     )
+    from sandbox.scenario.trust import require_trust
 
     if args.submission:
         raise UserError("with --batch DIR, give no SUBMISSION (the folder holds them)")
@@ -915,6 +1026,7 @@ def _grade_batch(args: argparse.Namespace) -> int:
         try:
             named = fixed.id if fixed is not None else scenario_named_in(path) or path.stem
             scenario = fixed if fixed is not None else find(named)
+            require_trust(scenario)
             engines, _skipped = _engines(args, scenario.engines)
             graded = 0
             for engine, url in engines.items():
@@ -1123,6 +1235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sandbox.scenario.catalog import use_folders
 
             use_folders(folders)  # reset too: main() may be called again in one process
+        trusted = bool(getattr(args, "trust", False) or getattr(args, APP_PREFIX + "trust", False))
+        if trusted or "sandbox.scenario.trust" in sys.modules:
+            from sandbox.scenario.trust import trust_all
+
+            trust_all(trusted)  # reset too, as the folders are
         code = args.handler(args)
     except UserError as exc:
         print(f"dbsandbox: {escape_controls(str(exc))}", file=sys.stderr)

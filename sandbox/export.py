@@ -183,7 +183,9 @@ def _started(events: Sequence[Event]) -> dt.datetime:
 
 def _breakage_end(run: ScenarioRun) -> int:
     """The first execution after the breakage: every breakage step came before it."""
-    ends = [s.execution.index + 1 for s in run.steps if s.phase == "breakage"]
+    ends = [
+        s.last_index + 1 for s in run.steps if s.phase == "breakage" and s.last_index is not None
+    ]
     return max(ends, default=0)
 
 

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,9 @@ def _shapes() -> dict[str, tuple[Path, tuple[Any, ...]]]:
             if isinstance(path[-1], int):
                 continue  # an item of a list: the key holding the list is the place
             shape = "".join(f".{p}" if isinstance(p, str) else "[]" for p in path)[1:]
+            # A [vars] name is the author's, not a kind of key: vars.opening and vars.total
+            # are one place (each new scenario's names would otherwise add places, and time).
+            shape = re.sub(r"(^|\.)vars\.[^.]+$", r"\1vars.*", shape)
             shapes.setdefault(shape, (file, path))
     return shapes
 

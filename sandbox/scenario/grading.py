@@ -181,11 +181,24 @@ def _after_breakage(
     engines = [engine] if engine else list(scenario.engines)
     for name in engines:
         breakage = [s for s in scenario.breakage if s.runs_on(name)]
-        if len(ran) >= len(breakage) and all(
-            r.session == step.session and _same(r.sql, step.sql.on(name))
-            for r, step in zip(ran, breakage, strict=False)
-        ):
-            return ran[len(breakage) :]
+        at = 0
+        for step in breakage:
+            if step.is_python:
+                # Its program's statements, on its lanes (checkout-1, ...), however many.
+                lanes = f"{step.lane_prefix}-"
+                while at < len(ran) and ran[at].session.startswith(lanes):
+                    at += 1
+                continue
+            if (
+                at < len(ran)
+                and ran[at].session == step.session
+                and _same(ran[at].sql, step.sql.on(name))
+            ):
+                at += 1
+                continue
+            break
+        else:
+            return ran[at:]
     return ran
 
 

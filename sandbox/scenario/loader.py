@@ -46,12 +46,19 @@ TOP_KEYS = {
 }  # fmt: skip
 STEP_KEYS = {
     "session", "sql", "expect", "error", "rows", "rowcount", "waits", "findings", "tag",
-    "tx_after", "engines", "background",
+    "tx_after", "engines", "background", "python", "program", "exit", "output",
 }  # fmt: skip
+# A Python step's keys (`python` instead of `sql`); the rest of STEP_KEYS are a SQL step's.
+PYTHON_STEP_KEYS = {"python", "program", "exit", "output", "engines"}
+SQL_ONLY_KEYS = STEP_KEYS - PYTHON_STEP_KEYS - {"sql"}
+# A program's file name: its stem names its lanes (checkout.py -> checkout-1), so it is kept
+# to what the tracer keeps of a stem (letters, digits, _; at most 24).
+PROGRAM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,23}\.py$")
 CHECK_KEYS = {"name", "sql", "expect", "session", "recovery"}
 # A process check's keys: which ones each kind needs is in _PROCESS_NEEDS.
 PROCESS_KEYS = {"name", "process", "session", "table", "column", "version", "tables", "pattern",
-                "counter", "level", "reads", "with_writes", "before", "after"}  # fmt: skip
+                "counter", "level", "reads", "with_writes", "before", "after",
+                "times"}  # fmt: skip
 _PROCESS_NEEDS = {
     "no-blind-write": ("table", "column"),
     "forbid": ("pattern",),
@@ -339,8 +346,9 @@ def _build(r: _Reader, data: dict[str, Any], variant: str | None = None) -> Scen
     sessions = _sessions(r, data, engines)
     names = {s.name for s in sessions}
     setup = _setup(r, data, engines)
-    breakage = _steps(r, data, "breakage", names, engines, required=True)
-    solution = _steps(r, data, "solution", names, engines, required=True)
+    programs: set[str] = set()
+    breakage = _steps(r, data, "breakage", names, engines, required=True, programs=programs)
+    solution = _steps(r, data, "solution", names, engines, required=True, programs=programs)
     checks = _checks(r, data, names, engines)
     if r.problems:
         return None
@@ -613,16 +621,15 @@ def _steps(
     sessions: set[str],
     engines: list[str],
     required: bool,
+    programs: set[str] | None = None,
 ) -> list[Step]:
     steps: list[Step] = []
+    programs = programs if programs is not None else set()
     for i, table in enumerate(r.tables(data, key, required)):
         where = f"{key}[{i}]"
         r.unknown_keys(table, STEP_KEYS | set(ENGINES), where)
-        _engine_tables(r, table, where, STEP_KEYS - {"session", "engines", "background"})
-        session = table.get("session", "A")
-        if not isinstance(session, str) or session not in sessions:
-            declared = ", ".join(sorted(sessions))
-            r.problem(f"{where}.session", f"unknown session {session!r} (declared: {declared})")
+        overridable = STEP_KEYS - {"session", "engines", "background", "program"}
+        _engine_tables(r, table, where, overridable)
         only = table.get("engines")
         if only is not None and (
             not isinstance(only, list) or not only or any(e not in engines for e in only)
@@ -633,6 +640,29 @@ def _steps(
             )
             only = None
         runs_on = [e for e in engines if only is None or e in only]
+        python = _is_python_step(table)
+        if python:
+            step = _python_step(r, table, where, runs_on, sessions, programs)
+            if step is not None:
+                steps.append(
+                    Step(
+                        step.session,
+                        step.sql,
+                        step.expect,
+                        r.locate.line(where),
+                        tuple(only) if only else None,
+                        python=step.python,
+                        program=step.program,
+                    )
+                )
+            continue
+        session = table.get("session", "A")
+        if not isinstance(session, str) or session not in sessions:
+            declared = ", ".join(sorted(sessions))
+            r.problem(f"{where}.session", f"unknown session {session!r} (declared: {declared})")
+        for extra in ("program", "exit", "output"):
+            if extra in table:
+                r.problem(f"{where}.{extra}", "only a Python step (python = ...) takes it")
         sql = _per_engine(r, table, "sql", where, engines)
         for engine in runs_on:
             text = sql.on(engine)
@@ -658,10 +688,102 @@ def _steps(
     return steps
 
 
+def _is_python_step(table: dict[str, Any]) -> bool:
+    """`python = ...`, for every engine or in an engine's overrides."""
+    return "python" in table or any(
+        isinstance(table.get(e), dict) and "python" in table[e] for e in ENGINES
+    )
+
+
+def _python_step(
+    r: _Reader,
+    table: dict[str, Any],
+    where: str,
+    engines: list[str],
+    sessions: set[str],
+    programs: set[str],
+) -> Step | None:
+    """A step that runs a SQLAlchemy program under the tracer: its source, name and what its
+    run must show (exit code, a text in its output)."""
+    sql_keys = sorted(
+        k
+        for k in {*table, *(k for e in ENGINES if isinstance(table.get(e), dict) for k in table[e])}
+        if k in SQL_ONLY_KEYS or k == "sql"
+    )
+    if sql_keys:
+        r.problem(
+            f"{where}.{sql_keys[0]}",
+            "a Python step takes program, python, exit, output and engines: its program's "
+            "statements go on its own lanes, and are judged by its exit code and output",
+        )
+    program = table.get("program")
+    if program is None:
+        r.problem(f"{where}.program", 'missing: the program\'s file name, e.g. "checkout.py"')
+        return None
+    if not isinstance(program, str) or not PROGRAM.match(program):
+        r.problem(
+            f"{where}.program",
+            "must be a file name like checkout.py: letters, digits and _, at most 24 before .py "
+            "(its lanes are named after it: checkout-1, checkout-2)",
+        )
+        return None
+    stem = program.removesuffix(".py")
+    if program in programs:
+        r.problem(
+            f"{where}.program",
+            f"{program} is another step's program too: each step's program needs its own "
+            "name, since its lanes are named after it",
+        )
+    programs.add(program)
+    clash = sorted(s for s in sessions if s == stem or s.startswith(f"{stem}-"))
+    if clash:
+        clashing = f"its lanes ({stem}-1, ...) would clash with session {clash[0]}"
+        r.problem(f"{where}.program", clashing)
+    python = _per_engine(r, table, "python", where, engines)
+    for engine in engines:
+        source = python.on(engine)
+        if not isinstance(source, str) or not source.strip():
+            r.problem(f"{where}.python", f"missing for {engine} (the program's source)")
+            continue
+        try:
+            compile(source, program, "exec")
+        except SyntaxError as exc:
+            at = f" (line {exc.lineno} of the program)" if exc.lineno else ""
+            r.problem(f"{where}.python", f"not valid Python{at}: {exc.msg}")
+        except ValueError as exc:  # a NUL character in the source
+            r.problem(f"{where}.python", f"not valid Python: {exc}")
+    exit_code = _per_engine(r, table, "exit", where, engines)
+    output = _per_engine(r, table, "output", where, engines)
+    for engine in engines:
+        code = exit_code.on(engine)
+        if code is not None and (not isinstance(code, int) or isinstance(code, bool)):
+            r.problem(f"{where}.exit", "must be the exit code, a whole number (0: success)")
+        said = output.on(engine)
+        if said is not None and (not isinstance(said, str) or not said):
+            r.problem(f"{where}.output", "must be a non-empty string its output contains")
+    # A program that declares no exit code must succeed, as a SQL step must run cleanly.
+    if exit_code.default is None:
+        exit_code = PerEngine(0, exit_code.overrides)
+    empty = PerEngine()
+    expect = Expectation(
+        status=empty,
+        error=empty,
+        rows=empty,
+        rowcount=empty,
+        waits=empty,
+        findings=empty,
+        tag=empty,
+        tx_after=empty,
+        exit=exit_code,
+        output=output,
+    )
+    return Step(stem, empty, expect, python=python, program=program)
+
+
 def _expectation(r: _Reader, table: dict[str, Any], where: str, engines: list[str]) -> Expectation:
     fields = {
         k: _per_engine(r, table, k, where, engines)
-        for k in STEP_KEYS - {"session", "sql", "engines", "background"}
+        for k in STEP_KEYS - {"session", "sql", "engines", "background"} - PYTHON_STEP_KEYS
     }
     for engine in engines:
         status = fields["expect"].on(engine)
@@ -833,6 +955,12 @@ def _process(
     if not isinstance(with_writes, bool):
         r.problem(f"{where}.with_writes", "must be true or false")
         with_writes = False
+    times = table.get("times", 4)
+    if "times" in table and kind != "no-repeat":
+        r.problem(f"{where}.times", "only a no-repeat check takes times")
+    if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= 100:
+        r.problem(f"{where}.times", "must be a whole number from 1 to 100")
+        times = 4
     session = table.get("session")
     if session is not None and (not isinstance(session, str) or session not in sessions):
         declared = ", ".join(sorted(sessions))
@@ -866,6 +994,7 @@ def _process(
         level=level if kind == "isolated" else None,
         reads=reads,
         with_writes=with_writes,
+        times=times,
         counter=_counter(r, table, where, sessions, engines),
     )
 

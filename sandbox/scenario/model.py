@@ -53,6 +53,9 @@ class Expectation:
     findings: PerEngine  # guard rule ids it must raise (errors and warnings)
     tag: PerEngine  # the server's command tag (PostgreSQL), e.g. "ROLLBACK" for a failed COMMIT
     tx_after: PerEngine  # "idle", "in_transaction" or "failed"
+    # A Python step's: the program's exit code, and text its output must contain.
+    exit: PerEngine = field(default_factory=PerEngine)
+    output: PerEngine = field(default_factory=PerEngine)
 
     def on(self, engine: str) -> dict[str, Any]:
         """The expectations in force on one engine, unset ones left out."""
@@ -65,6 +68,8 @@ class Expectation:
             "findings": self.findings,
             "tag": self.tag,
             "tx_after": self.tx_after,
+            "exit": self.exit,
+            "output": self.output,
         }
         return {k: v.on(engine) for k, v in fields.items() if v.on(engine) is not None}
 
@@ -79,9 +84,27 @@ class Step:
     # Go on to the next step as soon as this one waits on a lock (like `\background` in a
     # script): on SQLite the only way a later COMMIT can release it within its busy timeout.
     background: bool = False
+    # A Python step: an unmodified SQLAlchemy program (its source, per engine) run under the
+    # tracer instead of `sql`; `program` is its file name, whose stem names its lanes
+    # (checkout.py -> checkout-1, checkout-2, one per connection).
+    python: PerEngine | None = None
+    program: str | None = None
 
     def runs_on(self, engine: str) -> bool:
         return self.engines is None or engine in self.engines
+
+    @property
+    def is_python(self) -> bool:
+        return self.python is not None
+
+    @property
+    def lane_prefix(self) -> str:
+        """What the lanes of a Python step's program are called, before their number."""
+        return (self.program or "").removesuffix(".py")
+
+    def source(self, engine: str) -> str:
+        """What the step sends on `engine`, as a report shows it: its SQL or its program."""
+        return str((self.python if self.python is not None else self.sql).on(engine) or "")
 
 
 RECOVERY_METHODS = ("rollback", "savepoint", "restore", "repair")
@@ -98,7 +121,7 @@ ANOMALIES = (
 # (sandbox.scenario.process says what each one accepts).
 PROCESS_KINDS = (
     "one-transaction", "no-blind-write", "savepoint", "rollback-first", "committed", "forbid",
-    "require", "isolated",
+    "require", "isolated", "no-repeat",
 )  # fmt: skip
 
 # Minutes a learner should need, when a scenario does not say.
@@ -129,6 +152,8 @@ class Process:
     level: str | None = None  # isolated: the weakest isolation level that will do
     reads: int = 1  # isolated: how many reads the transaction must hold
     with_writes: bool = False  # isolated: the fix's writes in that same transaction, committed
+    # no-repeat: the most values one statement may be run with (more is a loop, row by row)
+    times: int = 4
     counter: tuple[CounterStep, ...] = ()
 
 
@@ -189,6 +214,11 @@ class Scenario:
     dataset: str | None = None  # the variant this copy was built for (None: the one shown)
 
     @property
+    def has_python(self) -> bool:
+        """Some step is a Python program: the file is code, run only when trusted."""
+        return any(step.is_python for step in (*self.breakage, *self.solution))
+
+    @property
     def expected_minutes(self) -> int:
         return self.minutes or DEFAULT_MINUTES.get(self.difficulty, 10)
 
@@ -206,4 +236,5 @@ class Scenario:
             "anomaly": self.anomaly,
             "minutes": self.expected_minutes,
             "variants": len(self.variants),  # how many; what they hold stays hidden
+            "python": self.has_python,  # it runs Python programs: code, trusted or not run
         }

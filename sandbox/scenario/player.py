@@ -46,18 +46,49 @@ class ScenarioBroken(Exception):
     """The scenario's own setup failed on this engine: a bug in the scenario, not the learner."""
 
 
+# How long a Python step's program may run before it is stopped (and the step fails).
+PROGRAM_TIMEOUT_S = 60.0
+
+
+@dataclass
+class ProgramRun:
+    """What a Python step's program did: its statements (executions of the scenario's run,
+    on its own lanes), its exit code and its output."""
+
+    label: str  # the lanes' prefix: checkout -> checkout-1, checkout-2
+    exit_code: int | None
+    output: list[str]
+    executions: list[Execution]
+
+
 @dataclass
 class StepResult:
     phase: str  # "breakage" or "solution"
     step: Step
-    execution: Execution
+    execution: Execution | None  # a SQL step's statement (None for a Python step)
     expected: dict[str, Any]
     actual: dict[str, Any]
     mismatches: list[str] = field(default_factory=list)
+    program: ProgramRun | None = None  # a Python step's program run
 
     @property
     def passed(self) -> bool:
         return not self.mismatches
+
+    @property
+    def sent(self) -> str:
+        """What the step ran, in a line's worth: its statement, or its program."""
+        if self.execution is not None:
+            return self.execution.statement.text
+        return f"python {self.step.program}"
+
+    @property
+    def last_index(self) -> int | None:
+        """The index of the last execution the step made (None: it made none)."""
+        if self.execution is not None:
+            return self.execution.index
+        executions = self.program.executions if self.program is not None else []
+        return max((e.index for e in executions), default=None)
 
 
 @dataclass
@@ -120,13 +151,16 @@ def play(
 ) -> ScenarioRun:
     """Run the scenario on a fresh target; with `solution`, also play the reference solution;
     with `attempt`, replay what a learner ran after the breakage instead (grading)."""
+    from sandbox.scenario.trust import require_trust
+
+    require_trust(scenario)  # before anything of it runs
     engine = target.engine
     options = options or RunOptions()
     set_stage(scenario, target)
     timeline = Timeline()
     conductor = options.conductor(target, timeline)
     take_start_snapshot(conductor, scenario)
-    played: list[tuple[str, Step, Execution]] = []
+    played: list[Played] = []
     diff: Diff | None = None
     diff_problem: str | None = None
     try:
@@ -203,16 +237,22 @@ def open_sessions(scenario: Scenario, conductor: Conductor) -> None:
             conductor.quietly(spec.name, isolation_sql(spec.isolation))
 
 
-def play_steps(
-    phase: str, steps: tuple[Step, ...], conductor: Conductor
-) -> list[tuple[str, Step, Execution]]:
+# One step as played: its phase, the step, and its statement or its program's run.
+Played = tuple[str, Step, Execution | ProgramRun]
+
+
+def play_steps(phase: str, steps: tuple[Step, ...], conductor: Conductor) -> list[Played]:
     """Run scripted steps; the guard reports them but lets them happen (they are the mistake),
-    unless they reach outside the sandbox."""
+    unless they reach outside the sandbox. A Python step's program runs under the tracer,
+    its statements recorded in this run (same timeline, same numbering)."""
     engine = conductor.target.engine
     guard = Guard(scripted=True)
-    played: list[tuple[str, Step, Execution]] = []
+    played: list[Played] = []
     for step in steps:
         if not step.runs_on(engine):
+            continue
+        if step.is_python:
+            played.append((phase, step, run_program(step, conductor)))
             continue
         item = split(step.sql.on(engine), _dialect(engine))[0]
         if isinstance(item, MetaCommand):
@@ -221,6 +261,40 @@ def play_steps(
         execution = conductor.execute(step.session, item, guard, background=step.background)
         played.append((phase, step, execution))
     return played
+
+
+def run_program(step: Step, conductor: Conductor) -> ProgramRun:
+    """Run a Python step's program against the sandbox, traced into the conductor's run.
+
+    The source is written to a file named as the step says (its stem names the lanes) in a
+    private temporary folder, which is also its working directory: a file it writes there
+    goes with it.
+    """
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from sandbox.errors import UserError
+    from sandbox.trace.tracer import trace
+
+    engine = conductor.target.engine
+    assert step.python is not None and step.program is not None  # a Python step has both
+    with tempfile.TemporaryDirectory(prefix="dbsandbox-step-") as folder:
+        path = Path(folder) / step.program
+        path.write_text(str(step.python.on(engine)), encoding="utf-8")
+        try:
+            traced = trace(
+                [[sys.executable, str(path)]],
+                conductor.target,
+                timeout_s=PROGRAM_TIMEOUT_S,
+                timeline=conductor.timeline,
+                cwd=Path(folder),
+                adopt=conductor.adopt,
+            )
+        except UserError as exc:
+            raise ScenarioBroken(f"{step.program}: could not run: {exc}") from None
+    program = traced.programs[0]
+    return ProgramRun(program.label, program.exit_code, list(program.output), traced.run.executions)
 
 
 @dataclass(frozen=True)
@@ -402,7 +476,10 @@ def _fresh_plan(target: Target, sql: str) -> Outcome:
         return explain(session, command.sql, target.own_directory)
 
 
-def _judge(phase: str, step: Step, execution: Execution, engine: str) -> StepResult:
+def _judge(phase: str, step: Step, ran: Execution | ProgramRun, engine: str) -> StepResult:
+    if isinstance(ran, ProgramRun):
+        return _judge_program(phase, step, ran, engine)
+    execution = ran
     expected = {k: null_to_none(v) for k, v in step.expect.on(engine).items()}
     outcome = execution.outcome
     review = execution.review
@@ -434,3 +511,23 @@ def _judge(phase: str, step: Step, execution: Execution, engine: str) -> StepRes
         detail = f" ({outcome.error.code}: {outcome.error.message})" if outcome.error else ""
         mismatches.append(f"status: expected 'ok', got {str(outcome.status)!r}{detail}")
     return StepResult(phase, step, execution, expected, actual, mismatches)
+
+
+def _judge_program(phase: str, step: Step, run: ProgramRun, engine: str) -> StepResult:
+    """A Python step: its exit code, and the text its output must contain."""
+    expected = step.expect.on(engine)
+    printed = "\n".join(run.output)
+    actual: dict[str, Any] = {"exit": run.exit_code, "output": printed}
+    last = next((line.strip() for line in reversed(run.output) if line.strip()), "")
+    said = f" (its last line: {last[:200]!r})" if last else " (it printed nothing)"
+    mismatches = []
+    if "exit" in expected and run.exit_code != expected["exit"]:
+        mismatches.append(
+            f"exit: {step.program} was to exit with {expected['exit']}, "
+            f"it exited with {run.exit_code}{said}"
+        )
+    if "output" in expected and str(expected["output"]) not in printed:
+        mismatches.append(
+            f"output: {step.program} was to print {expected['output']!r}, it did not{said}"
+        )
+    return StepResult(phase, step, None, expected, actual, mismatches, program=run)

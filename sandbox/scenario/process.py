@@ -34,6 +34,7 @@ WANTED = {
     "forbid": "none of the statements it forbids",
     "require": "the statement it asks for",
     "isolated": "the reads (and the fix) in one transaction at the isolation level asked for",
+    "no-repeat": "one statement over the whole set, not the same statement once per row",
 }
 # Isolation levels, weakest first (PostgreSQL runs READ UNCOMMITTED as READ COMMITTED).
 LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
@@ -187,6 +188,8 @@ def judge(
                 return Verdict(True, f"{e.session} committed ({_flat(e.statement.text)})")
         where = f" in session {process.session}" if process.session else ""
         return Verdict(False, f"no COMMIT saved a transaction{where}")
+    if kind == "no-repeat":
+        return _no_repeat(process, mine, dialect)
     if kind in ("forbid", "require"):
         pattern = re.compile(process.pattern or "", re.IGNORECASE)
         hits = [e for e in mine if _ran(e) and pattern.search(" ".join(e.statement.text.split()))]
@@ -199,6 +202,41 @@ def judge(
             return Verdict(True, "none of the statements it forbids ran")
         return _required(process, mine, hits)
     raise ValueError(f"unknown process check {kind!r}")  # the loader admits no other
+
+
+def shape(text: str, dialect: str) -> str:
+    """A statement with its values taken out: what a loop sends again and again."""
+    from sandbox.statements import tokens
+
+    kept = [
+        "?" if t.kind in ("number", "string", "dollar_string", "parameter") else t.text.upper()
+        for t in tokens(text, "postgres" if dialect == "postgres" else "sqlite")
+    ]
+    return " ".join(kept)
+
+
+def _no_repeat(process: Process, mine: list[Execution], dialect: str) -> Verdict:
+    """`no-repeat`: no statement ran with more than `times` different values: one per row
+    of a set (an N+1 loop by hand) where one statement over the set would do. Running the
+    very same statement again (a second look) is no loop and is not counted."""
+    ran = [e for e in mine if _ran(e) and e.meta is None and e.kind.tx_control is None]
+    if not ran:
+        return Verdict(False, "nothing has been run yet")
+    values: dict[str, set[str]] = {}
+    first: dict[str, Execution] = {}
+    for e in ran:
+        key = shape(e.statement.text, dialect)
+        values.setdefault(key, set()).add(" ".join(e.statement.text.split()))
+        first.setdefault(key, e)
+    key, texts = max(values.items(), key=lambda item: len(item[1]))
+    if len(texts) > process.times:
+        e = first[key]
+        return Verdict(
+            False,
+            f"{e.session} ran {_flat(e.statement.text)} with {len(texts)} different values, "
+            "once per row: one statement over the set does it",
+        )
+    return Verdict(True, f"no statement ran once per row (at most {len(texts)} values)")
 
 
 def _required(process: Process, mine: list[Execution], hits: list[Execution]) -> Verdict:

@@ -44,14 +44,14 @@ class Proof:
 def _first_mismatch(run: ScenarioRun) -> str | None:
     for step in run.steps:
         if not step.passed:
-            sql = " ".join(step.step.sql.on(run.engine).split())[:60]
+            sql = " ".join(step.sent.split())[:60]
             return f"{step.phase} step [{step.step.session}] {sql}: {'; '.join(step.mismatches)}"
     return None
 
 
 def _statements(scenario: Scenario, engine: str) -> list[tuple[str, str]]:
     return [
-        (step.session, " ".join(str(step.sql.on(engine)).split()))
+        (step.session, " ".join(step.source(engine).split()))
         for step in scenario.solution
         if step.runs_on(engine)
     ]

@@ -8,7 +8,7 @@ from typing import Any
 from sandbox.recovery import describe as describe_methods
 from sandbox.rendering import json_text, terminal_lines
 from sandbox.report import execution_json
-from sandbox.scenario.player import ScenarioRun
+from sandbox.scenario.player import ScenarioRun, StepResult
 
 
 def to_json(run: ScenarioRun) -> str:
@@ -24,7 +24,8 @@ def to_json(run: ScenarioRun) -> str:
             {
                 "phase": s.phase,
                 "session": s.step.session,
-                "sql": s.execution.statement.text,
+                "sql": s.execution.statement.text if s.execution is not None else None,
+                "program": s.step.program,
                 "expected": s.expected,
                 "actual": s.actual,
                 "passed": s.passed,
@@ -53,13 +54,16 @@ def to_text(run: ScenarioRun) -> str:
             phase = result.phase
             lines.append(phase)
         mark = "ok " if result.passed else "XX "
-        sql = " ".join(result.execution.statement.text.split())
+        sql = " ".join(result.sent.split())
         lines.append(f"  {mark}[{result.step.session}] {sql}")
         actual = result.actual
+        execution = result.execution
+        if execution is None:
+            lines += _program_lines(result)
+            continue
         said = [f"{actual.get('status')}"]
         if actual.get("error"):
             said.append(str(actual["error"]))
-        execution = result.execution
         if (
             actual.get("tag")
             and execution.meta is None
@@ -112,3 +116,16 @@ def to_text(run: ScenarioRun) -> str:
             )
         )
     return terminal_lines(lines)
+
+
+def _program_lines(result: StepResult) -> list[str]:
+    """A Python step: how its program exited, on which lanes, and what went wrong."""
+    run = result.program
+    if run is None:
+        return []
+    lanes = sorted({e.session for e in run.executions})
+    count = len(run.executions)
+    sent = f"{count} statement{'s' if count != 1 else ''}"
+    where = f" on {', '.join(lanes)}" if lanes else ""
+    lines = [f"       exited with {run.exit_code}, {sent}{where}"]
+    return lines + [f"       expected {m}" for m in result.mismatches]

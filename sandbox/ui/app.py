@@ -49,7 +49,13 @@ from sandbox.ui.messages import (
     TimelineEvent,
     TraceEnded,
 )
-from sandbox.ui.screens.dialogs import ConfirmQuit, ConfirmStatement, HelpScreen, ScenarioPicker
+from sandbox.ui.screens.dialogs import (
+    ConfirmQuit,
+    ConfirmRunCode,
+    ConfirmStatement,
+    HelpScreen,
+    ScenarioPicker,
+)
 from sandbox.ui.screens.editor_dialogs import PathPrompt
 from sandbox.ui.screens.go_to_row import GoToRow
 from sandbox.ui.text import visible
@@ -1257,12 +1263,35 @@ class DbSandboxApp(EditorActions):
     @work(thread=True, exclusive=True, group="sandbox", exit_on_error=False)
     def open_scenario(self, scenario_id: str) -> None:
         """Read and validate the picked scenario (sqlglot), then build its sandbox."""
+        from sandbox.scenario.trust import is_trusted
+
         try:
             scenario = find(scenario_id)
         except UserError as exc:
             self.call_from_thread(self.say, str(exc), "error")
             return
+        if not is_trusted(scenario):
+            self.call_from_thread(self._ask_to_run_code, scenario)
+            return
         self.bridge.open(scenario)
+
+    def _ask_to_run_code(self, scenario: Scenario) -> None:
+        """A scenario with Python steps from outside the catalog: run it only on a Yes."""
+        from sandbox.scenario.trust import trust_file
+
+        assert scenario.path is not None  # only a file can be untrusted
+
+        def answered(yes: bool | None) -> None:
+            if yes and scenario.path is not None:
+                trust_file(scenario.path)
+                self.open_sandbox(scenario)
+            else:
+                # The sandbox in use stays as it was.
+                self._set_subtitle(self.bridge.scenario.id if self.bridge.scenario else "free play")
+                self.say(f"{scenario.id} not run: its Python code was not trusted", "information")
+            self.action_focus_editor()
+
+        self.push_screen(ConfirmRunCode(scenario.path), answered)
 
     def _picked(self, scenario_id: str | None) -> None:
         if scenario_id:

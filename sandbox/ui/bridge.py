@@ -105,6 +105,9 @@ class Bridge:
 
                 self.target = open_target(self.options)
                 if scenario is not None:
+                    from sandbox.scenario.trust import require_trust
+
+                    require_trust(scenario)  # the app asked; nothing untrusted runs code
                     if not scenario.supports(self.target.engine):
                         raise UserError(
                             f"scenario {scenario.id} does not run on {self.target.engine}"

@@ -1,4 +1,5 @@
-"""Modal dialogs: the scenario picker, the guard's confirmation, quitting, and help.
+"""Modal dialogs: the scenario picker, the guard's confirmation, quitting, running a
+scenario's code, and help.
 
 Titles, SQL, findings and session lines are shown as `Text` (see sandbox.ui.text), never markup.
 """
@@ -205,6 +206,54 @@ class ConfirmQuit(ModalScreen[bool]):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "go")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class ConfirmRunCode(ModalScreen[bool]):
+    """A scenario from outside the catalog with Python steps is code: ask before it runs.
+    No is the default."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "answer(False)", "No", show=True),
+        Binding("n", "answer(False)", "No", show=False),
+        Binding("y", "answer(True)", "Yes", show=True),
+    ]
+
+    def __init__(self, path: PurePath) -> None:
+        super().__init__()
+        self.path = path
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="run-code", classes="dialog"):
+            yield Label(
+                plain(f"This scenario runs Python code from {self.path}. Run it?"),
+                classes="dialog-title",
+                markup=False,
+            )
+            yield Static(
+                plain(
+                    "Its programs run as you, with your files and network: say yes only to a "
+                    "file you trust (the built-in catalog's need no asking)."
+                ),
+                markup=False,
+            )
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("No", id="no", variant="primary")
+                yield Button("Yes, run it", id="yes", variant="error")
+            yield Static(
+                plain("y: run it · n or Esc: do not · Tab moves between the buttons"),
+                classes="dialog-keys",
+                markup=False,
+            )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
