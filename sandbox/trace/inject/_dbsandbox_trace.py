@@ -260,6 +260,17 @@ def _params(parameters: Any, many: bool) -> Any:
     return _value(parameters)
 
 
+def _one_batch(context: Any) -> bool:
+    """An "insertmanyvalues" batch: SQLAlchemy says executemany=True for the statement as a
+    whole, but each batch is one cursor.execute() of ONE parameter set (on PostgreSQL a dict
+    naming every row's values, name__0, name__1, ...; where batching is not supported, one
+    row's tuple). Read as many sets, a dict's keys were taken for parameter sets, and
+    writing them into the replay failed the whole trace (any ORM flush of 2+ new objects on
+    PostgreSQL)."""
+    style = getattr(context, "execute_style", None)
+    return getattr(style, "name", None) == "INSERTMANYVALUES"
+
+
 # ---------------------------------------------------------------- which lane
 
 
@@ -412,6 +423,8 @@ def _attach_core() -> None:
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
         lane = _lane_of(conn)
+        if many and _one_batch(context):
+            many = False
         number = next(_statements)
         _local.statement = number
         origin = _origin()
