@@ -284,6 +284,14 @@ def _lane(info: dict[str, Any]) -> int:
 def _lane_of(conn: Any) -> int | None:
     try:
         return _lane(conn.connection.info)
+    except NotImplementedError:
+        # SQLAlchemy's first connect (see _before): its ad-hoc pool connection has no .info,
+        # but it runs inside the pool's connect event of that same DBAPI connection.
+        connecting = getattr(_local, "connecting", None)
+        dbapi_connection = getattr(conn.connection, "dbapi_connection", None)
+        if connecting is not None and connecting[0] is dbapi_connection:
+            return _lane(connecting[1])
+        return None
     except Exception:  # a closed or invalidated connection
         return None
 
@@ -327,7 +335,7 @@ def _attach_core() -> None:
         return
     _attached.add("sqlalchemy")
     from sqlalchemy import event
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.pool import Pool
 
     global _skip_prefixes
@@ -371,6 +379,8 @@ def _attach_core() -> None:
 
     @event.listens_for(Pool, "connect")
     def _connect(dbapi_connection: Any, record: Any) -> None:
+        # The pool's class-level listeners run before its own, first_connect among them.
+        _local.connecting = (dbapi_connection, record.info)
         _send(
             "connect",
             c=_lane(record.info),
@@ -381,6 +391,7 @@ def _attach_core() -> None:
 
     @event.listens_for(Pool, "checkout")
     def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        _local.connecting = None  # connected: first_connect is over
         _send("checkout", c=_lane(record.info), origin=_origin())
 
     @event.listens_for(Pool, "checkin")
@@ -418,7 +429,16 @@ def _attach_core() -> None:
         _watch_ends(conn.dialect)
         _send("rollback", c=_lane_of(conn), origin=_origin(), tx=_tx_of(conn))
 
-    @event.listens_for(Engine, "before_cursor_execute")
+    # Statements are heard on the Connection class, not the Engine: SQLAlchemy's first
+    # connection asks the server about itself before the program's first statement
+    # (PostgreSQL: `select pg_catalog.version()`, `select current_schema()`, `show
+    # standard_conforming_strings`) on a Connection made with _has_events=False
+    # (create_engine's first_connect), which never joins its engine's dispatch: Engine
+    # listeners miss those statements, though they reach the server and the echo log lists
+    # them. Connection-class listeners fire once for every Connection, that one included,
+    # because the begin / commit / rollback listeners above are on Engine (that sets
+    # Engine._has_events, which first_connect's Connection checks before dispatching).
+    @event.listens_for(Connection, "before_cursor_execute")
     def _before(
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
@@ -455,7 +475,7 @@ def _attach_core() -> None:
                 raise DangerousStatementError(f"dbsandbox guard stopped this statement: {stop}")
         _send("stmt", **message)
 
-    @event.listens_for(Engine, "after_cursor_execute")
+    @event.listens_for(Connection, "after_cursor_execute")
     def _after(
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
@@ -468,6 +488,7 @@ def _attach_core() -> None:
             tx=_tx_of(conn),
         )
 
+    # handle_error is the dialect's event: it fires for the first connect's probes too.
     @event.listens_for(Engine, "handle_error")
     def _error(context: Any) -> None:
         original = context.original_exception
