@@ -206,17 +206,37 @@ def _origin() -> str | None:
     """The program's own file:line that led to this statement: the innermost frame outside
     SQLAlchemy, the standard library, installed packages and this tracer."""
     frame: Any = sys._getframe(2)
+    files = _files
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not (
-            filename.startswith(_skip_prefixes)
-            or filename.startswith("<")
-            or f"{os.sep}site-packages{os.sep}" in filename
-            or f"{os.sep}dist-packages{os.sep}" in filename
-        ):
-            return f"{_shown(filename)}:{frame.f_lineno}"
+        shown = files.get(filename, _UNSEEN)
+        if shown is _UNSEEN:
+            shown = files[filename] = _program_file(filename)
+        if shown is not None:
+            return f"{shown}:{frame.f_lineno}"
         frame = frame.f_back
     return None
+
+
+# Every statement walks 15-30 frames up to the program's own: what each file is (skipped,
+# or the name it is shown by) is decided once per file, not once per frame (relpath on every
+# statement cost more than the rest of the tracer). A file's name is fixed the first time
+# it is seen, even if the program later changes directory.
+_UNSEEN = object()
+_files: dict[str, Any] = {}
+
+
+def _program_file(filename: str) -> str | None:
+    """How the program's file `filename` is shown; None for a file that is not the
+    program's (SQLAlchemy, the standard library, installed packages, this tracer)."""
+    if (
+        filename.startswith(_skip_prefixes)
+        or filename.startswith("<")
+        or f"{os.sep}site-packages{os.sep}" in filename
+        or f"{os.sep}dist-packages{os.sep}" in filename
+    ):
+        return None
+    return _shown(filename)
 
 
 def _shown(filename: str) -> str:
@@ -342,6 +362,7 @@ def _attach_core() -> None:
     import sqlalchemy
 
     _skip_prefixes += (os.path.dirname(os.path.abspath(sqlalchemy.__file__)) + os.sep,)
+    _files.clear()  # decided before SQLAlchemy's folder was known to be skipped
     guard_stops = os.environ.get(_ENV_GUARD) == "stop"
 
     sandbox_url = os.environ.get(_ENV_URL)
