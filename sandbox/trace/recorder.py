@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -491,7 +492,7 @@ class Recorder:
         origin = message.get("origin")
         line = _line_of(origin)
         statement = Statement(sql, 0, 0, len(sql), line, 1, line, 1)
-        kind = classify(sql, self.dialect)
+        kind = _kind(sql, self.dialect)
 
         def make(index: int) -> Execution:
             return Execution(index=index, session=lane.name, statement=statement, kind=kind)
@@ -845,6 +846,13 @@ def _inferred(
     if dialect == "postgres" and before is TxState.IN_TRANSACTION:
         return TxState.FAILED  # the transaction is aborted until ROLLBACK
     return before
+
+
+@lru_cache(maxsize=2048)
+def _kind(sql: str, dialect: Dialect) -> StatementKind:
+    """classify() once per statement text: a program repeats a few statements thousands of
+    times, and lexing each execution again made the recorder fall behind the program."""
+    return classify(sql, dialect)
 
 
 def _short(sql: str, limit: int = 120) -> str:
