@@ -13,6 +13,7 @@ lane per connection, whatever thread or pool uses it.
 
 from __future__ import annotations
 
+import atexit
 import importlib.abc
 import importlib.machinery
 import itertools
@@ -41,6 +42,18 @@ class OtherEngineError(Exception):
     """The program connects to another kind of database than the sandbox is."""
 
 
+# Reports are written to the socket together, at most _BATCH_S after the first of them was
+# made: one write per report (2-3 a statement, each a system call that wakes dbsandbox's
+# reader) cost the program more than all the rest of the tracer. Nothing waits on a batch:
+# each report carries the time it was made ("at"), which dbsandbox orders and dates it by,
+# and the wait is well inside the recorder's reorder window (recorder.REORDER_S); a
+# statement that blocks releases the GIL, so the batch naming it goes out while it waits;
+# `ask` (the guard) and the end of the process write at once.
+_BATCH_S = 0.002
+_BATCH_BYTES = 1 << 16
+_encode = json.JSONEncoder(default=repr, separators=(",", ":")).encode
+
+
 class _Channel:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -49,29 +62,62 @@ class _Channel:
         self.sock.connect(path)
         self.replies = self.sock.makefile("rb")
         self.broken = False
+        self.pending: list[str] = []
+        self.size = 0
+        self.eager = False  # the process is ending: every report is written at once
+        self.due = threading.Event()
+        writer = threading.Thread(target=self._write_soon, name="dbsandbox-trace", daemon=True)
+        writer.start()
 
     def send(self, message: dict[str, Any]) -> None:
-        data = (json.dumps(message, default=repr) + "\n").encode()
+        data = _encode(message)
         with self.lock:
             if self.broken:
                 return
-            try:
-                self.sock.sendall(data)
-            except OSError:
-                self.broken = True  # dbsandbox is gone: the program runs on untraced
+            self.pending.append(data)
+            self.size += len(data)
+            if self.eager or self.size >= _BATCH_BYTES:
+                self._write()
+            elif len(self.pending) == 1:
+                self.due.set()
 
     def ask(self, message: dict[str, Any]) -> dict[str, Any]:
-        data = (json.dumps(message, default=repr) + "\n").encode()
+        data = _encode(message)
         with self.lock:
             if self.broken:
                 return {}
+            self.pending.append(data)
+            self._write()
             try:
-                self.sock.sendall(data)
-                line = self.replies.readline()
+                line = self.replies.readline() if not self.broken else b""
             except OSError:
                 self.broken = True
                 return {}
         return json.loads(line) if line else {}
+
+    def flush(self) -> None:
+        with self.lock:
+            if self.pending:
+                self._write()
+
+    def _write(self) -> None:
+        """Write what is pending (with self.lock held)."""
+        data = ("\n".join(self.pending) + "\n").encode()
+        self.pending.clear()
+        self.size = 0
+        self.due.clear()
+        if self.broken:
+            return
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self.broken = True  # dbsandbox is gone: the program runs on untraced
+
+    def _write_soon(self) -> None:
+        while True:
+            self.due.wait()
+            time.sleep(_BATCH_S)
+            self.flush()
 
 
 _channel: _Channel | None = None
@@ -97,6 +143,43 @@ def _send(kind: str, **fields: Any) -> None:
 
 def _hello() -> None:
     _send("hello", pid=os.getpid(), argv=sys.argv[:8], ppid=os.getppid())
+
+
+def _ending() -> None:
+    """The process ends: what is pending is written, and whatever comes after (a pool
+    closed as the interpreter shuts down) is written at once."""
+    channel = _channel
+    if channel is not None:
+        channel.eager = True
+        channel.flush()
+
+
+class _Owner:
+    """What multiprocessing's after-fork registry holds (weakly) for the hook below."""
+
+
+_owner = _Owner()
+_mp_hooked = False
+
+
+def _before_fork() -> None:
+    global _mp_hooked
+    if _channel is not None:
+        _channel.flush()  # the parent's reports so far go before the child's first
+    # A multiprocessing child (fork) ends with os._exit, which runs no atexit: its own exit
+    # hook (a Finalize) must write what is pending. Registered from the parent, because the
+    # child's bootstrap clears the finalizers a fork hook could register, then runs these.
+    if not _mp_hooked and "multiprocessing" in sys.modules:
+        from multiprocessing import util
+
+        util.register_after_fork(_owner, _end_with_multiprocessing)
+        _mp_hooked = True
+
+
+def _end_with_multiprocessing(owner: _Owner) -> None:
+    from multiprocessing import util
+
+    util.Finalize(None, _ending, exitpriority=-1000)
 
 
 def _after_fork() -> None:
@@ -150,7 +233,8 @@ def install() -> None:
         return
     _channel = _Channel(path)
     _hello()
-    os.register_at_fork(after_in_child=_after_fork)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork)
+    atexit.register(_ending)  # registered first, so it runs last of the program's own
     sys.stdout = _Lines(sys.stdout, "stdout")
     sys.stderr = _Lines(sys.stderr, "stderr")
     paths = sysconfig.get_paths()
