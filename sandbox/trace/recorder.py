@@ -40,6 +40,7 @@ _FIRST_LOOK_S = 0.010
 _LOOK_EVERY_S = 0.010
 # How long a message waits for earlier ones sent by other processes before it is recorded.
 REORDER_S = 0.05
+_COALESCE_S = 0.005
 # The same query this many times in one lane inside one checkout: an N+1 loop.
 N_PLUS_ONE_AT = 5
 _MASK = "********"
@@ -191,10 +192,15 @@ class Recorder:
                     lane.pid = message.get("backend_pid")
         sent = message.get("at")
         when = float(sent) if isinstance(sent, int | float) else time.time()
+        entry = (when, next(self._arrivals), program, message)
         with self._queued:
-            heapq.heappush(self._queue, (when, next(self._arrivals), program, message))
+            heapq.heappush(self._queue, entry)
             self._idle.clear()
-            self._queued.notify()
+            # The dispatcher is woken only when this message changes when it must next
+            # wake: the queue was empty, or this one is due first. Waking it for every
+            # message (thousands a second) to wait again cost more CPU than recording them.
+            if self._queue[0] is entry:
+                self._queued.notify()
         return None
 
     def _dispatch(self) -> None:
@@ -205,7 +211,9 @@ class Recorder:
                         due = self._queue[0][0] + REORDER_S - time.time()
                         if due <= 0 or self._closing.is_set():
                             break
-                        self._queued.wait(due)
+                        # A little later than due: the messages due meanwhile are recorded
+                        # in the same wake-up, not one wake-up each.
+                        self._queued.wait(due + _COALESCE_S)
                     elif self._closing.is_set():
                         return
                     else:
