@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ _FIRST_LOOK_S = 0.010
 _LOOK_EVERY_S = 0.010
 # How long a message waits for earlier ones sent by other processes before it is recorded.
 REORDER_S = 0.05
+_COALESCE_S = 0.005
 # The same query this many times in one lane inside one checkout: an N+1 loop.
 N_PLUS_ONE_AT = 5
 _MASK = "********"
@@ -190,10 +192,15 @@ class Recorder:
                     lane.pid = message.get("backend_pid")
         sent = message.get("at")
         when = float(sent) if isinstance(sent, int | float) else time.time()
+        entry = (when, next(self._arrivals), program, message)
         with self._queued:
-            heapq.heappush(self._queue, (when, next(self._arrivals), program, message))
+            heapq.heappush(self._queue, entry)
             self._idle.clear()
-            self._queued.notify()
+            # The dispatcher is woken only when this message changes when it must next
+            # wake: the queue was empty, or this one is due first. Waking it for every
+            # message (thousands a second) to wait again cost more CPU than recording them.
+            if self._queue[0] is entry:
+                self._queued.notify()
         return None
 
     def _dispatch(self) -> None:
@@ -204,7 +211,9 @@ class Recorder:
                         due = self._queue[0][0] + REORDER_S - time.time()
                         if due <= 0 or self._closing.is_set():
                             break
-                        self._queued.wait(due)
+                        # A little later than due: the messages due meanwhile are recorded
+                        # in the same wake-up, not one wake-up each.
+                        self._queued.wait(due + _COALESCE_S)
                     elif self._closing.is_set():
                         return
                     else:
@@ -491,7 +500,7 @@ class Recorder:
         origin = message.get("origin")
         line = _line_of(origin)
         statement = Statement(sql, 0, 0, len(sql), line, 1, line, 1)
-        kind = classify(sql, self.dialect)
+        kind = _kind(sql, self.dialect)
 
         def make(index: int) -> Execution:
             return Execution(index=index, session=lane.name, statement=statement, kind=kind)
@@ -845,6 +854,13 @@ def _inferred(
     if dialect == "postgres" and before is TxState.IN_TRANSACTION:
         return TxState.FAILED  # the transaction is aborted until ROLLBACK
     return before
+
+
+@lru_cache(maxsize=2048)
+def _kind(sql: str, dialect: Dialect) -> StatementKind:
+    """classify() once per statement text: a program repeats a few statements thousands of
+    times, and lexing each execution again made the recorder fall behind the program."""
+    return classify(sql, dialect)
 
 
 def _short(sql: str, limit: int = 120) -> str:

@@ -13,6 +13,7 @@ lane per connection, whatever thread or pool uses it.
 
 from __future__ import annotations
 
+import atexit
 import importlib.abc
 import importlib.machinery
 import itertools
@@ -41,6 +42,18 @@ class OtherEngineError(Exception):
     """The program connects to another kind of database than the sandbox is."""
 
 
+# Reports are written to the socket together, at most _BATCH_S after the first of them was
+# made: one write per report (2-3 a statement, each a system call that wakes dbsandbox's
+# reader) cost the program more than all the rest of the tracer. Nothing waits on a batch:
+# each report carries the time it was made ("at"), which dbsandbox orders and dates it by,
+# and the wait is well inside the recorder's reorder window (recorder.REORDER_S); a
+# statement that blocks releases the GIL, so the batch naming it goes out while it waits;
+# `ask` (the guard) and the end of the process write at once.
+_BATCH_S = 0.002
+_BATCH_BYTES = 1 << 16
+_encode = json.JSONEncoder(default=repr, separators=(",", ":")).encode
+
+
 class _Channel:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -49,29 +62,62 @@ class _Channel:
         self.sock.connect(path)
         self.replies = self.sock.makefile("rb")
         self.broken = False
+        self.pending: list[str] = []
+        self.size = 0
+        self.eager = False  # the process is ending: every report is written at once
+        self.due = threading.Event()
+        writer = threading.Thread(target=self._write_soon, name="dbsandbox-trace", daemon=True)
+        writer.start()
 
     def send(self, message: dict[str, Any]) -> None:
-        data = (json.dumps(message, default=repr) + "\n").encode()
+        data = _encode(message)
         with self.lock:
             if self.broken:
                 return
-            try:
-                self.sock.sendall(data)
-            except OSError:
-                self.broken = True  # dbsandbox is gone: the program runs on untraced
+            self.pending.append(data)
+            self.size += len(data)
+            if self.eager or self.size >= _BATCH_BYTES:
+                self._write()
+            elif len(self.pending) == 1:
+                self.due.set()
 
     def ask(self, message: dict[str, Any]) -> dict[str, Any]:
-        data = (json.dumps(message, default=repr) + "\n").encode()
+        data = _encode(message)
         with self.lock:
             if self.broken:
                 return {}
+            self.pending.append(data)
+            self._write()
             try:
-                self.sock.sendall(data)
-                line = self.replies.readline()
+                line = self.replies.readline() if not self.broken else b""
             except OSError:
                 self.broken = True
                 return {}
         return json.loads(line) if line else {}
+
+    def flush(self) -> None:
+        with self.lock:
+            if self.pending:
+                self._write()
+
+    def _write(self) -> None:
+        """Write what is pending (with self.lock held)."""
+        data = ("\n".join(self.pending) + "\n").encode()
+        self.pending.clear()
+        self.size = 0
+        self.due.clear()
+        if self.broken:
+            return
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self.broken = True  # dbsandbox is gone: the program runs on untraced
+
+    def _write_soon(self) -> None:
+        while True:
+            self.due.wait()
+            time.sleep(_BATCH_S)
+            self.flush()
 
 
 _channel: _Channel | None = None
@@ -97,6 +143,43 @@ def _send(kind: str, **fields: Any) -> None:
 
 def _hello() -> None:
     _send("hello", pid=os.getpid(), argv=sys.argv[:8], ppid=os.getppid())
+
+
+def _ending() -> None:
+    """The process ends: what is pending is written, and whatever comes after (a pool
+    closed as the interpreter shuts down) is written at once."""
+    channel = _channel
+    if channel is not None:
+        channel.eager = True
+        channel.flush()
+
+
+class _Owner:
+    """What multiprocessing's after-fork registry holds (weakly) for the hook below."""
+
+
+_owner = _Owner()
+_mp_hooked = False
+
+
+def _before_fork() -> None:
+    global _mp_hooked
+    if _channel is not None:
+        _channel.flush()  # the parent's reports so far go before the child's first
+    # A multiprocessing child (fork) ends with os._exit, which runs no atexit: its own exit
+    # hook (a Finalize) must write what is pending. Registered from the parent, because the
+    # child's bootstrap clears the finalizers a fork hook could register, then runs these.
+    if not _mp_hooked and "multiprocessing" in sys.modules:
+        from multiprocessing import util
+
+        util.register_after_fork(_owner, _end_with_multiprocessing)
+        _mp_hooked = True
+
+
+def _end_with_multiprocessing(owner: _Owner) -> None:
+    from multiprocessing import util
+
+    util.Finalize(None, _ending, exitpriority=-1000)
 
 
 def _after_fork() -> None:
@@ -150,7 +233,8 @@ def install() -> None:
         return
     _channel = _Channel(path)
     _hello()
-    os.register_at_fork(after_in_child=_after_fork)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork)
+    atexit.register(_ending)  # registered first, so it runs last of the program's own
     sys.stdout = _Lines(sys.stdout, "stdout")
     sys.stderr = _Lines(sys.stderr, "stderr")
     paths = sysconfig.get_paths()
@@ -206,17 +290,37 @@ def _origin() -> str | None:
     """The program's own file:line that led to this statement: the innermost frame outside
     SQLAlchemy, the standard library, installed packages and this tracer."""
     frame: Any = sys._getframe(2)
+    files = _files
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not (
-            filename.startswith(_skip_prefixes)
-            or filename.startswith("<")
-            or f"{os.sep}site-packages{os.sep}" in filename
-            or f"{os.sep}dist-packages{os.sep}" in filename
-        ):
-            return f"{_shown(filename)}:{frame.f_lineno}"
+        shown = files.get(filename, _UNSEEN)
+        if shown is _UNSEEN:
+            shown = files[filename] = _program_file(filename)
+        if shown is not None:
+            return f"{shown}:{frame.f_lineno}"
         frame = frame.f_back
     return None
+
+
+# Every statement walks 15-30 frames up to the program's own: what each file is (skipped,
+# or the name it is shown by) is decided once per file, not once per frame (relpath on every
+# statement cost more than the rest of the tracer). A file's name is fixed the first time
+# it is seen, even if the program later changes directory.
+_UNSEEN = object()
+_files: dict[str, Any] = {}
+
+
+def _program_file(filename: str) -> str | None:
+    """How the program's file `filename` is shown; None for a file that is not the
+    program's (SQLAlchemy, the standard library, installed packages, this tracer)."""
+    if (
+        filename.startswith(_skip_prefixes)
+        or filename.startswith("<")
+        or f"{os.sep}site-packages{os.sep}" in filename
+        or f"{os.sep}dist-packages{os.sep}" in filename
+    ):
+        return None
+    return _shown(filename)
 
 
 def _shown(filename: str) -> str:
@@ -260,6 +364,17 @@ def _params(parameters: Any, many: bool) -> Any:
     return _value(parameters)
 
 
+def _one_batch(context: Any) -> bool:
+    """An "insertmanyvalues" batch: SQLAlchemy says executemany=True for the statement as a
+    whole, but each batch is one cursor.execute() of ONE parameter set (on PostgreSQL a dict
+    naming every row's values, name__0, name__1, ...; where batching is not supported, one
+    row's tuple). Read as many sets, a dict's keys were taken for parameter sets, and
+    writing them into the replay failed the whole trace (any ORM flush of 2+ new objects on
+    PostgreSQL)."""
+    style = getattr(context, "execute_style", None)
+    return getattr(style, "name", None) == "INSERTMANYVALUES"
+
+
 # ---------------------------------------------------------------- which lane
 
 
@@ -273,6 +388,14 @@ def _lane(info: dict[str, Any]) -> int:
 def _lane_of(conn: Any) -> int | None:
     try:
         return _lane(conn.connection.info)
+    except NotImplementedError:
+        # SQLAlchemy's first connect (see _before): its ad-hoc pool connection has no .info,
+        # but it runs inside the pool's connect event of that same DBAPI connection.
+        connecting = getattr(_local, "connecting", None)
+        dbapi_connection = getattr(conn.connection, "dbapi_connection", None)
+        if connecting is not None and connecting[0] is dbapi_connection:
+            return _lane(connecting[1])
+        return None
     except Exception:  # a closed or invalidated connection
         return None
 
@@ -316,13 +439,14 @@ def _attach_core() -> None:
         return
     _attached.add("sqlalchemy")
     from sqlalchemy import event
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.pool import Pool
 
     global _skip_prefixes
     import sqlalchemy
 
     _skip_prefixes += (os.path.dirname(os.path.abspath(sqlalchemy.__file__)) + os.sep,)
+    _files.clear()  # decided before SQLAlchemy's folder was known to be skipped
     guard_stops = os.environ.get(_ENV_GUARD) == "stop"
 
     sandbox_url = os.environ.get(_ENV_URL)
@@ -360,6 +484,8 @@ def _attach_core() -> None:
 
     @event.listens_for(Pool, "connect")
     def _connect(dbapi_connection: Any, record: Any) -> None:
+        # The pool's class-level listeners run before its own, first_connect among them.
+        _local.connecting = (dbapi_connection, record.info)
         _send(
             "connect",
             c=_lane(record.info),
@@ -370,6 +496,7 @@ def _attach_core() -> None:
 
     @event.listens_for(Pool, "checkout")
     def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        _local.connecting = None  # connected: first_connect is over
         _send("checkout", c=_lane(record.info), origin=_origin())
 
     @event.listens_for(Pool, "checkin")
@@ -407,11 +534,22 @@ def _attach_core() -> None:
         _watch_ends(conn.dialect)
         _send("rollback", c=_lane_of(conn), origin=_origin(), tx=_tx_of(conn))
 
-    @event.listens_for(Engine, "before_cursor_execute")
+    # Statements are heard on the Connection class, not the Engine: SQLAlchemy's first
+    # connection asks the server about itself before the program's first statement
+    # (PostgreSQL: `select pg_catalog.version()`, `select current_schema()`, `show
+    # standard_conforming_strings`) on a Connection made with _has_events=False
+    # (create_engine's first_connect), which never joins its engine's dispatch: Engine
+    # listeners miss those statements, though they reach the server and the echo log lists
+    # them. Connection-class listeners fire once for every Connection, that one included,
+    # because the begin / commit / rollback listeners above are on Engine (that sets
+    # Engine._has_events, which first_connect's Connection checks before dispatching).
+    @event.listens_for(Connection, "before_cursor_execute")
     def _before(
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
         lane = _lane_of(conn)
+        if many and _one_batch(context):
+            many = False
         number = next(_statements)
         _local.statement = number
         origin = _origin()
@@ -442,7 +580,7 @@ def _attach_core() -> None:
                 raise DangerousStatementError(f"dbsandbox guard stopped this statement: {stop}")
         _send("stmt", **message)
 
-    @event.listens_for(Engine, "after_cursor_execute")
+    @event.listens_for(Connection, "after_cursor_execute")
     def _after(
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
@@ -455,6 +593,7 @@ def _attach_core() -> None:
             tx=_tx_of(conn),
         )
 
+    # handle_error is the dialect's event: it fires for the first connect's probes too.
     @event.listens_for(Engine, "handle_error")
     def _error(context: Any) -> None:
         original = context.original_exception
