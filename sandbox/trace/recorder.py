@@ -10,6 +10,7 @@ show the lane that blocks them.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import re
@@ -52,6 +53,7 @@ _SECRET_NAME = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
@@ -68,6 +70,8 @@ class Program:
     argv: list[str]
     exit_code: int | None = None
     output: list[str] = field(default_factory=list)
+    # Statement texts (and parameter names) by the number the process gives them.
+    texts: dict[int, tuple[str, Any]] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -179,6 +183,14 @@ class Recorder:
         program waits for it), everything else is recorded by the dispatcher."""
         if message.get("t") == "ask":
             return {"stop": self._stop_reason(str(message.get("sql") or ""))}
+        sid = message.get("sid")
+        if sid is not None and program is not None:
+            # A statement's text comes once per process, then its number: read in the order
+            # the socket delivered them, so the text is always known before its number.
+            if "sql" in message:
+                program.texts[sid] = (message["sql"], message.get("names"))
+            else:
+                message["sql"], message["names"] = program.texts.get(sid, ("", None))
         if message.get("t") == "connect" and program is not None:
             # Known at once, not after the reorder window: another session's lock watcher
             # may find this connection holding a lock before its events are recorded.
@@ -462,6 +474,18 @@ class Recorder:
             statement=execution.index,
             outcome=str(Status.BLOCKED),
         )
+
+    def _on_ran(self, lane: Lane, message: dict[str, Any]) -> None:
+        """A statement and its end in one report (it ended before the report was written)."""
+        self._on_stmt(lane, message)
+        when = self.timeline.when
+        self.timeline.when = message.get("ended", when)
+        try:
+            self._on_done(
+                lane, {"rowcount": message.get("rowcount"), "tx": message.get("tx_after")}
+            )
+        finally:
+            self.timeline.when = when
 
     def _on_done(self, lane: Lane, message: dict[str, Any]) -> None:
         rowcount = message.get("rowcount")

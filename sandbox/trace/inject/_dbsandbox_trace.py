@@ -42,15 +42,20 @@ class OtherEngineError(Exception):
     """The program connects to another kind of database than the sandbox is."""
 
 
-# Reports are written to the socket together, at most _BATCH_S after the first of them was
-# made: one write per report (2-3 a statement, each a system call that wakes dbsandbox's
-# reader) cost the program more than all the rest of the tracer. Nothing waits on a batch:
-# each report carries the time it was made ("at"), which dbsandbox orders and dates it by,
-# and the wait is well inside the recorder's reorder window (recorder.REORDER_S); a
-# statement that blocks releases the GIL, so the batch naming it goes out while it waits;
-# `ask` (the guard) and the end of the process write at once.
-_BATCH_S = 0.002
-_BATCH_BYTES = 1 << 16
+# Reports are written to the socket together: one write per report (2-3 a statement, each a
+# system call that wakes dbsandbox's reader) cost the program more than all the rest of the
+# tracer. The program's own thread writes a batch when it reports again _BATCH_S after the
+# batch's first report, or at _BATCH_REPORTS; a writer thread waking for every batch cost
+# as much again (each wake-up takes the GIL from the program). A statement that blocks (a
+# lock wait) makes no more reports: the watchdog thread, looking every _WATCHDOG_S, writes
+# the batch naming it. Nothing waits on a batch: each report carries the time it was made
+# ("at"), which dbsandbox orders and dates it by, well inside the recorder's reorder window
+# (recorder.REORDER_S); `ask` (the guard) and the end of the process write at once.
+_BATCH_S = 0.005
+_BATCH_REPORTS = 64
+_WATCHDOG_S = 0.010
+# A report is encoded when its batch is written, not when it is made: a statement's report
+# still waiting then takes its end in (one report, "ran", instead of "stmt" and "done").
 _encode = json.JSONEncoder(default=repr, separators=(",", ":")).encode
 
 
@@ -62,31 +67,37 @@ class _Channel:
         self.sock.connect(path)
         self.replies = self.sock.makefile("rb")
         self.broken = False
-        self.pending: list[str] = []
-        self.size = 0
+        self.pending: list[dict[str, Any]] = []
         self.eager = False  # the process is ending: every report is written at once
-        self.due = threading.Event()
-        writer = threading.Thread(target=self._write_soon, name="dbsandbox-trace", daemon=True)
+        self.first = 0.0  # when the oldest pending report was made
+        writer = threading.Thread(target=self._watchdog, name="dbsandbox-trace", daemon=True)
         writer.start()
 
     def send(self, message: dict[str, Any]) -> None:
-        data = _encode(message)
         with self.lock:
             if self.broken:
                 return
-            self.pending.append(data)
-            self.size += len(data)
-            if self.eager or self.size >= _BATCH_BYTES:
+            self.pending.append(message)
+            now = message.get("at") or time.time()
+            if len(self.pending) == 1:
+                self.first = now
+            if self.eager or len(self.pending) >= _BATCH_REPORTS or now - self.first >= _BATCH_S:
                 self._write()
-            elif len(self.pending) == 1:
-                self.due.set()
+
+    def amend(self, message: dict[str, Any], **end: Any) -> bool:
+        """Add a statement's end to its report if that is not written yet."""
+        with self.lock:
+            if "_out" in message or self.broken:
+                return False
+            message.update(end)
+            message["t"] = "ran"
+            return True
 
     def ask(self, message: dict[str, Any]) -> dict[str, Any]:
-        data = _encode(message)
         with self.lock:
             if self.broken:
                 return {}
-            self.pending.append(data)
+            self.pending.append(message)
             self._write()
             try:
                 line = self.replies.readline() if not self.broken else b""
@@ -102,10 +113,11 @@ class _Channel:
 
     def _write(self) -> None:
         """Write what is pending (with self.lock held)."""
-        data = ("\n".join(self.pending) + "\n").encode()
-        self.pending.clear()
-        self.size = 0
-        self.due.clear()
+        data = ("\n".join(map(_encode, self.pending)) + "\n").encode()
+        for message in self.pending:
+            message["_out"] = True  # written: its end goes in a report of its own
+        self.pending = []
+
         if self.broken:
             return
         try:
@@ -113,16 +125,18 @@ class _Channel:
         except OSError:
             self.broken = True  # dbsandbox is gone: the program runs on untraced
 
-    def _write_soon(self) -> None:
+    def _watchdog(self) -> None:
         while True:
-            self.due.wait()
-            time.sleep(_BATCH_S)
-            self.flush()
+            time.sleep(_WATCHDOG_S)
+            with self.lock:
+                if self.pending and time.time() - self.first >= _WATCHDOG_S:
+                    self._write()
 
 
 _channel: _Channel | None = None
 _numbers = itertools.count(1)
 _statements = itertools.count(1)
+_texts: dict[str, int] = {}  # statement text -> its number in this process's reports
 _verdicts: dict[str, str | None] = {}  # statement text -> why the guard stops it (None: runs)
 _local = threading.local()
 _skip_prefixes: tuple[str, ...] = ()
@@ -133,12 +147,14 @@ def _now() -> float:
     return time.time()
 
 
-def _send(kind: str, **fields: Any) -> None:
+def _send(kind: str, **fields: Any) -> dict[str, Any]:
+    """Queue one report; returns it (a statement's end may still be added to it)."""
+    fields["t"] = kind
+    fields["at"] = _now()
+    fields["thread"] = threading.current_thread().name
     if _channel is not None:
-        fields["t"] = kind
-        fields["at"] = _now()
-        fields["thread"] = threading.current_thread().name
         _channel.send(fields)
+    return fields
 
 
 def _hello() -> None:
@@ -186,6 +202,7 @@ def _after_fork() -> None:
     """A forked process must not write into its parent's socket: it gets its own."""
     global _channel, _numbers
     _numbers = itertools.count(1)
+    _texts.clear()  # the new channel's reader has seen none of them
     path = _channel.path if _channel is not None else os.environ.get(_ENV_SOCKET)
     _channel = None
     if path:
@@ -556,20 +573,26 @@ def _attach_core() -> None:
         flush = getattr(_local, "flush", None)
         # Positional parameters (qmark, format) have names in the compiled statement: they
         # tell dbsandbox which values are secrets to mask.
-        names = getattr(getattr(context, "compiled", None), "positiontup", None)
+        # A statement's text (and its parameters' names) goes once; then its number ("sid")
+        # stands for it: an ORM program sends the same few statements thousands of times.
+        sid = _texts.get(statement)
         message = {
             "c": lane,
             "n": number,
-            "sql": statement,
             "params": _params(parameters, many),
             # insertmanyvalues batches many rows into one statement with one parameter set:
             # "many" only for a real executemany (several sets for one statement).
-            "names": list(names) if names else None,
             "many": many and isinstance(parameters, list | tuple),
             "origin": origin,
             "flush": flush,
             "tx": _tx_of(conn),
         }
+        if sid is None:
+            sid = _texts[statement] = len(_texts) + 1
+            names = getattr(getattr(context, "compiled", None), "positiontup", None)
+            message["sql"] = statement
+            message["names"] = list(names) if names else None
+        message["sid"] = sid
         if guard_stops:
             stop = _verdicts.get(statement, "?")
             if stop == "?":
@@ -578,18 +601,26 @@ def _attach_core() -> None:
             if stop:
                 _send("stopped", **message, why=stop)
                 raise DangerousStatementError(f"dbsandbox guard stopped this statement: {stop}")
-        _send("stmt", **message)
+        _local.report = _send("stmt", **message)
 
     @event.listens_for(Connection, "after_cursor_execute")
     def _after(
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
         rowcount = getattr(cursor, "rowcount", None)
+        rowcount = rowcount if isinstance(rowcount, int) else None
+        report = getattr(_local, "report", None)
+        _local.report = None
+        # Most statements end before their report is written: the end goes into it.
+        if report is not None and _channel is not None:
+            ended = {"rowcount": rowcount, "tx_after": _tx_of(conn), "ended": _now()}
+            if _channel.amend(report, **ended):
+                return
         _send(
             "done",
             c=_lane_of(conn),
             n=getattr(_local, "statement", None),
-            rowcount=rowcount if isinstance(rowcount, int) else None,
+            rowcount=rowcount,
             tx=_tx_of(conn),
         )
 
