@@ -266,7 +266,7 @@ def install() -> None:
         import logging
 
         handler = logging.FileHandler(f"{echo}.{os.getpid()}", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         logger = logging.getLogger("sqlalchemy.engine")
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
