@@ -26,10 +26,10 @@ from pathlib import Path
 
 from sqlalchemy.sql.util import _long_statement
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Run as a script from anywhere: the repository's root, for `benchmarks` itself.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trace_fidelity import BEGIN, echo_sequence
-
+from benchmarks.trace_fidelity import BEGIN, echo_sequence
 from sandbox.scenario.catalog import catalog_files
 from sandbox.scenario.loader import load
 from sandbox.scenario.player import play
