@@ -161,7 +161,6 @@ class Recorder:
         self._labels: Counter[str] = Counter()
         self._lock = threading.RLock()
         self._lint_cache: dict[str, list[Finding]] = {}
-        self._flushes: dict[tuple[int, str], dict[str, Any]] = {}
         self._notes: dict[int, str] = {}  # why a COMMIT / ROLLBACK was sent, by whom
         self._before: dict[int, TxState] = {}  # a COMMIT / ROLLBACK's database state before
         self._closing = threading.Event()
@@ -333,14 +332,6 @@ class Recorder:
         if kind == "discarded":
             self._on_discarded(program, message)
             return None
-        if kind == "flush":
-            with self._lock:
-                self._flushes[(program.pid, str(message.get("thread")))] = message
-            return None
-        if kind == "flushed":
-            with self._lock:
-                self._flushes.pop((program.pid, str(message.get("thread"))), None)
-            return None
         number = message.get("c")
         if not isinstance(number, int):
             return None
@@ -454,7 +445,7 @@ class Recorder:
             origin=message.get("origin"),
             params=execution.params,
             many=bool(message.get("many")) or None,
-            flush=message.get("flush"),
+            flush=_flush_kind(message.get("flush")),
             thread=message.get("thread"),
         )
         self._review(lane, execution, stopped=False)
@@ -737,10 +728,9 @@ class Recorder:
         )
 
     def _flush_note(self, lane: Lane, message: dict[str, Any]) -> None:
-        if not message.get("flush"):
-            return
-        flush = self._flushes.pop((lane.program.pid, str(message.get("thread"))), None)
-        if flush is None:
+        """The flush whose first statement this is (the tracer tells it with that one)."""
+        flush = message.get("flush")
+        if not isinstance(flush, dict) or flush.get("again"):
             return
         parts = [
             f"{flush.get(k, 0)} {w}"
@@ -856,6 +846,13 @@ class Recorder:
         with self._queued:
             self._queued.notify()
         self._dispatcher.join(timeout=10)
+
+
+def _flush_kind(flush: Any) -> str | None:
+    """How a statement came to be sent by the ORM: "autoflush", "flush", or None."""
+    if not isinstance(flush, dict):
+        return None
+    return "autoflush" if flush.get("auto") else "flush"
 
 
 def _state(message: dict[str, Any]) -> TxState | None:

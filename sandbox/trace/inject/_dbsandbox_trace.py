@@ -571,6 +571,10 @@ def _attach_core() -> None:
         _local.statement = number
         origin = _origin()
         flush = getattr(_local, "flush", None)
+        if flush is not None and "told" not in flush:
+            flush["told"] = True  # its first statement carries it
+        elif flush is not None:
+            flush = {"auto": flush["auto"], "again": True}  # a later statement of it
         # Positional parameters (qmark, format) have names in the compiled statement: they
         # tell dbsandbox which values are secrets to mask.
         # A statement's text (and its parameters' names) goes once; then its number ("sid")
@@ -676,6 +680,8 @@ def _attach_orm() -> None:
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
+    # A flush is told with the first statement it sends (the "flush" of that statement's
+    # report), not in reports of its own: one that sends nothing costs nothing.
     @event.listens_for(Session, "before_flush")
     def _before_flush(session: Any, flush_context: Any, instances: Any) -> None:
         auto = False
@@ -685,20 +691,20 @@ def _attach_orm() -> None:
                 auto = True
                 break
             frame = frame.f_back
-        _local.flush = "autoflush" if auto else "flush"
-        _send(
-            "flush",
-            auto=auto,
-            new=len(session.new),
-            dirty=len(session.dirty),
-            deleted=len(session.deleted),
-            origin=_origin(),
-        )
+        # The identity map's own set of modified objects: session.dirty would compare every
+        # attribute of every object, on every flush.
+        modified = getattr(session.identity_map, "_modified", None)
+        _local.flush = {
+            "auto": auto,
+            "new": len(session._new) if hasattr(session, "_new") else len(session.new),
+            "dirty": len(modified) if modified is not None else len(session.dirty),
+            "deleted": len(session._deleted) if hasattr(session, "_deleted") else 0,
+            "origin": _origin(),
+        }
 
     @event.listens_for(Session, "after_flush_postexec")
     def _after_flush(session: Any, flush_context: Any) -> None:
         _local.flush = None
-        _send("flushed")
 
     # Objects added and never flushed leave no trace in the database: only the ORM knows
     # they were dropped (a forgotten commit()).
