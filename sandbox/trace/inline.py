@@ -29,7 +29,7 @@ def literal(value: Any, dialect: Dialect) -> str:
         if dialect == "sqlite":
             return "1" if value else "0"
         return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
         if value.endswith("…"):
@@ -43,7 +43,7 @@ def inline(sql: str, params: Any, dialect: Dialect) -> str | None:
     cannot be written faithfully (an executemany, a shortened or unknown value)."""
     if params is None or params == [] or params == {}:
         return sql
-    if isinstance(params, list) and params and isinstance(params[0], dict | list):
+    if isinstance(params, list) and params and isinstance(params[0], (dict, list)):
         return None  # an executemany: one statement, several parameter sets
     try:
         if dialect == "postgres":

@@ -103,7 +103,9 @@ def mask_params(params: Any, names: list[str] | None = None) -> Any:
     if isinstance(params, dict):
         return {k: _MASK if is_secret_name(str(k)) else v for k, v in params.items()}
     if isinstance(params, list):
-        if params and all(isinstance(p, dict | list) for p in params):
+        # isinstance with tuples here and in the tracer: `dict | list` builds a new union
+        # object on every call, and these run for every value of every statement.
+        if params and all(isinstance(p, (dict, list)) for p in params):
             return [mask_params(p, names) for p in params]  # executemany: each set
         if names and len(names) == len(params):
             pairs = zip(names, params, strict=True)
@@ -202,7 +204,7 @@ class Recorder:
                         self.lanes[(program.pid, number)] = lane
                     lane.pid = message.get("backend_pid")
         sent = message.get("at")
-        when = float(sent) if isinstance(sent, int | float) else time.time()
+        when = float(sent) if isinstance(sent, (int, float)) else time.time()
         entry = (when, next(self._arrivals), program, message)
         with self._queued:
             heapq.heappush(self._queue, entry)

@@ -357,11 +357,12 @@ def _shown(filename: str) -> str:
 
 
 def _value(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float):
+    # Tuples, not `bool | int | float`: a union is built anew on every call (every value).
+    if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, str):
         return value if len(value) <= _MAX_VALUE else value[:_MAX_VALUE] + "…"
-    if isinstance(value, bytes | bytearray | memoryview):
+    if isinstance(value, (bytes, bytearray, memoryview)):
         return "\\x" + bytes(value[:_MAX_VALUE]).hex()
     text = str(value)
     return text if len(text) <= _MAX_VALUE else text[:_MAX_VALUE] + "…"
@@ -376,7 +377,7 @@ def _params(parameters: Any, many: bool) -> Any:
         return [_params(p, False) for p in list(parameters)[:_MAX_PARAMS]]
     if isinstance(parameters, dict):
         return {str(k): _value(v) for k, v in parameters.items()}
-    if isinstance(parameters, list | tuple):
+    if isinstance(parameters, (list, tuple)):
         return [_value(v) for v in parameters]
     return _value(parameters)
 
@@ -586,7 +587,7 @@ def _attach_core() -> None:
             "params": _params(parameters, many),
             # insertmanyvalues batches many rows into one statement with one parameter set:
             # "many" only for a real executemany (several sets for one statement).
-            "many": many and isinstance(parameters, list | tuple),
+            "many": many and isinstance(parameters, (list, tuple)),
             "origin": origin,
             "flush": flush,
             "tx": _tx_of(conn),
