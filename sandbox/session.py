@@ -27,6 +27,10 @@ FAILED_COMMIT_NOTE = (
 )
 
 
+# Statements that read tables: in a transaction they start SQLite's read snapshot.
+_READS = frozenset({"SELECT", "WITH", "TABLE", "VALUES"})
+
+
 class Session:
     """A connection that executes exactly what it is given and reports what happened."""
 
@@ -48,6 +52,9 @@ class Session:
         self.tx_changes = 0
         # SQLite: whether this session's open transaction has taken the write lock.
         self.holds_write_lock = False
+        # SQLite: whether its open transaction has read (it holds a read snapshot): a write
+        # then never waits for another's lock, SQLite refuses it at once (SQLITE_BUSY).
+        self.holds_read_snapshot = False
         # Session-level SETs (isolation level, search_path, ...) in the order they ran: a
         # reconnect (PostgreSQL restore) replays them so the session behaves as before.
         self.settings: list[str] = []
@@ -148,6 +155,7 @@ class Session:
             self.tx_statements = 0
             self.tx_changes = 0
             self.holds_write_lock = False
+            self.holds_read_snapshot = False
             return
         if outcome.tx_before is TxState.IDLE:
             self.tx_statements = 0
@@ -157,6 +165,8 @@ class Session:
             self.tx_changes += 1
         if (kind.takes_write_lock or not kind.read_only) and _took_write_lock(outcome):
             self.holds_write_lock = True
+        if kind.read_only and kind.keyword in _READS and outcome.status is Status.OK:
+            self.holds_read_snapshot = True
 
     def cancel(self) -> None:
         """Ask the engine to stop the running statement (thread safe)."""

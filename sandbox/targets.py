@@ -294,8 +294,13 @@ class SqliteTarget(Target):
         self, waiting: Waiter, sessions: Sequence[Waiter], earlier_writers: set[str]
     ) -> WaitInfo | None:
         # SQLite has one write lock per database; readers never wait in WAL mode. A session
-        # whose transaction holds the write lock cannot be waiting for it.
-        if waiting.holds_write_lock or not write_lock_held(self._probe):
+        # whose transaction holds the write lock cannot be waiting for it; nor can one whose
+        # transaction has read: SQLite never runs the busy handler for it (waiting could
+        # deadlock) and refuses the write at once with SQLITE_BUSY, however long that takes
+        # to come back on a busy machine.
+        if waiting.holds_write_lock or getattr(waiting, "holds_read_snapshot", False):
+            return None
+        if not write_lock_held(self._probe):
             return None
         holders = [
             s.name

@@ -542,3 +542,38 @@ COMMIT;
     else:
         result = run_script(engine, script.replace("{level}", ""))
         assert outcome(result, "A reads 2").rows == [(100,)]
+
+
+def test_sqlite_a_transaction_that_has_read_is_never_said_to_wait_for_the_write_lock(
+    tmp_path: object,
+) -> None:
+    # SQLite never runs the busy handler for a transaction holding a read snapshot: its write
+    # is refused at once. However slowly that refusal comes back on a busy machine, the
+    # watcher must not call it a wait (it once did, when the refusal took over 10 ms).
+    from sandbox.conductor import Conductor
+    from sandbox.statements import split_statements
+    from sandbox.targets import open_target
+    from sandbox.timeline import Timeline
+    from tests.conftest import options_for
+
+    with open_target(options_for("sqlite", busy_timeout_ms=5000)) as target:
+        conductor = Conductor(target, Timeline())
+        try:
+            for session, sql in [
+                ("A", "CREATE TABLE t (id INTEGER PRIMARY KEY, v INTEGER)"),
+                ("A", "INSERT INTO t VALUES (1, 0)"),
+                ("B", "BEGIN"),
+                ("B", "SELECT v FROM t WHERE id = 1"),
+                ("A", "BEGIN"),
+                ("A", "UPDATE t SET v = 1 WHERE id = 1"),
+            ]:
+                conductor.execute(session, split_statements(sql, "sqlite")[0])
+            b, a = conductor.session("B"), conductor.session("A")
+            assert b.holds_read_snapshot and a.holds_write_lock
+            # The write lock is held by A, and B would be the one to ask about: not waiting.
+            assert target.lock_wait(b, [a, b], {"A"}) is None
+            write = conductor.execute("B", split_statements("UPDATE t SET v = 2", "sqlite")[0])
+            assert write.outcome is not None and write.outcome.error is not None
+            assert write.outcome.error.code == "SQLITE_BUSY" and not write.waited
+        finally:
+            conductor.close()
