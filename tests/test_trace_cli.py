@@ -522,3 +522,20 @@ def test_a_session_waiting_for_a_programs_lock_names_its_lane(engine: str, tmp_p
             conductor.close()
     assert mine.waited and mine.blocked_by == ["holder-1"]
     assert mine.outcome is not None and mine.outcome.error is not None  # the row exists now
+
+
+def test_a_program_named_like_a_session_gets_a_lane_name_of_its_own() -> None:
+    from types import SimpleNamespace
+
+    from sandbox.targets import open_target
+    from sandbox.timeline import Timeline
+    from sandbox.trace.recorder import Recorder
+
+    with open_target(options_for("sqlite")) as target:
+        recorder = Recorder(target, Timeline(), others=lambda: [SimpleNamespace(name="A")])
+        try:
+            assert recorder.program(101, ["a.py"]).label == "a_py"
+            assert recorder.program(102, ["report.py"]).label == "report"
+            assert recorder.program(103, ["report.py"]).label == "report_2"
+        finally:
+            recorder.close()

@@ -251,6 +251,10 @@ class Recorder:
             stem = Path(argv[0]).stem if argv and argv[0] not in ("", "-c", "-m") else "python"
             # A lane's name is a script's session name too (an export replays it).
             stem = re.sub(r"[^A-Za-z0-9_]", "_", stem)[:24] or "python"
+            # A program must not take a session's name (a.py beside session A in the app).
+            taken = {str(getattr(s, "name", "")).lower() for s in self._other_sessions()}
+            if stem.lower() in taken:
+                stem = f"{stem}_py"
             self._labels[stem] += 1
             label = stem if self._labels[stem] == 1 else f"{stem}_{self._labels[stem]}"
             program = self.programs[pid] = Program(label, pid, list(argv))
