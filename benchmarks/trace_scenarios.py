@@ -61,7 +61,11 @@ def compare(
     for log in sorted(folder.glob(f"{prefix.name}.*")):
         pid = int(log.suffix[1:])
         label = labels.get(pid)
-        logged = Counter(echo_sequence(log.read_text("utf-8")))
+        # Two threads' records interleave (a statement, the other thread's statement, then
+        # the first one's parameters): a parameters record ("[generated in ...] (...)")
+        # is never a statement, whatever it follows.
+        entries = echo_sequence(log.read_text("utf-8"))
+        logged = Counter(entry for entry in entries if not entry.startswith("["))
         traced: Counter[str] = Counter()
         for event in run.timeline:
             if label is None or not event.session.startswith(f"{label}-"):
