@@ -35,7 +35,13 @@ from sandbox.sqlkind import StatementKind, classify
 from sandbox.statements import STATEMENT_COMMANDS, MetaCommand, Statement
 from sandbox.targets import Target, Waiter, WaitInfo
 from sandbox.timeline import EventKind, Timeline
-from sandbox.transcript import describe_close, plural, record_outcome, short_sql
+from sandbox.transcript import (
+    describe_close,
+    plural,
+    record_findings,
+    record_outcome,
+    short_sql,
+)
 from sandbox.worker import Worker
 
 if TYPE_CHECKING:
@@ -619,19 +625,7 @@ class Conductor:
             statement, session, dialect, schema, sandbox_dir=self.target.own_directory
         )
         execution.review = review
-        for finding, decision, impact in zip(
-            review.findings, review.decisions, review.impacts, strict=True
-        ):
-            measured = f" ({impact.summary})" if impact is not None and impact.summary else ""
-            self.timeline.add(
-                execution.session,
-                EventKind.GUARD,
-                f"{finding.severity} {finding.rule}: {finding.message}{measured} [{decision}]",
-                statement=execution.index,
-                rule=finding.rule,
-                severity=str(finding.severity),
-                decision=str(decision),
-            )
+        record_findings(self.timeline, execution.session, execution.index, review)
         if review.findings and review.runs:
             self.timeline.add(
                 execution.session,

@@ -7,11 +7,14 @@ answered with ROLLBACK is recorded as a rollback.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sandbox.outcome import Outcome, Status, TxState
 from sandbox.sqlkind import StatementKind, TxControl
 from sandbox.timeline import EventKind
+
+if TYPE_CHECKING:
+    from sandbox.guard.policy import Review  # a type only: the app imports this module early
 
 
 class Session(Protocol):
@@ -75,6 +78,24 @@ def summarize(outcome: Outcome) -> str:
     if outcome.tag and not outcome.columns:
         parts.insert(0, outcome.tag)
     return "ok" + (": " + ", ".join(parts) if parts else "")
+
+
+def record_findings(timeline: Timeline, session: str, index: int, review: Review) -> None:
+    """One guard event per finding of a reviewed statement: what was found, what it would
+    do (when measured), and what was decided."""
+    for finding, decision, impact in zip(
+        review.findings, review.decisions, review.impacts, strict=True
+    ):
+        measured = f" ({impact.summary})" if impact is not None and impact.summary else ""
+        timeline.add(
+            session,
+            EventKind.GUARD,
+            f"{finding.severity} {finding.rule}: {finding.message}{measured} [{decision}]",
+            statement=index,
+            rule=finding.rule,
+            severity=str(finding.severity),
+            decision=str(decision),
+        )
 
 
 def record_outcome(

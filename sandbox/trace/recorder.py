@@ -34,7 +34,7 @@ from sandbox.statements import Dialect, Statement, split_statements
 from sandbox.targets import Target
 from sandbox.timeline import EventKind, Timeline
 from sandbox.trace.inline import inline
-from sandbox.transcript import record_outcome
+from sandbox.transcript import record_findings, record_outcome
 
 # A statement in flight this long is asked about (a lock wait), as the conductor does.
 _FIRST_LOOK_S = 0.010
@@ -699,16 +699,7 @@ class Recorder:
         else:
             reason = "no finding stops it"
         execution.review = Review(findings, decisions, [None] * len(findings), strongest, reason)
-        for finding, decision in zip(findings, decisions, strict=True):
-            self.timeline.add(
-                lane.name,
-                EventKind.GUARD,
-                f"{finding.severity} {finding.rule}: {finding.message} [{decision}]",
-                statement=execution.index,
-                rule=finding.rule,
-                severity=str(finding.severity),
-                decision=str(decision),
-            )
+        record_findings(self.timeline, lane.name, execution.index, execution.review)
         if not stopped:
             self.timeline.add(lane.name, EventKind.GUARD, reason, statement=execution.index)
 
