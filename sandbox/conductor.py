@@ -35,6 +35,7 @@ from sandbox.sqlkind import StatementKind, classify
 from sandbox.statements import STATEMENT_COMMANDS, MetaCommand, Statement
 from sandbox.targets import Target, Waiter, WaitInfo
 from sandbox.timeline import EventKind, Timeline
+from sandbox.transcript import Timeline as EventSink
 from sandbox.transcript import (
     describe_close,
     plural,
@@ -117,6 +118,39 @@ class Execution:
 
     def finished(self) -> bool:
         return self.outcome is not None or self.failure is not None
+
+    def start_wait(
+        self, timeline: EventSink, blockers: list[str], what: str, message: str, **data: Any
+    ) -> None:
+        """It waits for `blockers` (from now, or as the engine's error proves): recorded on
+        its session's lane, for a script's session and a traced program's lane alike."""
+        self.waited = self.waiting = True
+        self.waiting_on = list(blockers)
+        # Everyone it waited for, in order: after a release, a statement queued behind the
+        # same row can take the lock first and become the next holder.
+        self.blocked_by += [b for b in blockers if b not in self.blocked_by]
+        timeline.add(
+            self.session,
+            EventKind.LOCK_WAIT,
+            message,
+            statement=self.index,
+            blocked_by=list(blockers),
+            waits_for=what,
+            **data,
+        )
+
+    def end_wait(self, timeline: EventSink) -> None:
+        """Its lock wait is over (granted, or ended by the statement's own end)."""
+        self.waiting = False
+        self.waiting_on = []
+        # The wait began when the statement reached the engine, not when the watcher saw it.
+        waited_ms = (time.perf_counter() - (self.started or 0.0)) * 1000
+        timeline.add(
+            self.session,
+            EventKind.LOCK_RELEASED,
+            f"lock wait over after {waited_ms:.0f} ms",
+            statement=self.index,
+        )
 
     @property
     def running(self) -> bool:
@@ -542,20 +576,15 @@ class Conductor:
         """Record a lock wait that a timeout ended before the watcher's first look, from the
         engine's own error (the caller holds the execution's lock): the statement did wait,
         and a timeline that said otherwise would depend on how fast this machine polls."""
-        execution.waited = execution.waiting = True
-        execution.waiting_on = list(wait.blockers)
-        execution.blocked_by += [b for b in wait.blockers if b not in execution.blocked_by]
         held = f" held by {', '.join(wait.blockers)}" if wait.blockers else ""
-        self.timeline.add(
-            execution.session,
-            EventKind.LOCK_WAIT,
+        execution.start_wait(
+            self.timeline,
+            wait.blockers,
+            wait.what,
             f"waited for {wait.what}{held} (the server's error says so: the wait ended "
             f"before it could be watched)",
-            statement=execution.index,
-            blocked_by=list(wait.blockers),
-            waits_for=wait.what,
         )
-        self._wait_over(execution)
+        execution.end_wait(self.timeline)
 
     def watch_with(self, lanes: Callable[[], Sequence[Waiter]]) -> Callable[[], None]:
         """Count other connections of this sandbox (a trace's lanes) among the lock holders a
@@ -580,16 +609,7 @@ class Conductor:
 
     def _wait_over(self, execution: Execution) -> None:
         """Record the end of a lock wait (the caller holds the execution's lock)."""
-        execution.waiting = False
-        execution.waiting_on = []
-        # The wait began when the statement reached the engine, not when the watcher saw it.
-        waited_ms = (time.perf_counter() - (execution.started or 0.0)) * 1000
-        self.timeline.add(
-            execution.session,
-            EventKind.LOCK_RELEASED,
-            f"lock wait over after {waited_ms:.0f} ms",
-            statement=execution.index,
-        )
+        execution.end_wait(self.timeline)
 
     def _finish_unrun(self, execution: Execution, note: str) -> None:
         """Record a statement that never reached the engine: cancelled while queued, or handed
@@ -934,22 +954,15 @@ class Conductor:
                 self._notify()  # a fresh confirmation may settle a script's step
                 return
             assert wait is not None
-            execution.waited = execution.waiting = True
-            execution.waiting_on = blockers
             execution.wait_detail = detail
-            # Everyone it waited for, in order: after a release, a statement queued behind
-            # the same row can take the lock first and become the next holder.
-            execution.blocked_by += [b for b in blockers if b not in execution.blocked_by]
             names = ", ".join(blockers)
             held = "held by" if wait.what != "a safe snapshot" else "until these end:"
             said = f" ({detail})" if detail else ""
-            self.timeline.add(
-                execution.session,
-                EventKind.LOCK_WAIT,
+            execution.start_wait(
+                self.timeline,
+                blockers,
+                wait.what,
                 f"waiting for {wait.what} {held} {names}{said}",
-                statement=execution.index,
-                blocked_by=blockers,
-                waits_for=wait.what,
                 lock=detail,
             )
         self._notify()

@@ -620,9 +620,9 @@ class Recorder:
             proven = self.target.wait_in_error(lane, error, everyone)
         with execution.lock:
             if proven is not None and not execution.waited:
-                self._wait_started(lane, execution, proven.blockers, proven.what, proven=True)
+                self._wait_started(execution, proven.blockers, proven.what, proven=True)
             if execution.waiting:
-                self._wait_ended(lane, execution)
+                self._wait_ended(execution)
         before = lane.tx_state
         if after is None:
             after = _inferred(execution.kind, status, before, lane.sa_began, self.dialect)
@@ -799,42 +799,23 @@ class Recorder:
             blockers = list(message["blockers"])
             with execution.lock:
                 if blockers and blockers != execution.waiting_on:
-                    self._wait_started(lane, execution, blockers, str(message["what"]))
+                    self._wait_started(execution, blockers, str(message["what"]))
                 elif not blockers and execution.waiting:
-                    self._wait_ended(lane, execution)
+                    self._wait_ended(execution)
 
     def _wait_started(
         self,
-        lane: Lane,
         execution: Execution,
         blockers: list[str],
         what: str,
         proven: bool = False,
     ) -> None:
-        execution.waited = execution.waiting = True
-        execution.waiting_on = list(blockers)
-        execution.blocked_by += [b for b in blockers if b not in execution.blocked_by]
         held = f" held by {', '.join(blockers)}" if blockers else ""
         said = " (the server's error says so: too short to watch)" if proven else ""
-        self.timeline.add(
-            lane.name,
-            EventKind.LOCK_WAIT,
-            f"waiting for {what}{held}{said}",
-            statement=execution.index,
-            blocked_by=list(blockers),
-            waits_for=what,
-        )
+        execution.start_wait(self.timeline, blockers, what, f"waiting for {what}{held}{said}")
 
-    def _wait_ended(self, lane: Lane, execution: Execution) -> None:
-        execution.waiting = False
-        execution.waiting_on = []
-        waited = (time.perf_counter() - (execution.started or 0.0)) * 1000
-        self.timeline.add(
-            lane.name,
-            EventKind.LOCK_RELEASED,
-            f"lock wait over after {waited:.0f} ms",
-            statement=execution.index,
-        )
+    def _wait_ended(self, execution: Execution) -> None:
+        execution.end_wait(self.timeline)
 
     def close(self) -> None:
         """Record what is still queued, in order, and stop."""
