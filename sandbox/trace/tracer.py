@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import marshal
 import os
 import shlex
 import shutil
@@ -23,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,58 @@ def resolve(command: list[str]) -> list[str]:
     return command
 
 
+# A process silent this long is poked: its tracer writes what it has pending (a statement
+# blocked on a lock, reports made before the program went on to other work). The processes
+# never wake on a timer themselves (see inject/_dbsandbox_trace.py); this is how their
+# reports still arrive well inside the recorder's reorder window (recorder.REORDER_S).
+POKE_AFTER_S = 0.010
+_POKE = b'{"t":"poke"}\n'
+
+
+_MAX_BATCH = 64 << 20  # bytes: a longer frame is not the tracer's
+
+
+def _batches(stream: Any) -> Iterator[list[Any]]:
+    """The batches a traced process writes: 4 bytes of length, then a list of reports in
+    marshal's format. The socket is this user's own (a 0700 folder), written by the tracer
+    in the user's own programs; a frame that does not read as a list ends the connection."""
+    while True:
+        head = stream.read(4)
+        if len(head) < 4:
+            return
+        size = int.from_bytes(head, "big")
+        if size > _MAX_BATCH:
+            return
+        body = stream.read(size)
+        if len(body) < size:
+            return
+        try:
+            reports = marshal.loads(body)
+        except (EOFError, ValueError, TypeError):
+            return
+        if not isinstance(reports, list):
+            return
+        yield reports
+
+
+class _Link:
+    """One traced process's socket, as the server sees it."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.heard = time.monotonic()  # when it last wrote
+        self.poked = False  # poked since: it writes at once when it next reports
+        self.open = True
+        self._sending = threading.Lock()
+
+    def send(self, data: bytes) -> None:
+        with self._sending, contextlib.suppress(OSError):
+            self.conn.sendall(data)
+
+
 class _Server:
-    """The Unix socket the traced processes report to: one reader thread per process."""
+    """The Unix socket the traced processes report to: one reader thread per process, and
+    one thread that pokes the silent ones."""
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
@@ -112,10 +163,15 @@ class _Server:
         self.listener.bind(self.path)
         self.listener.listen(64)
         self.readers: dict[int, list[threading.Thread]] = {}
+        self.links: list[_Link] = []
         self._lock = threading.Lock()
+        self._closed = threading.Event()
         self._accepting = threading.Thread(target=self._accept, name="dbsandbox-trace-accept")
         self._accepting.daemon = True
         self._accepting.start()
+        self._poking = threading.Thread(target=self._poke, name="dbsandbox-trace-poke")
+        self._poking.daemon = True
+        self._poking.start()
 
     def _accept(self) -> None:
         while True:
@@ -123,30 +179,60 @@ class _Server:
                 conn, _ = self.listener.accept()
             except OSError:
                 return  # closed
-            reader = threading.Thread(target=self._read, args=(conn,), name="dbsandbox-trace")
+            link = _Link(conn)
+            with self._lock:
+                self.links.append(link)
+            reader = threading.Thread(target=self._read, args=(link,), name="dbsandbox-trace")
             reader.daemon = True
             reader.start()
 
-    def _read(self, conn: socket.socket) -> None:
+    def _read(self, link: _Link) -> None:
+        """Read one process's batches of reports (inject/_dbsandbox_trace.py: _frame)."""
         program: Program | None = None
-        with conn, conn.makefile("rb") as lines:
-            for raw in lines:
-                try:
-                    message: dict[str, Any] = json.loads(raw)
-                except ValueError:
-                    continue
-                if program is None:
-                    if message.get("t") != "hello":
-                        continue
-                    pid = int(message.get("pid") or 0)
-                    program = self.recorder.program(pid, list(message.get("argv") or []))
-                    with self._lock:
-                        self.readers.setdefault(pid, []).append(threading.current_thread())
-                    continue
-                reply = self.recorder.submit(program, message)
-                if reply is not None:
-                    with contextlib.suppress(OSError):
-                        conn.sendall((json.dumps(reply) + "\n").encode())
+        try:
+            with link.conn, link.conn.makefile("rb") as stream:
+                for reports in _batches(stream):
+                    link.heard = time.monotonic()
+                    link.poked = False
+                    for message in reports:
+                        if not isinstance(message, dict):
+                            continue
+                        if program is None:
+                            if message.get("t") != "hello":
+                                continue
+                            program = self._hello(message)
+                            continue
+                        reply = self.recorder.submit(program, message)
+                        if reply is not None:
+                            link.send((json.dumps(reply) + "\n").encode())
+        except OSError:
+            # The process ended with a poke unread: the socket is reset, but only after
+            # everything it wrote before has been read.
+            pass
+        finally:
+            link.open = False
+            with self._lock:
+                self.links.remove(link)
+
+    def _hello(self, message: dict[str, Any]) -> Program:
+        pid = int(message.get("pid") or 0)
+        program = self.recorder.program(pid, [str(a) for a in message.get("argv") or []])
+        with self._lock:
+            self.readers.setdefault(pid, []).append(threading.current_thread())
+        return program
+
+    def _poke(self) -> None:
+        while not self._closed.wait(POKE_AFTER_S / 2):
+            now = time.monotonic()
+            with self._lock:
+                silent = [
+                    link
+                    for link in self.links
+                    if link.open and not link.poked and now - link.heard >= POKE_AFTER_S
+                ]
+            for link in silent:
+                link.poked = True
+                link.send(_POKE)
 
     def drain(self, pid: int) -> None:
         """Wait until every report of a finished process has been read."""
@@ -156,6 +242,7 @@ class _Server:
             reader.join(timeout=_DRAIN_S)
 
     def close(self) -> None:
+        self._closed.set()
         with contextlib.suppress(OSError):
             self.listener.close()
         shutil.rmtree(self.directory, ignore_errors=True)

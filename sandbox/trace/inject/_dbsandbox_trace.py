@@ -18,7 +18,9 @@ import importlib.abc
 import importlib.machinery
 import itertools
 import json
+import marshal
 import os
+import queue
 import socket
 import sys
 import sysconfig
@@ -45,33 +47,58 @@ class OtherEngineError(Exception):
 # Reports are written to the socket together: one write per report (2-3 a statement, each a
 # system call that wakes dbsandbox's reader) cost the program more than all the rest of the
 # tracer. The program's own thread writes a batch when it reports again _BATCH_S after the
-# batch's first report, or at _BATCH_REPORTS; a writer thread waking for every batch cost
-# as much again (each wake-up takes the GIL from the program). A statement that blocks (a
-# lock wait) makes no more reports: the watchdog thread, looking every _WATCHDOG_S, writes
-# the batch naming it. Nothing waits on a batch: each report carries the time it was made
-# ("at"), which dbsandbox orders and dates it by, well inside the recorder's reorder window
-# (recorder.REORDER_S); `ask` (the guard) and the end of the process write at once.
-_BATCH_S = 0.005
-_BATCH_REPORTS = 64
-_WATCHDOG_S = 0.010
+# batch's first report, or at _BATCH_REPORTS. Nothing here wakes on a timer: a thread of the
+# program's own that woke every 10 ms to write what a blocked statement left pending cost a
+# busy ORM program 12% of its run time (each wake-up takes the GIL from it), measured with
+# benchmarks/trace_overhead.py. Instead dbsandbox pokes a process that has been silent for a
+# while (tracer._Server, POKE_AFTER_S), and the listener thread, blocked in recv until then,
+# writes what is pending: a statement waiting for a lock, a program busy with other work.
+# A poke that finds nothing pending makes the process "quiet": dbsandbox will not poke it
+# again until it hears from it, so its next report is written at once.
+# Each report carries the time it was made ("at"), which dbsandbox orders and dates it by,
+# well inside the recorder's reorder window (recorder.REORDER_S); `ask` (the guard) and the
+# end of the process write at once.
+_BATCH_S = 0.020
+_BATCH_REPORTS = 256
+_POKE = b'{"t":"poke"}'
 # A report is encoded when its batch is written, not when it is made: a statement's report
 # still waiting then takes its end in (one report, "ran", instead of "stmt" and "done").
-_encode = json.JSONEncoder(default=repr, separators=(",", ":")).encode
+# A batch is one frame: its length (4 bytes, big-endian), then the list of reports in
+# marshal's format 4 (read by any Python since 3.4, whatever Python runs the program).
+# marshal, not JSON: encoding a report as JSON took 5.6 us, as marshal 0.4 us, and reading
+# it back in dbsandbox 5.3 us against 0.7 (the reports hold only str, int, float, bool,
+# None, lists and dicts of them; anything else is made text first, see _plain).
+_MARSHAL_VERSION = 4
+_repr_encode = json.JSONEncoder(default=repr, separators=(",", ":")).encode
+
+
+def _frame(reports: list[dict[str, Any]]) -> bytes:
+    try:
+        body = marshal.dumps(reports, _MARSHAL_VERSION)
+    except ValueError:  # a value marshal cannot write (a program's own object): as text
+        body = marshal.dumps([_plain(r) for r in reports], _MARSHAL_VERSION)
+    return len(body).to_bytes(4, "big") + body
+
+
+def _plain(report: dict[str, Any]) -> Any:
+    return json.loads(_repr_encode(report))
 
 
 class _Channel:
     def __init__(self, path: str) -> None:
         self.path = path
         self.lock = threading.Lock()
+        self.asking = threading.Lock()  # one question to dbsandbox at a time
+        self.answers: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.connect(path)
-        self.replies = self.sock.makefile("rb")
         self.broken = False
         self.pending: list[dict[str, Any]] = []
         self.eager = False  # the process is ending: every report is written at once
+        self.quiet = False  # a poke found nothing pending: the next report goes at once
         self.first = 0.0  # when the oldest pending report was made
-        writer = threading.Thread(target=self._watchdog, name="dbsandbox-trace", daemon=True)
-        writer.start()
+        listener = threading.Thread(target=self._listen, name="dbsandbox-trace", daemon=True)
+        listener.start()
 
     def send(self, message: dict[str, Any]) -> None:
         with self.lock:
@@ -81,30 +108,34 @@ class _Channel:
             now = message.get("at") or time.time()
             if len(self.pending) == 1:
                 self.first = now
-            if self.eager or len(self.pending) >= _BATCH_REPORTS or now - self.first >= _BATCH_S:
+            if (
+                self.quiet
+                or self.eager
+                or len(self.pending) >= _BATCH_REPORTS
+                or now - self.first >= _BATCH_S
+            ):
                 self._write()
 
-    def amend(self, message: dict[str, Any], **end: Any) -> bool:
+    def amend(self, message: dict[str, Any], rowcount: int | None, tx: str | None) -> bool:
         """Add a statement's end to its report if that is not written yet."""
         with self.lock:
             if "_out" in message or self.broken:
                 return False
-            message.update(end)
             message["t"] = "ran"
+            message["rowcount"] = rowcount
+            message["tx_after"] = tx
+            message["ended"] = time.time()
             return True
 
     def ask(self, message: dict[str, Any]) -> dict[str, Any]:
-        with self.lock:
-            if self.broken:
-                return {}
-            self.pending.append(message)
-            self._write()
-            try:
-                line = self.replies.readline() if not self.broken else b""
-            except OSError:
-                self.broken = True
-                return {}
-        return json.loads(line) if line else {}
+        """Send `message` and wait for dbsandbox's answer (read by the listener thread)."""
+        with self.asking:
+            with self.lock:
+                if self.broken:
+                    return {}
+                self.pending.append(message)
+                self._write()
+            return self.answers.get()
 
     def flush(self) -> None:
         with self.lock:
@@ -113,11 +144,11 @@ class _Channel:
 
     def _write(self) -> None:
         """Write what is pending (with self.lock held)."""
-        data = ("\n".join(map(_encode, self.pending)) + "\n").encode()
+        data = _frame(self.pending)
         for message in self.pending:
             message["_out"] = True  # written: its end goes in a report of its own
         self.pending = []
-
+        self.quiet = False
         if self.broken:
             return
         try:
@@ -125,12 +156,26 @@ class _Channel:
         except OSError:
             self.broken = True  # dbsandbox is gone: the program runs on untraced
 
-    def _watchdog(self) -> None:
-        while True:
-            time.sleep(_WATCHDOG_S)
-            with self.lock:
-                if self.pending and time.time() - self.first >= _WATCHDOG_S:
-                    self._write()
+    def _listen(self) -> None:
+        """What dbsandbox writes back: pokes, and the answers to `ask`."""
+        try:
+            with self.sock.makefile("rb") as lines:
+                for line in lines:
+                    if line.startswith(_POKE):
+                        with self.lock:
+                            if self.pending:
+                                self._write()
+                            else:
+                                self.quiet = True
+                        continue
+                    try:
+                        self.answers.put(json.loads(line))
+                    except ValueError:
+                        self.answers.put({})
+        except (OSError, ValueError):
+            pass
+        self.broken = True  # dbsandbox is gone: the program runs on untraced
+        self.answers.put({})  # a question still waiting gets no answer, not a hang
 
 
 _channel: _Channel | None = None
@@ -148,13 +193,16 @@ def _now() -> float:
 
 
 def _send(kind: str, **fields: Any) -> dict[str, Any]:
-    """Queue one report; returns it (a statement's end may still be added to it)."""
+    """Queue one report; returns it."""
     fields["t"] = kind
     fields["at"] = _now()
-    fields["thread"] = threading.current_thread().name
+    fields["thread"] = _current_thread().name
     if _channel is not None:
         _channel.send(fields)
     return fields
+
+
+_current_thread = threading.current_thread
 
 
 def _hello() -> None:
@@ -319,6 +367,26 @@ def _origin() -> str | None:
     return None
 
 
+def _origin_of_flush() -> tuple[str | None, bool]:
+    """Where the program caused this flush, and whether SQLAlchemy's autoflush did it (a
+    query that flushed first): one walk, up to the program's own frame only."""
+    frame: Any = sys._getframe(2)
+    files = _files
+    auto = False
+    while frame is not None:
+        code = frame.f_code
+        filename = code.co_filename
+        shown = files.get(filename, _UNSEEN)
+        if shown is _UNSEEN:
+            shown = files[filename] = _program_file(filename)
+        if shown is not None:
+            return f"{shown}:{frame.f_lineno}", auto
+        if code.co_name == "_autoflush":
+            auto = True
+        frame = frame.f_back
+    return None, auto
+
+
 # Every statement walks 15-30 frames up to the program's own: what each file is (skipped,
 # or the name it is shown by) is decided once per file, not once per frame (relpath on every
 # statement cost more than the rest of the tracer). A file's name is fixed the first time
@@ -421,14 +489,50 @@ def _lane_of(conn: Any) -> int | None:
 def _tx(dbapi_connection: Any) -> str | None:
     """The database's own transaction state on this connection, as the driver knows it (not
     SQLAlchemy's: it "begins" before the driver has sent anything)."""
-    raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)
-    open_ = getattr(raw, "in_transaction", None)  # sqlite3
-    if isinstance(open_, bool):
-        return "in_transaction" if open_ else "idle"
-    status = getattr(getattr(raw, "info", None), "transaction_status", None)  # psycopg2/3
-    if isinstance(status, int):
-        return {0: "idle", 1: "in_transaction", 2: "in_transaction", 3: "failed"}.get(status)
+    kind = type(dbapi_connection)
+    reader = _tx_readers.get(kind)
+    if reader is None:
+        reader = _tx_readers[kind] = _tx_reader(dbapi_connection)
+    try:
+        return reader(dbapi_connection)  # type: ignore[no-any-return]
+    except Exception:  # a closed connection
+        return None
+
+
+# How each driver's connection tells its transaction state, decided once per connection
+# type: asked for every statement, twice, the attribute probing cost more than the answer.
+_tx_readers: dict[type, Any] = {}
+_PG_STATES = {0: "idle", 1: "in_transaction", 2: "in_transaction", 3: "failed"}
+
+
+def _sqlite_tx(raw: Any) -> str:
+    return "in_transaction" if raw.in_transaction else "idle"
+
+
+def _pg_tx(raw: Any) -> str | None:
+    return _PG_STATES.get(raw.info.transaction_status)
+
+
+def _unknown_tx(raw: Any) -> None:
     return None
+
+
+def _pooled_tx(pooled: Any) -> str | None:
+    return _tx(pooled.dbapi_connection)
+
+
+def _tx_reader(raw: Any) -> Any:
+    try:
+        if getattr(raw, "dbapi_connection", raw) is not raw:  # SQLAlchemy's pooled wrapper
+            return _pooled_tx
+        if isinstance(getattr(raw, "in_transaction", None), bool):  # sqlite3
+            return _sqlite_tx
+        status = getattr(getattr(raw, "info", None), "transaction_status", None)
+        if isinstance(status, int):  # psycopg2 and psycopg
+            return _pg_tx
+    except Exception:
+        pass
+    return _unknown_tx
 
 
 def _tx_of(conn: Any) -> str | None:
@@ -565,48 +669,56 @@ def _attach_core() -> None:
     def _before(
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
-        lane = _lane_of(conn)
         if many and _one_batch(context):
             many = False
         number = next(_statements)
-        _local.statement = number
-        origin = _origin()
-        flush = getattr(_local, "flush", None)
+        local = _local
+        local.statement = number
+        flush = getattr(local, "flush", None)
         if flush is not None and "told" not in flush:
             flush["told"] = True  # its first statement carries it
         elif flush is not None:
             flush = {"auto": flush["auto"], "again": True}  # a later statement of it
-        # Positional parameters (qmark, format) have names in the compiled statement: they
-        # tell dbsandbox which values are secrets to mask.
         # A statement's text (and its parameters' names) goes once; then its number ("sid")
         # stands for it: an ORM program sends the same few statements thousands of times.
         sid = _texts.get(statement)
+        # One dict, built here: this runs for every statement the program sends.
         message = {
-            "c": lane,
+            "t": "stmt",
+            "at": _now(),
+            "thread": _current_thread().name,
+            "c": _lane_of(conn),
             "n": number,
+            "sid": sid,
             "params": _params(parameters, many),
             # insertmanyvalues batches many rows into one statement with one parameter set:
             # "many" only for a real executemany (several sets for one statement).
             "many": many and isinstance(parameters, (list, tuple)),
-            "origin": origin,
+            "origin": _origin(),
             "flush": flush,
-            "tx": _tx_of(conn),
+            "tx": _tx(getattr(cursor, "connection", None) or conn.connection),
         }
         if sid is None:
-            sid = _texts[statement] = len(_texts) + 1
+            sid = message["sid"] = _texts[statement] = len(_texts) + 1
+            # Positional parameters (qmark, format) have names in the compiled statement:
+            # they tell dbsandbox which values are secrets to mask.
             names = getattr(getattr(context, "compiled", None), "positiontup", None)
             message["sql"] = statement
             message["names"] = list(names) if names else None
-        message["sid"] = sid
         if guard_stops:
             stop = _verdicts.get(statement, "?")
             if stop == "?":
                 reply = _channel.ask({"t": "ask", "sql": statement}) if _channel else {}
                 stop = _verdicts[statement] = reply.get("stop")
             if stop:
-                _send("stopped", **message, why=stop)
+                message["t"] = "stopped"
+                message["why"] = stop
+                if _channel is not None:
+                    _channel.send(message)
                 raise DangerousStatementError(f"dbsandbox guard stopped this statement: {stop}")
-        _local.report = _send("stmt", **message)
+        local.report = message
+        if _channel is not None:
+            _channel.send(message)
 
     @event.listens_for(Connection, "after_cursor_execute")
     def _after(
@@ -614,20 +726,16 @@ def _attach_core() -> None:
     ) -> None:
         rowcount = getattr(cursor, "rowcount", None)
         rowcount = rowcount if isinstance(rowcount, int) else None
-        report = getattr(_local, "report", None)
-        _local.report = None
+        local = _local
+        report = getattr(local, "report", None)
+        local.report = None
+        tx = _tx(getattr(cursor, "connection", None) or conn.connection)
         # Most statements end before their report is written: the end goes into it.
-        if report is not None and _channel is not None:
-            ended = {"rowcount": rowcount, "tx_after": _tx_of(conn), "ended": _now()}
-            if _channel.amend(report, **ended):
-                return
-        _send(
-            "done",
-            c=_lane_of(conn),
-            n=getattr(_local, "statement", None),
-            rowcount=rowcount,
-            tx=_tx_of(conn),
-        )
+        channel = _channel
+        if report is not None and channel is not None and channel.amend(report, rowcount, tx):
+            return
+        number = getattr(local, "statement", None)
+        _send("done", c=_lane_of(conn), n=number, rowcount=rowcount, tx=tx)
 
     # handle_error is the dialect's event: it fires for the first connect's probes too.
     @event.listens_for(Engine, "handle_error")
@@ -685,13 +793,7 @@ def _attach_orm() -> None:
     # report), not in reports of its own: one that sends nothing costs nothing.
     @event.listens_for(Session, "before_flush")
     def _before_flush(session: Any, flush_context: Any, instances: Any) -> None:
-        auto = False
-        frame: Any = sys._getframe(1)
-        while frame is not None:
-            if frame.f_code.co_name == "_autoflush":
-                auto = True
-                break
-            frame = frame.f_back
+        origin, auto = _origin_of_flush()
         # The identity map's own set of modified objects: session.dirty would compare every
         # attribute of every object, on every flush.
         modified = getattr(session.identity_map, "_modified", None)
@@ -700,7 +802,7 @@ def _attach_orm() -> None:
             "new": len(session._new) if hasattr(session, "_new") else len(session.new),
             "dirty": len(modified) if modified is not None else len(session.dirty),
             "deleted": len(session._deleted) if hasattr(session, "_deleted") else 0,
-            "origin": _origin(),
+            "origin": origin,
         }
 
     @event.listens_for(Session, "after_flush_postexec")
