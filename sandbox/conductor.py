@@ -105,6 +105,9 @@ class Execution:
     origin: str | None = None
     params: Any = None
     replay: str | None = None  # the statement with its parameters written in, for a replay
+    # Or how to write it, when first asked (`replayed`): writing in every traced statement's
+    # parameters as it was recorded cost the recorder more than the rest of the statement.
+    replay_later: Callable[[], str | None] | None = field(default=None, repr=False)
     failure: BaseException | None = None  # a bug on the session's thread, re-raised by settle
     reviewed: threading.Event = field(default_factory=threading.Event, repr=False)
     # Orders "started waiting" against "finished" when the watcher and the session race.
@@ -118,6 +121,14 @@ class Execution:
 
     def finished(self) -> bool:
         return self.outcome is not None or self.failure is not None
+
+    def replayed(self) -> str | None:
+        """The statement as a replay sends it (`replay`), written now if it was left for
+        later."""
+        later = self.replay_later
+        if later is not None:
+            self.replay, self.replay_later = later(), None
+        return self.replay
 
     def start_wait(
         self, timeline: EventSink, blockers: list[str], what: str, message: str, **data: Any
@@ -1332,14 +1343,14 @@ class Conductor:
 
 # The event every finished statement shares: once set, an Execution's `reviewed` stays set,
 # and a 100,000-statement run need not keep a condition variable for each statement.
-_REVIEWED = threading.Event()
-_REVIEWED.set()
+REVIEWED = threading.Event()
+REVIEWED.set()
 
 
 def _reviewed(execution: Execution) -> None:
     """Say that the statement's review is over, for good (waiters on its own event wake)."""
     execution.reviewed.set()
-    execution.reviewed = _REVIEWED
+    execution.reviewed = REVIEWED
 
 
 def pageable(execution: Execution) -> bool:

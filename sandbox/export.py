@@ -338,14 +338,15 @@ def _execution_lines(execution: Execution) -> list[str]:
         lines.append(f"-- dbsandbox: allow {', '.join(rules)}")
     if execution.origin:
         lines += _comment(f"sent by {execution.origin}")
-    if execution.replay == "":
+    replay = execution.replayed()
+    if replay == "":
         lines += _comment(f"{statement.text}: {outcome.note if outcome else 'not sent'}")
         return lines
-    if execution.params is not None and execution.replay is None:
+    if execution.params is not None and replay is None:
         lines += _comment("its parameters cannot be written into SQL: not replayed")
         lines += _comment("  " + statement.text.replace("\n", "\n  "))
         return lines
-    lines.append(_terminated(execution.replay or statement.text))
+    lines.append(_terminated(replay or statement.text))
     return lines
 
 

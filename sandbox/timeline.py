@@ -50,12 +50,18 @@ class EventKind(enum.StrEnum):
 class Event:
     seq: int
     elapsed_ms: float  # since the timeline started
-    at: str  # wall-clock time, ISO 8601 UTC
+    wall: float  # wall-clock time (time.time()); `at` is it as text
     session: str
     kind: EventKind
     message: str
     statement: int | None = None  # index of the statement in the run, when the event is about one
     data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def at(self) -> str:
+        """Wall-clock time, ISO 8601 UTC. Made when asked: formatting it for every event cost
+        a traced program's recorder more than the rest of recording the event."""
+        return dt.datetime.fromtimestamp(self.wall, dt.UTC).isoformat(timespec="milliseconds")
 
     @property
     def outcome(self) -> str | None:
@@ -109,14 +115,14 @@ class Timeline:
         with self._lock:
             if when is None:
                 elapsed = (time.perf_counter() - self._t0) * 1000
-                stamp = dt.datetime.now(dt.UTC)
+                wall = time.time()
             else:
                 elapsed = (when - self._t0_wall) * 1000
-                stamp = dt.datetime.fromtimestamp(when, dt.UTC)
+                wall = when
             event = Event(
                 seq=len(self._events) + 1,
                 elapsed_ms=elapsed,
-                at=stamp.isoformat(timespec="milliseconds"),
+                wall=wall,
                 session=session,
                 kind=kind,
                 message=message,

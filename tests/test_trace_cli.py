@@ -9,12 +9,16 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sandbox.cli import main
+from sandbox.targets import TargetOptions, open_target
+from sandbox.timeline import EventKind, Timeline
+from sandbox.trace.tracer import trace as run_trace
 from tests.conftest import options_for, without_role_warning
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "orm"
@@ -539,3 +543,86 @@ def test_a_program_named_like_a_session_gets_a_lane_name_of_its_own() -> None:
             assert recorder.program(103, ["report.py"]).label == "report_2"
         finally:
             recorder.close()
+
+
+def test_the_same_statement_sent_from_different_places_names_each_place(
+    engine: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tracer jumps to where a statement was last sent from (see _statement_origin):
+    the same text sent through another path of SQLAlchemy, or from another function of the
+    program, must still name its own line."""
+    places = program(
+        tmp_path,
+        "places.py",
+        """
+        PROBE = "SELECT 41 + 1"
+
+        def helper(session):
+            return session.execute(text(PROBE)).scalar()  # from the helper
+
+        def deeper(session):
+            return helper(session)
+
+        with Session(engine) as session:
+            session.execute(text(PROBE)).scalar()  # through the session
+            with engine.connect() as connection:
+                connection.execute(text(PROBE)).scalar()  # through a connection
+            deeper(session)
+            connection = engine.connect()
+            connection.exec_driver_sql(PROBE).scalar()  # as the driver's own SQL
+            session.execute(text(PROBE)).scalar()  # the session again
+            connection.close()
+        """,
+    )
+    doc = trace(capsys, engine, "--", "python", str(places))
+    sent = [
+        s["origin"]
+        for lane in {s["session"] for s in doc["statements"]}
+        for s in statements(doc, lane)
+        if s["sql"] == "SELECT 41 + 1"
+    ]
+    expected = [
+        f"places.py:{line_of(places, marker)}"
+        for marker in (
+            "through the session",
+            "through a connection",
+            "from the helper",
+            "as the driver's own SQL",
+            "the session again",
+        )
+    ]
+    assert sorted(sent) == sorted(expected)
+
+
+def test_a_statement_is_recorded_while_its_program_is_still_busy_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """Nothing in the traced program wakes on a timer: dbsandbox pokes a program that has
+    gone silent, and what it had pending arrives then, not when the program next reports."""
+    busy = program(
+        tmp_path,
+        "busy.py",
+        """
+        import time
+        with Session(engine) as session:
+            session.execute(text("SELECT 1")).scalar()  # connected, and quiet for a while
+            time.sleep(0.2)
+            session.execute(text("SELECT 'before the nap'")).scalar()
+            session.execute(text("SELECT 'just after'")).scalar()
+            time.sleep(1.5)
+            print(f"woke {time.time()!r}", flush=True)
+        """,
+    )
+    timeline = Timeline()
+    heard: list[float] = []
+
+    def listen(event: Any) -> None:
+        if event.kind is EventKind.STATEMENT and "just after" in event.message:
+            heard.append(time.time())
+
+    timeline.subscribe(listen)
+    with open_target(TargetOptions(engine="sqlite")) as target:
+        result = run_trace([[sys.executable, str(busy)]], target, timeline=timeline)
+    assert [p.exit_code for p in result.programs] == [0]
+    woke = next(float(line.split()[1]) for line in result.programs[0].output if "woke" in line)
+    assert heard and heard[0] < woke - 0.5, (heard, woke)

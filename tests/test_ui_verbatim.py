@@ -228,7 +228,7 @@ async def check_timeline(pilot: Pilot[None], value: str) -> None:
         ]
     ):
         data = {"blocked_by": ["B"]} if kind is EventKind.LOCK_WAIT else {}
-        view.add_event(Event(seq, seq * 10.0, "", "A", kind, message, statement, data))
+        view.add_event(Event(seq, seq * 10.0, 0.0, "A", kind, message, statement, data))
     await pilot.pause()
     lines = view.lines()
     assert lines[1].endswith(collapsed(f"sent: {value}"))

@@ -35,7 +35,7 @@ from sandbox.guard.policy import Policy
 from sandbox.runner import RunResult
 from sandbox.targets import Target, Waiter
 from sandbox.timeline import Timeline
-from sandbox.trace.recorder import Program, Recorder
+from sandbox.trace.recorder import Program, Recorder, yield_cpu
 
 INJECT_DIR = Path(__file__).resolve().parent / "inject"
 ENV_SOCKET = "DBSANDBOX_TRACE_SOCKET"
@@ -105,7 +105,7 @@ def resolve(command: list[str]) -> list[str]:
 # blocked on a lock, reports made before the program went on to other work). The processes
 # never wake on a timer themselves (see inject/_dbsandbox_trace.py); this is how their
 # reports still arrive well inside the recorder's reorder window (recorder.REORDER_S).
-POKE_AFTER_S = 0.010
+POKE_AFTER_S = 0.015
 _POKE = b'{"t":"poke"}\n'
 
 
@@ -164,6 +164,7 @@ class _Server:
         self.listener.listen(64)
         self.readers: dict[int, list[threading.Thread]] = {}
         self.links: list[_Link] = []
+        self.pokes = 0  # how many times a silent process was poked (benchmarks show it)
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._accepting = threading.Thread(target=self._accept, name="dbsandbox-trace-accept")
@@ -188,6 +189,7 @@ class _Server:
 
     def _read(self, link: _Link) -> None:
         """Read one process's batches of reports (inject/_dbsandbox_trace.py: _frame)."""
+        yield_cpu()
         program: Program | None = None
         try:
             with link.conn, link.conn.makefile("rb") as stream:
@@ -232,6 +234,7 @@ class _Server:
                 ]
             for link in silent:
                 link.poked = True
+                self.pokes += 1
                 link.send(_POKE)
 
     def drain(self, pid: int) -> None:

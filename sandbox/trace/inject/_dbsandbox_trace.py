@@ -6,7 +6,8 @@ listeners only report, except that with `--guard stop` a statement the guard sto
 `DangerousStatementError` before it reaches the database.
 
 Each process opens one Unix socket to the dbsandbox that started it
-($DBSANDBOX_TRACE_SOCKET) and writes one JSON object per line; a forked child opens its own.
+($DBSANDBOX_TRACE_SOCKET) and writes its reports in batches (see _frame); a forked child
+opens its own.
 Messages carry the DBAPI connection's number in this process ("c"), so dbsandbox draws one
 lane per connection, whatever thread or pool uses it.
 """
@@ -58,8 +59,8 @@ class OtherEngineError(Exception):
 # Each report carries the time it was made ("at"), which dbsandbox orders and dates it by,
 # well inside the recorder's reorder window (recorder.REORDER_S); `ask` (the guard) and the
 # end of the process write at once.
-_BATCH_S = 0.020
-_BATCH_REPORTS = 256
+_BATCH_S = 0.005
+_BATCH_REPORTS = 128
 _POKE = b'{"t":"poke"}'
 # A report is encoded when its batch is written, not when it is made: a statement's report
 # still waiting then takes its end in (one report, "ran", instead of "stmt" and "done").
@@ -251,6 +252,7 @@ def _after_fork() -> None:
     global _channel, _numbers
     _numbers = itertools.count(1)
     _texts.clear()  # the new channel's reader has seen none of them
+    _depths.clear()
     path = _channel.path if _channel is not None else os.environ.get(_ENV_SOCKET)
     _channel = None
     if path:
@@ -354,7 +356,11 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 def _origin() -> str | None:
     """The program's own file:line that led to this statement: the innermost frame outside
     SQLAlchemy, the standard library, installed packages and this tracer."""
-    frame: Any = sys._getframe(2)
+    return _walk(sys._getframe(2))[0]
+
+
+def _walk(frame: Any, depth: int = 0) -> tuple[str | None, int]:
+    """The first of the program's frames from `frame` outwards, and how many frames out."""
     files = _files
     while frame is not None:
         filename = frame.f_code.co_filename
@@ -362,9 +368,47 @@ def _origin() -> str | None:
         if shown is _UNSEEN:
             shown = files[filename] = _program_file(filename)
         if shown is not None:
-            return f"{shown}:{frame.f_lineno}"
+            return f"{shown}:{frame.f_lineno}", depth
         frame = frame.f_back
-    return None
+        depth += 1
+    return None, 0
+
+
+def _kind_of(frame: Any) -> Any:
+    filename = frame.f_code.co_filename
+    shown = _files.get(filename, _UNSEEN)
+    if shown is _UNSEEN:
+        shown = _files[filename] = _program_file(filename)
+    return shown
+
+
+# How far out the program's frame was, the last time each statement was sent (by its number
+# in _texts), counted from the statement listener's caller. Walking out frame by frame (15
+# to 40 of SQLAlchemy's) cost the program more than everything else the tracer does for a
+# statement; the same statement is mostly sent from the same place, and sys._getframe jumps
+# there without making the frames between. The jump is taken when the frame there is the
+# program's and the one just inside it is not (SQLAlchemy's); otherwise the walk is made.
+_depths: dict[int, int] = {}
+
+
+def _statement_origin(sid: int) -> str | None:
+    """_origin for the statement listener, which calls it directly."""
+    depth = _depths.get(sid)
+    if depth is not None:
+        frame: Any = None
+        try:
+            frame = sys._getframe(depth + 2)
+            inside = sys._getframe(depth + 1)
+        except ValueError:
+            pass
+        if frame is not None:
+            shown = _kind_of(frame)
+            if shown is not None and _kind_of(inside) is None:
+                return f"{shown}:{frame.f_lineno}"
+    origin, depth = _walk(sys._getframe(2))
+    if origin is not None:
+        _depths[sid] = depth
+    return origin
 
 
 def _origin_of_flush() -> tuple[str | None, bool]:
@@ -436,6 +480,19 @@ def _value(value: Any) -> Any:
     return text if len(text) <= _MAX_VALUE else text[:_MAX_VALUE] + "…"
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
+def _as_sent(values: Any) -> bool:
+    """Every value already as a report holds it (no long text, no object to write out)."""
+    plain = _PLAIN
+    for value in values:
+        kind = type(value)
+        if kind not in plain and (kind is not str or len(value) > _MAX_VALUE):
+            return False
+    return True
+
+
 def _params(parameters: Any, many: bool) -> Any:
     if parameters is None:
         return None
@@ -443,9 +500,15 @@ def _params(parameters: Any, many: bool) -> Any:
     # parameters, yet calls it "many": only a sequence holds several parameter sets.
     if many and not isinstance(parameters, dict):
         return [_params(p, False) for p in list(parameters)[:_MAX_PARAMS]]
+    # Copied as they are when they can be (an insertmanyvalues batch has hundreds): a
+    # call of _value for each cost the program more than the rest of the statement's report.
     if isinstance(parameters, dict):
+        if _as_sent(parameters.values()):
+            return dict(parameters)
         return {str(k): _value(v) for k, v in parameters.items()}
     if isinstance(parameters, (list, tuple)):
+        if _as_sent(parameters):
+            return list(parameters)
         return [_value(v) for v in parameters]
     return _value(parameters)
 
@@ -682,6 +745,9 @@ def _attach_core() -> None:
         # A statement's text (and its parameters' names) goes once; then its number ("sid")
         # stands for it: an ORM program sends the same few statements thousands of times.
         sid = _texts.get(statement)
+        new = sid is None
+        if sid is None:
+            sid = _texts[statement] = len(_texts) + 1
         # One dict, built here: this runs for every statement the program sends.
         message = {
             "t": "stmt",
@@ -694,12 +760,11 @@ def _attach_core() -> None:
             # insertmanyvalues batches many rows into one statement with one parameter set:
             # "many" only for a real executemany (several sets for one statement).
             "many": many and isinstance(parameters, (list, tuple)),
-            "origin": _origin(),
+            "origin": _statement_origin(sid),
             "flush": flush,
             "tx": _tx(getattr(cursor, "connection", None) or conn.connection),
         }
-        if sid is None:
-            sid = message["sid"] = _texts[statement] = len(_texts) + 1
+        if new:
             # Positional parameters (qmark, format) have names in the compiled statement:
             # they tell dbsandbox which values are secrets to mask.
             names = getattr(getattr(context, "compiled", None), "positiontup", None)
