@@ -7,6 +7,7 @@ SQL errors inside a script are outcomes, reported with exit code 0.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -1205,6 +1206,16 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _quiet_libraries() -> None:
+    """Libraries' own log records stay off the user's terminal. With no handler configured,
+    Python prints a WARNING or worse to stderr, traceback and all: SQLAlchemy's pool logs
+    the connection it could not close when a second Ctrl+C lands inside that close, and the
+    user saw a traceback above dbsandbox's own one-line account of the interruption."""
+    logger = logging.getLogger("sqlalchemy")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -1217,6 +1228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{', '.join(misplaced)} before a command is for the app only; put it after "
                 f"the command: dbsandbox {args.command} {misplaced[0]} ..."
             )
+    _quiet_libraries()
     # A terminal closing or `kill` must clean up like Ctrl+C: scratch databases are dropped
     # in the `finally` blocks that KeyboardInterrupt unwinds through. The previous handlers
     # come back afterwards, so calling main() in-process (tests, embedding) leaves no trace.

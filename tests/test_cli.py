@@ -774,3 +774,27 @@ def test_ctrl_c_right_after_the_scratch_database_appears(
         poll_for("SELECT 1 FROM pg_database WHERE datname = %s", (name,), postgres_url, process)
         process.send_signal(signal.SIGINT)
         assert_interrupted_cleanly(process, postgres_url, name)
+
+
+def test_a_librarys_own_error_log_never_reaches_the_terminal(tmp_path: Path) -> None:
+    """SQLAlchemy's pool logs a connection it could not close, with the traceback, when a
+    second Ctrl+C lands inside that close: Python printed it above dbsandbox's own line.
+    (In a process of its own: pytest's log capture would hide what a user sees.)"""
+    script = tmp_path / "one.sql"
+    script.write_text("SELECT 1;\n", encoding="utf-8")
+    program = f"""
+import logging
+from sandbox.cli import main
+assert main(["lint", {str(script)!r}]) == 0
+try:
+    raise KeyboardInterrupt
+except KeyboardInterrupt:
+    logging.getLogger("sqlalchemy.pool.impl.QueuePool").error(
+        "Exception closing connection %r", "conn", exc_info=True
+    )
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Exception closing" not in done.stderr

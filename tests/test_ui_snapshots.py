@@ -96,23 +96,21 @@ def stand_in_time(**clocks: Callable[[], float]) -> SimpleNamespace:
 @pytest.fixture(autouse=True)
 def steady_clocks(monkeypatch: pytest.MonkeyPatch) -> None:
     clocks = StepClocks()
-    monkeypatch.setattr(sandbox.timeline, "time", stand_in_time(perf_counter=clocks.event_clock))
+    # An event's wall-clock time (the timeline's detail shows it): always the same moment.
+    monkeypatch.setattr(
+        sandbox.timeline,
+        "time",
+        stand_in_time(perf_counter=clocks.event_clock, time=lambda: FIXED_WALL),
+    )
     monkeypatch.setattr(sandbox.session, "time", stand_in_time(perf_counter=clocks.statement_clock))
     monkeypatch.setattr(sandbox.ui.widgets.timeline, "time", stand_in_time(monotonic=clocks.frozen))
     # A snapshot's duration (the scenario's `start`, quoted in the timeline): fixed steps too.
     monkeypatch.setattr(
         sandbox.snapshots.store, "time", stand_in_time(perf_counter=clocks.statement_clock)
     )
-    # An event's wall-clock time (the timeline's detail shows it): always the same moment.
-    monkeypatch.setattr(sandbox.timeline, "dt", SimpleNamespace(datetime=FixedNow, UTC=dt.UTC))
 
 
-class FixedNow(dt.datetime):
-    """`datetime` whose now() is one fixed moment, for the events' `at`."""
-
-    @classmethod
-    def now(cls, tz: dt.tzinfo | None = None) -> FixedNow:
-        return cls(2026, 1, 1, 12, 0, 0, tzinfo=tz)
+FIXED_WALL = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC).timestamp()
 
 
 # ---------------------------------------------------------------------- driving the app
