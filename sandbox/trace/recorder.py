@@ -771,12 +771,15 @@ class Recorder:
             if flush.get(k)
         ]
         pending = f" ({', '.join(parts)})" if parts else ""
-        where = f" at {flush['origin']}" if flush.get("origin") else ""
+        # Its first statement's origin is where the program caused it (the tracer does not
+        # walk out of the ORM's frames a second time for the flush).
+        origin = flush.get("origin") or message.get("origin")
+        where = f" at {origin}" if origin else ""
         if flush.get("auto"):
             text = f"autoflush{pending}{where}: the session sends its pending changes first"
         else:
             text = f"flush{pending}{where}"
-        auto, origin = bool(flush.get("auto")), flush.get("origin")
+        auto = bool(flush.get("auto"))
         self.timeline.add(lane.name, EventKind.FLUSH, text, auto=auto, origin=origin)
 
     # ------------------------------------------------------------------ lock waits

@@ -411,24 +411,21 @@ def _statement_origin(sid: int) -> str | None:
     return origin
 
 
-def _origin_of_flush() -> tuple[str | None, bool]:
-    """Where the program caused this flush, and whether SQLAlchemy's autoflush did it (a
-    query that flushed first): one walk, up to the program's own frame only."""
+def _autoflushed() -> bool:
+    """Whether SQLAlchemy's autoflush (a query flushing first) started this flush: its
+    Session._autoflush is a few frames out from the before_flush listener (listener,
+    dispatch, _flush, flush, _autoflush), not the whole way to the program's frame."""
     frame: Any = sys._getframe(2)
-    files = _files
-    auto = False
-    while frame is not None:
-        code = frame.f_code
-        filename = code.co_filename
-        shown = files.get(filename, _UNSEEN)
-        if shown is _UNSEEN:
-            shown = files[filename] = _program_file(filename)
-        if shown is not None:
-            return f"{shown}:{frame.f_lineno}", auto
-        if code.co_name == "_autoflush":
-            auto = True
+    for _ in range(_AUTOFLUSH_WITHIN):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "_autoflush":
+            return True
         frame = frame.f_back
-    return None, auto
+    return False
+
+
+_AUTOFLUSH_WITHIN = 8  # frames: SQLAlchemy 2.0 and 2.1 need 4, deprecation wrappers 1 more
 
 
 # Every statement walks 15-30 frames up to the program's own: what each file is (skipped,
@@ -728,10 +725,12 @@ def _attach_core() -> None:
     # them. Connection-class listeners fire once for every Connection, that one included,
     # because the begin / commit / rollback listeners above are on Engine (that sets
     # Engine._has_events, which first_connect's Connection checks before dispatching).
-    @event.listens_for(Connection, "before_cursor_execute")
+    # retval=True: SQLAlchemy then calls this listener itself, not through a wrapper of its
+    # own that returns the statement unchanged (one call less, on every statement).
+    @event.listens_for(Connection, "before_cursor_execute", retval=True)
     def _before(
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
-    ) -> None:
+    ) -> tuple[str, Any]:
         if many and _one_batch(context):
             many = False
         number = next(_statements)
@@ -784,6 +783,7 @@ def _attach_core() -> None:
         local.report = message
         if _channel is not None:
             _channel.send(message)
+        return statement, parameters
 
     @event.listens_for(Connection, "after_cursor_execute")
     def _after(
@@ -858,16 +858,16 @@ def _attach_orm() -> None:
     # report), not in reports of its own: one that sends nothing costs nothing.
     @event.listens_for(Session, "before_flush")
     def _before_flush(session: Any, flush_context: Any, instances: Any) -> None:
-        origin, auto = _origin_of_flush()
+        # Where the program caused the flush is where its first statement comes from: that
+        # statement's origin says it, without a walk out of the ORM's frames here.
         # The identity map's own set of modified objects: session.dirty would compare every
         # attribute of every object, on every flush.
         modified = getattr(session.identity_map, "_modified", None)
         _local.flush = {
-            "auto": auto,
+            "auto": _autoflushed(),
             "new": len(session._new) if hasattr(session, "_new") else len(session.new),
             "dirty": len(modified) if modified is not None else len(session.dirty),
             "deleted": len(session._deleted) if hasattr(session, "_deleted") else 0,
-            "origin": origin,
         }
 
     @event.listens_for(Session, "after_flush_postexec")
