@@ -60,6 +60,9 @@ class OtherEngineError(Exception):
 # well inside the recorder's reorder window (recorder.REORDER_S); `ask` (the guard) and the
 # end of the process write at once.
 _BATCH_S = 0.005
+# benchmarks/trace_instructions.py runs the program ~50 times slower (under valgrind) and
+# stretches the window alike, so that batches hold as many reports as they do at full speed.
+_BATCH_S = float(os.environ.get("DBSANDBOX_TRACE_BATCH_S") or _BATCH_S)
 _BATCH_REPORTS = 128
 _POKE = b'{"t":"poke"}'
 # A report is encoded when its batch is written, not when it is made: a statement's report
@@ -737,10 +740,11 @@ def _attach_core() -> None:
         local = _local
         local.statement = number
         flush = getattr(local, "flush", None)
-        if flush is not None and "told" not in flush:
-            flush["told"] = True  # its first statement carries it
-        elif flush is not None:
-            flush = {"auto": flush["auto"], "again": True}  # a later statement of it
+        if flush is not None:
+            if "told" not in flush:
+                flush["told"] = True  # its first statement carries it
+            else:
+                flush = flush["later"]  # a later statement of it
         # A statement's text (and its parameters' names) goes once; then its number ("sid")
         # stands for it: an ORM program sends the same few statements thousands of times.
         sid = _texts.get(statement)
@@ -863,8 +867,10 @@ def _attach_orm() -> None:
         # The identity map's own set of modified objects: session.dirty would compare every
         # attribute of every object, on every flush.
         modified = getattr(session.identity_map, "_modified", None)
+        auto = _autoflushed()
         _local.flush = {
-            "auto": _autoflushed(),
+            "auto": auto,
+            "later": {"auto": auto, "again": True},  # what its later statements carry
             "new": len(session._new) if hasattr(session, "_new") else len(session.new),
             "dirty": len(modified) if modified is not None else len(session.dirty),
             "deleted": len(session._deleted) if hasattr(session, "_deleted") else 0,
