@@ -128,10 +128,10 @@ def mask_params(params: Any, names: list[str] | None = None) -> Any:
 
 
 # How much less of the CPU the recorder's threads ask for than the programs they watch
-# (Linux niceness, per thread). On a machine with few cores the recorder's work competed with
-# the traced program and its database server for the same CPUs, and slowed the program it
-# was measuring: this way the program goes first and the recorder catches up (its events are
-# dated by the program's clock, so recording later changes no time shown).
+# (Linux niceness, per thread). On a machine with few cores the recorder competes with the
+# traced program and its database server for the same CPUs: this way the program goes first
+# and the recorder catches up (its events are dated by the program's clock, so recording a
+# little later changes no time shown).
 _NICER = 10
 
 
