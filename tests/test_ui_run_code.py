@@ -11,7 +11,7 @@ from textual.widgets import Label
 from sandbox.scenario import trust
 from sandbox.scenario.catalog import use_folders
 from sandbox.targets import TargetOptions
-from sandbox.ui.app import create_app
+from sandbox.ui.app import DbSandboxApp, create_app
 from sandbox.ui.screens.dialogs import ConfirmRunCode
 from sandbox.ui.widgets.scenario_panel import ScenarioPanel
 from tests.test_python_steps import pack
@@ -38,6 +38,11 @@ def a_pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Pa
         trust._trusted.clear()
 
 
+def asking(app: DbSandboxApp) -> bool:
+    """The question is on screen: the dialog is up and composed (pushed is not enough)."""
+    return isinstance(app.screen, ConfirmRunCode) and bool(app.screen.query(".dialog-title"))
+
+
 async def test_no_keeps_the_code_from_running_and_yes_runs_it(a_pack: tuple[Path, Path]) -> None:
     path, marker = a_pack
     app = create_app(TargetOptions(), pick=False)
@@ -45,7 +50,7 @@ async def test_no_keeps_the_code_from_running_and_yes_runs_it(a_pack: tuple[Path
         await ready(pilot, app)
         panel = app.query_one("#scenario", ScenarioPanel)
         app.open_scenario("forgetful")  # what picking it leads to
-        await until(pilot, lambda: isinstance(app.screen, ConfirmRunCode))
+        await until(pilot, lambda: asking(app))
         title = str(app.screen.query_one(".dialog-title", Label).render())
         assert title == f"This scenario runs Python code from {path}. Run it?"
         await pilot.press("n")
@@ -56,7 +61,7 @@ async def test_no_keeps_the_code_from_running_and_yes_runs_it(a_pack: tuple[Path
         assert "free play" in app.sub_title
 
         app.open_scenario("forgetful")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmRunCode))
+        await until(pilot, lambda: asking(app))
         await pilot.press("y")
         await until(pilot, lambda: panel.scenario is not None)
         assert loaded_id(panel) == "forgetful"

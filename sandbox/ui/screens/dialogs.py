@@ -114,6 +114,9 @@ class ScenarioPicker(ModalScreen[str | None]):
 class ConfirmStatement(ModalScreen[bool]):
     """The guard stopped a statement: show what it would do; the default answer is no."""
 
+    # The safe answer has the focus once the buttons exist (Textual focuses it after compose);
+    # an on_mount query for it could run before they did, and failed on a busy machine.
+    AUTO_FOCUS = "#no"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "answer(False)", "No, don't run it", show=True),
         Binding("n", "answer(False)", "No", show=False),
@@ -152,8 +155,6 @@ class ConfirmStatement(ModalScreen[bool]):
             yield Static(plain(keys), classes="dialog-keys", markup=False)
         yield Footer()
 
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
@@ -173,6 +174,9 @@ class ConfirmStatement(ModalScreen[bool]):
 class ConfirmQuit(ModalScreen[bool]):
     """Leaving (quit, reset, switch): say exactly what is lost, and ask; Stay is the default."""
 
+    # The safe answer has the focus once the buttons exist (Textual focuses it after compose);
+    # an on_mount query for it could run before they did, and failed on a busy machine.
+    AUTO_FOCUS = "#stay"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "answer(False)", "Stay", show=True),
         Binding("n", "answer(False)", "Stay", show=False),
@@ -201,8 +205,6 @@ class ConfirmQuit(ModalScreen[bool]):
         # The main screen's footer would list keys that do nothing while this dialog is up.
         yield Footer()
 
-    def on_mount(self) -> None:
-        self.query_one("#stay", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "go")
@@ -215,6 +217,9 @@ class ConfirmRunCode(ModalScreen[bool]):
     """A scenario from outside the catalog with Python steps is code: ask before it runs.
     No is the default."""
 
+    # The safe answer has the focus once the buttons exist (Textual focuses it after compose);
+    # an on_mount query for it could run before they did, and failed on a busy machine.
+    AUTO_FOCUS = "#no"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "answer(False)", "No", show=True),
         Binding("n", "answer(False)", "No", show=False),
@@ -249,8 +254,6 @@ class ConfirmRunCode(ModalScreen[bool]):
             )
         yield Footer()
 
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
