@@ -289,7 +289,7 @@ def test_kill_9_at_random_moments_leaves_nothing_clean_cannot_remove(server: Clu
     # At once: the killed clients' server processes may still be running; clean ends them.
     code, out, err = clean(server.url)
 
-    assert code == 0, err
+    assert code == 0, (err, out)
     assert sandboxes(server) == [], out
 
 
