@@ -155,7 +155,6 @@ class ConfirmStatement(ModalScreen[bool]):
             yield Static(plain(keys), classes="dialog-keys", markup=False)
         yield Footer()
 
-
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
 
@@ -205,7 +204,6 @@ class ConfirmQuit(ModalScreen[bool]):
         # The main screen's footer would list keys that do nothing while this dialog is up.
         yield Footer()
 
-
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "go")
 
@@ -253,7 +251,6 @@ class ConfirmRunCode(ModalScreen[bool]):
                 markup=False,
             )
         yield Footer()
-
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
