@@ -364,12 +364,8 @@ def _origin() -> str | None:
 
 def _walk(frame: Any, depth: int = 0) -> tuple[str | None, int]:
     """The first of the program's frames from `frame` outwards, and how many frames out."""
-    files = _files
     while frame is not None:
-        filename = frame.f_code.co_filename
-        shown = files.get(filename, _UNSEEN)
-        if shown is _UNSEEN:
-            shown = files[filename] = _program_file(filename)
+        shown = _kind_of(frame)
         if shown is not None:
             return f"{shown}:{frame.f_lineno}", depth
         frame = frame.f_back
@@ -378,6 +374,7 @@ def _walk(frame: Any, depth: int = 0) -> tuple[str | None, int]:
 
 
 def _kind_of(frame: Any) -> Any:
+    """How the frame's file is shown (decided once per file); None if not the program's."""
     filename = frame.f_code.co_filename
     shown = _files.get(filename, _UNSEEN)
     if shown is _UNSEEN:
