@@ -97,11 +97,41 @@ class Lane:
     ending: Execution | None = None  # a COMMIT / ROLLBACK not yet known to have ended
     repeats: Counter[str] = field(default_factory=Counter)  # queries since checkout
     flagged: set[str] = field(default_factory=set)
+    running_n: int | None = None  # the tracer's number of the running statement
 
 
 @functools.lru_cache(maxsize=4096)
 def _secrets(names: tuple[Any, ...]) -> frozenset[Any]:
     return frozenset(n for n in names if is_secret_name(str(n)))
+
+
+MAX_VALUE = 200  # characters of one parameter's text, as recorded
+
+
+def received_params(params: Any) -> Any:
+    """A statement's parameters as the tracer sends them, as they are recorded: the
+    driver's own values (long text and bytes as they were sent, see the tracer's
+    _params) become text that shows them, a positional set (a tuple) a list."""
+    if isinstance(params, tuple):
+        return [_shown(v) for v in params]
+    if isinstance(params, dict):
+        for value in params.values():
+            kind = type(value)
+            if (kind is str and len(value) > MAX_VALUE) or kind is bytes:
+                return {k: _shown(v) for k, v in params.items()}
+        return params
+    if isinstance(params, list):
+        return [received_params(p) for p in params]  # executemany: each set
+    return _shown(params)
+
+
+def _shown(value: Any) -> Any:
+    kind = type(value)
+    if kind is str:
+        return value if len(value) <= MAX_VALUE else value[:MAX_VALUE] + "…"
+    if kind is bytes:
+        return "\\x" + value[:MAX_VALUE].hex()
+    return value
 
 
 def mask_params(params: Any, names: list[str] | None = None) -> Any:
@@ -486,6 +516,7 @@ class Recorder:
         )
         self._review(lane, execution, stopped=False)
         lane.running = execution
+        lane.running_n = message.get("n")
         self._repeat(lane, execution, message)
 
     def _on_stopped(self, lane: Lane, message: dict[str, Any]) -> None:
@@ -515,6 +546,9 @@ class Recorder:
             self.timeline.when = when
 
     def _on_done(self, lane: Lane, message: dict[str, Any]) -> None:
+        number = message.get("n")
+        if number is not None and number != lane.running_n:
+            return  # its end came in its own report already (the tracer may tell it twice)
         rowcount = message.get("rowcount")
         running = lane.running
         if (
@@ -562,7 +596,7 @@ class Recorder:
         adopt = self._adopt
         execution = adopt(make) if adopt is not None else make(len(self.executions))
         execution.origin = origin
-        raw = message.get("params")
+        raw = received_params(message.get("params"))
         names = message.get("names")
         execution.params = mask_params(raw, names if isinstance(names, list) else None)
         # A masked secret is never written into a replay: that statement is not replayed.

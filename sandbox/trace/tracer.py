@@ -135,6 +135,30 @@ def _batches(stream: Any) -> Iterator[list[Any]]:
         yield reports
 
 
+# A statement's report, as the tracer writes it (a list: see inject/_dbsandbox_trace.py,
+# _Channel), by position; then its SQL and parameter names (the first time its text is
+# sent), its end (rowcount, transaction state, time; once it ended), whether it was taken
+# into a batch (the tracer's own), and, for a stopped statement, why.
+STATEMENT_FIELDS = ("t", "at", "thread", "c", "n", "sid", "params", "many", "origin", "flush", "tx")
+_SQL, _NAMES, _END, _WHY = 11, 12, 13, 15
+
+
+def statement_report(report: list[Any]) -> dict[str, Any] | None:
+    """A statement's report as a message (None if it is not one the tracer writes)."""
+    if len(report) < _WHY:
+        return None
+    message = dict(zip(STATEMENT_FIELDS, report, strict=False))
+    if report[_SQL] is not None:
+        message["sql"], message["names"] = report[_SQL], report[_NAMES]
+    end = report[_END]
+    if isinstance(end, (list, tuple)) and len(end) == 3 and message["t"] == "stmt":
+        message["t"] = "ran"
+        message["rowcount"], message["tx_after"], message["ended"] = end
+    if len(report) > _WHY:
+        message["why"] = report[_WHY]
+    return message
+
+
 class _Link:
     """One traced process's socket, as the server sees it."""
 
@@ -197,6 +221,8 @@ class _Server:
                     link.heard = time.monotonic()
                     link.poked = False
                     for message in reports:
+                        if type(message) is list:
+                            message = statement_report(message)
                         if not isinstance(message, dict):
                             continue
                         if program is None:

@@ -21,12 +21,13 @@ import itertools
 import json
 import marshal
 import os
-import queue
 import socket
 import sys
 import sysconfig
 import threading
 import time
+from _queue import SimpleQueue
+from collections import deque
 from typing import Any
 
 _ENV_SOCKET = "DBSANDBOX_TRACE_SOCKET"
@@ -76,89 +77,118 @@ _MARSHAL_VERSION = 4
 _repr_encode = json.JSONEncoder(default=repr, separators=(",", ":")).encode
 
 
-def _frame(reports: list[dict[str, Any]]) -> bytes:
+def _frame(reports: list[Any]) -> bytes:
     try:
         body = marshal.dumps(reports, _MARSHAL_VERSION)
-    except ValueError:  # a value marshal cannot write (a program's own object): as text
-        body = marshal.dumps([_plain(r) for r in reports], _MARSHAL_VERSION)
+    except ValueError:  # a parameter marshal cannot write (a Decimal, a datetime): as text
+        for report in reports:
+            if type(report) is list and report[_PARAMS] is not None:
+                report[_PARAMS] = _sendable(report[_PARAMS])
+        try:
+            body = marshal.dumps(reports, _MARSHAL_VERSION)
+        except ValueError:  # anything else of a program's own: as text
+            body = marshal.dumps([_plain(r) for r in reports], _MARSHAL_VERSION)
     return len(body).to_bytes(4, "big") + body
 
 
-def _plain(report: dict[str, Any]) -> Any:
+def _plain(report: Any) -> Any:
     return json.loads(_repr_encode(report))
 
 
+# A statement's report is a list, not a dict: made for every statement the program sends, a
+# dict of its dozen fields cost the program four times what the list does. dbsandbox reads it
+# back by these positions (tracer.STATEMENT_FIELDS); OUT and END are the tracer's own.
+(
+    _AT,
+    _THREAD,
+    _LANE,
+    _NUMBER,
+    _SID,
+    _PARAMS,
+    _MANY,
+    _ORIGIN,
+    _FLUSH,
+    _TX,
+    _SQL,
+    _NAMES,
+    _END,  # (rowcount, transaction state, time) once it ended
+    _OUT,  # taken into a batch
+) = range(1, 15)
+# A stopped statement's report has one more: why the guard stopped it.
+
+
+def _lost(count: int, exc: BaseException) -> dict[str, Any]:
+    why = f"{type(exc).__name__}: {exc}"[:_MAX_VALUE]
+    line = f"dbsandbox trace: {count} reports could not be sent ({why})"
+    return {"t": "out", "at": time.time(), "line": line, "stream": "stderr"}
+
+
 class _Channel:
+    """The process's socket to dbsandbox, and the reports waiting to be written to it.
+
+    Reporting takes no lock: a lock taken and released for every report cost the program
+    more than the report itself. `pending` is a deque (append and popleft are each one step
+    for other threads); a batch is taken and written under `writing`, so batches reach
+    dbsandbox in the order they were taken."""
+
     def __init__(self, path: str) -> None:
         self.path = path
-        self.lock = threading.Lock()
+        self.writing = threading.Lock()
         self.asking = threading.Lock()  # one question to dbsandbox at a time
-        self.answers: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self.answers: SimpleQueue[dict[str, Any]] = SimpleQueue()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.connect(path)
         self.broken = False
-        self.pending: list[dict[str, Any]] = []
+        self.pending: deque[Any] = deque()
         self.eager = False  # the process is ending: every report is written at once
         self.quiet = False  # a poke found nothing pending: the next report goes at once
         self.first = 0.0  # when the oldest pending report was made
         listener = threading.Thread(target=self._listen, name="dbsandbox-trace", daemon=True)
         listener.start()
 
-    def send(self, message: dict[str, Any]) -> None:
-        with self.lock:
-            if self.broken:
-                return
-            self.pending.append(message)
-            now = message.get("at") or time.time()
-            if len(self.pending) == 1:
-                self.first = now
-            if (
-                self.quiet
-                or self.eager
-                or len(self.pending) >= _BATCH_REPORTS
-                or now - self.first >= _BATCH_S
-            ):
-                self._write()
-
-    def amend(self, message: dict[str, Any], rowcount: int | None, tx: str | None) -> bool:
-        """Add a statement's end to its report if that is not written yet."""
-        with self.lock:
-            if "_out" in message or self.broken:
-                return False
-            message["t"] = "ran"
-            message["rowcount"] = rowcount
-            message["tx_after"] = tx
-            message["ended"] = time.time()
-            return True
+    def send(self, report: Any, now: float) -> None:
+        """Queue `report` (made at `now`); write the batch when it is due."""
+        pending = self.pending
+        if pending and (len(pending) >= _BATCH_REPORTS or now - self.first >= _BATCH_S):
+            # Written before this report joins it: a statement's report then waits for the
+            # next batch, and its end goes into it (see _after), not into a report of its own.
+            self.write()
+        if not pending:
+            self.first = now
+        pending.append(report)
+        if self.quiet or self.eager:
+            self.write()
 
     def ask(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send `message` and wait for dbsandbox's answer (read by the listener thread)."""
         with self.asking:
-            with self.lock:
-                if self.broken:
-                    return {}
-                self.pending.append(message)
-                self._write()
+            if self.broken:
+                return {}
+            self.pending.append(message)
+            self.write()
             return self.answers.get()
 
-    def flush(self) -> None:
-        with self.lock:
-            if self.pending:
-                self._write()
-
-    def _write(self) -> None:
-        """Write what is pending (with self.lock held)."""
-        data = _frame(self.pending)
-        for message in self.pending:
-            message["_out"] = True  # written: its end goes in a report of its own
-        self.pending = []
-        self.quiet = False
-        if self.broken:
-            return
-        try:
-            self.sock.sendall(data)
-        except OSError:
-            self.broken = True  # dbsandbox is gone: the program runs on untraced
+    def write(self) -> None:
+        """Write what is pending, if anything is."""
+        with self.writing:
+            pending = self.pending
+            reports = [pending.popleft() for _ in range(len(pending))]
+            self.quiet = False
+            if not reports or self.broken:
+                return
+            for report in reports:
+                if type(report) is list:
+                    # Before it is encoded: an end added from now on might not be in this
+                    # batch, so _after reports it again (dbsandbox takes the first).
+                    report[_OUT] = True
+            try:
+                data = _frame(reports)
+            except Exception as exc:  # never the program's problem: the batch is told lost
+                data = _frame([_lost(len(reports), exc)])
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                self.broken = True  # dbsandbox is gone: the program runs on untraced
 
     def _listen(self) -> None:
         """What dbsandbox writes back: pokes, and the answers to `ask`."""
@@ -166,11 +196,11 @@ class _Channel:
             with self.sock.makefile("rb") as lines:
                 for line in lines:
                     if line.startswith(_POKE):
-                        with self.lock:
-                            if self.pending:
-                                self._write()
-                            else:
-                                self.quiet = True
+                        # Quiet first, then look: a report queued meanwhile is either seen
+                        # here or its own send() sees quiet and writes it (no lock taken).
+                        self.quiet = True
+                        if self.pending:
+                            self.write()
                         continue
                     try:
                         self.answers.put(json.loads(line))
@@ -192,17 +222,16 @@ _skip_prefixes: tuple[str, ...] = ()
 _attached: set[str] = set()
 
 
-def _now() -> float:
-    return time.time()
+_time = time.time
 
 
 def _send(kind: str, **fields: Any) -> dict[str, Any]:
     """Queue one report; returns it."""
     fields["t"] = kind
-    fields["at"] = _now()
+    fields["at"] = now = _time()
     fields["thread"] = _current_thread().name
-    if _channel is not None:
-        _channel.send(fields)
+    if _channel is not None and not _channel.broken:
+        _channel.send(fields, now)
     return fields
 
 
@@ -219,7 +248,7 @@ def _ending() -> None:
     channel = _channel
     if channel is not None:
         channel.eager = True
-        channel.flush()
+        channel.write()
 
 
 class _Owner:
@@ -233,7 +262,7 @@ _mp_hooked = False
 def _before_fork() -> None:
     global _mp_hooked
     if _channel is not None:
-        _channel.flush()  # the parent's reports so far go before the child's first
+        _channel.write()  # the parent's reports so far go before the child's first
     # A multiprocessing child (fork) ends with os._exit, which runs no atexit: its own exit
     # hook (a Finalize) must write what is pending. Registered from the parent, because the
     # child's bootstrap clears the finalizers a fork hook could register, then runs these.
@@ -382,32 +411,29 @@ def _kind_of(frame: Any) -> Any:
     return shown
 
 
-# How far out the program's frame was, the last time each statement was sent (by its number
-# in _texts), counted from the statement listener's caller. Walking out frame by frame (15
-# to 40 of SQLAlchemy's) cost the program more than everything else the tracer does for a
-# statement; the same statement is mostly sent from the same place, and sys._getframe jumps
-# there without making the frames between. The jump is taken when the frame there is the
-# program's and the one just inside it is not (SQLAlchemy's); otherwise the walk is made.
+# Where each statement was last sent from: how far out the program's frame was (by the
+# statement's number in _texts), counted from the statement listener's caller. Walking out
+# frame by frame (15 to 40 of SQLAlchemy's) cost the program more than everything else the
+# tracer does for a statement; the same statement is mostly sent from the same place, and
+# sys._getframe jumps there without making the frames between.
 _depths: dict[int, int] = {}
+# What the jump found: the frame there is the program's and the one just inside it is not
+# (SQLAlchemy's), so its file:line is the origin. Kept by the frame's code and instruction
+# (id(code) + offset: a tuple of code objects as the key cost more to hash than the rest of
+# the report; an entry names its codes, so a key two places share is seen and replaced, and
+# keeps them alive, so their ids are not reused). A frame's line number is worked out from
+# its code's line table, and the text made, once per call site, not per statement.
+_origins: dict[int, tuple[Any, Any, int, str]] = {}
+_getframe = sys._getframe
 
 
-def _statement_origin(sid: int) -> str | None:
-    """_origin for the statement listener, which calls it directly."""
-    depth = _depths.get(sid)
-    if depth is not None:
-        frame: Any = None
-        try:
-            frame = sys._getframe(depth + 2)
-            inside = sys._getframe(depth + 1)
-        except ValueError:
-            pass
-        if frame is not None:
-            shown = _kind_of(frame)
-            if shown is not None and _kind_of(inside) is None:
-                return f"{shown}:{frame.f_lineno}"
-    origin, depth = _walk(sys._getframe(2))
-    if origin is not None:
-        _depths[sid] = depth
+def _origin_at(inside: Any, frame: Any) -> str | None:
+    shown = _kind_of(frame)
+    if shown is None or _kind_of(inside) is not None:
+        return None
+    code, lasti = frame.f_code, frame.f_lasti
+    origin = f"{shown}:{frame.f_lineno}"
+    _origins[id(code) + lasti] = (inside.f_code, code, lasti, origin)
     return origin
 
 
@@ -466,47 +492,58 @@ def _shown(filename: str) -> str:
 
 
 def _value(value: Any) -> Any:
-    # Tuples, not `bool | int | float`: a union is built anew on every call (every value).
-    if value is None or isinstance(value, (bool, int, float)):
+    """One parameter's value as marshal writes it, as the driver sends it: a subclass of
+    int or str (an enum, SQLAlchemy's quoted_name) as its plain value; long text cut; bytes
+    as hex; anything else (a Decimal, a datetime) as its text."""
+    if value is None or type(value) in _PLAIN:
         return value
     if isinstance(value, str):
-        return value if len(value) <= _MAX_VALUE else value[:_MAX_VALUE] + "…"
+        # Slicing makes a plain str of a subclass too, with the same characters.
+        return value[:_MAX_VALUE] if len(value) <= _MAX_VALUE else value[:_MAX_VALUE] + "…"
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return "\\x" + bytes(value[:_MAX_VALUE]).hex()
     text = str(value)
     return text if len(text) <= _MAX_VALUE else text[:_MAX_VALUE] + "…"
 
 
-_PLAIN = frozenset({int, float, bool, type(None)})
-
-
-def _as_sent(values: Any) -> bool:
-    """Every value already as a report holds it (no long text, no object to write out)."""
-    plain = _PLAIN
-    for value in values:
-        kind = type(value)
-        if kind not in plain and (kind is not str or len(value) > _MAX_VALUE):
-            return False
-    return True
+_PLAIN = (int, float, bool)
 
 
 def _params(parameters: Any, many: bool) -> Any:
+    """The statement's parameters as the driver gets them: a tuple (positional), a dict
+    (named), a list of those (executemany). Their values are checked when the batch is
+    written (_frame), by marshal itself: a Python check of every value of every statement
+    cost the program more than the rest of the statement's report."""
     if parameters is None:
         return None
     # SQLAlchemy's insertmanyvalues sends one batch as one statement with one dict of
     # parameters, yet calls it "many": only a sequence holds several parameter sets.
     if many and not isinstance(parameters, dict):
         return [_params(p, False) for p in list(parameters)[:_MAX_PARAMS]]
-    # Copied as they are when they can be (an insertmanyvalues batch has hundreds): a
-    # call of _value for each cost the program more than the rest of the statement's report.
+    if type(parameters) is tuple:
+        return parameters  # the driver's own: nothing changes it
     if isinstance(parameters, dict):
-        if _as_sent(parameters.values()):
-            return dict(parameters)
-        return {str(k): _value(v) for k, v in parameters.items()}
+        return dict(parameters)  # a program's own dict could change after the statement
     if isinstance(parameters, (list, tuple)):
-        if _as_sent(parameters):
-            return list(parameters)
-        return [_value(v) for v in parameters]
+        return tuple(parameters)
+    return _value(parameters)
+
+
+def _sendable(parameters: Any) -> Any:
+    """`parameters` (see _params) with every value one marshal can write: long text cut,
+    bytes as hex, anything else (a Decimal, a datetime) as its text."""
+    if isinstance(parameters, dict):
+        return {str(k): _value(v) for k, v in parameters.items()}
+    if isinstance(parameters, tuple):
+        return tuple(_value(v) for v in parameters)
+    if isinstance(parameters, list):
+        return [_sendable(p) for p in parameters]
     return _value(parameters)
 
 
@@ -522,6 +559,24 @@ def _one_batch(context: Any) -> bool:
 
 
 # ---------------------------------------------------------------- which lane
+
+
+# Each DBAPI connection the pool made, by id: (the connection, its lane, its reader of the
+# transaction state). The statement listeners find both from the cursor, instead of asking
+# SQLAlchemy's Connection (two properties deep) and the driver's type on every statement.
+_raws: dict[int, tuple[Any, int, Any]] = {}
+
+
+def _thread_name(local: Any) -> str:
+    """The thread's name, kept for its later statements (a thread named after its first
+    statement keeps its first name on the timeline)."""
+    name = local.thread = _current_thread().name
+    return name
+
+
+def _failed_statement() -> int | None:
+    report = getattr(_local, "report", None)
+    return report[_NUMBER] if report is not None else None
 
 
 def _lane(info: dict[str, Any]) -> int:
@@ -549,14 +604,25 @@ def _lane_of(conn: Any) -> int | None:
 def _tx(dbapi_connection: Any) -> str | None:
     """The database's own transaction state on this connection, as the driver knows it (not
     SQLAlchemy's: it "begins" before the driver has sent anything)."""
-    kind = type(dbapi_connection)
-    reader = _tx_readers.get(kind)
-    if reader is None:
-        reader = _tx_readers[kind] = _tx_reader(dbapi_connection)
+    try:
+        return _tx_reader_of(dbapi_connection)(dbapi_connection)  # type: ignore[no-any-return]
+    except Exception:  # a closed connection
+        return None
+
+
+def _tx_known(dbapi_connection: Any, reader: Any) -> str | None:
     try:
         return reader(dbapi_connection)  # type: ignore[no-any-return]
     except Exception:  # a closed connection
         return None
+
+
+def _tx_reader_of(dbapi_connection: Any) -> Any:
+    kind = type(dbapi_connection)
+    reader = _tx_readers.get(kind)
+    if reader is None:
+        reader = _tx_readers[kind] = _tx_reader(dbapi_connection)
+    return reader
 
 
 # How each driver's connection tells its transaction state, decided once per connection
@@ -668,6 +734,11 @@ def _attach_core() -> None:
     def _connect(dbapi_connection: Any, record: Any) -> None:
         # The pool's class-level listeners run before its own, first_connect among them.
         _local.connecting = (dbapi_connection, record.info)
+        _raws[id(dbapi_connection)] = (
+            dbapi_connection,
+            _lane(record.info),
+            _tx_reader_of(dbapi_connection),
+        )
         _send(
             "connect",
             c=_lane(record.info),
@@ -696,6 +767,7 @@ def _attach_core() -> None:
 
     @event.listens_for(Pool, "close")
     def _close(dbapi_connection: Any, record: Any) -> None:
+        _raws.pop(id(dbapi_connection), None)
         _send("close", c=_lane(record.info))
 
     @event.listens_for(Engine, "begin")
@@ -731,11 +803,16 @@ def _attach_core() -> None:
     def _before(
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> tuple[str, Any]:
+        # This runs for every statement the program sends: what it costs is the tracer's
+        # overhead (benchmarks/trace_instructions.py), so it is written flat, with what can
+        # be decided once (per thread, connection, statement text or call site) remembered.
         if many and _one_batch(context):
             many = False
-        number = next(_statements)
         local = _local
-        local.statement = number
+        try:
+            thread = local.thread
+        except AttributeError:
+            thread = _thread_name(local)
         flush = getattr(local, "flush", None)
         if flush is not None:
             if "told" not in flush:
@@ -748,42 +825,81 @@ def _attach_core() -> None:
         new = sid is None
         if sid is None:
             sid = _texts[statement] = len(_texts) + 1
-        # One dict, built here: this runs for every statement the program sends.
-        message = {
-            "t": "stmt",
-            "at": _now(),
-            "thread": _current_thread().name,
-            "c": _lane_of(conn),
-            "n": number,
-            "sid": sid,
-            "params": _params(parameters, many),
+        # The program's file:line: see _origins.
+        origin = None
+        depth = _depths.get(sid)
+        if depth is not None:
+            try:
+                inside = _getframe(depth)
+            except ValueError:
+                pass
+            else:
+                frame = inside.f_back
+                if frame is not None:
+                    code, lasti = frame.f_code, frame.f_lasti
+                    site = _origins.get(id(code) + lasti)
+                    if (
+                        site is not None
+                        and site[1] is code
+                        and site[2] == lasti
+                        and site[0] is inside.f_code
+                    ):
+                        origin = site[3]
+                    else:
+                        origin = _origin_at(inside, frame)
+        if origin is None:
+            origin, depth = _walk(_getframe(1))  # the program's frame is depth + 1 out
+            if origin is not None:
+                _depths[sid] = depth  # the frame just inside it
+        raw = getattr(cursor, "connection", None)
+        known = _raws.get(id(raw))
+        lane: int | None
+        if known is not None and known[0] is raw:
+            lane, tx = known[1], _tx_known(raw, known[2])
+        else:
+            lane, tx = _lane_of(conn), _tx(raw or conn.connection)
+        now = _time()
+        # The statement's report: a list (see _Channel), read by dbsandbox by position.
+        report = [
+            "stmt",
+            now,
+            thread,
+            lane,
+            next(_statements),
+            sid,
+            _params(parameters, many),
             # insertmanyvalues batches many rows into one statement with one parameter set:
             # "many" only for a real executemany (several sets for one statement).
-            "many": many and isinstance(parameters, (list, tuple)),
-            "origin": _statement_origin(sid),
-            "flush": flush,
-            "tx": _tx(getattr(cursor, "connection", None) or conn.connection),
-        }
+            many and isinstance(parameters, (list, tuple)),
+            origin,
+            flush,
+            tx,
+            None,  # _SQL
+            None,  # _NAMES
+            None,  # _END
+            False,  # _OUT
+        ]
         if new:
             # Positional parameters (qmark, format) have names in the compiled statement:
             # they tell dbsandbox which values are secrets to mask.
             names = getattr(getattr(context, "compiled", None), "positiontup", None)
-            message["sql"] = statement
-            message["names"] = list(names) if names else None
+            report[_SQL] = statement
+            report[_NAMES] = list(names) if names else None
         if guard_stops:
             stop = _verdicts.get(statement, "?")
             if stop == "?":
                 reply = _channel.ask({"t": "ask", "sql": statement}) if _channel else {}
                 stop = _verdicts[statement] = reply.get("stop")
             if stop:
-                message["t"] = "stopped"
-                message["why"] = stop
+                report[0] = "stopped"
+                report.append(stop)  # _WHY
                 if _channel is not None:
-                    _channel.send(message)
+                    _channel.send(report, now)
                 raise DangerousStatementError(f"dbsandbox guard stopped this statement: {stop}")
-        local.report = message
-        if _channel is not None:
-            _channel.send(message)
+        local.report = report
+        channel = _channel
+        if channel is not None and not channel.broken:
+            channel.send(report, now)
         return statement, parameters
 
     @event.listens_for(Connection, "after_cursor_execute")
@@ -791,17 +907,25 @@ def _attach_core() -> None:
         conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
     ) -> None:
         rowcount = getattr(cursor, "rowcount", None)
-        rowcount = rowcount if isinstance(rowcount, int) else None
+        if type(rowcount) is not int:
+            rowcount = None
         local = _local
         report = getattr(local, "report", None)
         local.report = None
-        tx = _tx(getattr(cursor, "connection", None) or conn.connection)
-        # Most statements end before their report is written: the end goes into it.
-        channel = _channel
-        if report is not None and channel is not None and channel.amend(report, rowcount, tx):
+        raw = getattr(cursor, "connection", None)
+        known = _raws.get(id(raw))
+        if known is not None and known[0] is raw:
+            tx = _tx_known(raw, known[2])
+        else:
+            tx = _tx(raw or conn.connection)
+        if report is None:  # its start was not heard (the tracer attached since)
+            _send("done", c=_lane_of(conn), n=None, rowcount=rowcount, tx=tx)
             return
-        number = getattr(local, "statement", None)
-        _send("done", c=_lane_of(conn), n=number, rowcount=rowcount, tx=tx)
+        # Most statements end before their report is written: the end goes into it. One
+        # step (a list item set), so no lock: see _Channel.write for the rest.
+        report[_END] = (rowcount, tx, _time())
+        if report[_OUT]:
+            _send("done", c=report[_LANE], n=report[_NUMBER], rowcount=rowcount, tx=tx)
 
     # handle_error is the dialect's event: it fires for the first connect's probes too.
     @event.listens_for(Engine, "handle_error")
@@ -817,7 +941,7 @@ def _attach_core() -> None:
         _send(
             "error",
             c=lane,
-            n=getattr(_local, "statement", None) if context.statement else None,
+            n=_failed_statement() if context.statement else None,
             sql=context.statement,
             code=code,
             error=type(original).__name__,
