@@ -15,30 +15,36 @@ out of both. The echo log is off in both arms.
 
     .venv/bin/python benchmarks/trace_overhead.py [--pairs 5] [--statements 10000]
         [--engines sqlite postgres] [--url postgresql://postgres@127.0.0.1:5432/postgres]
-        [--echo-reference]
+        [--echo-reference] [--capture-reference]
 
 Target: the traced median within 10% of the plain median. Besides wall time, each run's CPU
 time is shown: the program's (plain, and traced: the tracer inside it), and dbsandbox's own
 while tracing (the recorder, on another core when the machine has one free). With
 --echo-reference a third arm runs the plain workload with SQLAlchemy's echo log on, for
-scale: what the library's own statement log costs the same program.
+scale: what the library's own statement log costs the same program. With
+--capture-reference another arm runs the program with the tracer inside it, writing its
+reports to a socket that only reads them: what capturing costs the program itself, without
+dbsandbox recording beside it (on a 2-core machine the two compete for more than the CPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.targets import TargetOptions, open_target
-from sandbox.trace.tracer import trace
+from sandbox.trace.tracer import program_env, trace
 
 WORKLOAD = Path(__file__).resolve().parent / "trace_workload.py"
 
@@ -81,6 +87,40 @@ def plain(engine: str, url: str | None, statements: int, echo: Path | None = Non
     return timing
 
 
+def captured(engine: str, url: str | None, statements: int) -> Timing:
+    """The workload with the tracer inside it, its reports read and dropped: no recorder."""
+    with tempfile.TemporaryDirectory() as folder, open_target(options(engine, url)) as target:
+        path = os.path.join(folder, "s")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(8)
+
+        def drain() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = listener.accept()
+                    threading.Thread(target=_drop, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=drain, daemon=True).start()
+        env = program_env(target, path, "warn")
+        cpu, own = _children_cpu(), time.process_time()
+        started = time.perf_counter()
+        done = subprocess.run(command(statements), env=env, capture_output=True, text=True)
+        timing = Timing(
+            time.perf_counter() - started, _children_cpu() - cpu, time.process_time() - own
+        )
+        listener.close()
+    if done.returncode != 0:
+        raise SystemExit(f"the captured workload failed on {engine}: {done.stderr[-500:]}")
+    return timing
+
+
+def _drop(conn: socket.socket) -> None:
+    with conn, contextlib.suppress(OSError):
+        while conn.recv(1 << 16):
+            pass
+
+
 def traced(engine: str, url: str | None, statements: int) -> Timing:
     """The workload under the tracer on a fresh sandbox, all of it recorded."""
     os.environ.pop("TRACE_ECHO_LOG", None)
@@ -110,6 +150,11 @@ def main() -> int:
         action="store_true",
         help="a third arm for scale: the plain workload with SQLAlchemy's echo log to a file",
     )
+    parser.add_argument(
+        "--capture-reference",
+        action="store_true",
+        help="another arm: the tracer in the program, its reports dropped (no recorder)",
+    )
     args = parser.parse_args()
     print(
         f"the workload ({args.statements:,} cursor executions), plain vs under dbsandbox "
@@ -126,6 +171,7 @@ def main() -> int:
         plains: list[Timing] = []
         traces: list[Timing] = []
         echoes: list[Timing] = []
+        captures: list[Timing] = []
         for pair in range(1, args.pairs + 1):
             plains.append(plain(engine, args.url, args.statements))
             traces.append(traced(engine, args.url, args.statements))
@@ -136,6 +182,12 @@ def main() -> int:
                     log = Path(folder) / "echo.log"
                     echoes.append(plain(engine, args.url, args.statements, log))
                 echoed = f"  plain+echo log {echoes[-1].wall:6.2f} s"
+            if args.capture_reference:
+                captures.append(captured(engine, args.url, args.statements))
+                echoed += (
+                    f"  capture only {captures[-1].wall:6.2f} s "
+                    f"(cpu {captures[-1].program_cpu:5.2f})"
+                )
             print(
                 f"{engine:<9} pair {pair}: plain {a.wall:6.2f} s (cpu {a.program_cpu:5.2f})  "
                 f"traced {b.wall:6.2f} s (cpu program {b.program_cpu:5.2f} + dbsandbox "
@@ -165,6 +217,14 @@ def main() -> int:
             print(
                 f"{engine:<9} for scale, SQLAlchemy's echo log to a file: median {e_wall:6.2f} s "
                 f"({(e_wall - a_wall) / a_wall * 100:+.1f}% over plain)"
+            )
+        if captures:
+            c_wall = statistics.median(t.wall for t in captures)
+            c_cpu = statistics.median(t.program_cpu for t in captures)
+            print(
+                f"{engine:<9} capture only (reports dropped, no recorder): median wall "
+                f"{c_wall:6.2f} s ({(c_wall - a_wall) / a_wall * 100:+.1f}% over plain), "
+                f"cpu {c_cpu:5.2f} s ({(c_cpu - a_cpu) / a_cpu * 100:+.1f}%)"
             )
     return 0 if within else 1
 
