@@ -222,6 +222,7 @@ class Recorder:
         self._labels: Counter[str] = Counter()
         self._lock = threading.RLock()
         self._lint_cache: dict[str, list[Finding]] = {}
+        self._statements: dict[tuple[str, Any], Statement] = {}
         self._notes: dict[int, str] = {}  # why a COMMIT / ROLLBACK was sent, by whom
         self._before: dict[int, TxState] = {}  # a COMMIT / ROLLBACK's database state before
         self._closing = threading.Event()
@@ -405,9 +406,9 @@ class Recorder:
             lane = self._lane(program, number, message)
             if kind != "error":
                 self._settle_ending(lane)
-            handler = getattr(self, f"_on_{kind}", None)
+            handler = _LANE_HANDLERS.get(kind) if isinstance(kind, str) else None
             if handler is not None:
-                handler(lane, message)
+                handler(self, lane, message)
         return None
 
     def waiters(self) -> list[Lane]:
@@ -554,7 +555,7 @@ class Recorder:
         if (
             self.dialect == "sqlite"
             and running is not None
-            and _RETURNING.search(running.statement.text)
+            and _returns_rows(running.statement.text)
         ):
             # sqlite3 counts a RETURNING statement's rows as they are fetched, and the tracer
             # hears of it before the program fetches them: its 0 is not the count.
@@ -583,8 +584,13 @@ class Recorder:
     def _execution(self, lane: Lane, message: dict[str, Any]) -> Execution:
         sql = str(message.get("sql") or "")
         origin = message.get("origin")
-        line = _line_of(origin)
-        statement = Statement(sql, 0, 0, len(sql), line, 1, line, 1)
+        # The same few statements come from the same few places thousands of times: one
+        # (immutable) Statement for each.
+        statement = self._statements.get((sql, origin))
+        if statement is None:
+            line = _line_of(origin)
+            statement = Statement(sql, 0, 0, len(sql), line, 1, line, 1)
+            self._statements[(sql, origin)] = statement
         kind = _kind(sql, self.dialect)
 
         def make(index: int) -> Execution:
@@ -906,6 +912,28 @@ def _flush_kind(flush: Any) -> str | None:
     return "autoflush" if flush.get("auto") else "flush"
 
 
+# What each kind of a lane's report is recorded by (Recorder._on_KIND), looked up once.
+_LANE_KINDS = [
+    "redirect",
+    "connect",
+    "checkout",
+    "checkin",
+    "reset",
+    "close",
+    "begin",
+    "ended",
+    "commit",
+    "rollback",
+    "stmt",
+    "stopped",
+    "ran",
+    "done",
+    "error",
+]
+_LANE_HANDLERS: dict[str, Callable[[Recorder, Lane, dict[str, Any]], None]] = {
+    kind: getattr(Recorder, f"_on_{kind}") for kind in _LANE_KINDS
+}
+
 _STATES = {state.value: state for state in TxState}
 
 
@@ -946,6 +974,11 @@ def _kind(sql: str, dialect: Dialect) -> StatementKind:
 def _short(sql: str, limit: int = 120) -> str:
     flat = " ".join(sql.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+@functools.lru_cache(maxsize=4096)
+def _returns_rows(sql: str) -> bool:
+    return _RETURNING.search(sql) is not None
 
 
 def _line_of(origin: Any) -> int:
