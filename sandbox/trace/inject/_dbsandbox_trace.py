@@ -49,7 +49,8 @@ class OtherEngineError(Exception):
 # Reports are written to the socket together: one write per report (2-3 a statement, each a
 # system call that wakes dbsandbox's reader) cost the program more than all the rest of the
 # tracer. The program's own thread writes a batch when it reports again _BATCH_S after the
-# batch's first report, or at _BATCH_REPORTS. Nothing here wakes on a timer: a thread of the
+# batch's first report, or at _BATCH_REPORTS (the new report starts the next batch).
+# Nothing here wakes on a timer: a thread of the
 # program's own that woke every 10 ms to write what a blocked statement left pending cost a
 # busy ORM program 12% of its run time (each wake-up takes the GIL from it), measured with
 # benchmarks/trace_overhead.py. Instead dbsandbox pokes a process that has been silent for a
@@ -67,12 +68,14 @@ _BATCH_S = float(os.environ.get("DBSANDBOX_TRACE_BATCH_S") or _BATCH_S)
 _BATCH_REPORTS = 128
 _POKE = b'{"t":"poke"}'
 # A report is encoded when its batch is written, not when it is made: a statement's report
-# still waiting then takes its end in (one report, "ran", instead of "stmt" and "done").
+# still waiting then takes its end in (dbsandbox reads it as one report, "ran", instead of
+# "stmt" and "done").
 # A batch is one frame: its length (4 bytes, big-endian), then the list of reports in
 # marshal's format 4 (read by any Python since 3.4, whatever Python runs the program).
 # marshal, not JSON: encoding a report as JSON took 5.6 us, as marshal 0.4 us, and reading
 # it back in dbsandbox 5.3 us against 0.7 (the reports hold only str, int, float, bool,
-# None, lists and dicts of them; anything else is made text first, see _plain).
+# None, bytes, and tuples, lists and dicts of them; a parameter marshal cannot write is made
+# text when its batch is written, see _frame).
 _MARSHAL_VERSION = 4
 _repr_encode = json.JSONEncoder(default=repr, separators=(",", ":")).encode
 
