@@ -4,16 +4,27 @@ import sys
 
 
 def entry() -> int:
-    """The `dbsandbox` command: a Ctrl+C while the CLI is still being imported (before any
-    sandbox exists) ends quietly, like one at any later moment, never with a traceback."""
+    """The `dbsandbox` command: a Ctrl+C at any moment ends with one truthful line, never a
+    traceback: while the CLI is still being imported (nothing made yet), or one that slips
+    past main's own handling (a second Ctrl+C while it reports), whose sandbox is then
+    removed and accounted for here."""
+    started = False
     try:
         from sandbox.cli import main
 
+        started = True
         return main()
     except KeyboardInterrupt:
-        # Only outside main's own handling (which removes the sandbox and says so): while
-        # importing or parsing the command line, before anything exists.
-        print("dbsandbox: interrupted", file=sys.stderr)
+        if not started:
+            print("dbsandbox: interrupted before anything was made", file=sys.stderr)
+            return 130
+    try:
+        from sandbox.cli import last_word
+
+        # A fresh process: every sandbox it has is this command's own.
+        return last_word(130, True, set())
+    except KeyboardInterrupt:
+        print("dbsandbox: interrupted; run `dbsandbox clean` if a sandbox is left", file=sys.stderr)
         return 130
 
 

@@ -1275,7 +1275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sig, handler in previous.items():
             if handler is not None:  # None: the handler was not set from Python
                 signal.signal(sig, handler)
-    return _last_word(code, interrupted, before)
+    return last_word(code, interrupted, before)
 
 
 def _lost_connection(exc: BaseException) -> bool:
@@ -1286,7 +1286,7 @@ def _lost_connection(exc: BaseException) -> bool:
     return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
 
 
-def _last_word(code: int, interrupted: bool, before: set[int]) -> int:
+def last_word(code: int, interrupted: bool, before: set[int]) -> int:
     """Remove whatever a sandbox of this process still holds, then say truthfully whether
     anything was left behind."""
     from sandbox.lifecycle import close_everything_left

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -798,3 +799,42 @@ except KeyboardInterrupt:
     )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "Exception closing" not in done.stderr
+
+
+def test_a_ctrl_c_while_dbsandbox_is_still_importing_says_nothing_was_made(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The command's entry point, with the CLI module's import interrupted (a Ctrl+C in the
+    # first tenth of a second on a busy machine): one line, exit 130, no traceback.
+    from sandbox import __main__ as entry_point
+
+    class Importing(types.ModuleType):
+        def __getattr__(self, name: str) -> Any:
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "sandbox.cli", Importing("sandbox.cli"))
+    assert entry_point.entry() == 130
+    assert capsys.readouterr().err == "dbsandbox: interrupted before anything was made\n"
+
+
+def test_a_ctrl_c_that_slips_past_main_still_removes_the_sandbox(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A second Ctrl+C while main() reports the first ends main() itself: the entry point
+    # removes what the command made and says so, as main() would have.
+    from sandbox import __main__ as entry_point
+    from sandbox import cli
+    from sandbox.targets import SqliteTarget, TargetOptions, open_target
+
+    made: list[Path] = []
+
+    def interrupted_main() -> int:
+        target = open_target(TargetOptions(engine="sqlite"))  # left open, as a crash would
+        assert isinstance(target, SqliteTarget)
+        made.append(target.path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "main", interrupted_main)
+    assert entry_point.entry() == 130
+    assert capsys.readouterr().err == "dbsandbox: interrupted; the sandbox was removed\n"
+    assert made and not made[0].exists()
