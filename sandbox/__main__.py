@@ -9,9 +9,12 @@ def entry() -> int:
     past main's own handling (a second Ctrl+C while it reports), whose sandbox is then
     removed and accounted for here."""
     started = False
+    before: set[int] = set()
     try:
         from sandbox.cli import main
+        from sandbox.lifecycle import existing
 
+        before = existing()  # what main() must not count as its own (the same as main's)
         started = True
         return main()
     except KeyboardInterrupt:
@@ -21,8 +24,7 @@ def entry() -> int:
     try:
         from sandbox.cli import last_word
 
-        # A fresh process: every sandbox it has is this command's own.
-        return last_word(130, True, set())
+        return last_word(130, True, before)
     except KeyboardInterrupt:
         print("dbsandbox: interrupted; run `dbsandbox clean` if a sandbox is left", file=sys.stderr)
         return 130
