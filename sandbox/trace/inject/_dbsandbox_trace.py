@@ -610,13 +610,11 @@ def _lane_of(conn: Any) -> int | None:
 def _tx(dbapi_connection: Any) -> str | None:
     """The database's own transaction state on this connection, as the driver knows it (not
     SQLAlchemy's: it "begins" before the driver has sent anything)."""
-    try:
-        return _tx_reader_of(dbapi_connection)(dbapi_connection)  # type: ignore[no-any-return]
-    except Exception:  # a closed connection
-        return None
+    return _tx_known(dbapi_connection, _tx_reader_of(dbapi_connection))
 
 
 def _tx_known(dbapi_connection: Any, reader: Any) -> str | None:
+    """_tx with the connection's reader already in hand (remembered at connect: _raws)."""
     try:
         return reader(dbapi_connection)  # type: ignore[no-any-return]
     except Exception:  # a closed connection
