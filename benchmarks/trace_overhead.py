@@ -109,6 +109,9 @@ def captured(engine: str, url: str | None, statements: int) -> Timing:
         timing = Timing(
             time.perf_counter() - started, _children_cpu() - cpu, time.process_time() - own
         )
+        # shutdown wakes the thread blocked in accept() (close alone does not, on Linux).
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()
     if done.returncode != 0:
         raise SystemExit(f"the captured workload failed on {engine}: {done.stderr[-500:]}")

@@ -708,3 +708,47 @@ def test_an_end_told_twice_never_ends_the_next_statement(tmp_path: Path) -> None
     first, second = recorder.executions
     assert first.outcome is not None and first.outcome.rowcount == 1
     assert second.outcome is not None and second.outcome.rowcount == 7
+
+
+def test_a_finished_trace_leaves_no_thread_and_no_recording_behind(tmp_path: Path) -> None:
+    """The app traces again and again in one process: each trace's threads must end and its
+    recording must be freed once the trace returns (a thread left blocked in accept() kept
+    the recorder, and every execution and event it held, alive for ever)."""
+    import gc
+    import threading
+    import weakref
+
+    from sandbox.trace import recorder as recorder_module
+
+    writer = program(
+        tmp_path,
+        "writer.py",
+        """
+        Base.metadata.create_all(engine)
+        with Session(engine) as session:
+            session.add(Note(body="kept"))
+            session.commit()
+        """,
+    )
+    made: list[weakref.ref[Any]] = []
+    original = recorder_module.Recorder.__init__
+
+    def remembered(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    recorder_module.Recorder.__init__ = remembered  # type: ignore[method-assign]
+    try:
+        with open_target(options_for("sqlite")) as target:
+            for _ in range(2):
+                result = run_trace([[sys.executable, str(writer)]], target, timeout_s=60)
+                assert [p.exit_code for p in result.programs] == [0]
+                assert any("INSERT INTO notes" in e.statement.text for e in result.run.executions)
+    finally:
+        recorder_module.Recorder.__init__ = original  # type: ignore[method-assign]
+    del result
+    gc.collect()
+    assert len(made) == 2
+    assert [ref() for ref in made] == [None, None]
+    left = [t.name for t in threading.enumerate() if t.name.startswith("dbsandbox-trace")]
+    assert left == []

@@ -274,8 +274,16 @@ class _Server:
 
     def close(self) -> None:
         self._closed.set()
+        # Closing a socket does not wake a thread blocked in its accept() (Linux): shut it
+        # down first, so the accepting thread ends. Left blocked, it kept this server, the
+        # recorder and the whole recording alive after the trace: every trace of an app
+        # session or a benchmark left ~40 MB behind, and each garbage collection got slower.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.listener.close()
+        self._accepting.join(timeout=_DRAIN_S)
+        self._poking.join(timeout=_DRAIN_S)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
