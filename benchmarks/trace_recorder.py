@@ -26,7 +26,7 @@ from typing import Any
 
 from sandbox.targets import TargetOptions, open_target
 from sandbox.timeline import Timeline
-from sandbox.trace.recorder import Program, Recorder
+from sandbox.trace.recorder import Program, Recorder, collector_spared
 from sandbox.trace.tracer import trace
 
 WORKLOAD = Path(__file__).resolve().parent / "trace_workload.py"
@@ -71,7 +71,8 @@ def replay(engine: str, url: str | None, reports: list[Report]) -> tuple[float, 
 
     Recorder._dispatch = timed  # type: ignore[method-assign]
     try:
-        with open_target(options(engine, url)) as target:
+        # As trace() records: with the process's older objects spared from the collector.
+        with collector_spared(), open_target(options(engine, url)) as target:
             # The reports are older than the reorder window (recorder.REORDER_S): the
             # dispatcher records each as soon as it is submitted, as fast as it can.
             recording = Recorder(target, Timeline())

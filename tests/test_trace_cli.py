@@ -752,3 +752,32 @@ def test_a_finished_trace_leaves_no_thread_and_no_recording_behind(tmp_path: Pat
     assert [ref() for ref in made] == [None, None]
     left = [t.name for t in threading.enumerate() if t.name.startswith("dbsandbox-trace")]
     assert left == []
+
+
+def test_a_trace_gives_the_collector_back_the_heap_it_set_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a trace records, the process's older objects are set aside from the collector
+    (recorder.collector_spared); once the last trace ends, also by an error, they are
+    collected as before."""
+    import gc
+
+    from sandbox.errors import UserError
+    from sandbox.trace.recorder import Recorder
+
+    frozen_while_recording: list[int] = []
+    exited = Recorder.exited
+
+    def counted(self: Recorder, program: Any, code: int) -> None:
+        frozen_while_recording.append(gc.get_freeze_count())
+        exited(self, program, code)
+
+    monkeypatch.setattr(Recorder, "exited", counted)
+    with open_target(options_for("sqlite")) as target:
+        result = run_trace([[sys.executable, "-c", "print('hello')"]], target, timeout_s=60)
+        assert [p.exit_code for p in result.programs] == [0]
+        assert frozen_while_recording and min(frozen_while_recording) > 0
+        assert gc.get_freeze_count() == 0
+        with pytest.raises(UserError):
+            run_trace([[str(tmp_path / "no-such-program")]], target, timeout_s=60)
+        assert gc.get_freeze_count() == 0

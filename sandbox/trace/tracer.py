@@ -37,7 +37,7 @@ from sandbox.guard.policy import Policy
 from sandbox.runner import RunResult
 from sandbox.targets import Target, Waiter
 from sandbox.timeline import Timeline
-from sandbox.trace.recorder import Program, Recorder, yield_cpu
+from sandbox.trace.recorder import Program, Recorder, collector_spared, yield_cpu
 
 INJECT_DIR = Path(__file__).resolve().parent / "inject"
 ENV_SOCKET = "DBSANDBOX_TRACE_SOCKET"
@@ -334,6 +334,38 @@ def trace(
     sessions, so a lane waiting for one of their locks names it (see Recorder); `share`
     (`Conductor.watch_with`) is the other way round: a session waiting for a lane's lock.
     """
+    with collector_spared():
+        return _trace(
+            commands,
+            target,
+            guard=guard,
+            together=together,
+            timeout_s=timeout_s,
+            timeline=timeline,
+            policy=policy,
+            cwd=cwd,
+            adopt=adopt,
+            stop=stop,
+            others=others,
+            share=share,
+        )
+
+
+def _trace(
+    commands: list[list[str]],
+    target: Target,
+    *,
+    guard: str,
+    together: bool,
+    timeout_s: float,
+    timeline: Timeline | None,
+    policy: Policy | None,
+    cwd: Path | None,
+    adopt: Callable[[Callable[[int], Execution]], Execution] | None,
+    stop: threading.Event | None,
+    others: Callable[[], list[Any]] | None,
+    share: Callable[[Callable[[], Sequence[Waiter]]], Callable[[], None]] | None,
+) -> TraceResult:
     timeline = timeline or Timeline()
     recorder = Recorder(target, timeline, guard, policy, adopt, others)
     # The larger run's own lock watcher names the lanes too, when a session waits for them.
