@@ -31,7 +31,7 @@ from sandbox.targets import TargetOptions, open_target
 from sandbox.trace import recorder, tracer
 from sandbox.trace.tracer import trace
 
-_BATCH_S = 0.005  # inject/_dbsandbox_trace.py's
+_BATCH_S = 0.02  # inject/_dbsandbox_trace.py's
 _POKE_AFTER_S = tracer.POKE_AFTER_S
 _FIRST_LOOK_S = recorder._FIRST_LOOK_S
 _LOOK_EVERY_S = recorder._LOOK_EVERY_S

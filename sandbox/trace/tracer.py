@@ -107,7 +107,8 @@ def resolve(command: list[str]) -> list[str]:
 # blocked on a lock, reports made before the program went on to other work). The processes
 # never wake on a timer themselves (see inject/_dbsandbox_trace.py); this is how their
 # reports still arrive well inside the recorder's reorder window (recorder.REORDER_S).
-POKE_AFTER_S = 0.015
+# Longer than a batch (_BATCH_S, 20 ms): a program busy sending is never poked.
+POKE_AFTER_S = 0.03
 _POKE = b'{"t":"poke"}\n'
 
 

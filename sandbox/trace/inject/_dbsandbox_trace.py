@@ -60,11 +60,13 @@ class OtherEngineError(Exception):
 # Each report carries the time it was made ("at"), which dbsandbox orders and dates it by,
 # well inside the recorder's reorder window (recorder.REORDER_S); `ask` (the guard) and the
 # end of the process write at once.
-_BATCH_S = 0.005
+# 20 ms: each write wakes dbsandbox's reader on the other core, and costs the program
+# ~40 us in the kernel; batches of 5 ms made the program pay 2-3% of its run time for them.
+_BATCH_S = 0.02
 # benchmarks/trace_instructions.py runs the program ~50 times slower (under valgrind) and
 # stretches the window alike, so that batches hold as many reports as they do at full speed.
 _BATCH_S = float(os.environ.get("DBSANDBOX_TRACE_BATCH_S") or _BATCH_S)
-_BATCH_REPORTS = 128
+_BATCH_REPORTS = 256
 _POKE = b'{"t":"poke"}'
 # A report is encoded when its batch is written, not when it is made: a statement's report
 # still waiting then takes its end in (dbsandbox reads it as one report, "ran", instead of
