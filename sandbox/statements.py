@@ -307,6 +307,15 @@ def _opens_block(head: list[str], word: str, prev: str, pg: bool) -> bool:
     return word == "BEGIN" and head[:1] == ["CREATE"] and rest[:1] == ["TRIGGER"]
 
 
+def _rule_actions(head: list[str]) -> bool:
+    """Whether the statement is a CREATE [OR REPLACE] RULE: its actions, in parentheses, are
+    separated by semicolons (`DO ALSO (UPDATE ...; UPDATE ...)`), the one place in
+    PostgreSQL's grammar where a `;` inside a statement does not end it (psql, too, sends
+    nothing until the parentheses close)."""
+    rest = head[3:] if head[1:3] == ["OR", "REPLACE"] else head[1:]
+    return head[:1] == ["CREATE"] and rest[:1] == ["RULE"]
+
+
 def _meta_command(sql: str, i: int, lines: _Lines, pg: bool) -> MetaCommand:
     match = _LINE_BREAK.search(sql, i)
     text = sql[i : len(sql) if match is None else match.start()].rstrip()
@@ -349,9 +358,10 @@ def split(sql: str, dialect: Dialect = "sqlite") -> list[Statement | MetaCommand
     head: list[str] = []  # first few code tokens, to recognise CREATE TRIGGER etc.
     prev = ""  # previous code token, upper-cased, to spot BEGIN ATOMIC
     depth = 0  # nesting of BEGIN ... END bodies inside the current statement
+    parens = 0  # open parentheses of a CREATE RULE's action list (see _rule_actions)
 
     def finish() -> None:
-        nonlocal count, start, end, comments, head, prev, depth
+        nonlocal count, start, end, comments, head, prev, depth, parens
         if start >= 0:
             # An unterminated string may run to the end, trailing blanks included.
             stop = len(sql[start:end].rstrip()) + start
@@ -365,7 +375,7 @@ def split(sql: str, dialect: Dialect = "sqlite") -> list[Statement | MetaCommand
             count += 1
             comments = []
         start = end = -1
-        head, prev, depth = [], "", 0
+        head, prev, depth, parens = [], "", 0, 0
 
     i = 0
     while i < len(sql):
@@ -380,7 +390,7 @@ def split(sql: str, dialect: Dialect = "sqlite") -> list[Statement | MetaCommand
         if kind == "comment":
             if start < 0:
                 comments.append(sql[i:stop])
-        elif kind == "punct" and sql[i] == ";" and depth == 0:
+        elif kind == "punct" and sql[i] == ";" and depth == 0 and parens == 0:
             finish()
         elif kind != "space":
             if start < 0:
@@ -393,6 +403,8 @@ def split(sql: str, dialect: Dialect = "sqlite") -> list[Statement | MetaCommand
                 depth += 1 if word == "CASE" else -1
             elif kind == "word" and depth == 0 and _opens_block(head, word, prev, pg):
                 depth = 1
+            elif kind == "punct" and word in "()" and pg and _rule_actions(head):
+                parens = max(parens + (1 if word == "(" else -1), 0)
             prev = word if kind == "word" else ""
         i = stop
     finish()

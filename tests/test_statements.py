@@ -197,6 +197,24 @@ def test_postgres_begin_atomic_body(create: str) -> None:
     assert len(texts(body, "sqlite")) == 3
 
 
+@pytest.mark.parametrize("create", ["CREATE RULE", "create or replace rule"])
+def test_postgres_rule_actions_in_parentheses_are_one_statement(create: str) -> None:
+    rule = (
+        f"{create} keep AS ON DELETE TO parents DO ALSO (\n"
+        "  DELETE FROM kids WHERE kids.parent_id = old.id;\n"
+        "  UPDATE log SET n = (n + 1) WHERE id = 1\n"
+        ")"
+    )
+    assert texts(rule + ";\nDELETE FROM x;", "postgres") == [rule, "DELETE FROM x"]
+
+
+def test_semicolons_in_parentheses_split_outside_a_rule() -> None:
+    """Only a rule's action list holds semicolons in parentheses: an unclosed parenthesis
+    elsewhere (a typo in the editor) must not swallow the statements after it."""
+    assert texts("SELECT (1; SELECT 2;", "postgres") == ["SELECT (1", "SELECT 2"]
+    assert len(texts("CREATE RULE r AS ON DELETE TO t DO ALSO (DELETE FROM a; DELETE FROM b)")) == 2
+
+
 # --- meta-commands ------------------------------------------------------------------------
 
 
