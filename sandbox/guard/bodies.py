@@ -76,8 +76,18 @@ def _word_char(ch: str) -> bool:
 
 
 def do_body(toks: list[Token]) -> tuple[int, int] | None:
-    """Where the body of `DO [LANGUAGE l] '...'` starts and ends, if the statement is one."""
-    body = next((t for t in toks[1:] if t.kind in ("dollar_string", "string")), None)
+    """Where the body of `DO [LANGUAGE l] '...'` starts and ends, if the statement is one.
+
+    The language may come first and be quoted (`DO LANGUAGE 'plpgsql' $$ ... $$`): that
+    string names the language, and the body is the other one."""
+    body = next(
+        (
+            t
+            for i, t in enumerate(toks[1:], 1)
+            if t.kind in ("dollar_string", "string") and word(toks[i - 1]) != "LANGUAGE"
+        ),
+        None,
+    )
     return literal_span(body) if body is not None else None
 
 

@@ -123,6 +123,10 @@ def check(toks: list[Token]) -> list[KeywordFinding]:
         return _alter_table(toks)
     if first == "ALTER" and len(toks) > 1 and _word(toks[1]) == "DOMAIN":
         return _alter_domain(toks)
+    if first == "ALTER" and len(toks) > 1 and _word(toks[1]) == "TYPE":
+        return _alter_type(toks)
+    if first == "ALTER" and [_word(t) for t in toks[1:4]] == ["TEXT", "SEARCH", "CONFIGURATION"]:
+        return _alter_text_search(toks)
     if first == "ALTER" and len(toks) > 1 and _word(toks[1]) in ("ROLE", "USER", "DATABASE"):
         # ALTER ROLE app SET session_replication_role = replica: every later session starts so.
         at = next((i for i, t in enumerate(toks) if _word(t) == "SET"), None)
@@ -276,18 +280,11 @@ def _alter_table(toks: list[Token]) -> list[KeywordFinding]:
     i = _skip(toks, i, "ONLY")
     table, i = name_at(toks, i)
     findings: list[KeywordFinding] = []
-    # Actions are separated by commas at parenthesis depth 0.
-    actions: list[list[Token]] = [[]]
-    depth = 0
-    for token in toks[i:]:
-        depth += {"(": 1, ")": -1}.get(token.text, 0)
-        if token.text == "," and depth == 0:
-            actions.append([])
-        else:
-            actions[-1].append(token)
-    for action in actions:
+    for action in _actions(toks, i):
         words = [_word(t) for t in action]
-        if words[:1] == ["DROP"]:
+        if words[:1] == ["ALTER"]:
+            findings.extend(_alter_column(table, action, words))
+        elif words[:1] == ["DROP"]:
             j = 1
             if words[1:3] in (["PRIMARY", "KEY"], ["FOREIGN", "KEY"]) or words[1:2] == [
                 "CONSTRAINT"
@@ -341,10 +338,107 @@ def _alter_table(toks: list[Token]) -> list[KeywordFinding]:
     return findings
 
 
+def _actions(toks: list[Token], i: int) -> list[list[Token]]:
+    """An ALTER's actions from toks[i] on: separated by commas at parenthesis depth 0."""
+    actions: list[list[Token]] = [[]]
+    depth = 0
+    for token in toks[i:]:
+        depth += {"(": 1, ")": -1}.get(token.text, 0)
+        if token.text == "," and depth == 0:
+            actions.append([])
+        else:
+            actions[-1].append(token)
+    return actions
+
+
+def _alter_column(table: str, action: list[Token], words: list[str]) -> list[KeywordFinding]:
+    """ALTER [COLUMN] c DROP NOT NULL / DROP IDENTITY: a check switched off, a sequence gone.
+    DROP DEFAULT and DROP EXPRESSION lose nothing stored (the values stay)."""
+    j = _skip(action, 1, "COLUMN")
+    column, j = name_at(action, j)
+    if words[j : j + 3] == ["DROP", "NOT", "NULL"]:
+        what = f"ALTER TABLE {table} ALTER COLUMN {column}"
+        return [_not_null_off(what, "the column", table, ("column", f"{table}.{column}"))]
+    if words[j : j + 2] == ["DROP", "IDENTITY"]:
+        return [
+            KeywordFinding(
+                "drop-object",
+                f"ALTER TABLE {table} ALTER COLUMN {column} DROP IDENTITY destroys the column's "
+                "identity sequence, and with it where the numbering had got to",
+                "keep the identity; to change how it counts, ALTER COLUMN ... SET / RESTART",
+                table,
+                (("identity", f"{table}.{column}"),),
+            )
+        ]
+    return []
+
+
+def _not_null_off(
+    what: str, subject: str, table: str | None, named: tuple[str, str]
+) -> KeywordFinding:
+    """The NOT NULL check is an integrity switch like a constraint (same policy as
+    drop-constraint): nothing is lost at once, but NULLs can get in from then on, and code
+    that trusted the column to be filled breaks on them."""
+    return KeywordFinding(
+        "drop-not-null",
+        f"{what} DROP NOT NULL: {subject} stops refusing NULLs, and rows without a value "
+        "can get in",
+        "keep NOT NULL; if a writer cannot fill it yet, give the column a DEFAULT instead",
+        table,
+        (named,),
+    )
+
+
+def _alter_type(toks: list[Token]) -> list[KeywordFinding]:
+    """ALTER TYPE t DROP ATTRIBUTE a: the attribute goes from every value of the composite
+    type, in every column and row that uses it: a DROP COLUMN everywhere at once."""
+    name, i = name_at(toks, 2)
+    findings: list[KeywordFinding] = []
+    for action in _actions(toks, i):
+        words = [_word(t) for t in action]
+        if words[:2] != ["DROP", "ATTRIBUTE"]:
+            continue
+        attribute, _ = name_at(action, _skip(action, 2, "IF", "EXISTS"))
+        findings.append(
+            KeywordFinding(
+                "drop-attribute",
+                f"ALTER TYPE {name} DROP ATTRIBUTE {attribute} destroys that attribute's value "
+                f"in every column and row of type {name}",
+                f"copy the values out first, or stop using {attribute} and drop it in a later "
+                "release",
+                None,
+                (("attribute", f"{name}.{attribute}"),),
+                "CASCADE" in words,
+            )
+        )
+    return findings
+
+
+def _alter_text_search(toks: list[Token]) -> list[KeywordFinding]:
+    """ALTER TEXT SEARCH CONFIGURATION c DROP MAPPING: part of a definition is destroyed."""
+    name, i = name_at(toks, 4)
+    words = [_word(t) for t in toks]
+    if words[i : i + 2] != ["DROP", "MAPPING"]:
+        return []
+    return [
+        KeywordFinding(
+            "drop-object",
+            f"ALTER TEXT SEARCH CONFIGURATION {name} DROP MAPPING destroys those token "
+            "mappings: text is no longer indexed by them",
+            "check which searches use them first; ADD MAPPING puts them back",
+            None,
+            (("text search mapping", name),),
+        )
+    ]
+
+
 def _alter_domain(toks: list[Token]) -> list[KeywordFinding]:
     """ALTER DOMAIN d DROP CONSTRAINT c: every column of that type loses the check."""
     domain, i = name_at(toks, 2)
     words = [_word(t) for t in toks]
+    if words[i : i + 3] == ["DROP", "NOT", "NULL"]:
+        subject = f"every column of type {domain}"
+        return [_not_null_off(f"ALTER DOMAIN {domain}", subject, None, ("domain", domain))]
     if words[i : i + 2] != ["DROP", "CONSTRAINT"]:
         return []
     name, _ = name_at(toks, _skip(toks, i + 2, "IF", "EXISTS"))

@@ -183,16 +183,20 @@ def _check_merge(
     if table is None or on is None:
         return None
     whens = node.args.get("whens")
-    actions = [w.args.get("then") for w in (whens.expressions if whens else [])]
     destructive = [
-        a
-        for a in actions
-        if isinstance(a, exp.Update) or (isinstance(a, exp.Var) and a.name.upper() == "DELETE")
+        w
+        for w in (whens.expressions if whens else [])
+        if isinstance(w.args.get("then"), exp.Update)
+        or (isinstance(w.args.get("then"), exp.Var) and w.args["then"].name.upper() == "DELETE")
     ]
     if not destructive:
         return None  # insert-only MERGE adds rows, it cannot overwrite or remove any
     shown = _display(table)
     target = Target(shown, _names(table), other_tables=True, schema=schema)
+    if all(_filters(w.args.get("condition"), target) for w in destructive):
+        # WHEN MATCHED AND <condition on the target> THEN UPDATE / DELETE: each action is
+        # filtered by its own condition, as a WHERE would, whatever ON matches.
+        return None
     verdict = truth(on, target)
     if verdict is Truth.TRUE or (verdict is Truth.ROW and not mentions_target(on, target)):
         source = node.args.get("using")
@@ -208,6 +212,13 @@ def _check_merge(
             preview,
         )
     return None
+
+
+def _filters(condition: exp.Expression | None, target: Target) -> bool:
+    """Whether a WHEN clause's AND condition singles out rows of the target."""
+    if condition is None:
+        return False
+    return truth(condition, target) is not Truth.TRUE and mentions_target(condition, target)
 
 
 def _preview(

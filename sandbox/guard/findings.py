@@ -42,13 +42,18 @@ RULES = _rules(
     Rule("drop-object", E, "DROP of a view, index, function or other object"),
     Rule("truncate", E, "TRUNCATE removes every row at once, without a WHERE"),
     Rule("drop-column", E, "ALTER TABLE ... DROP COLUMN destroys a column's data"),
+    Rule(
+        "drop-attribute", E, "ALTER TYPE ... DROP ATTRIBUTE destroys it in every column of the type"
+    ),
     Rule("drop-constraint", E, "dropping a constraint turns an integrity check off"),
+    Rule("drop-not-null", E, "ALTER ... DROP NOT NULL turns a column's NOT NULL check off"),
     Rule("foreign-keys-off", E, "PRAGMA foreign_keys=OFF stops SQLite enforcing foreign keys"),
     Rule("writable-schema", E, "PRAGMA writable_schema lets statements corrupt the schema"),
     Rule("ignore-check-constraints", E, "PRAGMA ignore_check_constraints turns CHECKs off"),
     Rule("replication-role-replica", E, "session_replication_role=replica skips FK triggers"),
     Rule("disable-trigger", E, "DISABLE TRIGGER turns triggers (and FK checks) off"),
     Rule("unverified", W, "the guard could not read this statement, so it cannot vouch for it"),
+    Rule("misspelt-command", Severity.INFO, "a misspelt command word: the engine refuses it"),
     Rule("other-database", B, "creates, alters, comments on or grants on a database"),
     Rule("server-role", B, "creates or alters a role, or grants one role to another"),
     Rule("system-catalog", B, "writes or locks PostgreSQL's system catalogs directly"),

@@ -38,14 +38,42 @@ _HARMLESS = frozenset(
         "CHECKPOINT", "LISTEN", "NOTIFY", "UNLISTEN", "DISCARD", "DEALLOCATE", "FETCH", "MOVE",
         "CLOSE", "DECLARE", "COMMENT", "GRANT", "REVOKE", "LOCK", "COPY", "CREATE", "INSERT",
         "REPLACE", "UPSERT", "ATTACH", "DETACH", "EXECUTE", "CLUSTER", "REFRESH", "SECURITY",
-        "LOAD", "IMPORT", "PREPARE", "REASSIGN",
+        "LOAD", "IMPORT", "PREPARE", "REASSIGN", "CALL",
     }
 )  # fmt: skip
+# CALL runs a procedure whose body is not in the statement: like a function called from a
+# SELECT, it is judged where the procedure is defined (CREATE PROCEDURE, DO), not here.
 # Harmless statements that need no reading past their first word: wrappers (PREPARE ... AS,
 # COPY (query)) run a statement of their own, and a SELECT or VALUES may call set_config().
 _HARMLESS_AS_A_WHOLE = _HARMLESS - {"SELECT", "VALUES", "PREPARE", "COPY"}
 # A SELECT without this word anywhere cannot be a SET in disguise (see ddl.set_config).
 _SET_CONFIG = re.compile("set_config", re.I)
+# The words by which a query can change or remove rows (an INSERT only adds them). A SELECT,
+# VALUES or WITH without any of them reads only, whatever else sqlglot might fail to read in
+# it (SEARCH / CYCLE clauses, PostGIS operators, PL/pgSQL's SELECT ... INTO).
+_MODIFYING = frozenset({"DELETE", "UPDATE", "MERGE"})
+# ... except where the word is a row lock (FOR UPDATE, FOR NO KEY UPDATE) or a foreign key's
+# action (ON DELETE / ON UPDATE), neither of which changes a row.
+_NOT_MODIFYING_AFTER = frozenset({"FOR", "KEY", "ON"})
+# The commands each engine knows (PostgreSQL's SQL command list and SQLite's). A first word
+# one letter away from one of them (SELECTT, DELET, UPDTE) is a misspelt command: the engine
+# refuses the statement and nothing runs. A word farther from all of them stays unverified:
+# it might be a command this list does not know yet.
+_COMMANDS = frozenset(
+    {
+        "ABORT", "ALTER", "ANALYZE", "ANALYSE", "ATTACH", "BEGIN", "CALL", "CHECKPOINT",
+        "CLOSE", "CLUSTER", "COMMENT", "COMMIT", "COPY", "CREATE", "DEALLOCATE", "DECLARE",
+        "DELETE", "DETACH", "DISCARD", "DO", "DROP", "END", "EXECUTE", "EXPLAIN", "FETCH",
+        "GRANT", "IMPORT", "INSERT", "LISTEN", "LOAD", "LOCK", "MERGE", "MOVE", "NOTIFY",
+        "PRAGMA", "PREPARE", "REASSIGN", "REFRESH", "REINDEX", "RELEASE", "REPLACE", "RESET",
+        "REVOKE", "ROLLBACK", "SAVEPOINT", "SECURITY", "SELECT", "SET", "SHOW", "START",
+        "TABLE", "TRUNCATE", "UNLISTEN", "UPDATE", "VACUUM", "VALUES", "WITH",
+    }
+)  # fmt: skip
+# Rules that say a DELETE / UPDATE has no real filter: a FOR PORTION OF clause is one.
+_UNFILTERED_RULES = frozenset(
+    {"delete-without-where", "update-without-where", "always-true-where", "where-not-restricting"}
+)
 # What a parsed statement must be for the guard to vouch for it; anything else (a raw Command,
 # or a misparse such as an unknown word read as a column alias) is unverified.
 _STATEMENT_NODES = (exp.Query, exp.DML, exp.DDL, exp.Transaction, exp.Commit, exp.Rollback)
@@ -160,9 +188,13 @@ def _lint(
         return []
     first = _word(toks[0])
     if first in _HARMLESS_AS_A_WHOLE or (
-        first in ("SELECT", "VALUES") and not _SET_CONFIG.search(sql)
+        first in ("SELECT", "VALUES", "WITH")
+        and not _SET_CONFIG.search(sql)
+        and not _modifies(toks)
     ):
         return []  # the rest of it cannot change that (the boundary is checked apart)
+    if first and first not in _COMMANDS and _misspelt_command(first) is not None:
+        return [_misspelt(statement, offset, first)]
     inner = _wrapped(toks, first, dialect)
     if inner is not None:
         start, end = inner
@@ -179,11 +211,55 @@ def _lint(
         if first in ("SELECT", "WITH", "VALUES")
         else []
     )
-    if first in _HARMLESS:
+    if first in _HARMLESS and not (first in ("SELECT", "VALUES") and _modifies(toks)):
         return switched
     if keyed.is_keyed_write(toks):
         return []  # no rule can fire on it: see sandbox/guard/keyed.py
     return switched + _lint_parsed(sql, toks, first, statement, offset, dialect, schema)
+
+
+def _modifies(toks: list[Token]) -> bool:
+    """Whether a query has a word by which it could change rows (see _MODIFYING)."""
+    before = ""
+    for token in toks:
+        word = _word(token)
+        if word in _MODIFYING and before not in _NOT_MODIFYING_AFTER:
+            return True
+        before = word
+    return False
+
+
+def _misspelt_command(word: str) -> str | None:
+    """The command `word` is one letter away from (dropped, added, changed or swapped)."""
+    return next((command for command in _COMMANDS if _one_edit(word, command)), None)
+
+
+def _one_edit(word: str, target: str) -> bool:
+    if word == target or abs(len(word) - len(target)) > 1 or len(target) < 4:
+        return False
+    if len(word) == len(target):
+        diffs = [i for i in range(len(word)) if word[i] != target[i]]
+        swapped = (
+            len(diffs) == 2
+            and diffs[1] == diffs[0] + 1
+            and word[diffs[0]] == target[diffs[1]]
+            and word[diffs[1]] == target[diffs[0]]
+        )
+        return len(diffs) == 1 or swapped
+    longer, shorter = (word, target) if len(word) > len(target) else (target, word)
+    return any(longer[:i] + longer[i + 1 :] == shorter for i in range(len(longer)))
+
+
+def _misspelt(statement: Statement, offset: int, first: str) -> Finding:
+    command = _misspelt_command(first) or "a command"
+    return _finding(
+        statement,
+        offset,
+        "misspelt-command",
+        f"{first} is no SQL command (did you mean {command}?): the engine will refuse this "
+        "statement, and nothing in it runs",
+        f"spell the command: {command} ...",
+    )
 
 
 def _keyword_findings(
@@ -338,16 +414,28 @@ def _lint_parsed(
         # which rows the UPDATE touches, only what happens when one breaks a constraint.
         sql = sql[: toks[1].start] + " " * (toks[2].end - toks[1].start) + sql[toks[2].end :]
         toks = list(tokens(sql, dialect))
+    # PostgreSQL 19's temporal DML (UPDATE t FOR PORTION OF valid_at FROM a TO b SET ...)
+    # changes only the rows whose period overlaps [a, b): a filter on the target's own
+    # column, as a WHERE is. sqlglot cannot read the clause: blanked out, the rest parses.
+    portion = _portion_of(toks) if first in ("DELETE", "UPDATE") else None
+    if portion is not None:
+        sql = sql[: portion[0]] + " " * (portion[1] - portion[0]) + sql[portion[1] :]
+        toks = list(tokens(sql, dialect))
     numbered = [t for t in toks if t.kind == "parameter" and t.text[:1] == "?" and len(t.text) > 1]
     for token in numbered:
         # SQLite's ?NNN parameters, which sqlglot cannot read: $NNN names the same value (so
         # ?1 = ?1 is still a value compared with itself), and keeps every offset.
         sql = sql[: token.start] + "$" + token.text[1:] + sql[token.end :]
-    try:
-        root = sqlglot.parse_one(sql, read=_SQLGLOT_DIALECT[dialect])
-    except Exception:  # sqlglot raises many kinds; any of them means "not understood"
-        root = None
+    root = _parse(sql, dialect)
+    returning = _returning_at(toks) if root is None else None
+    if returning is not None:
+        # Which rows a statement changes never depends on what it returns: a RETURNING list
+        # sqlglot cannot read (PostgreSQL 18's RETURNING WITH (OLD AS o, NEW AS n) ...) must
+        # not hide the rest of the statement from the guard.
+        root = _parse(sql[:returning], dialect)
     if root is None or not isinstance(root, _STATEMENT_NODES):
+        if portion is not None and not any(_word(t) == "WHERE" for t in toks):
+            return []  # its period is its filter, and there is nothing else to judge
         if first in ("DELETE", "UPDATE"):
             return _keyword_fallback(toks, first, statement, offset)
         why = (
@@ -356,10 +444,54 @@ def _lint_parsed(
             else f"{first or 'it'} is not a statement the guard knows"
         )
         return [_unverified(statement, offset, why)]
+    found = dml.check(root, _SQLGLOT_DIALECT[dialect], schema)
+    if portion is not None:
+        found = [f for f in found if f.rule not in _UNFILTERED_RULES]
     return [
         _finding(statement, offset, f.rule, f.message, f.fix, table=f.table, preview=f.preview)
-        for f in dml.check(cast(exp.Expression, root), _SQLGLOT_DIALECT[dialect], schema)
+        for f in found
     ]
+
+
+def _parse(sql: str, dialect: Dialect) -> exp.Expression | None:
+    try:
+        return cast(exp.Expression, sqlglot.parse_one(sql, read=_SQLGLOT_DIALECT[dialect]))
+    except Exception:  # sqlglot raises many kinds; any of them means "not understood"
+        return None
+
+
+def _top_level(toks: list[Token]) -> list[tuple[int, str]]:
+    """(index, upper-cased word) of every word outside parentheses."""
+    found: list[tuple[int, str]] = []
+    depth = 0
+    for index, token in enumerate(toks):
+        depth += {"(": 1, ")": -1}.get(token.text, 0)
+        if depth == 0 and token.kind == "word":
+            found.append((index, token.text.upper()))
+    return found
+
+
+def _returning_at(toks: list[Token]) -> int | None:
+    """Where a top-level RETURNING clause starts, if the statement has one."""
+    return next((toks[i].start for i, word in _top_level(toks) if word == "RETURNING"), None)
+
+
+def _portion_of(toks: list[Token]) -> tuple[int, int] | None:
+    """The span of a top-level `FOR PORTION OF period ...` clause: up to the SET, WHERE,
+    USING, RETURNING or alias (AS) that follows it, or the end."""
+    words = _top_level(toks)
+    for n, (index, word) in enumerate(words):
+        if word == "FOR" and [w for _, w in words[n + 1 : n + 3]] == ["PORTION", "OF"]:
+            end = next(
+                (
+                    toks[i].start
+                    for i, w in words[n + 3 :]
+                    if w in ("SET", "WHERE", "USING", "RETURNING", "AS")
+                ),
+                toks[-1].end,
+            )
+            return toks[index].start, end
+    return None
 
 
 def _keyword_fallback(
@@ -410,20 +542,7 @@ def _near_where(word: str) -> bool:
     Only asked of statements sqlglot could not parse: a DELETE whose WHERE is misspelt has a
     filter in mind, so "without WHERE" would be the wrong thing to tell its author.
     """
-    if word == "WHERE" or not 4 <= len(word) <= 6:
-        return False
-    target = "WHERE"
-    if len(word) == len(target):
-        diffs = [i for i in range(len(word)) if word[i] != target[i]]
-        swapped = (
-            len(diffs) == 2
-            and diffs[1] == diffs[0] + 1
-            and word[diffs[0]] == target[diffs[1]]
-            and word[diffs[1]] == target[diffs[0]]
-        )
-        return len(diffs) == 1 or swapped
-    longer, shorter = (word, target) if len(word) > len(target) else (target, word)
-    return any(longer[:i] + longer[i + 1 :] == shorter for i in range(len(longer)))
+    return _one_edit(word, "WHERE")
 
 
 def _ends_after_cursor(words: list[str], index: int) -> bool:
