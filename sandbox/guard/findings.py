@@ -54,6 +54,7 @@ RULES = _rules(
     Rule("disable-trigger", E, "DISABLE TRIGGER turns triggers (and FK checks) off"),
     Rule("unverified", W, "the guard could not read this statement, so it cannot vouch for it"),
     Rule("misspelt-command", Severity.INFO, "a misspelt command word: the engine refuses it"),
+    Rule("null-comparison", Severity.INFO, "x = NULL is never true: IS NULL is the test"),
     Rule("other-database", B, "creates, alters, comments on or grants on a database"),
     Rule("server-role", B, "creates or alters a role, or grants one role to another"),
     Rule("system-catalog", B, "writes or locks PostgreSQL's system catalogs directly"),

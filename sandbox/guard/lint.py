@@ -117,6 +117,7 @@ def lint_statement(
         found = _lint(statement.text, statement, 0, dialect, schema, depth=0, toks=toks)
     except RecursionError:
         found = [_unverified(statement, 0, "it is nested too deeply to analyse")]
+    found.extend(_null_comparisons(statement, toks))
     for crossing in boundary.crossings(statement.text, dialect, sandbox_dir, toks):
         # Offsets into SQL rebuilt from a string can run past the source: keep them inside.
         offset = min(crossing.offset, max(len(statement.text) - 1, 0))
@@ -126,6 +127,112 @@ def lint_statement(
 
 def _word(token: Token) -> str:
     return token.text.upper() if token.kind == "word" else ""
+
+
+# Statements whose `x = NULL` is a comparison (elsewhere `=` may set a value: SET, PRAGMA,
+# a function parameter's default).
+_COMPARES = frozenset(
+    {"SELECT", "WITH", "VALUES", "DELETE", "UPDATE", "MERGE", "INSERT", "EXPLAIN"}
+)
+# Where an UPDATE's (or an upsert's, or MERGE's) SET list of assignments ends.
+_AFTER_SET = frozenset({"WHERE", "FROM", "RETURNING", "WHEN", "ON"})
+# Cheap first look: the statement has NULL next to =, <> or != somewhere.
+_NULL_NEXT_TO_EQUALS = re.compile(r"(?:=|<>)\s*NULL\b|\bNULL\s*(?:=|<>|!=)", re.I)
+
+
+def _null_comparisons(statement: Statement, toks: list[Token]) -> list[Finding]:
+    """Advice for `x = NULL` / `x <> NULL` / `x != NULL`: never true, so a WHERE built on it
+    matches no row (the null-comparison scenario). Assignments (`SET x = NULL`) are left be."""
+    if (
+        not toks
+        or _word(toks[0]) not in _COMPARES
+        or not _NULL_NEXT_TO_EQUALS.search(statement.text)
+    ):
+        return []
+    found: list[Finding] = []
+    depth = 0
+    setting: list[int] = []  # depths at which a SET list of assignments is open
+    for i, token in enumerate(toks):
+        text = token.text
+        if text in "()" and token.kind == "punct":
+            depth += 1 if text == "(" else -1
+            while setting and setting[-1] > depth:
+                setting.pop()
+            continue
+        word = _word(token)
+        if word == "SET":
+            setting.append(depth)
+        elif word in _AFTER_SET and setting and setting[-1] == depth:
+            setting.pop()
+        operator = _comparison_at(toks, i)
+        if operator is None:
+            continue
+        start, end, negated = operator
+        if setting and setting[-1] == depth and not negated:
+            continue  # SET x = NULL: an assignment
+        after = toks[end] if end < len(toks) else None
+        if after is not None and _word(after) == "NULL":
+            what = _name_before(toks, start)
+        elif start > 0 and _word(toks[start - 1]) == "NULL":
+            what = _name_after(toks, end)
+        else:
+            continue
+        shown = statement.text[token.start : toks[end - 1].end]
+        missed = "has a value" if negated else "is NULL"
+        test = "IS NOT NULL" if negated else "IS NULL"
+        found.append(
+            _finding(
+                statement,
+                token.start,
+                "null-comparison",
+                f"{what} {shown} NULL is never true: a comparison with NULL gives NULL "
+                f"(unknown), so it matches no row, not even one where {what} {missed}",
+                f"write {what} {test}",
+            )
+        )
+    return found
+
+
+def _name_before(toks: list[Token], end: int) -> str:
+    """The (possibly qualified) column name that ends just before toks[end], or 'it'."""
+    i = end - 1
+    if i < 0 or toks[i].kind not in ("word", "quoted_identifier"):
+        return "it"
+    while i >= 2 and toks[i - 1].text == "." and toks[i - 2].kind in ("word", "quoted_identifier"):
+        i -= 2
+    return "".join(t.text for t in toks[i:end])
+
+
+def _name_after(toks: list[Token], start: int) -> str:
+    """The (possibly qualified) column name that starts at toks[start], or 'it'."""
+    if start >= len(toks) or toks[start].kind not in ("word", "quoted_identifier"):
+        return "it"
+    _, end = ddl.name_at(toks, start)
+    return "".join(t.text for t in toks[start:end])
+
+
+def _comparison_at(toks: list[Token], i: int) -> tuple[int, int, bool] | None:
+    """The =, <> or != operator starting at toks[i], as (start, end, negated); None if the
+    token starts none (or starts >=, <=, :=, =>, which are not equality)."""
+    token = toks[i]
+    if token.kind != "punct":
+        return None
+    prev = toks[i - 1] if i > 0 else None
+    nxt = toks[i + 1] if i + 1 < len(toks) else None
+    touching_next = nxt is not None and nxt.kind == "punct" and nxt.start == token.end
+    touching_prev = prev is not None and prev.kind == "punct" and prev.end == token.start
+    if token.text == "=":
+        if touching_prev and prev is not None and prev.text in "<>!:=":
+            return None  # part of <=, >=, !=, := or ==
+        if touching_next and nxt is not None and nxt.text in ">=":
+            return None  # =>, ==
+        return i, i + 1, False
+    if touching_next and nxt is not None and (token.text, nxt.text) in (("<", ">"), ("!", "=")):
+        after = toks[i + 2] if i + 2 < len(toks) else None
+        if after is not None and after.kind == "punct" and after.start == nxt.end:
+            return None  # <>= and the like: not an operator this knows
+        return i, i + 2, True
+    return None
 
 
 def _position(statement: Statement, offset: int) -> tuple[int, int]:
