@@ -25,6 +25,7 @@ from sandbox.userfiles import require_readable
 
 if TYPE_CHECKING:
     from sandbox.export import SessionRecord
+    from sandbox.guard.findings import Finding
     from sandbox.options import TargetOptions
 
 EXIT_OK = 0
@@ -510,7 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="lint SQL files for dangerous statements (fit for a pre-commit hook)",
         description="Lint SQL without running it. Exit codes: 0 no finding is an error or a "
         "warning; 1 one is; 2 usage errors or unreadable input; 130 interrupted. A directory "
-        "is searched for *.sql files.",
+        "is searched for *.sql files. Alembic's offline SQL (alembic upgrade head --sql | "
+        "dbsandbox lint --dialect postgres -) is reported revision by revision.",
     )
     lint.add_argument(
         "paths",
@@ -1151,19 +1153,54 @@ def _cmd_lint(args: argparse.Namespace) -> int:
     import json
 
     from sandbox.guard import lint_script
+    from sandbox.revisions import revision_at, revisions
 
     sources = [(name, *_read_script(name)) for name in _sql_files(args.paths)]
-    results = [
-        (shown, finding)
-        for _, text, shown in sources
-        for finding in lint_script(text, args.dialect)
-    ]
+    blocking = False
+    documents: list[dict[str, Any]] = []
+    for _, text, shown in sources:
+        found = lint_script(text, args.dialect)
+        blocking = blocking or any(f.blocking for f in found)
+        # Alembic's offline SQL (alembic upgrade head --sql): findings by revision.
+        marked = revisions(text)
+        if args.format == "json":
+            for f in found:
+                document = f.to_json(shown)
+                if marked:
+                    at = revision_at(marked, f.line)
+                    document["revision"] = at.to_json() if at is not None else None
+                documents.append(document)
+            continue
+        if not marked:
+            for f in found:
+                print(_lint_line(shown, f))
+            continue
+        before = [f for f in found if revision_at(marked, f.line) is None]
+        if before:
+            print(escape_controls(f"{shown}: before the first revision (Alembic's own setup)"))
+            for f in before:
+                print(_lint_line(shown, f))
+        for revision in marked:
+            mine = [f for f in found if revision_at(marked, f.line) is revision]
+            counted = ", ".join(
+                f"{n} {severity}{'s' if n > 1 else ''}"
+                for severity in ("error", "warning", "info")
+                if (n := sum(1 for f in mine if f.severity == severity))
+            )
+            print(
+                escape_controls(
+                    f"{shown}:{revision.line}: revision {revision.name}: {counted or 'no findings'}"
+                )
+            )
+            for f in mine:
+                print(_lint_line(shown, f))
     if args.format == "json":
-        print(json.dumps([f.to_json(path) for path, f in results], indent=2))
-    else:
-        for path, f in results:
-            print(escape_controls(f"{path}:{f.line}:{f.column}: {f.severity} {f.rule} {f.message}"))
-    return 1 if any(f.blocking for _, f in results) else EXIT_OK
+        print(json.dumps(documents, indent=2))
+    return 1 if blocking else EXIT_OK
+
+
+def _lint_line(path: str, f: Finding) -> str:
+    return escape_controls(f"{path}:{f.line}:{f.column}: {f.severity} {f.rule} {f.message}")
 
 
 def _cmd_clean(args: argparse.Namespace) -> int:
