@@ -527,6 +527,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQL dialect to read (default sqlite)",
     )
     lint.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    lint.add_argument(
+        "--strict-migrations",
+        action="store_true",
+        help="make the migration advice (a lock held longer than needed: index-not-concurrent, "
+        "lock-without-timeout, table-rewrite, ...) warnings, so that they fail the lint",
+    )
     lint.set_defaults(handler=_cmd_lint)
 
     clean = commands.add_parser(
@@ -1150,9 +1156,11 @@ def _sql_files(paths: list[str]) -> list[str]:
 
 
 def _cmd_lint(args: argparse.Namespace) -> int:
+    import dataclasses
     import json
 
     from sandbox.guard import lint_script
+    from sandbox.guard.findings import MIGRATION_RULES, Severity
     from sandbox.revisions import revision_at, revisions
 
     sources = [(name, *_read_script(name)) for name in _sql_files(args.paths)]
@@ -1160,6 +1168,13 @@ def _cmd_lint(args: argparse.Namespace) -> int:
     documents: list[dict[str, Any]] = []
     for _, text, shown in sources:
         found = lint_script(text, args.dialect)
+        if args.strict_migrations:
+            found = [
+                dataclasses.replace(f, severity=Severity.WARNING)
+                if f.rule in MIGRATION_RULES
+                else f
+                for f in found
+            ]
         blocking = blocking or any(f.blocking for f in found)
         # Alembic's offline SQL (alembic upgrade head --sql): findings by revision.
         marked = revisions(text)

@@ -29,7 +29,7 @@ def _rules(*rules: Rule) -> dict[str, Rule]:
     return {rule.id: rule for rule in rules}
 
 
-E, W, B = Severity.ERROR, Severity.WARNING, Severity.BOUNDARY
+E, W, B, A = Severity.ERROR, Severity.WARNING, Severity.BOUNDARY, Severity.INFO  # A: advice
 RULES = _rules(
     Rule("delete-without-where", E, "DELETE with no WHERE removes every row"),
     Rule("update-without-where", E, "UPDATE with no WHERE overwrites every row"),
@@ -53,8 +53,18 @@ RULES = _rules(
     Rule("replication-role-replica", E, "session_replication_role=replica skips FK triggers"),
     Rule("disable-trigger", E, "DISABLE TRIGGER turns triggers (and FK checks) off"),
     Rule("unverified", W, "the guard could not read this statement, so it cannot vouch for it"),
-    Rule("misspelt-command", Severity.INFO, "a misspelt command word: the engine refuses it"),
-    Rule("null-comparison", Severity.INFO, "x = NULL is never true: IS NULL is the test"),
+    Rule("misspelt-command", A, "a misspelt command word: the engine refuses it"),
+    Rule("null-comparison", A, "x = NULL is never true: IS NULL is the test"),
+    # Migration advice (sandbox/guard/migration.py): locks held longer than needed.
+    Rule("lock-without-timeout", A, "an ALTER that may queue every query behind its wait"),
+    Rule("index-not-concurrent", A, "CREATE INDEX without CONCURRENTLY blocks writes"),
+    Rule("concurrently-in-transaction", A, "CONCURRENTLY cannot run in a transaction block"),
+    Rule("constraint-not-valid", A, "a constraint added without NOT VALID scans under lock"),
+    Rule("set-not-null-scan", A, "SET NOT NULL without a validated CHECK scans under lock"),
+    Rule("table-rewrite", A, "a type change or per-row default rewrites the table"),
+    Rule("work-after-exclusive-lock", A, "work done while ACCESS EXCLUSIVE is still held"),
+    Rule("fk-without-index", A, "a foreign key whose columns have no index"),
+    Rule("sqlite-alter-limit", A, "what SQLite's ALTER TABLE cannot do, and the rebuild"),
     Rule("other-database", B, "creates, alters, comments on or grants on a database"),
     Rule("server-role", B, "creates or alters a role, or grants one role to another"),
     Rule("system-catalog", B, "writes or locks PostgreSQL's system catalogs directly"),
@@ -65,6 +75,16 @@ RULES = _rules(
     Rule("server-code", B, "runs native or untrusted code on the server, or a shell command"),
     Rule("too-deep-to-check", B, "SQL nested too deeply to check that it stays in the sandbox"),
 )
+
+
+# The migration rules: advice by default; `dbsandbox lint --strict-migrations` fails on them.
+MIGRATION_RULES = frozenset(
+    {
+        "lock-without-timeout", "index-not-concurrent", "concurrently-in-transaction",
+        "constraint-not-valid", "set-not-null-scan", "table-rewrite", "work-after-exclusive-lock",
+        "fk-without-index", "sqlite-alter-limit",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import cast
 import sqlglot
 from sqlglot import exp
 
-from sandbox.guard import bodies, boundary, ddl, dml, keyed
+from sandbox.guard import bodies, boundary, ddl, dml, keyed, migration
 from sandbox.guard.findings import RULES, Finding, PreviewPlan
 from sandbox.guard.schema import Schema
 from sandbox.statements import Dialect, Statement, Token, split_statements, tokens
@@ -96,8 +96,16 @@ def lint_script(
 ) -> list[Finding]:
     """Every finding for every statement of a script, in order."""
     findings: list[Finding] = []
+    context = migration.Context()  # what the script did before each statement
     for statement in split_statements(text, dialect):
-        findings.extend(lint_statement(statement, dialect, schema, sandbox_dir))
+        findings.extend(lint_statement(statement, dialect, schema, sandbox_dir, context))
+    if any(f.rule == "fk-without-index" for f in findings):
+        indexed = context.indexed  # by the end of the script, later indexes included
+        findings = [
+            f
+            for f in findings
+            if f.rule != "fk-without-index" or not any(n in indexed for _, n in f.objects)
+        ]
     return findings
 
 
@@ -106,11 +114,13 @@ def lint_statement(
     dialect: Dialect,
     schema: Schema | None = None,
     sandbox_dir: Path | None = None,
+    context: migration.Context | None = None,
 ) -> list[Finding]:
     """The findings for one statement. Never raises.
 
     `sandbox_dir` is the directory whose files are the sandbox's own (SQLite): ATTACH and
-    VACUUM INTO may reach in there and nowhere else.
+    VACUUM INTO may reach in there and nowhere else. `context` is what the script did before
+    this statement (the migration rules read it, and it is moved past this statement).
     """
     toks = list(tokens(statement.text, dialect))
     try:
@@ -118,6 +128,7 @@ def lint_statement(
     except RecursionError:
         found = [_unverified(statement, 0, "it is nested too deeply to analyse")]
     found.extend(_null_comparisons(statement, toks))
+    found.extend(_keyword_findings(migration.check(toks, dialect, context), statement, 0))
     for crossing in boundary.crossings(statement.text, dialect, sandbox_dir, toks):
         # Offsets into SQL rebuilt from a string can run past the source: keep them inside.
         offset = min(crossing.offset, max(len(statement.text) - 1, 0))

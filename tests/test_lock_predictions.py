@@ -1,0 +1,121 @@
+"""The lock the guard predicts for each statement form (sandbox/guard/locks.py) is the lock
+PostgreSQL takes: each form runs in a transaction on a real sandbox, and pg_locks says what
+the session holds before it rolls back. One mismatch is a wrong row in the table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from sandbox.guard.locks import MODES, predict
+from sandbox.statements import tokens
+from sandbox.targets import open_target
+from tests.conftest import options_for
+
+SETUP = """
+CREATE TABLE parent (id int PRIMARY KEY);
+CREATE TABLE child (id int PRIMARY KEY, parent_id int, note text, n int);
+CREATE INDEX ix_note ON child (note);
+ALTER TABLE child ADD CONSTRAINT ck0 CHECK (n > 0) NOT VALID;
+CREATE MATERIALIZED VIEW totals AS SELECT 1 AS x;
+CREATE UNIQUE INDEX ON totals (x);
+"""
+
+FORMS = [
+    "ALTER TABLE child ADD COLUMN extra int",
+    "ALTER TABLE child ADD COLUMN token uuid DEFAULT gen_random_uuid()",
+    "ALTER TABLE child ALTER COLUMN n TYPE bigint",
+    "ALTER TABLE child ALTER COLUMN n SET NOT NULL",
+    "ALTER TABLE child ALTER COLUMN n DROP NOT NULL",
+    "ALTER TABLE child ALTER COLUMN n SET DEFAULT 0",
+    "ALTER TABLE child ALTER COLUMN n SET STATISTICS 100",
+    "ALTER TABLE child SET (fillfactor = 70)",
+    "ALTER TABLE child DROP COLUMN note",
+    "ALTER TABLE child RENAME COLUMN note TO memo",
+    "ALTER TABLE child ENABLE TRIGGER ALL",
+    "ALTER TABLE child ADD CONSTRAINT fk FOREIGN KEY (parent_id) REFERENCES parent (id)",
+    "ALTER TABLE child ADD CONSTRAINT fk FOREIGN KEY (parent_id) REFERENCES parent (id) NOT VALID",
+    "ALTER TABLE child ADD CONSTRAINT ck CHECK (n > 0)",
+    "ALTER TABLE child ADD CONSTRAINT ck CHECK (n > 0) NOT VALID",
+    "ALTER TABLE child VALIDATE CONSTRAINT ck0",
+    "ALTER TABLE child ADD COLUMN a int, ALTER COLUMN n SET STATISTICS 10",
+    "CREATE INDEX ix_n ON child (n)",
+    "CREATE UNIQUE INDEX ix_id2 ON child (id, n)",
+    "CREATE TRIGGER t BEFORE UPDATE ON child FOR EACH ROW "
+    "EXECUTE FUNCTION suppress_redundant_updates_trigger()",
+    "DROP INDEX ix_note",
+    "TRUNCATE child",
+    "LOCK TABLE child",
+    "LOCK TABLE child IN SHARE MODE",
+    "LOCK TABLE child IN ROW EXCLUSIVE MODE",
+    "ANALYZE child",
+    "CLUSTER child USING child_pkey",
+    "REINDEX TABLE child",
+    "REFRESH MATERIALIZED VIEW totals",
+    "REFRESH MATERIALIZED VIEW CONCURRENTLY totals",
+    "UPDATE child SET n = 1 WHERE id = 1",
+    "DELETE FROM child WHERE id = 1",
+    "INSERT INTO child (id) VALUES (5)",
+]
+# pg_locks' names for the modes, as the table spells them.
+_NAMES = {"".join(word.capitalize() for word in mode.split()) + "Lock": mode for mode in MODES}
+
+
+@pytest.fixture(scope="module")
+def sandbox(postgres_url: str) -> Iterator[sa.Engine]:
+    with open_target(options_for("postgres")) as target:
+        url: Any = target.url  # type: ignore[attr-defined]
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        with engine.begin() as connection:
+            connection.exec_driver_sql(SETUP)
+        yield engine
+        engine.dispose()
+
+
+def names(connection: sa.Connection) -> dict[int, str]:
+    """The public schema's relations by oid, read before the statement: a DROP removes the
+    name of what it locks (DROP INDEX holds its lock on the index it dropped)."""
+    rows = connection.exec_driver_sql(
+        "SELECT oid::bigint, relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+    ).all()
+    return {int(oid): str(name) for oid, name in rows}
+
+
+def held(connection: sa.Connection, named: dict[int, str]) -> dict[str, str]:
+    """The strictest lock this session holds on each relation of the public schema."""
+    rows = connection.exec_driver_sql(
+        "SELECT relation::bigint, mode FROM pg_locks "
+        "WHERE pid = pg_backend_pid() AND relation IS NOT NULL"
+    ).all()
+    strictest: dict[str, str] = {}
+    for oid, mode in rows:
+        relation = named.get(int(oid))
+        if relation is None:
+            continue  # a catalog table, or one the statement made
+        mode_name = _NAMES[mode]
+        if relation not in strictest or MODES.index(mode_name) > MODES.index(strictest[relation]):
+            strictest[relation] = mode_name
+    return strictest
+
+
+@pytest.mark.parametrize("sql", FORMS)
+def test_the_predicted_lock_is_the_lock_postgresql_takes(sandbox: sa.Engine, sql: str) -> None:
+    prediction = predict(list(tokens(sql, "postgres")), "postgres")
+    assert prediction is not None and prediction.tables, sql
+    with sandbox.connect() as connection:
+        transaction = connection.begin()
+        named = names(connection)
+        connection.exec_driver_sql(sql)
+        seen = held(connection, named)
+        transaction.rollback()
+    assert {t: seen.get(t) for t in prediction.tables} == {
+        t: prediction.mode for t in prediction.tables
+    }, f"{sql}: predicted {prediction.mode}, pg_locks says {seen}"
+
+
+def test_sqlite_writes_take_the_database_write_lock() -> None:
+    assert predict(list(tokens("UPDATE t SET a = 1", "sqlite")), "sqlite") is not None
+    assert predict(list(tokens("SELECT 1", "sqlite")), "sqlite") is None
