@@ -465,7 +465,9 @@ def _pragma(toks: list[Token]) -> list[KeywordFinding]:
             KeywordFinding(
                 "foreign-keys-off",
                 "PRAGMA foreign_keys = OFF: SQLite stops checking foreign keys on this connection",
-                "keep foreign_keys ON; fix the rows that break the constraint instead",
+                "keep foreign_keys ON and fix the rows that break a constraint; for a table "
+                "rebuild (SQLite's recipe for what ALTER TABLE cannot do), run PRAGMA "
+                "foreign_key_check before COMMIT and switch it ON again after",
             )
         ]
     if pragma == "writable_schema" and value in _ON:
