@@ -103,3 +103,82 @@ def test_an_autocommitted_update_before_the_transaction_still_fails(
         "A ran UPDATE accounts SET balance = balance - 0 WHERE id = 2 on its own (autocommit), "
         "outside BEGIN … COMMIT"
     )
+
+
+APART = """id = "tiers"
+title = "Tiers"
+summary = "s"
+difficulty = "beginner"
+engines = ["sqlite", "postgres"]
+story = "s"
+task = "Add the column in a transaction of its own, then fill it."
+hints = ["h"]
+
+[setup]
+sql = '''
+CREATE TABLE members (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);
+INSERT INTO members VALUES (1, 1200), (2, 10);
+'''
+
+[[breakage]]
+sql = "SELECT count(*) FROM members"
+rows = [[2]]
+
+SOLUTION
+
+[[checks]]
+name = "the backfill ran after the ALTER had committed"
+process = "apart"
+pattern = '^UPDATE\\s+members\\b'
+after = '^ALTER\\s+TABLE\\s+members\\b'
+counter = [
+  { sql = "BEGIN" },
+  { sql = "ALTER TABLE members ADD COLUMN tier TEXT" },
+  { sql = "UPDATE members SET tier = 'gold' WHERE balance >= 1000" },
+  { sql = "COMMIT" },
+]
+"""
+
+
+def apart(engine: str, tmp_path: Path, statements: list[str]) -> tuple[bool, str]:
+    steps = "\n".join(f'[[solution]]\nsql = "{sql}"\n' for sql in statements)
+    path = tmp_path / "tiers.toml"
+    path.write_text(APART.replace("SOLUTION", steps), encoding="utf-8")
+    with open_target(options_for(engine)) as target:
+        run = play(load(path), target, solution=True)
+    assert [s.mismatches for s in run.steps if s.mismatches] == []
+    (check,) = run.checks
+    return check.passed, check.actual
+
+
+def test_apart_passes_work_done_after_the_alter_committed(engine: str, tmp_path: Path) -> None:
+    passed, said = apart(
+        engine,
+        tmp_path,
+        [
+            "ALTER TABLE members ADD COLUMN tier TEXT",
+            "BEGIN",
+            "UPDATE members SET tier = 'gold' WHERE balance >= 1000",
+            "COMMIT",
+        ],
+    )
+    assert passed, said
+    assert said == "A ran UPDATE members SET tier = 'gold' WHERE balance >= 1000 on its own"
+
+
+def test_apart_fails_work_done_under_the_alters_transaction(engine: str, tmp_path: Path) -> None:
+    passed, said = apart(
+        engine,
+        tmp_path,
+        [
+            "BEGIN",
+            "ALTER TABLE members ADD COLUMN tier TEXT",
+            "UPDATE members SET tier = 'gold' WHERE balance >= 1000",
+            "COMMIT",
+        ],
+    )
+    assert not passed
+    assert said == (
+        "A ran UPDATE members SET tier = 'gold' WHERE balance >= 1000 in the same transaction "
+        "as ALTER TABLE members ADD COLUMN tier TEXT"
+    )

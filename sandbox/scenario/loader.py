@@ -63,6 +63,7 @@ _PROCESS_NEEDS = {
     "no-blind-write": ("table", "column"),
     "forbid": ("pattern",),
     "require": ("pattern",),
+    "apart": ("pattern", "after"),
 }
 VARIANT_KEYS = {"name", "vars", "setup"}
 # `{{name}}` in a scenario's strings stands for a value of its [vars] (or of a variant's).
@@ -966,9 +967,10 @@ def _process(
         declared = ", ".join(sorted(sessions))
         r.problem(f"{where}.session", f"unknown session {session!r} (declared: {declared})")
         session = None
-    for key in ("before", "after"):
-        if key in table and kind != "require":
-            r.problem(f"{where}.{key}", f"only a require check takes {key}")
+    if "before" in table and kind != "require":
+        r.problem(f"{where}.before", "only a require check takes before")
+    if "after" in table and kind not in ("require", "apart"):
+        r.problem(f"{where}.after", "only a require or apart check takes after")
     patterns = {
         key: r.text(table, key, where, required=False) or None
         for key in ("pattern", "before", "after")

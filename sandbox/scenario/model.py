@@ -121,7 +121,7 @@ ANOMALIES = (
 # (sandbox.scenario.process says what each one accepts).
 PROCESS_KINDS = (
     "one-transaction", "no-blind-write", "savepoint", "rollback-first", "committed", "forbid",
-    "require", "isolated", "no-repeat",
+    "require", "isolated", "no-repeat", "apart",
 )  # fmt: skip
 
 # Minutes a learner should need, when a scenario does not say.
@@ -148,7 +148,9 @@ class Process:
     tables: tuple[str, ...] = ()
     pattern: str | None = None
     before: str | None = None  # require: the match must come before the first of these
-    after: str | None = None  # require: the match must come after the last of these
+    # require: the match must come after the last of these; apart: the statement whose
+    # transaction the matches must not share
+    after: str | None = None
     level: str | None = None  # isolated: the weakest isolation level that will do
     reads: int = 1  # isolated: how many reads the transaction must hold
     with_writes: bool = False  # isolated: the fix's writes in that same transaction, committed

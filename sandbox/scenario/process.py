@@ -35,6 +35,7 @@ WANTED = {
     "require": "the statement it asks for",
     "isolated": "the reads (and the fix) in one transaction at the isolation level asked for",
     "no-repeat": "one statement over the whole set, not the same statement once per row",
+    "apart": "that work in a transaction of its own, not in the one still holding the lock",
 }
 # Isolation levels, weakest first (PostgreSQL runs READ UNCOMMITTED as READ COMMITTED).
 LEVELS = ("read uncommitted", "read committed", "repeatable read", "serializable")
@@ -190,6 +191,11 @@ def judge(
         return Verdict(False, f"no COMMIT saved a transaction{where}")
     if kind == "no-repeat":
         return _no_repeat(process, mine, dialect)
+    if kind == "apart":
+        # The lock may have been taken before the learner's turn (a breakage's open
+        # transaction): finishing that transaction's work is the very thing judged.
+        theirs = [e for e in executions if process.session is None or e.session == process.session]
+        return _apart(process, mine, theirs, txs)
     if kind in ("forbid", "require"):
         pattern = re.compile(process.pattern or "", re.IGNORECASE)
         hits = [e for e in mine if _ran(e) and pattern.search(" ".join(e.statement.text.split()))]
@@ -273,6 +279,32 @@ def _required(process: Process, mine: list[Execution], hits: list[Execution]) ->
         f"{hits[-1].session} ran {_flat(hits[-1].statement.text)} only before "
         f"{_flat(last_of[-1].statement.text)}",
     )
+
+
+def _apart(
+    process: Process, mine: list[Execution], everything: list[Execution], txs: dict[int, _Tx]
+) -> Verdict:
+    """`apart`: the statements matching `pattern` ran, and none of them in the transaction of
+    an earlier statement matching `after` (the migration lab: work done while an ACCESS
+    EXCLUSIVE lock is still held keeps everyone else waiting until COMMIT)."""
+
+    def matching(pattern: str | None, among: list[Execution]) -> list[Execution]:
+        found = re.compile(pattern or "", re.IGNORECASE)
+        return [e for e in among if _ran(e) and found.search(" ".join(e.statement.text.split()))]
+
+    hits, locks = matching(process.pattern, mine), matching(process.after, everything)
+    if not hits or not locks:
+        return Verdict(False, "the statements it judges did not both run")
+    for hit in hits:
+        for lock in locks:
+            same = txs.get(hit.index) is not None and txs.get(hit.index) is txs.get(lock.index)
+            if lock.index < hit.index and same:
+                return Verdict(
+                    False,
+                    f"{hit.session} ran {_flat(hit.statement.text)} in the same transaction "
+                    f"as {_flat(lock.statement.text)}",
+                )
+    return Verdict(True, f"{hits[0].session} ran {_flat(hits[0].statement.text)} on its own")
 
 
 def _table_of(
