@@ -1,0 +1,181 @@
+"""Traffic sessions (`\\traffic`): a session that repeats a statement like an application,
+on the real engines and through the real `dbsandbox run` command."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.cli import main
+from sandbox.statements import MetaCommand, split
+from tests.conftest import POSTGRES_ENV, without_role_warning
+
+# The migration lock lab. PostgreSQL: A's open read holds ACCESS SHARE on accounts, B's ALTER
+# queues for ACCESS EXCLUSIVE behind it, and every SELECT of T queues behind B. SQLite: A holds
+# the database's one write lock for the whole traffic window, so T's writes wait (and end
+# SQLITE_BUSY at the busy timeout).
+LAB = {
+    "postgres": """\
+CREATE TABLE accounts (id int PRIMARY KEY, balance int);
+INSERT INTO accounts VALUES (1, 100);
+BEGIN;
+SELECT count(*) FROM accounts;
+\\session B
+\\background
+ALTER TABLE accounts ADD COLUMN note text;
+\\traffic T every 50ms for 600ms: SELECT balance FROM accounts
+  WHERE id = 1;
+\\traffic T wait
+\\session A
+COMMIT;
+""",
+    "sqlite": """\
+CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER);
+INSERT INTO accounts VALUES (1, 100), (2, 50);
+BEGIN IMMEDIATE;
+UPDATE accounts SET balance = balance - 10 WHERE id = 1;
+\\traffic T every 50ms for 600ms: UPDATE accounts SET balance = balance + 1 WHERE id = 2;
+\\traffic T wait
+COMMIT;
+""",
+}
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, without_role_warning(captured.err)
+
+
+def engine_args(engine: str) -> list[str]:
+    if engine == "sqlite":
+        return ["--engine", "sqlite"]
+    return ["--engine", "postgres", "--url", os.environ[POSTGRES_ENV]]
+
+
+def run_json(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, engine: str, script: str
+) -> dict[str, Any]:
+    path = tmp_path / "lab.sql"
+    path.write_text(script, encoding="utf-8")
+    code, out, err = cli(capsys, "run", str(path), *engine_args(engine), "--format", "json")
+    assert code == 0, (out, err)
+    document: dict[str, Any] = json.loads(out)
+    return document
+
+
+def test_the_statement_after_the_colon_is_carried_to_its_semicolon() -> None:
+    text = "\\traffic T every 50ms for 3s: SELECT ';'\n  FROM t;\nSELECT 2;\n\\traffic T stop"
+    items = split(text)
+    command = items[0]
+    assert isinstance(command, MetaCommand)
+    assert command.args == ("T", "every", "50ms", "for", "3s")
+    assert command.sql == "SELECT ';'\n  FROM t"
+    assert [type(i).__name__ for i in items] == ["MetaCommand", "Statement", "MetaCommand"]
+    last = items[2]
+    assert isinstance(last, MetaCommand) and last.args == ("T", "stop") and not last.sql
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("\\traffic T every 5ms for 1s: SELECT 1;", "at least 10 ms"),
+        ("\\traffic T every 50ms for 61s: SELECT 1;", "at most 60 s"),
+        ("\\traffic T every 50ms for 2m: SELECT 1;", "'2m' is not a duration"),
+        ("\\traffic T every 50ms for 1s: BEGIN;", "cannot send BEGIN"),
+        ("\\traffic T every 50ms for 1s:", "needs a statement"),
+        ("\\traffic T often: SELECT 1;", "write it as"),
+        ("\\traffic T wait", "no \\traffic T was started"),
+        ("\\traffic T every 50ms for 1s: SELECT 1;\n\\traffic T go", "say wait or stop"),
+        ("\\traffic A every 50ms for 1s: SELECT 1;", "A is one of the script's sessions"),
+    ],
+)
+def test_a_bad_traffic_line_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, line: str, fragment: str
+) -> None:
+    path = tmp_path / "bad.sql"
+    path.write_text(line + "\n", encoding="utf-8")
+    code, out, err = cli(capsys, "run", str(path))
+    assert code == 2, (out, err)
+    assert out == ""
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert fragment in err and "bad.sql:" in err
+
+
+def test_traffic_waits_behind_the_lock_and_the_report_counts_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, engine: str
+) -> None:
+    report = run_json(capsys, tmp_path, engine, LAB[engine])
+    sent = [s for s in report["statements"] if s.get("traffic") == "T"]
+    assert sent, "traffic sent nothing"
+    # Real executions on T's own lane, recorded as they happened.
+    assert all(s["session"] == "T" and s["meta"] is None for s in sent)
+    lanes = {e["statement"]: e["session"] for e in report["timeline"] if e.get("statement")}
+    assert all(lanes[s["index"]] == "T" for s in sent)
+    waits = [
+        e
+        for e in report["timeline"]
+        if e["kind"] == "lock_wait" and e["statement"] in {s["index"] for s in sent}
+    ]
+    assert waits, "no traffic statement was seen waiting"
+    [summary] = report["traffic"]
+    assert summary["session"] == "T"
+    assert summary["sent"] == len(sent)
+    assert summary["waited"] >= 1
+    assert summary["waited"] == sum(1 for s in sent if s["waited"])
+    assert summary["longest_wait_ms"] > 0
+    assert summary["errors"] == sum(1 for s in sent if s["status"] == "error")
+    if engine == "sqlite":
+        assert summary["errors"] >= 1  # SQLITE_BUSY when the busy timeout ends the wait
+    else:
+        assert summary["errors"] == 0  # granted once A commits and B's ALTER is done
+    # The `\traffic` lines are steps of the script where they were written.
+    metas = [s for s in report["statements"] if s["meta"] == "traffic"]
+    assert [m["sql"].split()[:2] for m in metas] == [["\\traffic", "T"], ["\\traffic", "T"]]
+    assert all(m["session"] == ("A" if engine == "sqlite" else "B") for m in metas)
+    # Never more than one in flight: each statement is sent after the previous one ended.
+    order = [(e["kind"], e["statement"]) for e in report["timeline"]]
+    for before, after in itertools.pairwise(sent):
+        ended = max(i for i, (k, s) in enumerate(order) if s == before["index"] and k != "notice")
+        began = order.index(("statement", after["index"]))
+        assert ended < began
+
+
+def test_the_text_report_sums_traffic_up(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "lab.sql"
+    path.write_text(LAB["sqlite"], encoding="utf-8")
+    code, out, err = cli(capsys, "run", str(path))
+    assert code == 0, err
+    head, _, rest = out.partition("\ntraffic\n")
+    assert "\\traffic T every 50ms for 600ms" in head
+    # Not one entry per traffic statement: a summary.
+    assert "[T]" not in head
+    summary = rest.splitlines()[0]
+    assert summary.startswith("  traffic T: ") and "waited on a lock, longest wait" in summary
+
+
+def test_stop_ends_traffic_and_nothing_is_left_behind(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, engine: str
+) -> None:
+    script = """\
+CREATE TABLE t (id int PRIMARY KEY);
+\\traffic T every 20ms for 60s: SELECT count(*) FROM t;
+\\traffic T stop
+SELECT 1;
+"""
+    report = run_json(capsys, tmp_path, engine, script)
+    notes = [e["message"] for e in report["timeline"] if e["session"] == "T"]
+    assert any(n.startswith("traffic T stopped:") for n in notes), notes
+    assert any(e["kind"] == "session_closed" for e in report["timeline"] if e["session"] == "T")
+    assert not [t for t in threading.enumerate() if t.name.startswith("traffic-")]
