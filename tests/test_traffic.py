@@ -179,3 +179,35 @@ SELECT 1;
     assert any(n.startswith("traffic T stopped:") for n in notes), notes
     assert any(e["kind"] == "session_closed" for e in report["timeline"] if e["session"] == "T")
     assert not [t for t in threading.enumerate() if t.name.startswith("traffic-")]
+
+
+def test_exports_carry_the_traffic_line_not_its_statements(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, engine: str
+) -> None:
+    path = tmp_path / "lab.sql"
+    path.write_text(LAB[engine], encoding="utf-8")
+    exports = [str(tmp_path / f"out.{ext}") for ext in ("sql", "json", "md")]
+    flags = [f for e in exports for f in ("--export", e)]
+    code, out, err = cli(capsys, "run", str(path), *engine_args(engine), *flags)
+    assert code == 0, err
+    replay = (tmp_path / "out.sql").read_text(encoding="utf-8")
+    starts = [line for line in replay.splitlines() if line.startswith("\\traffic T every")]
+    assert starts == [
+        "\\traffic T every 50ms for 600ms: SELECT balance FROM accounts"
+        if engine == "postgres"
+        else "\\traffic T every 50ms for 600ms: UPDATE accounts SET balance = balance + 1 "
+        "WHERE id = 2;"
+    ]
+    assert "\\traffic T wait" in replay.splitlines()
+    assert "\\session T" not in replay  # its statements are the line's, not the script's
+    timeline = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert timeline["traffic"][0]["session"] == "T" and timeline["traffic"][0]["waited"] >= 1
+    runbook = (tmp_path / "out.md").read_text(encoding="utf-8")
+    assert "- traffic T: " in runbook and "**T**" not in runbook
+    # The replay plays the traffic again: the same lock queue forms.
+    code, out, err = cli(
+        capsys, "run", str(tmp_path / "out.sql"), *engine_args(engine), "--format", "json"
+    )
+    assert code == 0, err
+    [summary] = json.loads(out)["traffic"]
+    assert summary["session"] == "T" and summary["waited"] >= 1
