@@ -211,3 +211,156 @@ def test_exports_carry_the_traffic_line_not_its_statements(
     assert code == 0, err
     [summary] = json.loads(out)["traffic"]
     assert summary["session"] == "T" and summary["waited"] >= 1
+
+
+# The lab as a scenario: traffic starts before the migration's step and the blocker's COMMIT
+# waits for the traffic's duration, so every traffic statement sent after the ALTER queued
+# waits (PostgreSQL), or every write waits for A's write lock (SQLite).
+SCENARIO = """\
+id = "{id}"
+title = "A migration's lock queue"
+summary = "A long transaction holds a lock, and every request queues behind it."
+difficulty = "intermediate"
+tags = ["locks"]
+engines = ["{engine}"]
+engine_note = "each engine queues differently"
+story = "A report holds a lock while a migration runs."
+task = "Let the queue drain."
+hints = ["COMMIT the report's transaction."]
+
+[[sessions]]
+name = "A"
+[[sessions]]
+name = "B"
+[[sessions]]
+name = "T"
+
+[setup]
+sql = \"\"\"
+CREATE TABLE accounts (id int PRIMARY KEY, balance int);
+INSERT INTO accounts VALUES (1, 100), (2, 50);
+\"\"\"
+
+[[traffic]]
+session = "T"
+sql = "{traffic}"
+every_ms = 50
+for_ms = 600
+before_step = 3
+wait_before_step = 4
+
+[[breakage]]
+session = "A"
+sql = "{begin}"
+
+[[breakage]]
+session = "A"
+sql = "{hold}"
+
+[[breakage]]
+session = "B"
+sql = "{queued}"
+background = true
+
+[[breakage]]
+session = "A"
+sql = "COMMIT"
+
+[[solution]]
+session = "A"
+sql = "SELECT 1"
+
+[[checks]]
+name = "the data is there"
+sql = "SELECT count(*) FROM accounts"
+expect = [[2]]
+"""
+SCENARIO_SQL = {
+    "postgres": {
+        "traffic": "SELECT balance FROM accounts WHERE id = 1",
+        "begin": "BEGIN",
+        "hold": "SELECT count(*) FROM accounts",
+        "queued": "ALTER TABLE accounts ADD COLUMN note text",
+    },
+    "sqlite": {
+        "traffic": "UPDATE accounts SET balance = balance + 1 WHERE id = 2",
+        "begin": "BEGIN IMMEDIATE",
+        "hold": "UPDATE accounts SET balance = balance - 10 WHERE id = 1",
+        "queued": "SELECT count(*) FROM accounts",
+    },
+}
+
+
+def scenario_file(tmp_path: Path, engine: str, name: str = "traffic-lab", **changes: str) -> Path:
+    text = SCENARIO.format(id=name, engine=engine, **SCENARIO_SQL[engine])
+    for old, new in changes.items():
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_scenario_plays_its_traffic_in_the_breakage(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, engine: str
+) -> None:
+    path = scenario_file(tmp_path, engine)
+    replay = tmp_path / "replay.sql"
+    code, out, err = cli(
+        capsys, "run", str(path), *engine_args(engine), "--format", "json",
+        "--export", str(replay),
+    )  # fmt: skip
+    assert code == 0, (out, err)
+    report = json.loads(out)
+    [summary] = report["traffic"]
+    assert summary["session"] == "T" and summary["sent"] >= 1 and summary["waited"] >= 1
+    sent = [s for s in report["statements"] if s.get("traffic") == "T"]
+    assert len(sent) == summary["sent"]
+    # The traffic started before the third step and the fourth (COMMIT) waited for its end:
+    # the `\traffic` lines are recorded there, and the replay says the same.
+    steps = [(s["meta"], s["sql"].split()[0]) for s in report["statements"] if not s.get("traffic")]
+    assert steps == [
+        (None, SCENARIO_SQL[engine]["begin"].split()[0]),
+        (None, SCENARIO_SQL[engine]["hold"].split()[0]),
+        ("traffic", "\\traffic"),
+        (None, SCENARIO_SQL[engine]["queued"].split()[0]),
+        ("traffic", "\\traffic"),
+        (None, "COMMIT"),
+    ]
+    lines = replay.read_text(encoding="utf-8").splitlines()
+    start = lines.index(f"\\traffic T every 50ms for 600ms: {SCENARIO_SQL[engine]['traffic']};")
+    assert lines.index("\\traffic T wait") > start
+    assert lines.index("\\traffic T wait") < lines.index("COMMIT;")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "every_ms = 50",
+            "every_ms = 5",
+            "traffic[0].every_ms: must be a whole number of ms from 10",
+        ),
+        (
+            "for_ms = 600",
+            "for_ms = 61000",
+            "traffic[0].for_ms: must be a whole number of ms from 1 to 60000",
+        ),
+        ('session = "T"\nsql', 'session = "X"\nsql', "traffic[0].session: unknown session 'X'"),
+        ('session = "B"', 'session = "T"', "traffic needs a session of its own"),
+        ("before_step = 3", "before_step = 9", "traffic[0].before_step: must be a breakage step's"),
+        ("wait_before_step = 4", "wait_before_step = 2", "must come after the step the traffic"),
+        ("every_ms = 50", "every_ms = 50\nrate = 3", "traffic[0].rate: unknown key"),
+        ("for_ms = 600\n", "", "traffic[0].for_ms: missing"),
+    ],
+)
+def test_bad_traffic_in_a_scenario_is_named(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    path = scenario_file(tmp_path, "sqlite", **{old: new})
+    code, out, err = cli(capsys, "validate", str(path))
+    assert code == 1, (out, err)
+    assert message in out + err
+    assert "Traceback" not in out + err
+    code, out, err = cli(capsys, "run", str(path))
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
