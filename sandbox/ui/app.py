@@ -1243,6 +1243,7 @@ class DbSandboxApp(EditorActions):
         lines += [
             f"session {name}: the statement it runs is cancelled" for name in self.bridge.running()
         ]
+        lines += [f"traffic {name} stops sending" for name in self.bridge.traffic_running()]
         snapshots = self.bridge.snapshot_names()
         if snapshots:
             again = " (the scenario takes its own again)" if scenario is not None else ""
