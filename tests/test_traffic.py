@@ -364,3 +364,26 @@ def test_bad_traffic_in_a_scenario_is_named(
     assert "Traceback" not in out + err
     code, out, err = cli(capsys, "run", str(path))
     assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_grading_leaves_traffic_out_of_the_learners_part(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from sandbox.scenario.grading import attempt_from_json, attempt_from_script
+    from sandbox.scenario.loader import load
+
+    path = scenario_file(tmp_path, "sqlite")
+    exports = [tmp_path / "out.sql", tmp_path / "out.json"]
+    code, _out, err = cli(
+        capsys, "run", str(path), "--solution", *[f for e in exports for f in ("--export", str(e))]
+    )
+    assert code == 0, err
+    scenario = load(path)
+    script = exports[0].read_text(encoding="utf-8")
+    from_script = attempt_from_script(script, scenario, "sqlite", "out.sql")
+    document = json.loads(exports[1].read_text(encoding="utf-8"))
+    from_json = attempt_from_json(document, scenario)
+    # The breakage, its `\traffic` lines included, is recognised and passed over; only the
+    # solution's statement is the learner's.
+    for attempt in (from_script, from_json):
+        assert [(s.session, s.sql.rstrip(";")) for s in attempt.steps] == [("A", "SELECT 1")]
