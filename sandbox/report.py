@@ -161,7 +161,7 @@ def to_text(result: RunResult) -> str:
     lines += [f"note: {n}" for n in result.notices]
     lines.append("")
     for execution in result.executions:
-        if execution.traffic is not None:
+        if execution.traffic is not None and execution is not result.stopped:
             continue  # thousands of the same statement: summed up under "traffic" below
         statement = execution.statement
         sql = " ".join(statement.text.split())

@@ -139,7 +139,12 @@ def run_steps(
         for step in steps:
             command = step.statement
             if isinstance(command, MetaCommand) and command.name == "traffic":
-                run_command(traffic, conductor, step.session, command, target.adapter.dialect)
+                blocked = run_command(
+                    traffic, conductor, step.session, command, target.adapter.dialect
+                )
+                if blocked is not None:
+                    stopped = blocked
+                    break
                 continue
             if isinstance(step.statement, MetaCommand):
                 # An \explain of a statement outside the sandbox is stopped like that statement.

@@ -152,6 +152,7 @@ class TrafficRun:
             target=self._loop, name=f"traffic-{spec.session}", daemon=True
         )
         self._deadline = 0.0
+        self._first = threading.Event()  # set once the first statement was handed over
 
     def start(self) -> None:
         # Opened here, on the caller's thread, so a session that cannot connect is the
@@ -173,6 +174,18 @@ class TrafficRun:
         if self._thread.is_alive() or self._thread.ident is not None:
             self._thread.join(timeout_s)
 
+    def first_reviewed(self) -> Execution | None:
+        """The first statement, once the guard has looked at it (None if none was sent).
+
+        The same statement is reviewed the same way each time, so whether the guard lets
+        the traffic run is known here, at the same point of every run."""
+        self._first.wait()
+        if not self.executions:
+            return None
+        first = self.executions[0]
+        first.reviewed.wait()
+        return first
+
     def _over(self) -> bool:
         return self._stop.is_set() or time.perf_counter() >= self._deadline
 
@@ -190,6 +203,7 @@ class TrafficRun:
                 except RuntimeError:
                     return  # the sandbox is closing
                 self.executions.append(execution)
+                self._first.set()
                 # One in flight at a time: a statement waiting on a lock holds the lane.
                 while not self.conductor.wait_finished(execution, 0.05):
                     if self._over():
@@ -205,15 +219,19 @@ class TrafficRun:
         except BaseException as exc:  # a bug: the run re-raises it on its own thread
             self.failure = exc
         finally:
+            self._first.set()
             self._record_end()
 
     def _record_end(self) -> None:
         from sandbox.timeline import EventKind
 
-        why = "stopped" if self._stop.is_set() else "over"
         sent = len(self.executions)
-        waiting = [e for e in self.executions if not e.finished()]
-        still = "; the last still runs or waits" if waiting else ""
+        last = self.executions[-1] if self.executions else None
+        if last is not None and last.outcome is not None and last.outcome.status is Status.BLOCKED:
+            why = "ended: the guard did not let its statement run"
+        else:
+            why = "stopped" if self._stop.is_set() else "over"
+        still = "; the last still runs or waits" if last is not None and not last.finished() else ""
         self.conductor.timeline.add(
             self.spec.session,
             EventKind.NOTICE,
@@ -292,6 +310,7 @@ class TrafficSummary:
     longest_wait_ms: float
     errors: int
     cancelled: int
+    blocked: int  # handed over, but the guard did not let it run
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -302,14 +321,16 @@ class TrafficSummary:
             "longest_wait_ms": round(self.longest_wait_ms, 1),
             "errors": self.errors,
             "cancelled": self.cancelled,
+            "blocked": self.blocked,
         }
 
     def text(self) -> str:
         longest = f", longest wait {self.longest_wait_ms:.0f} ms" if self.waited else ""
         cancelled = f", {self.cancelled} cancelled" if self.cancelled else ""
+        blocked = f", {self.blocked} not run (guard)" if self.blocked else ""
         return (
             f"traffic {self.session}: {self.sent} sent, {self.waited} waited on a lock{longest}, "
-            f"{self.errors} error{'' if self.errors == 1 else 's'}{cancelled}"
+            f"{self.errors} error{'' if self.errors == 1 else 's'}{cancelled}{blocked}"
         )
 
 
@@ -324,14 +345,16 @@ def summaries(executions: Iterable[Execution]) -> list[TrafficSummary]:
 
 def _summary(name: str, sent: Sequence[Execution]) -> TrafficSummary:
     waits = [_wait_ms(e) for e in sent if e.waited]
+    blocked = sum(1 for e in sent if e.outcome is not None and e.outcome.status is Status.BLOCKED)
     return TrafficSummary(
         session=name,
         sql=sent[0].statement.text,
-        sent=len(sent),
+        sent=len(sent) - blocked,
         waited=len(waits),
         longest_wait_ms=max(waits, default=0.0),
         errors=sum(1 for e in sent if e.outcome is not None and e.outcome.status is Status.ERROR),
         cancelled=sum(1 for e in sent if e.outcome is None or e.outcome.status is Status.CANCELLED),
+        blocked=blocked,
     )
 
 
@@ -369,8 +392,11 @@ def record_command(conductor: Conductor, session: str, command: MetaCommand, not
 
 def run_command(
     traffic: Traffic, conductor: Conductor, session: str, command: MetaCommand, dialect: Dialect
-) -> None:
-    """Do a script's `\\traffic` line: start, wait for or stop a traffic session."""
+) -> Execution | None:
+    """Do a script's `\\traffic` line: start, wait for or stop a traffic session.
+
+    Returns the started traffic's first statement if the guard did not let it run (a script
+    stops there, as at any statement the guard stops)."""
     name = command.args[0]
     if command.sql:
         spec = spec_of(command, dialect)
@@ -385,11 +411,15 @@ def run_command(
         # the traffic began, after the session it runs on.
         conductor.session(name)
         record_command(conductor, session, command, note)
-        traffic.start(spec, traffic_statement(command))
-        return
+        first = traffic.start(spec, traffic_statement(command)).first_reviewed()
+        outcome = first.outcome if first is not None else None
+        if first is not None and outcome is not None and outcome.status is Status.BLOCKED:
+            return first
+        return None
     if command.args[1].lower() == "wait":
         traffic.wait(name)
         record_command(conductor, session, command, f"traffic {name} is over")
-        return
+        return None
     traffic.stop(name)
     record_command(conductor, session, command, f"traffic {name} stopped")
+    return None

@@ -387,3 +387,27 @@ def test_grading_leaves_traffic_out_of_the_learners_part(
     # solution's statement is the learner's.
     for attempt in (from_script, from_json):
         assert [(s.session, s.sql.rstrip(";")) for s in attempt.steps] == [("A", "SELECT 1")]
+
+
+def test_traffic_the_guard_stops_stops_the_script(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "delete.sql"
+    path.write_text(
+        "CREATE TABLE t (id int);\n"
+        "\\traffic T every 20ms for 1s: DELETE FROM t;\n"
+        "INSERT INTO t VALUES (1);\n",
+        encoding="utf-8",
+    )
+    code, out, err = cli(capsys, "run", str(path), "--format", "json")
+    assert code == 3, err
+    report = json.loads(out)
+    stopped = report["statements"][report["stopped"]]
+    assert stopped["traffic"] == "T" and stopped["status"] == "blocked"
+    assert report["traffic"][0]["blocked"] == 1 and report["traffic"][0]["sent"] == 0
+    assert not any(s["sql"].startswith("INSERT") for s in report["statements"])
+    # Confirmed with --yes, it runs for its whole duration.
+    code, out, err = cli(capsys, "run", str(path), "--format", "json", "--yes")
+    assert code == 0, err
+    [summary] = json.loads(out)["traffic"]
+    assert summary["sent"] >= 1 and summary["blocked"] == 0
