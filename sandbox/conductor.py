@@ -815,10 +815,12 @@ class Conductor:
 
     def wait_finished(self, execution: Execution, timeout_s: float) -> bool:
         """Whether the statement ended within `timeout_s`; unlike a script's step, it is not
-        cancelled after (a traffic session paces itself on its own statements' ends)."""
+        cancelled after (a traffic session paces itself on its own statements' ends).
+
+        Ended means its session is done with it: its outcome is on the timeline too."""
         deadline = time.perf_counter() + timeout_s
         with self._lock:
-            while not execution.finished():
+            while not execution.finished() or execution in self._in_flight:
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     return False
