@@ -311,6 +311,7 @@ class TrafficSummary:
     errors: int
     cancelled: int
     blocked: int  # handed over, but the guard did not let it run
+    unfinished: int  # still running or waiting when the summary was made
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -322,15 +323,17 @@ class TrafficSummary:
             "errors": self.errors,
             "cancelled": self.cancelled,
             "blocked": self.blocked,
+            "unfinished": self.unfinished,
         }
 
     def text(self) -> str:
         longest = f", longest wait {self.longest_wait_ms:.0f} ms" if self.waited else ""
         cancelled = f", {self.cancelled} cancelled" if self.cancelled else ""
         blocked = f", {self.blocked} not run (guard)" if self.blocked else ""
+        still = f", {self.unfinished} still waiting or running" if self.unfinished else ""
         return (
             f"traffic {self.session}: {self.sent} sent, {self.waited} waited on a lock{longest}, "
-            f"{self.errors} error{'' if self.errors == 1 else 's'}{cancelled}{blocked}"
+            f"{self.errors} error{'' if self.errors == 1 else 's'}{cancelled}{blocked}{still}"
         )
 
 
@@ -353,8 +356,11 @@ def _summary(name: str, sent: Sequence[Execution]) -> TrafficSummary:
         waited=len(waits),
         longest_wait_ms=max(waits, default=0.0),
         errors=sum(1 for e in sent if e.outcome is not None and e.outcome.status is Status.ERROR),
-        cancelled=sum(1 for e in sent if e.outcome is None or e.outcome.status is Status.CANCELLED),
+        cancelled=sum(
+            1 for e in sent if e.outcome is not None and e.outcome.status is Status.CANCELLED
+        ),
         blocked=blocked,
+        unfinished=sum(1 for e in sent if e.outcome is None),
     )
 
 
