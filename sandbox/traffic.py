@@ -312,6 +312,7 @@ class TrafficSummary:
     cancelled: int
     blocked: int  # handed over, but the guard did not let it run
     unfinished: int  # still running or waiting when the summary was made
+    first_error: str | None = None  # the first error's code and message, as the engine said
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -324,6 +325,7 @@ class TrafficSummary:
             "cancelled": self.cancelled,
             "blocked": self.blocked,
             "unfinished": self.unfinished,
+            "first_error": self.first_error,
         }
 
     def text(self) -> str:
@@ -331,9 +333,11 @@ class TrafficSummary:
         cancelled = f", {self.cancelled} cancelled" if self.cancelled else ""
         blocked = f", {self.blocked} not run (guard)" if self.blocked else ""
         still = f", {self.unfinished} still waiting or running" if self.unfinished else ""
+        first = f" (the first: {self.first_error})" if self.first_error else ""
         return (
             f"traffic {self.session}: {self.sent} sent, {self.waited} waited on a lock{longest}, "
-            f"{self.errors} error{'' if self.errors == 1 else 's'}{cancelled}{blocked}{still}"
+            f"{self.errors} error{'' if self.errors == 1 else 's'}{first}{cancelled}{blocked}"
+            f"{still}"
         )
 
 
@@ -361,7 +365,17 @@ def _summary(name: str, sent: Sequence[Execution]) -> TrafficSummary:
         ),
         blocked=blocked,
         unfinished=sum(1 for e in sent if e.outcome is None),
+        first_error=next((_error_line(e) for e in sent if _error_line(e)), None),
     )
+
+
+def _error_line(execution: Execution) -> str | None:
+    """`CODE: message` of the statement's error (its first line), or None."""
+    outcome = execution.outcome
+    if outcome is None or outcome.error is None or outcome.status is not Status.ERROR:
+        return None
+    lines = outcome.error.message.strip().splitlines()
+    return f"{outcome.error.code}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def _wait_ms(execution: Execution) -> float:

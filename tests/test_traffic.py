@@ -136,6 +136,7 @@ def test_traffic_waits_behind_the_lock_and_the_report_counts_it(
     assert summary["errors"] == sum(1 for s in sent if s["status"] == "error")
     if engine == "sqlite":
         assert summary["errors"] >= 1  # SQLITE_BUSY when the busy timeout ends the wait
+        assert summary["first_error"].startswith("SQLITE_BUSY")
     else:
         assert summary["errors"] == 0  # granted once A commits and B's ALTER is done
     # The `\traffic` lines are steps of the script where they were written.
