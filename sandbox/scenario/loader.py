@@ -706,7 +706,12 @@ def _traffic(
     from sandbox.traffic import MAX_FOR_MS, MIN_EVERY_MS, check_sql
 
     found: list[Traffic] = []
-    used = {s.session for s in (*breakage, *solution)} | {c.session for c in checks}
+    # A step's or check's session may be any TOML value here (its problem is reported already).
+    used = {
+        name
+        for name in [*(s.session for s in (*breakage, *solution)), *(c.session for c in checks)]
+        if isinstance(name, str)
+    }
     for i, table in enumerate(r.tables(data, "traffic", required=False)):
         where = f"traffic[{i}]"
         r.unknown_keys(table, TRAFFIC_KEYS | set(ENGINES), where)
