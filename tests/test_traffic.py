@@ -412,3 +412,16 @@ def test_traffic_the_guard_stops_stops_the_script(
     assert code == 0, err
     [summary] = json.loads(out)["traffic"]
     assert summary["sent"] >= 1 and summary["blocked"] == 0
+
+
+def test_the_run_waits_for_traffic_to_finish_its_duration(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, engine: str
+) -> None:
+    # The script's last line comes long before the traffic's end: the run lets it finish.
+    report = run_json(capsys, tmp_path, engine, "\\traffic T every 20ms for 300ms: SELECT 1;\n")
+    events = [(e["session"], e["kind"], e["message"]) for e in report["timeline"]]
+    over = next(i for i, e in enumerate(events) if e[2].startswith("traffic T over:"))
+    closed = [i for i, e in enumerate(events) if e[1] == "session_closed"]
+    assert closed and over < min(closed)
+    [summary] = report["traffic"]
+    assert summary["sent"] >= 1 and summary["errors"] == 0 and summary["unfinished"] == 0
