@@ -81,3 +81,25 @@ async def test_a_bad_traffic_line_in_the_editor_is_a_notice() -> None:
         assert conductor is not None
         assert not any(e.traffic for e in conductor.executions)
         assert not traffic_threads()
+
+
+async def test_quitting_while_the_breakage_traffic_runs_stops_it(tmp_path: Path) -> None:
+    # Traffic for a minute: quitting must not wait it out.
+    scenario = load(scenario_file(tmp_path, "sqlite", **{"for_ms = 600": "for_ms = 60000"}))
+    app = create_app(TargetOptions(), scenario, pick=False)
+    async with app.run_test(size=SIZE) as pilot:
+
+        def sending() -> bool:
+            conductor = app.bridge.conductor
+            return conductor is not None and any(e.traffic == "T" for e in conductor.executions)
+
+        await until(pilot, sending)
+        conductor = app.bridge.conductor
+        assert conductor is not None
+        assert app.bridge.traffic_running() == ["T"]
+    # Stopped before its minute was over (not "over"), and nothing of it is left.
+    notes = [e.message for e in conductor.timeline.events if e.session == "T"]
+    assert any(n.startswith("traffic T stopped:") for n in notes), notes
+    assert not any(n.startswith("traffic T over:") for n in notes)
+    assert not traffic_threads()
+    assert conductor.sessions == []
