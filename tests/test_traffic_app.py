@@ -103,3 +103,19 @@ async def test_quitting_while_the_breakage_traffic_runs_stops_it(tmp_path: Path)
     assert not any(n.startswith("traffic T over:") for n in notes)
     assert not traffic_threads()
     assert conductor.sessions == []
+
+
+async def test_closing_a_traffic_session_stops_its_traffic() -> None:
+    app = create_app(TargetOptions(), pick=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot, app)
+        await run_sql(pilot, app, "CREATE TABLE t (id INTEGER PRIMARY KEY);")
+        conductor = app.bridge.conductor
+        assert conductor is not None
+        app.run_sql("A", "\\traffic W every 20ms for 60s: SELECT count(*) FROM t;")
+        await until(pilot, lambda: any(e.traffic == "W" for e in conductor.executions))
+        app.bridge.close_session("W")
+        await until(pilot, lambda: not traffic_threads())
+        # Not opened again by the traffic's next statement.
+        assert "W" not in [s.name for s in conductor.sessions]
+        assert app.bridge.traffic_running() == []

@@ -335,6 +335,11 @@ class Bridge:
             self.app.post_message(Notice(str(exc), "error"))
 
     def close_session(self, name: str) -> None:
+        # A traffic session's loop would open the session again with its next statement.
+        with self._traffic_lock:
+            runs = [t for t in self._traffic if name in t.runs]
+        for traffic in runs:
+            traffic.stop(name)
         conductor = self.conductor
         if conductor is not None:
             conductor.close_session(name)
