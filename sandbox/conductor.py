@@ -104,6 +104,8 @@ class Execution:
     # and its parameters as the tracer recorded them (secrets masked).
     origin: str | None = None
     params: Any = None
+    # A traffic session's statement (`\\traffic`, sandbox.traffic): that session's name.
+    traffic: str | None = None
     replay: str | None = None  # the statement with its parameters written in, for a replay
     # Or how to write it, when first asked (`replayed`): writing in every traced statement's
     # parameters as it was recorded cost the recorder more than the rest of the statement.
@@ -386,6 +388,7 @@ class Conductor:
         command: MetaCommand | None = None,
         page_of: Execution | None = None,
         skip: int | None = None,
+        traffic: str | None = None,
     ) -> Execution:
         """Hand one statement to its session and return at once.
 
@@ -409,6 +412,7 @@ class Conductor:
             if command is not None:
                 execution.meta, execution.carried = command.name, command.sql
             execution.background = background
+            execution.traffic = traffic
             if page_of is not None:
                 execution.page_of, execution.skip = page_of.index, skip
             execution._generation = seat.generation
@@ -808,6 +812,20 @@ class Conductor:
         deadline = time.perf_counter() + self.wait_timeout_s
         for execution in self.pending:
             self._wait_for(execution, max(0.0, deadline - time.perf_counter()))
+
+    def wait_finished(self, execution: Execution, timeout_s: float) -> bool:
+        """Whether the statement ended within `timeout_s`; unlike a script's step, it is not
+        cancelled after (a traffic session paces itself on its own statements' ends).
+
+        Ended means its session is done with it: its outcome is on the timeline too."""
+        deadline = time.perf_counter() + timeout_s
+        with self._lock:
+            while not execution.finished() or execution in self._in_flight:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
 
     def _wait_for(self, execution: Execution, timeout_s: float) -> None:
         """Let the engine resolve a statement, at most `timeout_s`; then cancel it."""

@@ -29,6 +29,7 @@ from sandbox.rendering import escape_controls, json_text, terminal_lines
 from sandbox.report import execution_json
 from sandbox.statements import Dialect, split_statements
 from sandbox.timeline import EventKind
+from sandbox.traffic import summaries
 from sandbox.transcript import summarize
 from sandbox.userfiles import require_writable
 
@@ -207,6 +208,7 @@ def timeline_json(record: SessionRecord) -> str:
         "solution": record.solution if scenario is not None else None,
         "stopped": record.stopped,
         "learner_from": record.learner_from,
+        "traffic": [t.to_json() for t in summaries(record.executions)],
         "statements": [execution_json(e) for e in record.executions],
         "timeline": [event.to_json() for event in record.timeline],
         "checks": [c.to_json() for c in record.checks],
@@ -350,16 +352,18 @@ def _execution_lines(execution: Execution) -> list[str]:
     return lines
 
 
-def _overlapped(events: Sequence[Event]) -> set[int]:
+def _overlapped(events: Sequence[Event], traffic: frozenset[int] = frozenset()) -> set[int]:
     """Statements that waited on a lock while a later statement was sent.
 
     A replay must go on while they wait too (`\\background`): on SQLite a script otherwise
-    waits out a short busy wait before its next line, and the outcome could differ.
+    waits out a short busy wait before its next line, and the outcome could differ. A traffic
+    statement (`traffic`) is sent on its own pace, not as the script's next line: it counts
+    for neither.
     """
     waiting: set[int] = set()
     overlapped: set[int] = set()
     for event in events:
-        if event.statement is None:
+        if event.statement is None or event.statement in traffic:
             continue
         if event.kind is EventKind.LOCK_WAIT:
             waiting.add(event.statement)
@@ -398,8 +402,11 @@ def replay_script(record: SessionRecord, script_name: str = "session.sql") -> st
         lines += _setup_lines(record)
     lines += ["", f"\\session {FIRST_SESSION}"]
     current = FIRST_SESSION
-    overlapped = _overlapped(record.timeline)
+    traffic = frozenset(e.index for e in record.executions if e.traffic is not None)
+    overlapped = _overlapped(record.timeline, traffic)
     for execution in record.executions:
+        if execution.traffic is not None:
+            continue  # its `\\traffic` line, replayed above, sends it again
         if execution.session != current:
             current = execution.session
             lines += ["", f"\\session {current}"]
@@ -515,6 +522,10 @@ def _is_dangerous(execution: Execution) -> bool:
 
 
 def _failed(execution: Execution) -> bool:
+    if execution.traffic is not None:
+        # A traffic statement's timeout is what the lab shows, not a mistake to recover from:
+        # "What was done" sums its errors up.
+        return False
     outcome = execution.outcome
     return outcome is not None and outcome.status in (Status.ERROR, Status.CANCELLED)
 
@@ -534,6 +545,8 @@ def _what_broke(record: SessionRecord) -> list[str]:
         if learner:
             lines += ["The mistake, as the scenario makes it happen:", ""]
             for execution in executions[:learner]:
+                if execution.traffic is not None:
+                    continue  # summed up under "What was done"
                 lines.append(
                     f"- **{execution.session}** {_code(execution.statement.text)} — "
                     f"{_flat(_what_it_did(execution), 300)}"
@@ -575,13 +588,29 @@ def _what_was_done(record: SessionRecord) -> list[str]:
     learner = record.learner_from if record.scenario is not None else None
     if learner is not None and learner > 0:
         lines += ["The breakage (scripted):", ""]
-        lines += [line for e in executions[:learner] for line in _item(e, e.index + 1)]
+        lines += [
+            line
+            for e in executions[:learner]
+            if e.traffic is None
+            for line in _item(e, e.index + 1)
+        ]
         lines.append("")
         if learner < len(executions):
             who = "the reference solution" if record.solution else "the learner"
             lines += [f"Then {who}:", ""]
     start = learner or 0
-    lines += [line for e in executions[start:] for line in _item(e, e.index + 1)]
+    lines += [
+        line for e in executions[start:] if e.traffic is None for line in _item(e, e.index + 1)
+    ]
+    traffic = summaries(executions)
+    if traffic:
+        # Each traffic session in one line: thousands of the same statement say nothing more.
+        lines += [
+            "",
+            "Traffic (the same statement again and again, as an application sends it):",
+            "",
+        ]
+        lines += [f"- {_flat(t.text())}: {_code(t.sql)}" for t in traffic]
     if record.stopped is not None:
         lines += [
             "",

@@ -3,7 +3,7 @@
 `\\session` picks the session for the statements that follow; the snapshot commands act on the
 whole sandbox and are recorded, like statements, where they ran. `\\explain STATEMENT;` carries
 a statement (to its `;`, over lines) and plans it on the session, like a statement
-(sandbox.plans).
+(sandbox.plans). `\\traffic` starts, waits for or stops a traffic session (sandbox.traffic).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 from sandbox.errors import UserError
 from sandbox.snapshots.model import NAME_RULE, SNAPSHOT_NAME
 from sandbox.sqlkind import StatementKind
-from sandbox.statements import STATEMENT_COMMANDS, MetaCommand, Statement
+from sandbox.statements import STATEMENT_COMMANDS, Dialect, MetaCommand, Statement
 
 SESSION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,31}$")
 COMMANDS = {
@@ -30,6 +30,11 @@ COMMANDS = {
         "STATEMENT;",
         "the statement's plan as a tree, its costly steps marked (F9: the one under the cursor)",
     ),
+    "traffic": (
+        "NAME every 50ms for 3s: STATEMENT;",
+        "session NAME sends the statement again and again, like an application "
+        "(\\traffic NAME wait | stop)",
+    ),
 }
 SNAPSHOT_COMMANDS = frozenset({"snapshot", "restore", "diff", "snapshots"})
 # Directions to the runner about the statements that follow, not steps of their own.
@@ -45,13 +50,23 @@ def help_lines() -> list[str]:
     return [f"{usage(name):<16} {text}" for name, (_, text) in COMMANDS.items()]
 
 
-def check(command: MetaCommand, source: str, session_name: str) -> None:
+def check(
+    command: MetaCommand, source: str, session_name: str, dialect: Dialect = "sqlite"
+) -> None:
     """Raise a UserError naming the line when a meta-command is malformed."""
     where = f"{source}:{command.line}"
     name = command.name
     if name not in COMMANDS:
         known = ", ".join(f"\\{n}" for n in COMMANDS)
         raise UserError(f"{where}: unknown command \\{name} (known: {known})")
+    if name == "traffic":
+        from sandbox import traffic
+
+        try:
+            traffic.check(command, dialect)
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
+        return
     if name in STATEMENT_COMMANDS:
         if not command.sql:
             raise UserError(

@@ -13,6 +13,7 @@ from sandbox.errorpos import script_place
 from sandbox.outcome import Status, json_value
 from sandbox.rendering import escape_controls, json_text, terminal_lines
 from sandbox.runner import RunResult
+from sandbox.traffic import summaries
 from sandbox.transcript import summarize
 
 _TX_WORDS = {
@@ -36,6 +37,8 @@ def execution_json(execution: Execution) -> dict[str, Any]:
         "meta": execution.meta,
         "snapshot_before": execution.snapshot_before,
     }
+    if execution.traffic is not None:
+        data["traffic"] = execution.traffic  # sent by that traffic session (\\traffic)
     if execution.origin is not None or execution.params is not None:
         data["origin"] = execution.origin  # a traced program's file:line
         data["params"] = execution.params
@@ -78,6 +81,7 @@ def to_json(result: RunResult, **extra: Any) -> str:
             "notices": result.notices,
             "stopped": result.stopped.index if result.stopped else None,
             **extra,
+            "traffic": [s.to_json() for s in summaries(result.executions)],
             "statements": [execution_json(e) for e in result.executions],
             "timeline": [event.to_json() for event in result.timeline],
         }
@@ -157,6 +161,8 @@ def to_text(result: RunResult) -> str:
     lines += [f"note: {n}" for n in result.notices]
     lines.append("")
     for execution in result.executions:
+        if execution.traffic is not None and execution is not result.stopped:
+            continue  # thousands of the same statement: summed up under "traffic" below
         statement = execution.statement
         sql = " ".join(statement.text.split())
         where = execution.origin or f"line {statement.line}"
@@ -189,6 +195,10 @@ def to_text(result: RunResult) -> str:
         stopped = result.stopped
         at = stopped.origin or f"line {stopped.statement.line}"
         lines += ["", f"stopped at {at}: the guard did not let this statement run"]
+    traffic = summaries(result.executions)
+    if traffic:
+        lines += ["", "traffic"]
+        lines += [f"  {summary.text()}" for summary in traffic]
     lines += ["", "timeline"]
     for event in result.timeline:
         lines.append(

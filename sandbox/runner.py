@@ -17,6 +17,7 @@ from sandbox.outcome import Status
 from sandbox.statements import Dialect, MetaCommand, Statement, split
 from sandbox.targets import Target
 from sandbox.timeline import Event, Timeline
+from sandbox.traffic import Traffic, run_command
 
 DEFAULT_SESSION = "A"
 
@@ -50,11 +51,16 @@ def parse_script(text: str, dialect: Dialect, source: str = "<script>") -> list[
     steps: list[Step] = []
     session = DEFAULT_SESSION
     background: MetaCommand | None = None
+    traffic: set[str] = set()  # traffic sessions started so far
+    named = {DEFAULT_SESSION}  # the script's own sessions
     for item in split(text, dialect):
         if isinstance(item, MetaCommand):
-            check(item, source, session)
+            check(item, source, session, dialect)
+            if item.name == "traffic":
+                _check_traffic(item, source, traffic)
             if item.name == "session":
                 session = item.args[0]
+                named.add(session)
                 continue
             if item.name == "background":
                 background = item
@@ -63,12 +69,29 @@ def parse_script(text: str, dialect: Dialect, source: str = "<script>") -> list[
                 break
         steps.append(Step(session, item, background=background is not None))
         background = None
+    for step in steps:
+        item = step.statement
+        if isinstance(item, MetaCommand) and item.name == "traffic" and item.args[0] in named:
+            raise UserError(
+                f"{source}:{item.line}: traffic {item.args[0]} needs a session of its own: "
+                f"{item.args[0]} is one of the script's sessions"
+            )
     if background is not None:
         raise UserError(
             f"{source}:{background.line}: \\background must be followed by a SQL statement "
             "(it says how to pace that statement)"
         )
     return steps
+
+
+def _check_traffic(command: MetaCommand, source: str, started: set[str]) -> None:
+    """A `\\traffic NAME wait|stop` names traffic started above; a traffic session is not
+    also a script's session (its lane is its own)."""
+    name = command.args[0]
+    if command.sql:
+        started.add(name)
+    elif name not in started:
+        raise UserError(f"{source}:{command.line}: no \\traffic {name} was started above this line")
 
 
 @dataclass
@@ -110,9 +133,19 @@ def run_steps(
     options = options or RunOptions()
     timeline = Timeline()
     conductor = options.conductor(target, timeline)
+    traffic = Traffic(conductor, guard)
     stopped: Execution | None = None
     try:
         for step in steps:
+            command = step.statement
+            if isinstance(command, MetaCommand) and command.name == "traffic":
+                blocked = run_command(
+                    traffic, conductor, step.session, command, target.adapter.dialect
+                )
+                if blocked is not None:
+                    stopped = blocked
+                    break
+                continue
             if isinstance(step.statement, MetaCommand):
                 # An \explain of a statement outside the sandbox is stopped like that statement.
                 execution = conductor.run_meta(step.session, step.statement)
@@ -123,9 +156,15 @@ def run_steps(
             if execution.outcome is not None and execution.outcome.status is Status.BLOCKED:
                 stopped = execution
                 break
+        if stopped is not None:
+            traffic.stop()
+        # Traffic runs its whole duration (a script that ends first would cut the queue
+        # short): `\traffic NAME stop` ends it earlier.
+        traffic.wait()
         conductor.finish()
     finally:
         # On Ctrl+C or a bug, still stop whatever runs and close every connection.
+        traffic.stop()
         conductor.close()
     return RunResult(
         engine=target.engine,

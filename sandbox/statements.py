@@ -78,6 +78,9 @@ class MetaCommand:
 
 # Backslash commands that carry a SQL statement: it runs to its `;`, not to the line's end.
 STATEMENT_COMMANDS = frozenset({"explain"})
+# `\traffic NAME every 50ms for 3s: SELECT ...;` carries its statement after the `:`, to its
+# `;`; without a `:` on the line (`\traffic NAME stop`) it is a one-line command.
+CARRIES_AFTER_COLON = frozenset({"traffic"})
 
 
 def _is_word_char(ch: str) -> bool:
@@ -324,15 +327,24 @@ def _meta_command(sql: str, i: int, lines: _Lines, pg: bool) -> MetaCommand:
     name = parts[0] if parts else ""
     if name in STATEMENT_COMMANDS:
         return _statement_command(sql, i, name, line, column, pg)
+    if name in CARRIES_AFTER_COLON and ":" in text:
+        colon = sql.index(":", i)
+        command = _statement_command(sql, i, name, line, column, pg, body=colon + 1)
+        head = sql[sql.index(name, i) + len(name) : colon].split()
+        return MetaCommand(
+            name, tuple(head), command.text, command.start, command.end, line, column, command.sql
+        )
     return MetaCommand(name, tuple(parts[1:]), text, i, i + len(text), line, column)
 
 
 def _statement_command(
-    sql: str, i: int, name: str, line: int, column: int, pg: bool
+    sql: str, i: int, name: str, line: int, column: int, pg: bool, body: int | None = None
 ) -> MetaCommand:
     """`\\explain SELECT ...;`: the statement after the name runs to its own `;` (lexed like any
     statement, so a `;` in a string does not end it), or to a backslash line or the end."""
-    body = j = sql.index(name, i) + len(name)
+    if body is None:
+        body = sql.index(name, i) + len(name)
+    j = body
     stop = end = len(sql)
     while j < len(sql):
         if sql[j] == "\\" and _at_line_start(sql, j):

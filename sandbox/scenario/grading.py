@@ -23,6 +23,7 @@ from sandbox.errors import UserError
 from sandbox.outcome import Status
 from sandbox.scenario.loader import on_variant
 from sandbox.scenario.player import CheckResult, Replayed, ScenarioRun, play
+from sandbox.statements import MetaCommand
 from sandbox.timeline import EventKind
 
 if TYPE_CHECKING:
@@ -72,6 +73,9 @@ class Attempt:
 
 
 def _replayable(execution: Execution) -> bool:
+    if execution.traffic is not None or execution.meta == "traffic":
+        # Traffic is load around the fix, not a step of it (and thousands of the same line).
+        return False
     outcome = execution.outcome
     if outcome is not None and outcome.status is Status.BLOCKED:
         return False  # the guard never let it run
@@ -129,7 +133,13 @@ def attempt_from_json(document: Any, scenario: Scenario) -> Attempt:
     since = document.get("learner_from")
     if not isinstance(since, int) or isinstance(since, bool):
         since = None
-    ran = [s for s in statements if s.get("status") != str(Status.BLOCKED)]
+    ran = [
+        s
+        for s in statements
+        if s.get("status") != str(Status.BLOCKED)
+        and not s.get("traffic")  # traffic is load around the fix, not a step of it
+        and s.get("meta") != "traffic"
+    ]
     if since is not None:
         ran = [s for s in ran if isinstance(s.get("index"), int) and s["index"] >= since]
     replayed = [Replayed(s["session"], s["sql"], background=bool(s.get("waited"))) for s in ran]
@@ -153,6 +163,8 @@ def attempt_from_script(text: str, scenario: Scenario, engine: str, source: str)
     for step in parse_script(text, dialect, source):  # type: ignore[arg-type]
         if step.session == SETUP_SESSION:
             continue
+        if isinstance(step.statement, MetaCommand) and step.statement.name == "traffic":
+            continue  # traffic is load around the fix, not a step of it
         ran.append(Replayed(step.session, step.statement.text, background=step.background))
     # The replay's own opening: the start snapshot, and each session's isolation level.
     while ran and _is_stage(ran[0], scenario):

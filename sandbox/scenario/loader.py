@@ -33,6 +33,7 @@ from sandbox.scenario.model import (
     Scenario,
     SessionSpec,
     Step,
+    Traffic,
     Variant,
 )
 from sandbox.statements import Dialect, split_statements, words
@@ -42,8 +43,9 @@ ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
 TOP_KEYS = {
     "id", "title", "summary", "difficulty", "tags", "engines", "engine_note", "story", "task",
     "setup", "sessions", "breakage", "checks", "hints", "solution", "anomaly", "minutes", "vars",
-    "variants",
+    "variants", "traffic",
 }  # fmt: skip
+TRAFFIC_KEYS = {"session", "sql", "every_ms", "for_ms", "before_step", "wait_before_step"}
 STEP_KEYS = {
     "session", "sql", "expect", "error", "rows", "rowcount", "waits", "findings", "tag",
     "tx_after", "engines", "background", "python", "program", "exit", "output",
@@ -351,6 +353,7 @@ def _build(r: _Reader, data: dict[str, Any], variant: str | None = None) -> Scen
     breakage = _steps(r, data, "breakage", names, engines, required=True, programs=programs)
     solution = _steps(r, data, "solution", names, engines, required=True, programs=programs)
     checks = _checks(r, data, names, engines)
+    traffic = _traffic(r, data, names, engines, breakage, solution, checks)
     if r.problems:
         return None
     return Scenario(
@@ -374,6 +377,7 @@ def _build(r: _Reader, data: dict[str, Any], variant: str | None = None) -> Scen
         minutes=minutes,
         variants=tuple(variants),
         dataset=variant,
+        traffic=tuple(traffic),
     )
 
 
@@ -687,6 +691,96 @@ def _steps(
             )
         )
     return steps
+
+
+def _traffic(
+    r: _Reader,
+    data: dict[str, Any],
+    sessions: set[str],
+    engines: list[str],
+    breakage: list[Step],
+    solution: list[Step],
+    checks: list[Check],
+) -> list[Traffic]:
+    """`[[traffic]]`: a declared session of its own that repeats one statement in the
+    breakage (sandbox.traffic)."""
+    from sandbox.traffic import MAX_FOR_MS, MIN_EVERY_MS, check_sql
+
+    found: list[Traffic] = []
+    # A step's or check's session may be any TOML value here (its problem is reported already).
+    used = {
+        name
+        for name in [*(s.session for s in (*breakage, *solution)), *(c.session for c in checks)]
+        if isinstance(name, str)
+    }
+    for i, table in enumerate(r.tables(data, "traffic", required=False)):
+        where = f"traffic[{i}]"
+        r.unknown_keys(table, TRAFFIC_KEYS | set(ENGINES), where)
+        _engine_tables(r, table, where, {"sql"})
+        session = table.get("session")
+        declared = ", ".join(sorted(sessions))
+        if not isinstance(session, str) or session not in sessions:
+            r.problem(
+                f"{where}.session",
+                f"unknown session {session!r}: declare it under [[sessions]] (declared: "
+                f"{declared})",
+            )
+            session = ""
+        elif session in used:
+            r.problem(
+                f"{where}.session",
+                f"session {session} is a step's or a check's: traffic needs a session of its own",
+            )
+        elif session in {t.session for t in found}:
+            r.problem(f"{where}.session", f"session {session} already has traffic")
+        whole: dict[str, int] = {}
+        for key, low, high in (
+            ("every_ms", MIN_EVERY_MS, MAX_FOR_MS),
+            ("for_ms", 1, MAX_FOR_MS),
+            ("before_step", 1, len(breakage)),
+            ("wait_before_step", 1, len(breakage)),
+        ):
+            value = table.get(key)
+            if value is None:
+                if key in ("every_ms", "for_ms"):
+                    r.problem(f"{where}.{key}", "missing (a whole number is required)")
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                what = "a breakage step's number" if "step" in key else "a whole number of ms"
+                r.problem(f"{where}.{key}", f"must be {what} from {low} to {high}")
+                continue
+            whole[key] = value
+        before = whole.get("before_step", 1)
+        wait = whole.get("wait_before_step")
+        if wait is not None and wait <= before:
+            r.problem(
+                f"{where}.wait_before_step",
+                f"must come after the step the traffic starts before ({before})",
+            )
+        sql = _per_engine(r, table, "sql", where, engines)
+        for engine in engines:
+            text = sql.on(engine)
+            if not isinstance(text, str) or not text.strip():
+                r.problem(f"{where}.sql", f"missing for {engine} (a string is required)")
+                continue
+            dialect: Dialect = "postgres" if engine == "postgres" else "sqlite"
+            problem = check_sql(text.strip().removesuffix(";"), dialect)
+            if problem:
+                r.problem(f"{where}.sql", problem)
+                continue
+            _check_sql(r, text, engine, f"{where}.sql")
+        found.append(
+            Traffic(
+                str(session),
+                sql,
+                whole.get("every_ms", 0),
+                whole.get("for_ms", 0),
+                before,
+                wait,
+                r.locate.line(where),
+            )
+        )
+    return found
 
 
 def _is_python_step(table: dict[str, Any]) -> bool:

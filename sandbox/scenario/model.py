@@ -107,6 +107,25 @@ class Step:
         return str((self.python if self.python is not None else self.sql).on(engine) or "")
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """A traffic session of the breakage (`[[traffic]]`): `sql` again and again on `session`,
+    `every_ms` after the previous one ended, for `for_ms`, like an application's requests.
+
+    It starts just before breakage step `before_step` (1-based); with `wait_before_step`, that
+    step waits until the traffic's duration is over. The breakage ends only once every
+    traffic's duration is over, so the learner's part never mixes with it.
+    """
+
+    session: str
+    sql: PerEngine
+    every_ms: int
+    for_ms: int
+    before_step: int = 1
+    wait_before_step: int | None = None
+    line: int | None = None
+
+
 RECOVERY_METHODS = ("rollback", "savepoint", "restore", "repair")
 
 # What a concurrency scenario makes happen, by the names the literature uses (Berenson et al.,
@@ -214,6 +233,7 @@ class Scenario:
     minutes: int | None = None  # the time a learner should need (None: by difficulty)
     variants: tuple[Variant, ...] = ()
     dataset: str | None = None  # the variant this copy was built for (None: the one shown)
+    traffic: tuple[Traffic, ...] = ()  # traffic sessions of the breakage
 
     @property
     def has_python(self) -> bool:

@@ -23,10 +23,12 @@ from sandbox.outcome import Outcome, Status, json_value
 from sandbox.recovery import methods_used
 from sandbox.runner import RunOptions
 from sandbox.scenario.model import Check, Scenario, Step, null_to_none
+from sandbox.scenario.model import Traffic as TrafficDecl
 from sandbox.snapshots.model import SnapshotError
 from sandbox.statements import Dialect, MetaCommand, split, split_statements
 from sandbox.targets import Target
 from sandbox.timeline import Event, Timeline
+from sandbox.traffic import Traffic, TrafficSpec, run_command
 
 if TYPE_CHECKING:
     from sandbox.session import Session
@@ -165,7 +167,7 @@ def play(
     diff_problem: str | None = None
     try:
         open_sessions(scenario, conductor)
-        played += play_steps("breakage", scenario.breakage, conductor)
+        played += play_steps("breakage", scenario.breakage, conductor, scenario.traffic)
         since = len(conductor.executions)
         if solution:
             played += play_steps("solution", scenario.solution, conductor)
@@ -241,26 +243,85 @@ def open_sessions(scenario: Scenario, conductor: Conductor) -> None:
 Played = tuple[str, Step, Execution | ProgramRun]
 
 
-def play_steps(phase: str, steps: tuple[Step, ...], conductor: Conductor) -> list[Played]:
+def play_steps(
+    phase: str,
+    steps: tuple[Step, ...],
+    conductor: Conductor,
+    traffic: Sequence[TrafficDecl] = (),
+    running: Traffic | None = None,
+) -> list[Played]:
     """Run scripted steps; the guard reports them but lets them happen (they are the mistake),
     unless they reach outside the sandbox. A Python step's program runs under the tracer,
-    its statements recorded in this run (same timeline, same numbering)."""
+    its statements recorded in this run (same timeline, same numbering).
+
+    `traffic` starts before its step and has run its whole duration when this returns (the
+    breakage's traffic never runs into the learner's part); `running` is where it runs, so
+    another thread (the app's reset) can stop it."""
     engine = conductor.target.engine
     guard = Guard(scripted=True)
+    runs = running if running is not None else Traffic(conductor, guard)
     played: list[Played] = []
-    for step in steps:
-        if not step.runs_on(engine):
-            continue
-        if step.is_python:
-            played.append((phase, step, run_program(step, conductor)))
-            continue
-        item = split(step.sql.on(engine), _dialect(engine))[0]
-        if isinstance(item, MetaCommand):
-            played.append((phase, step, conductor.run_meta(step.session, item)))
-            continue
-        execution = conductor.execute(step.session, item, guard, background=step.background)
-        played.append((phase, step, execution))
+    try:
+        for number, step in enumerate(steps, 1):
+            _traffic_before(number, step.session, traffic, runs, conductor)
+            if not step.runs_on(engine):
+                continue
+            if step.is_python:
+                played.append((phase, step, run_program(step, conductor)))
+                continue
+            item = split(step.sql.on(engine), _dialect(engine))[0]
+            if isinstance(item, MetaCommand):
+                played.append((phase, step, conductor.run_meta(step.session, item)))
+                continue
+            execution = conductor.execute(step.session, item, guard, background=step.background)
+            played.append((phase, step, execution))
+        last = steps[-1].session if steps else first_session_of(conductor)
+        for decl in traffic:
+            run = runs.runs.get(decl.session)
+            if run is not None and run.active:
+                run_command(runs, conductor, last, _control(decl.session, "wait"), "sqlite")
+    except BaseException:
+        runs.stop()
+        raise
     return played
+
+
+def first_session_of(conductor: Conductor) -> str:
+    sessions = conductor.sessions
+    return sessions[0].name if sessions else "A"
+
+
+def traffic_spec(decl: TrafficDecl, engine: str) -> TrafficSpec:
+    sql = str(decl.sql.on(engine) or "").strip().removesuffix(";").strip()
+    return TrafficSpec(decl.session, sql, decl.every_ms, decl.for_ms)
+
+
+def _control(name: str, word: str) -> MetaCommand:
+    command = split(f"\\traffic {name} {word}")[0]
+    assert isinstance(command, MetaCommand)
+    return command
+
+
+def _traffic_before(
+    number: int,
+    session: str,
+    traffic: Sequence[TrafficDecl],
+    runs: Traffic,
+    conductor: Conductor,
+) -> None:
+    """Before breakage step `number` (on `session`): wait for the traffic that step waits
+    for, then start the traffic that starts here. Each is recorded as its `\\traffic` line,
+    so a replay script starts and waits for it at the same places."""
+    engine = conductor.target.engine
+    dialect = _dialect(engine)
+    for decl in traffic:
+        if decl.wait_before_step == number and decl.session in runs.runs:
+            run_command(runs, conductor, session, _control(decl.session, "wait"), dialect)
+    for decl in traffic:
+        if decl.before_step == number:
+            command = split(traffic_spec(decl, engine).command(), dialect)[0]
+            assert isinstance(command, MetaCommand)
+            run_command(runs, conductor, session, command, dialect)
 
 
 def run_program(step: Step, conductor: Conductor) -> ProgramRun:

@@ -34,17 +34,32 @@ class StepRecap:
 
 
 def recap(executions: Sequence[Execution]) -> list[StepRecap]:
-    """The breakage's executions, in the order they were handed to their sessions."""
+    """The breakage's executions, in the order they were handed to their sessions.
+
+    A traffic session's statements (hundreds of the same one) are told once, on the
+    `\\traffic` line that started them: how many were sent, waited and failed."""
+    from sandbox.traffic import summaries
+
+    traffic = {summary.session: summary.text() for summary in summaries(executions)}
+    shown = [e for e in executions if e.traffic is None]
     return [
         StepRecap(
             number,
             execution.session,
             execution.statement.text.strip(),
-            what_became(execution),
+            _traffic_said(execution, traffic) or what_became(execution),
             execution.finished(),
         )
-        for number, execution in enumerate(executions, 1)
+        for number, execution in enumerate(shown, 1)
     ]
+
+
+def _traffic_said(execution: Execution, traffic: dict[str, str]) -> str | None:
+    """What a starting `\\traffic NAME every …` line's statements did, so far."""
+    if execution.meta != "traffic" or ":" not in execution.statement.text:
+        return None
+    words = execution.statement.text.split()
+    return traffic.get(words[1]) if len(words) > 1 else None
 
 
 def what_became(execution: Execution) -> str:

@@ -9,6 +9,7 @@ from sandbox.recovery import describe as describe_methods
 from sandbox.rendering import json_text, terminal_lines
 from sandbox.report import execution_json
 from sandbox.scenario.player import ScenarioRun, StepResult
+from sandbox.traffic import summaries
 
 
 def to_json(run: ScenarioRun) -> str:
@@ -35,6 +36,7 @@ def to_json(run: ScenarioRun) -> str:
         ],
         "checks": [c.to_json() for c in run.checks],
         "diff_since_start": run.diff.to_json() if run.diff is not None else None,
+        "traffic": [t.to_json() for t in summaries(run.executions)],
         "statements": [execution_json(e) for e in run.executions],
         "timeline": [event.to_json() for event in run.timeline],
     }
@@ -80,6 +82,10 @@ def to_text(run: ScenarioRun) -> str:
         if execution.meta == "explain" and execution.outcome and execution.outcome.note:
             lines.append(f"       {execution.outcome.note}")  # what is hot, how it was planned
         lines += [f"       expected {m}" for m in result.mismatches]
+    traffic = summaries(run.executions)
+    if traffic:
+        lines += ["", "traffic"]
+        lines += [f"  {summary.text()}" for summary in traffic]
     lines += ["", f"checks (recovered: {'yes' if run.recovered else 'no'})"]
     for check in run.checks:
         mark = "ok " if check.passed else "XX "

@@ -155,6 +155,7 @@ defaults to **No**, and nothing runs without a yes. A confirmed one is snapshott
 | `\\diff NAME` | rows added, removed and changed since NAME |
 | `\\restore NAME` | put the sandbox back to NAME (open transactions roll back) |
 | `\\explain STATEMENT;` | its plan as a tree (F9): PostgreSQL runs it (ANALYZE) and rolls it back |
+| `\\traffic W every 50ms for 9s: SQL;` | session W repeats it, like an app (`\\traffic W stop`) |
 """
 
 
@@ -1243,6 +1244,7 @@ class DbSandboxApp(EditorActions):
         lines += [
             f"session {name}: the statement it runs is cancelled" for name in self.bridge.running()
         ]
+        lines += [f"traffic {name} stops sending" for name in self.bridge.traffic_running()]
         snapshots = self.bridge.snapshot_names()
         if snapshots:
             again = " (the scenario takes its own again)" if scenario is not None else ""

@@ -38,11 +38,13 @@ if TYPE_CHECKING:
     # The conductor, the engines and the targets load with the first sandbox, in the worker
     # that opens it, after the app's first frame (issue 12, item 8).
     from sandbox.conductor import Conductor, Execution
+    from sandbox.guard.policy import Guard
     from sandbox.options import TargetOptions
     from sandbox.scenario.grading import Score
     from sandbox.scenario.player import CheckResult
     from sandbox.snapshots.diff import Diff
     from sandbox.targets import Target
+    from sandbox.traffic import Traffic
 
 PAGE_SIZE = 500  # rows shown per result; a million-row table is never loaded whole
 # How often the schema pane may re-read the counts while a burst of commits goes on.
@@ -75,6 +77,11 @@ class Bridge:
         # The trace running now: set `stop` to kill its programs; `done` is set once it ended.
         self._trace: tuple[threading.Event, threading.Event] | None = None
         self._trace_lock = threading.Lock()
+        # Traffic sessions of this sandbox (the breakage's and the editor's `\\traffic`):
+        # stopped, outside `_life`, before the sandbox closes, since the breakage's traffic
+        # holds `_life` while it runs.
+        self._traffic: list[Traffic] = []
+        self._traffic_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle (threads)
 
@@ -92,6 +99,7 @@ class Bridge:
             take_start_snapshot,
         )
 
+        self.stop_traffic()
         with self._life:
             self._close_locked()
             self._closed = False
@@ -124,7 +132,12 @@ class Bridge:
                 if scenario is not None:
                     take_start_snapshot(self.conductor, scenario)
                     open_sessions(scenario, self.conductor)
-                    play_steps("breakage", scenario.breakage, self.conductor)
+                    from sandbox.guard.policy import Guard
+
+                    runs = self._new_traffic(self.conductor, Guard(scripted=True))
+                    play_steps(
+                        "breakage", scenario.breakage, self.conductor, scenario.traffic, runs
+                    )
                     self.breakage_end = len(self.conductor.executions)
                 else:
                     self.conductor.session("A")
@@ -144,8 +157,30 @@ class Bridge:
                     self.app.post_message(Notice(warning, "warning"))
         self.refresh_schema()
 
+    def _new_traffic(self, conductor: Conductor, guard: Guard | None) -> Traffic:
+        from sandbox.traffic import Traffic
+
+        runs = Traffic(conductor, guard)
+        with self._traffic_lock:
+            self._traffic.append(runs)
+        return runs
+
+    def traffic_running(self) -> list[str]:
+        """The traffic sessions still sending (a reset or quit stops them)."""
+        with self._traffic_lock:
+            return [n for t in self._traffic for n, run in t.runs.items() if run.active]
+
+    def stop_traffic(self) -> None:
+        """Stop every traffic session (their loops end within a tick; what they have in flight
+        is cancelled when the sandbox closes)."""
+        with self._traffic_lock:
+            runs, self._traffic = self._traffic, []
+        for traffic in runs:
+            traffic.stop()
+
     def close(self) -> None:
         """Cancel what runs, close every session and remove the sandbox (bounded)."""
+        self.stop_traffic()
         with self._life:
             self._close_locked()
             self._closed = True
@@ -153,6 +188,7 @@ class Bridge:
 
     def _close_locked(self) -> None:
         self._stop_trace()  # its programs use the sandbox: they go before it does
+        self.stop_traffic()  # its loops send through the conductor: they go before it does
         conductor, target = self.conductor, self.target
         self.conductor = self.target = None
         try:
@@ -195,7 +231,7 @@ class Bridge:
         for item in items:
             if isinstance(item, MetaCommand):
                 try:
-                    check(item, "line", session)
+                    check(item, "line", session, self.dialect)
                 except UserError as exc:
                     self.app.post_message(Notice(str(exc)))
                     return
@@ -209,6 +245,9 @@ class Bridge:
                     continue
                 if item.name == "background":
                     continue  # in the app every statement already runs in the background
+                if item.name == "traffic":
+                    self._editor_traffic(conductor, session, item, confirmed)
+                    continue
                 if item.name in STATEMENT_COMMANDS:
                     # \explain runs SQL: queued, watched and cancelled (F8) like a statement.
                     explained = conductor.submit(session, as_statement(item), command=item)
@@ -231,6 +270,30 @@ class Bridge:
                 return
             if outcome is not None and outcome.status is Status.CANCELLED:
                 return  # cancelled while queued: the rest of the text is dropped too
+
+    def _editor_traffic(
+        self, conductor: Conductor, session: str, command: MetaCommand, confirmed: bool
+    ) -> None:
+        """`\\traffic` typed in the editor: start, wait for or stop a traffic session of this
+        sandbox (its loop runs on its own thread; a wait holds only this worker)."""
+        from sandbox.guard.policy import Guard
+        from sandbox.traffic import run_command
+
+        name = command.args[0]
+        with self._traffic_lock:
+            owner = next((t for t in self._traffic if name in t.runs), None)
+        try:
+            if owner is None:
+                if command.sql and self.is_session(name):
+                    raise UserError(
+                        f"traffic {name} needs a session of its own: {name} is already a session"
+                    )
+                if not command.sql:
+                    raise UserError(f"no traffic {name} was started in this sandbox")
+                owner = self._new_traffic(conductor, Guard(yes=confirmed, in_app=True))
+            run_command(owner, conductor, session, command, self.dialect)
+        except UserError as exc:
+            self.app.post_message(Notice(str(exc), "error"))
 
     def page(self, session: str, index: int, skip: int) -> None:
         """Re-run query `index` on `session` for the page after its first `skip` rows."""
@@ -272,6 +335,11 @@ class Bridge:
             self.app.post_message(Notice(str(exc), "error"))
 
     def close_session(self, name: str) -> None:
+        # A traffic session's loop would open the session again with its next statement.
+        with self._traffic_lock:
+            runs = [t for t in self._traffic if name in t.runs]
+        for traffic in runs:
+            traffic.stop(name)
         conductor = self.conductor
         if conductor is not None:
             conductor.close_session(name)
