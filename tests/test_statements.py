@@ -12,6 +12,7 @@ from sandbox.statements import (
     Dialect,
     MetaCommand,
     Statement,
+    _lex,
     split,
     split_statements,
     tokens,
@@ -394,6 +395,35 @@ def test_split_never_raises_and_spans_are_exact(sql: str, dialect: Dialect) -> N
             assert item.text.startswith("\\") and item.text == item.text.strip()
     for token in tokens(sql, dialect):
         assert token.text and sql[token.start : token.end] == token.text
+
+
+# What the fast lexer must get exactly as `_lex` does, one lexeme at a time: prefixed strings,
+# exponents, digits str.isdigit accepts outside ASCII, nested comments, parameters, dollars.
+LEXEMES = st.lists(
+    st.one_of(
+        st.sampled_from([*"'\"`[]$?:@;.-/*\\\r\n\t aeEx XbBnN_z09()#{}", "\x00", "\x7f"]),
+        st.sampled_from(["--", "/*", "*/", "$$", "$t$", "$1", "?12", "1e5", "1e+", "0x1f", "E'"]),
+        st.sampled_from(["\u00e9", "\u00b2", "\u0663", "\u00a0", "\u2028", "\x1c", "\u2460"]),
+        st.characters(),
+    ),
+    max_size=60,
+).map("".join)
+
+
+def reference_tokens(sql: str, dialect: Dialect) -> list[tuple[str, str, int, int]]:
+    """`tokens` the slow way: `_lex` at every lexeme."""
+    found, i = [], 0
+    while i < len(sql):
+        kind, end = _lex(sql, i, dialect == "postgres")
+        if kind not in ("space", "comment"):
+            found.append((kind, sql[i:end], i, end))
+        i = end
+    return found
+
+
+@given(sql=LEXEMES, dialect=st.sampled_from(DIALECTS))
+def test_fast_lexer_matches_lexing_one_lexeme_at_a_time(sql: str, dialect: Dialect) -> None:
+    assert [tuple(t) for t in tokens(sql, dialect)] == reference_tokens(sql, dialect)
 
 
 SQLITE_POOL = [
