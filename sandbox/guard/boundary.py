@@ -274,11 +274,12 @@ def _called_by_tokens(toks: list[Token], index: int) -> bool:
 
 def _called_by_tree(sql: str, dialect: Dialect) -> set[str] | None:
     """The names of the functions the statement calls, per sqlglot; None when it cannot tell."""
-    import sqlglot
     from sqlglot import exp
 
+    from sandbox.guard.parsing import parse_one
+
     try:
-        root = sqlglot.parse_one(sql, read=_SQLGLOT_DIALECT[dialect])
+        root = parse_one(sql, _SQLGLOT_DIALECT[dialect])
     except Exception:  # sqlglot raises many kinds; any of them means "not understood"
         return None
     if (
@@ -632,11 +633,12 @@ def _catalog_writes(sql: str, toks: list[Token], base: int, tree: bool) -> list[
 
 def _written_by_tree(sql: str) -> list[tuple[str, str]] | None:
     """(verb, table) of every write in the statement, per sqlglot; None when it cannot tell."""
-    import sqlglot
     from sqlglot import exp
 
+    from sandbox.guard.parsing import parse_one
+
     try:
-        root = sqlglot.parse_one(sql, read="postgres")
+        root = parse_one(sql, "postgres")
     except Exception:  # sqlglot raises many kinds; any of them means "not understood"
         return None
     if root is None or not isinstance(root, exp.Query | exp.DML | exp.DDL):

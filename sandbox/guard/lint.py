@@ -15,10 +15,9 @@ import re
 from pathlib import Path
 from typing import cast
 
-import sqlglot
 from sqlglot import exp
 
-from sandbox.guard import bodies, boundary, ddl, dml, keyed
+from sandbox.guard import bodies, boundary, ddl, dml, keyed, parsing
 from sandbox.guard.findings import RULES, Finding, PreviewPlan
 from sandbox.guard.schema import Schema
 from sandbox.statements import Dialect, Statement, Token, split_statements, tokens
@@ -344,7 +343,7 @@ def _lint_parsed(
         # ?1 = ?1 is still a value compared with itself), and keeps every offset.
         sql = sql[: token.start] + "$" + token.text[1:] + sql[token.end :]
     try:
-        root = sqlglot.parse_one(sql, read=_SQLGLOT_DIALECT[dialect])
+        root = parsing.parse_one(sql, _SQLGLOT_DIALECT[dialect])
     except Exception:  # sqlglot raises many kinds; any of them means "not understood"
         root = None
     if root is None or not isinstance(root, _STATEMENT_NODES):
