@@ -30,17 +30,22 @@ _PUBLIC_KINDS = frozenset(
 )
 
 
-def _fast_lexemes(pg: bool) -> re.Pattern[str]:
+def _fast_lexemes(pg: bool, bulk: bool = False) -> re.Pattern[str]:
     """The common lexemes (after any blanks) as one regex, matched in C; `_lex` does the rest.
 
     Each alternative is the exact extent `_lex` gives its kind, and matches only where `_lex`
     would pick that kind: where the answer needs more (a digit or letter outside ASCII, whose
     class str.isdigit decides; nested comments; dollar quotes; parameters; E'' and X''
     strings), no alternative matches and the caller asks `_lex`.
+
+    With `bulk`, the regex matches a run of such lexemes up to the end of its last code token,
+    stopping before a `;` or a backslash (what `split` must see one by one).
     """
     special = "xXbBnNeE" if pg else "xXbBnN"
     # ASCII punctuation that is one character whatever follows it; `- / .` are handled apart.
     punct = r"!#%&()*+,;<=>[\]^{|}~:?@`" if pg else r"!#%&()*+,;<=>\]^{|}~"
+    if bulk:
+        punct = punct.replace(";", "").replace("\\", "")
     comment = (
         # a block comment with no `/*` inside: nesting cannot change where it ends
         r"--[^\r\n]*+|/\*(?:[^*/]|\*(?!/)|/(?!\*))*+\*/"
@@ -48,22 +53,21 @@ def _fast_lexemes(pg: bool) -> re.Pattern[str]:
         else r"--(?:[^\r\n]|\r(?!\n))*+|/\*(?s:.*?)(?:\*/|\Z)"
     )
     quoted = r'"(?:[^"]|"")*+"?' if pg else r'"(?:[^"]|"")*+"?|`(?:[^`]|``)*+`?'
-    return re.compile(
-        rf"""\s*+(?:
+    code = rf"""
         (?P<word>(?![{special}]')[A-Za-z_](?:[\w$]|[^\x00-\x7f\s])*+)
         |(?P<punct>[{re.escape(punct)}]|-(?!-)|/(?!\*)|\.(?![0-9]|[^\x00-\x7f]))
         |(?P<number>0[xX][0-9a-fA-F_]*+
             |(?>(?:[0-9]|\.(?=[0-9]))[0-9._]*+(?:[eE][+-]?[0-9]++)?)
             (?![^\x00-\x7f]|[eE][+-]?[^\x00-\x7f]))
         |(?P<string>'(?:[^']|'')*+'?)
-        |(?P<quoted_identifier>{quoted})
-        |(?P<comment>{comment})
-        )""",
-        re.VERBOSE,
-    )
+        |(?P<quoted_identifier>{quoted})"""
+    if bulk:
+        return re.compile(rf"(?:(?:\s*+(?:{comment}))*+\s*+(?:{code}))+", re.VERBOSE)
+    return re.compile(rf"\s*+(?:{code}|(?P<comment>{comment}))", re.VERBOSE)
 
 
 _FAST = {False: _fast_lexemes(False), True: _fast_lexemes(True)}
+_BULK = {False: _fast_lexemes(False, bulk=True), True: _fast_lexemes(True, bulk=True)}
 _FAST_KINDS = ("", "word", "punct", "number", "string", "quoted_identifier", "comment")
 
 
@@ -417,9 +421,17 @@ def split(sql: str, dialect: Dialect = "sqlite") -> list[Statement | MetaCommand
         start = end = -1
         head, prev, depth = [], "", 0
 
-    match = _FAST[pg].match
+    match, run = _FAST[pg].match, _BULK[pg].match
     i, n = 0, len(sql)
     while i < n:
+        if start >= 0 and depth == 0 and head[0] != "CREATE":
+            # Inside a statement that cannot open a body: only `;` and a backslash line matter,
+            # so a run of other lexemes is skipped at once (it is code: it moves the end).
+            skipped = run(sql, i)
+            if skipped is not None:
+                i = end = skipped.end()
+                if i >= n:
+                    break
         found = match(sql, i)
         if found is None:
             at = i

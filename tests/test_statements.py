@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sandbox import statements
 from sandbox.statements import (
     Dialect,
     MetaCommand,
@@ -424,6 +426,27 @@ def reference_tokens(sql: str, dialect: Dialect) -> list[tuple[str, str, int, in
 @given(sql=LEXEMES, dialect=st.sampled_from(DIALECTS))
 def test_fast_lexer_matches_lexing_one_lexeme_at_a_time(sql: str, dialect: Dialect) -> None:
     assert [tuple(t) for t in tokens(sql, dialect)] == reference_tokens(sql, dialect)
+
+
+SCRIPTS = st.lists(
+    st.one_of(
+        LEXEMES,
+        st.sampled_from([";", ";\n", "\n\\set x 1\n", "-- c\n", "/* c */", " CASE ", " END "]),
+        st.sampled_from(
+            ["CREATE TRIGGER t BEGIN ", "CREATE FUNCTION f() BEGIN ATOMIC ", "DELETE "]
+        ),
+    ),
+    max_size=8,
+).map("".join)
+
+
+@given(sql=SCRIPTS, dialect=st.sampled_from(DIALECTS))
+def test_split_skipping_runs_of_lexemes_matches_one_at_a_time(sql: str, dialect: Dialect) -> None:
+    skipping = split(sql, dialect)
+    never = re.compile(r"(?!)")  # a regex that matches nothing: no run is ever skipped
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(statements, "_BULK", {False: never, True: never})
+        assert split(sql, dialect) == skipping
 
 
 SQLITE_POOL = [
