@@ -205,6 +205,8 @@ def _keyword_findings(
 
 def _wrapped(toks: list[Token], first: str, dialect: Dialect) -> tuple[int, int] | None:
     """Where the statement inside a running wrapper starts and ends, if this is one."""
+    if first not in ("EXPLAIN", "PREPARE", "COPY", "DO"):
+        return None  # not a wrapper: no need to read its words
     words = [_word(t) for t in toks]
     if first == "EXPLAIN":
         i = 1

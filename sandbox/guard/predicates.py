@@ -171,8 +171,10 @@ def _deterministic(node: exp.Expression) -> bool:
 
 def _same(a: exp.Expression, b: exp.Expression) -> bool:
     # Two anonymous `?` placeholders are two values, however alike they look.
+    if a != b:
+        return False  # the usual case: no need to walk either side
     anonymous = any(p.this is None for p in a.find_all(exp.Placeholder))
-    return a == b and _deterministic(a) and not anonymous
+    return _deterministic(a) and not anonymous
 
 
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
@@ -411,11 +413,13 @@ def _numbers(*values: Any) -> bool:
 
 def _covers_everything(parts: list[exp.Expression], target: Target) -> bool:
     """`x > 5 OR x <= 5`, `x IS NULL OR x IS NOT NULL`, `p OR NOT p`: true for every row."""
-    texts = {p.sql() for p in parts}
+    texts: set[str] | None = None  # each part as SQL, made only once a part is negated
     for part in parts:
         inner = _positive(part)
         if inner is not None:
             inner_text = inner.sql()
+            if texts is None:
+                texts = {p.sql() for p in parts}
             if inner_text in texts and _deterministic(inner):
                 target.notes.append(f"{inner_text} OR NOT {inner_text} is always true")
                 return True
