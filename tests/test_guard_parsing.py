@@ -1,4 +1,4 @@
-"""The guard's parse_one, which keeps one tokenizer and parser per dialect, against sqlglot's own.
+"""The guard's parse_one (one tokenizer and parser per dialect) and walk, against sqlglot's own.
 
 Every corpus statement is parsed by both, in both dialects and in one interleaved sequence, so a
 statement sqlglot cannot parse is followed by others: the reused parser must leave nothing of a
@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import sqlglot
+from sqlglot import exp
 
+from sandbox.guard import walk
 from sandbox.guard.parsing import parse_one
 
 CORPUS = Path(__file__).parent / "corpus" / "lint_corpus.toml"
@@ -59,3 +61,23 @@ def test_each_thread_has_its_own_parser() -> None:
     for thread in threads:
         thread.join()
     assert results == [True] * 800
+
+
+def test_walk_visits_what_sqlglot_visits_in_the_same_order() -> None:
+    texts = [case["sql"] for case in tomllib.loads(CORPUS.read_text("utf-8"))["case"]]
+    trees = []
+    for sql in texts:
+        for dialect in ("sqlite", "postgres"):
+            try:
+                trees.append(parse_one(sql, dialect))
+            except Exception:
+                continue
+    assert len(trees) > 500
+    kinds = [(exp.Delete, exp.Update, exp.Merge), (exp.Column,), (exp.Table,), (exp.Func,)]
+    for tree in trees:
+        assert [id(n) for n in walk.find_all(tree, exp.Expr)] == [id(n) for n in tree.walk()]
+        for types in kinds:
+            assert [id(n) for n in walk.find_all(tree, *types)] == [
+                id(n) for n in tree.find_all(*types)
+            ]
+            assert walk.find(tree, *types) is tree.find(*types)
