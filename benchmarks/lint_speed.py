@@ -3,7 +3,9 @@
 Usage: python benchmarks/lint_speed.py [--rounds 5]
 
 The statements are the labelled lint corpus (tests/corpus/lint_corpus.toml), each linted in
-its own dialect. The target is lint running at least half as fast as sqlglot.parse alone.
+its own dialect. The target is lint running at least as fast as sqlglot.parse alone (1.00x):
+lint parses only what it must (DELETE, UPDATE, MERGE, WITH and what wrappers run), so its own
+lexing and rules have to cost less than parsing the statements it never parses.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def main() -> int:
     print(f"  dbsandbox lint  {q:10,.0f} statements/s (median)")
     print(
         f"  lint / parse    {statistics.median(ratios):10.2f}x median, "
-        f"{min(ratios):.2f}-{max(ratios):.2f}x range   (target: at least 0.50x)"
+        f"{min(ratios):.2f}-{max(ratios):.2f}x range   (target: at least 1.00x)"
     )
     print(f"env: python {sys.version.split()[0]}, sqlglot {importlib.metadata.version('sqlglot')}")
     return 0

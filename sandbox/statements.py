@@ -13,7 +13,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -30,9 +30,53 @@ _PUBLIC_KINDS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Token:
-    """One code token. ``kind`` is one of the public kinds listed in ``tokens``."""
+def _fast_lexemes(pg: bool, bulk: bool = False) -> re.Pattern[str]:
+    """The common lexemes (after any blanks) as one regex, matched in C; `_lex` does the rest.
+
+    Each alternative is the exact extent `_lex` gives its kind, and matches only where `_lex`
+    would pick that kind: where the answer needs more (a digit or letter outside ASCII, whose
+    class str.isdigit decides; nested comments; dollar quotes; parameters; E'' and X''
+    strings), no alternative matches and the caller asks `_lex`.
+
+    With `bulk`, the regex matches a run of such lexemes up to the end of its last code token,
+    stopping before a `;` or a backslash (what `split` must see one by one).
+    """
+    special = "xXbBnNeE" if pg else "xXbBnN"
+    # ASCII punctuation that is one character whatever follows it; `- / .` are handled apart.
+    punct = r"!#%&()*+,;<=>[\]^{|}~:?@`" if pg else r"!#%&()*+,;<=>\]^{|}~"
+    if bulk:
+        punct = punct.replace(";", "").replace("\\", "")
+    comment = (
+        # a block comment with no `/*` inside: nesting cannot change where it ends
+        r"--[^\r\n]*+|/\*(?:[^*/]|\*(?!/)|/(?!\*))*+\*/"
+        if pg
+        else r"--(?:[^\r\n]|\r(?!\n))*+|/\*(?s:.*?)(?:\*/|\Z)"
+    )
+    quoted = r'"(?:[^"]|"")*+"?' if pg else r'"(?:[^"]|"")*+"?|`(?:[^`]|``)*+`?'
+    code = rf"""
+        (?P<word>(?![{special}]')[A-Za-z_](?:[\w$]|[^\x00-\x7f\s])*+)
+        |(?P<punct>[{re.escape(punct)}]|-(?!-)|/(?!\*)|\.(?![0-9]|[^\x00-\x7f]))
+        |(?P<number>0[xX][0-9a-fA-F_]*+
+            |(?>(?:[0-9]|\.(?=[0-9]))[0-9._]*+(?:[eE][+-]?[0-9]++)?)
+            (?![^\x00-\x7f]|[eE][+-]?[^\x00-\x7f]))
+        |(?P<string>'(?:[^']|'')*+'?)
+        |(?P<quoted_identifier>{quoted})"""
+    if bulk:
+        return re.compile(rf"(?:(?:\s*+(?:{comment}))*+\s*+(?:{code}))+", re.VERBOSE)
+    return re.compile(rf"\s*+(?:{code}|(?P<comment>{comment}))", re.VERBOSE)
+
+
+_FAST = {False: _fast_lexemes(False), True: _fast_lexemes(True)}
+_BULK = {False: _fast_lexemes(False, bulk=True), True: _fast_lexemes(True, bulk=True)}
+_FAST_KINDS = ("", "word", "punct", "number", "string", "quoted_identifier", "comment")
+
+
+class Token(NamedTuple):
+    """One code token. ``kind`` is one of the public kinds listed in ``tokens``.
+
+    A named tuple rather than a frozen dataclass: the lexer makes one per token of every
+    statement the guard reads, and a tuple is made in half the time.
+    """
 
     kind: str
     text: str
@@ -209,9 +253,16 @@ def tokens(sql: str, dialect: Dialect = "sqlite") -> Iterator[Token]:
     backslash is ordinary punctuation.
     """
     pg = dialect == "postgres"
-    i = 0
-    while i < len(sql):
-        kind, end = _lex(sql, i, pg)
+    match = _FAST[pg].match
+    i, n = 0, len(sql)
+    while i < n:
+        found = match(sql, i)
+        if found is None:
+            kind, end = _lex(sql, i, pg)
+        else:
+            group = found.lastindex or 0
+            kind = _FAST_KINDS[group]
+            i, end = found.span(group)
         if kind in _PUBLIC_KINDS:
             yield Token(kind, sql[i:end], i, end)
         i = end
@@ -289,6 +340,9 @@ def _at_line_start(sql: str, i: int) -> bool:
     while j >= 0 and sql[j] not in "\r\n" and sql[j].isspace():
         j -= 1
     return j < 0 or sql[j] in "\r\n"
+
+
+_BLOCK_OPENERS = frozenset({"ATOMIC", "BEGIN"})
 
 
 def _opens_block(head: list[str], word: str, prev: str, pg: bool) -> bool:
@@ -389,35 +443,58 @@ def split(sql: str, dialect: Dialect = "sqlite") -> list[Statement | MetaCommand
         start = end = -1
         head, prev, depth, parens = [], "", 0, 0
 
-    i = 0
-    while i < len(sql):
-        if sql[i] == "\\" and depth == 0 and _at_line_start(sql, i):
+    match, run = _FAST[pg].match, _BULK[pg].match
+    i, n = 0, len(sql)
+    while i < n:
+        if start >= 0 and depth == 0 and head[0] != "CREATE":
+            # Inside a statement that cannot open a body: only `;` and a backslash line matter,
+            # so a run of other lexemes is skipped at once (it is code: it moves the end).
+            skipped = run(sql, i)
+            if skipped is not None:
+                i = end = skipped.end()
+                if i >= n:
+                    break
+        found = match(sql, i)
+        if found is None:
+            at = i
+            kind, stop = _lex(sql, i, pg)
+        else:  # blanks, then a lexeme at `at`
+            group = found.lastindex or 0
+            kind = _FAST_KINDS[group]
+            at, stop = found.span(group)
+        if sql[at] == "\\" and depth == 0 and _at_line_start(sql, at):
             finish()  # a meta-command line ends any unterminated statement
-            meta = _meta_command(sql, i, lines, pg)
+            meta = _meta_command(sql, at, lines, pg)
             items.append(meta)
             comments = []
             i = meta.end
             continue
-        kind, stop = _lex(sql, i, pg)
         if kind == "comment":
             if start < 0:
-                comments.append(sql[i:stop])
-        elif kind == "punct" and sql[i] == ";" and depth == 0 and parens == 0:
+                comments.append(sql[at:stop])
+        elif kind == "punct" and sql[at] == ";" and depth == 0 and parens == 0:
             finish()
         elif kind != "space":
             if start < 0:
-                start = i
+                start = at
             end = stop
-            word = sql[i:stop].upper()
-            if len(head) < 4:
-                head.append(word)
-            if kind == "word" and depth > 0 and word in ("CASE", "END"):
-                depth += 1 if word == "CASE" else -1
-            elif kind == "word" and depth == 0 and _opens_block(head, word, prev, pg):
-                depth = 1
-            elif kind == "punct" and word in "()" and pg and _rule_actions(head):
-                parens = max(parens + (1 if word == "(" else -1), 0)
-            prev = word if kind == "word" else ""
+            if kind != "word":
+                text = sql[at:stop].upper()
+                if len(head) < 4:
+                    head.append(text)
+                if pg and text in ("(", ")") and _rule_actions(head):
+                    parens = max(parens + (1 if text == "(" else -1), 0)
+                prev = ""
+            else:
+                word = sql[at:stop].upper()
+                if len(head) < 4:
+                    head.append(word)
+                if depth > 0 and word in ("CASE", "END"):
+                    depth += 1 if word == "CASE" else -1
+                # Only these two words open a body (see _opens_block).
+                elif depth == 0 and word in _BLOCK_OPENERS and _opens_block(head, word, prev, pg):
+                    depth = 1
+                prev = word
         i = stop
     finish()
     return items

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sandbox import statements
 from sandbox.statements import (
     Dialect,
     MetaCommand,
     Statement,
+    _lex,
     split,
     split_statements,
     tokens,
@@ -412,6 +415,56 @@ def test_split_never_raises_and_spans_are_exact(sql: str, dialect: Dialect) -> N
             assert item.text.startswith("\\") and item.text == item.text.strip()
     for token in tokens(sql, dialect):
         assert token.text and sql[token.start : token.end] == token.text
+
+
+# What the fast lexer must get exactly as `_lex` does, one lexeme at a time: prefixed strings,
+# exponents, digits str.isdigit accepts outside ASCII, nested comments, parameters, dollars.
+LEXEMES = st.lists(
+    st.one_of(
+        st.sampled_from([*"'\"`[]$?:@;.-/*\\\r\n\t aeEx XbBnN_z09()#{}", "\x00", "\x7f"]),
+        st.sampled_from(["--", "/*", "*/", "$$", "$t$", "$1", "?12", "1e5", "1e+", "0x1f", "E'"]),
+        st.sampled_from(["\u00e9", "\u00b2", "\u0663", "\u00a0", "\u2028", "\x1c", "\u2460"]),
+        st.characters(),
+    ),
+    max_size=60,
+).map("".join)
+
+
+def reference_tokens(sql: str, dialect: Dialect) -> list[tuple[str, str, int, int]]:
+    """`tokens` the slow way: `_lex` at every lexeme."""
+    found, i = [], 0
+    while i < len(sql):
+        kind, end = _lex(sql, i, dialect == "postgres")
+        if kind not in ("space", "comment"):
+            found.append((kind, sql[i:end], i, end))
+        i = end
+    return found
+
+
+@given(sql=LEXEMES, dialect=st.sampled_from(DIALECTS))
+def test_fast_lexer_matches_lexing_one_lexeme_at_a_time(sql: str, dialect: Dialect) -> None:
+    assert [tuple(t) for t in tokens(sql, dialect)] == reference_tokens(sql, dialect)
+
+
+SCRIPTS = st.lists(
+    st.one_of(
+        LEXEMES,
+        st.sampled_from([";", ";\n", "\n\\set x 1\n", "-- c\n", "/* c */", " CASE ", " END "]),
+        st.sampled_from(
+            ["CREATE TRIGGER t BEGIN ", "CREATE FUNCTION f() BEGIN ATOMIC ", "DELETE "]
+        ),
+    ),
+    max_size=8,
+).map("".join)
+
+
+@given(sql=SCRIPTS, dialect=st.sampled_from(DIALECTS))
+def test_split_skipping_runs_of_lexemes_matches_one_at_a_time(sql: str, dialect: Dialect) -> None:
+    skipping = split(sql, dialect)
+    never = re.compile(r"(?!)")  # a regex that matches nothing: no run is ever skipped
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(statements, "_BULK", {False: never, True: never})
+        assert split(sql, dialect) == skipping
 
 
 SQLITE_POOL = [

@@ -171,6 +171,21 @@ _NOT_A_CALL_AFTER = frozenset(
     }
 )  # fmt: skip
 _MAX_DEPTH = 8
+# The first words of the statements _pg_statement reads (SECURITY LABEL, IMPORT FOREIGN SCHEMA).
+_PG_STATEMENT_WORDS = frozenset(
+    {
+        "CREATE",
+        "ALTER",
+        "COMMENT",
+        "SECURITY",
+        "GRANT",
+        "REVOKE",
+        "REASSIGN",
+        "LOAD",
+        "IMPORT",
+        "COPY",
+    }
+)
 _DYNAMIC = re.compile(r"_dyn\d+_")
 _SQLGLOT_DIALECT = {"sqlite": "sqlite", "postgres": "postgres"}
 
@@ -274,11 +289,12 @@ def _called_by_tokens(toks: list[Token], index: int) -> bool:
 
 def _called_by_tree(sql: str, dialect: Dialect) -> set[str] | None:
     """The names of the functions the statement calls, per sqlglot; None when it cannot tell."""
-    import sqlglot
     from sqlglot import exp
 
+    from sandbox.guard.parsing import parse_one
+
     try:
-        root = sqlglot.parse_one(sql, read=_SQLGLOT_DIALECT[dialect])
+        root = parse_one(sql, _SQLGLOT_DIALECT[dialect])
     except Exception:  # sqlglot raises many kinds; any of them means "not understood"
         return None
     if (
@@ -375,6 +391,8 @@ def _postgres(sql: str, base: int, depth: int, toks: list[Token] | None = None) 
 
 def _pg_statement(toks: list[Token], base: int) -> list[Crossing]:
     """What the statement is, from its leading words."""
+    if word(toks[0]) not in _PG_STATEMENT_WORDS:
+        return []  # none of the statements below: no need to read its words
     w = [word(t) for t in toks]
     at = base + toks[0].start
     first = w[0]
@@ -557,6 +575,8 @@ def _copy(toks: list[Token], w: list[str], at: int) -> list[Crossing]:
 
 def _pg_inner(sql: str, toks: list[Token], base: int, depth: int) -> list[Crossing]:
     """DO blocks and function bodies: their language, and the SQL in them."""
+    if word(toks[0]) not in ("DO", "CREATE"):
+        return []
     w = [word(t) for t in toks[:6]]
     at = base + toks[0].start
     i = _skip(w, 1, "OR", "REPLACE")
@@ -609,6 +629,8 @@ def _is_catalog(name: str) -> bool:
 
 def _catalog_writes(sql: str, toks: list[Token], base: int, tree: bool) -> list[Crossing]:
     """Writes to (and locks on) PostgreSQL's system catalogs."""
+    if "pg_" not in sql.lower():
+        return []  # `toks` are sql's: no name among them starts with pg_ (the test below)
     if not any(t.kind in ("word", "quoted_identifier") and _unquoted(t)[:3] == "pg_" for t in toks):
         return []
     written = _written_by_tree(sql) if tree else None
@@ -632,11 +654,12 @@ def _catalog_writes(sql: str, toks: list[Token], base: int, tree: bool) -> list[
 
 def _written_by_tree(sql: str) -> list[tuple[str, str]] | None:
     """(verb, table) of every write in the statement, per sqlglot; None when it cannot tell."""
-    import sqlglot
     from sqlglot import exp
 
+    from sandbox.guard.parsing import parse_one
+
     try:
-        root = sqlglot.parse_one(sql, read="postgres")
+        root = parse_one(sql, "postgres")
     except Exception:  # sqlglot raises many kinds; any of them means "not understood"
         return None
     if root is None or not isinstance(root, exp.Query | exp.DML | exp.DDL):
@@ -703,6 +726,8 @@ def _written_by_tokens(toks: list[Token]) -> list[tuple[str, str]]:
 def _sqlite(sql: str, toks: list[Token], sandbox_dir: Path | None) -> list[Crossing]:
     if not toks:
         return []
+    if word(toks[0]) not in ("ATTACH", "VACUUM", "PRAGMA"):
+        return _calls(sql, toks, 0, "sqlite", 0, tree=True)  # no need to read its words
     w = [word(t) for t in toks]
     at = toks[0].start
     found: list[Crossing] = []

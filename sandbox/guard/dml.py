@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
+from sandbox.guard import walk
 from sandbox.guard.findings import PreviewPlan
 from sandbox.guard.predicates import Target, Truth, mentions_target, truth, varies_per_row
 from sandbox.guard.schema import Schema
@@ -66,7 +67,7 @@ def _other_tables(node: exp.Expression) -> list[exp.Expression]:
 
 def check(root: exp.Expression, dialect: str, schema: Schema | None) -> list[DmlFinding]:
     findings: list[DmlFinding] = []
-    for node in root.find_all(exp.Delete, exp.Update, exp.Merge):
+    for node in walk.find_all(root, exp.Delete, exp.Update, exp.Merge):
         if not isinstance(node, exp.Merge) and node.find_ancestor(exp.When, exp.OnConflict):
             continue  # a MERGE action or an upsert's DO UPDATE: judged with its statement
         if isinstance(node, exp.Merge):

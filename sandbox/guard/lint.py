@@ -15,10 +15,9 @@ import re
 from pathlib import Path
 from typing import cast
 
-import sqlglot
 from sqlglot import exp
 
-from sandbox.guard import bodies, boundary, ddl, dml, keyed, migration
+from sandbox.guard import bodies, boundary, ddl, dml, keyed, migration, parsing
 from sandbox.guard.findings import RULES, Finding, PreviewPlan
 from sandbox.guard.schema import Schema
 from sandbox.statements import Dialect, Statement, Token, split_statements, tokens
@@ -400,6 +399,8 @@ def _keyword_findings(
 
 def _wrapped(toks: list[Token], first: str, dialect: Dialect) -> tuple[int, int] | None:
     """Where the statement inside a running wrapper starts and ends, if this is one."""
+    if first not in ("EXPLAIN", "PREPARE", "COPY", "DO"):
+        return None  # not a wrapper: no need to read its words
     words = [_word(t) for t in toks]
     if first == "EXPLAIN":
         i = 1
@@ -573,7 +574,7 @@ def _lint_parsed(
 
 def _parse(sql: str, dialect: Dialect) -> exp.Expression | None:
     try:
-        return cast(exp.Expression, sqlglot.parse_one(sql, read=_SQLGLOT_DIALECT[dialect]))
+        return cast(exp.Expression, parsing.parse_one(sql, _SQLGLOT_DIALECT[dialect]))
     except Exception:  # sqlglot raises many kinds; any of them means "not understood"
         return None
 

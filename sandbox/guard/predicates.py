@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from sandbox.guard import walk
 from sandbox.guard.schema import Schema
 
 
@@ -171,8 +172,10 @@ def _deterministic(node: exp.Expression) -> bool:
 
 def _same(a: exp.Expression, b: exp.Expression) -> bool:
     # Two anonymous `?` placeholders are two values, however alike they look.
+    if a != b:
+        return False  # the usual case: no need to walk either side
     anonymous = any(p.this is None for p in a.find_all(exp.Placeholder))
-    return a == b and _deterministic(a) and not anonymous
+    return _deterministic(a) and not anonymous
 
 
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
@@ -308,7 +311,7 @@ def _selects_same_column_of_target(column: exp.Expression, select: Any, target: 
         return False
     if len(select.expressions) != 1 or not isinstance(select.expressions[0], exp.Column):
         return False
-    tables = list(select.find_all(exp.Table))
+    tables = walk.find_all(select, exp.Table)
     from_ = select.args.get("from_")
     if from_ is None or len(tables) != 1 or tables[0].name.lower() != target.table.lower():
         return False
@@ -411,11 +414,13 @@ def _numbers(*values: Any) -> bool:
 
 def _covers_everything(parts: list[exp.Expression], target: Target) -> bool:
     """`x > 5 OR x <= 5`, `x IS NULL OR x IS NOT NULL`, `p OR NOT p`: true for every row."""
-    texts = {p.sql() for p in parts}
+    texts: set[str] | None = None  # each part as SQL, made only once a part is negated
     for part in parts:
         inner = _positive(part)
         if inner is not None:
             inner_text = inner.sql()
+            if texts is None:
+                texts = {p.sql() for p in parts}
             if inner_text in texts and _deterministic(inner):
                 target.notes.append(f"{inner_text} OR NOT {inner_text} is always true")
                 return True
@@ -458,7 +463,7 @@ def _own_tables(select: exp.Select) -> tuple[set[str], set[str]]:
     """The tables a SELECT reads itself: (the names that qualify its columns, the tables)."""
     qualifiers: set[str] = set()
     tables: set[str] = set()
-    for table in select.find_all(exp.Table):
+    for table in walk.find_all(select, exp.Table):
         if table.find_ancestor(exp.Select) is select:
             # An alias hides the table's own name: in `FROM t AS t2`, `t.id` is the outer t.
             qualifiers.add((table.alias or table.name).lower())
@@ -482,7 +487,7 @@ def mentions_target(predicate: exp.Expression, target: Target) -> bool:
     When a name cannot be resolved without the schema, the answer is yes: the guard only
     claims a predicate ignores the target when it is sure.
     """
-    for column in predicate.find_all(exp.Column):
+    for column in walk.find_all(predicate, exp.Column):
         qualifier = column.table.lower() if column.table else ""
         scope = _subquery_scope(column, predicate)
         if scope is None:
@@ -543,7 +548,7 @@ def varies_per_row(node: exp.Expression) -> bool:
     Such a predicate does not look at the target's columns, yet does not pick all rows or none.
     Stable functions such as now() do not count: they are the same for the whole statement.
     """
-    for func in node.find_all(exp.Func):
+    for func in walk.find_all(node, exp.Func):
         if _subquery_scope(func, node) is not None:
             continue  # inside a subquery: evaluated once, not per target row
         name = str(func.this) if isinstance(func, exp.Anonymous) else func.sql_name()

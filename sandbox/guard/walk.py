@@ -1,0 +1,43 @@
+"""sqlglot's find_all and find, in the same order, for the guard's hot paths.
+
+`Expression.find_all` is a generator over a generator (`walk`) over a generator (`bfs`) over a
+generator per node (`iter_expressions`): for the small trees of single statements that is most
+of its cost. These walk the same breadth-first order with a plain list as the queue.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from sqlglot import exp
+
+E = TypeVar("E", bound=exp.Expr)
+
+
+def find_all(root: exp.Expr, *types: type[E]) -> list[E]:
+    """What `list(root.find_all(*types))` gives: the matching nodes, breadth first."""
+    found: list[E] = []
+    queue = [root]
+    for node in queue:  # the list grows as it is read: a queue that is never popped
+        if isinstance(node, types):
+            found.append(node)
+        for value in node.args.values():
+            if isinstance(value, list):
+                queue.extend(v for v in value if isinstance(v, exp.Expr))
+            elif isinstance(value, exp.Expr):
+                queue.append(value)
+    return found
+
+
+def find(root: exp.Expr, *types: type[E]) -> E | None:
+    """What `root.find(*types)` gives: the first matching node, breadth first, or None."""
+    queue = [root]
+    for node in queue:
+        if isinstance(node, types):
+            return node
+        for value in node.args.values():
+            if isinstance(value, list):
+                queue.extend(v for v in value if isinstance(v, exp.Expr))
+            elif isinstance(value, exp.Expr):
+                queue.append(value)
+    return None

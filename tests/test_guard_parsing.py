@@ -1,0 +1,83 @@
+"""The guard's parse_one (one tokenizer and parser per dialect) and walk, against sqlglot's own.
+
+Every corpus statement is parsed by both, in both dialects and in one interleaved sequence, so a
+statement sqlglot cannot parse is followed by others: the reused parser must leave nothing of a
+failed parse behind.
+"""
+
+from __future__ import annotations
+
+import threading
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
+
+from sandbox.guard import walk
+from sandbox.guard.parsing import parse_one
+
+CORPUS = Path(__file__).parent / "corpus" / "lint_corpus.toml"
+
+
+def outcome(
+    parse: Callable[[str, str], sqlglot.exp.Expr], sql: str, dialect: str
+) -> tuple[str, str]:
+    try:
+        tree = parse(sql, dialect)
+    except Exception as error:
+        return "raised", f"{type(error).__name__}: {error}"
+    return repr(tree), tree.sql(dialect=dialect)
+
+
+def sqlglots(sql: str, dialect: str) -> sqlglot.exp.Expr:
+    return sqlglot.parse_one(sql, read=dialect)
+
+
+def test_same_trees_and_errors_as_sqlglot_parse_one() -> None:
+    texts = [case["sql"] for case in tomllib.loads(CORPUS.read_text("utf-8"))["case"]]
+    texts += ["", ";", "SELECT 1; SELECT 2", "DELETE FROM", "UPDATE t SET WHERE id = 1"]
+    failures = 0
+    for sql in texts:
+        for dialect in ("sqlite", "postgres"):
+            expected = outcome(sqlglots, sql, dialect)
+            failures += expected[0] == "raised"
+            assert outcome(parse_one, sql, dialect) == expected, sql
+    assert failures > 5  # the sequence does interleave failed parses
+
+
+def test_each_thread_has_its_own_parser() -> None:
+    sql = "DELETE FROM t WHERE a IN (SELECT a FROM u WHERE b = 1) AND c > 2"
+    expected = sqlglot.parse_one(sql, read="postgres")
+    results: list[bool] = []
+
+    def work() -> None:
+        results.extend(parse_one(sql, "postgres") == expected for _ in range(200))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [True] * 800
+
+
+def test_walk_visits_what_sqlglot_visits_in_the_same_order() -> None:
+    texts = [case["sql"] for case in tomllib.loads(CORPUS.read_text("utf-8"))["case"]]
+    trees = []
+    for sql in texts:
+        for dialect in ("sqlite", "postgres"):
+            try:
+                trees.append(parse_one(sql, dialect))
+            except Exception:
+                continue
+    assert len(trees) > 500
+    kinds = [(exp.Delete, exp.Update, exp.Merge), (exp.Column,), (exp.Table,), (exp.Func,)]
+    for tree in trees:
+        assert [id(n) for n in walk.find_all(tree, exp.Expr)] == [id(n) for n in tree.walk()]
+        for types in kinds:
+            assert [id(n) for n in walk.find_all(tree, *types)] == [
+                id(n) for n in tree.find_all(*types)
+            ]
+            assert walk.find(tree, *types) is tree.find(*types)
