@@ -307,7 +307,7 @@ def _lint(
     if first in _HARMLESS_AS_A_WHOLE or (
         first in ("SELECT", "VALUES", "WITH")
         and not _SET_CONFIG.search(sql)
-        and not _modifies(toks)
+        and not _modifies(toks, sql)
     ):
         return []  # the rest of it cannot change that (the boundary is checked apart)
     if first and first not in _COMMANDS and _misspelt_command(first) is not None:
@@ -328,15 +328,21 @@ def _lint(
         if first in ("SELECT", "WITH", "VALUES")
         else []
     )
-    if first in _HARMLESS and not (first in ("SELECT", "VALUES") and _modifies(toks)):
+    if first in _HARMLESS and not (first in ("SELECT", "VALUES") and _modifies(toks, sql)):
         return switched
     if keyed.is_keyed_write(toks):
         return []  # no rule can fire on it: see sandbox/guard/keyed.py
     return switched + _lint_parsed(sql, toks, first, statement, offset, dialect, schema)
 
 
-def _modifies(toks: list[Token]) -> bool:
+# A first look in C: a query whose text has none of these words cannot have them as tokens.
+_MODIFYING_TEXT = re.compile(r"\b(?:DELETE|UPDATE|MERGE)\b", re.IGNORECASE)
+
+
+def _modifies(toks: list[Token], sql: str | None = None) -> bool:
     """Whether a query has a word by which it could change rows (see _MODIFYING)."""
+    if sql is not None and not _MODIFYING_TEXT.search(sql):
+        return False
     before = ""
     for token in toks:
         word = _word(token)
