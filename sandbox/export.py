@@ -26,7 +26,7 @@ from sandbox.errors import UserError
 from sandbox.outcome import Status, TxState, json_value
 from sandbox.recovery import describe, methods_used
 from sandbox.rendering import escape_controls, json_text, terminal_lines
-from sandbox.report import execution_json
+from sandbox.report import execution_json, lock_lines
 from sandbox.statements import Dialect, split_statements
 from sandbox.timeline import EventKind
 from sandbox.transcript import summarize
@@ -486,8 +486,7 @@ def _item(execution: Execution, number: int) -> list[str]:
     indent = " " * (len(str(number)) + 2)
     if execution.snapshot_before:
         lines.append(f"{indent}- snapshot {execution.snapshot_before} taken first")
-    if execution.waited and execution.blocked_by:
-        lines.append(f"{indent}- waited for a lock held by {', '.join(execution.blocked_by)}")
+    lines += [f"{indent}- {_flat(line, 300)}" for line in lock_lines(execution)]
     outcome = execution.outcome
     blocked = outcome is not None and outcome.status is Status.BLOCKED
     if outcome is not None and outcome.note and execution.meta is None and not blocked:
