@@ -55,7 +55,8 @@ def statement(report: dict[str, Any], sql_start: str, session: str = "A") -> dic
         if s["sql"].startswith(sql_start) and s["session"] == session
     ]
     assert len(found) == 1, [s["sql"] for s in report["statements"]]
-    return found[0]
+    one: dict[str, Any] = found[0]
+    return one
 
 
 def events(report: dict[str, Any], kind: str, session: str | None = None) -> list[dict[str, Any]]:
