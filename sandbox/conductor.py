@@ -271,6 +271,17 @@ _MAY_REWRITE = frozenset(
 )
 
 
+def _holding(locks: Sequence[HeldLock], state: TxState) -> str:
+    """What a session in a transaction holds now, in words."""
+    if locks:
+        return f"holds {held_summary(locks)}"
+    if state is TxState.FAILED:
+        # PostgreSQL aborts the transaction at the error and lets its locks go then; only its
+        # shell waits for ROLLBACK.
+        return "holds no locks: the error ended the transaction's work and released them"
+    return "holds no locks now"  # ROLLBACK TO a savepoint releases what was taken after it
+
+
 # The timeline event each snapshot command is recorded as (its failure too).
 _META_EVENTS = {
     "snapshot": EventKind.SNAPSHOT,
@@ -736,7 +747,7 @@ class Conductor:
             if locks is not None:
                 execution.locks = list(locks)
                 if tuple(locks) != seat.held:
-                    said.insert(0, f"holds {held_summary(locks)}" if locks else "holds no locks")
+                    said.insert(0, _holding(locks, after))
                     data["locks"] = [lock.to_json() for lock in locks]
                 seat.held = tuple(locks)
         if not said:

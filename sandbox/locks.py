@@ -203,7 +203,7 @@ class _Group:
     def said(self) -> list[str]:
         if not self.modes:  # only an index (or the TOAST storage) of it is locked
             return [f"{_modes(m)} on {k} {n} of {self.label}" for (k, n), m in self.parts.items()]
-        same = [kind for (kind, _), modes in self.parts.items() if modes <= self.modes]
+        same = [part for part, modes in self.parts.items() if modes <= self.modes]
         text = f"{_modes(self.modes)} on {self.label}"
         if same:
             text += f" (and its {_count_parts(same)})"
@@ -226,12 +226,15 @@ def _index_names(names: Sequence[str]) -> str:
     return _indexes(len(names))
 
 
-def _count_parts(kinds: Sequence[str]) -> str:
-    toast = sum(1 for kind in kinds if kind == "toast")
-    indexes = len(kinds) - toast
+def _count_parts(parts: Sequence[tuple[str, str]]) -> str:
+    """ "index accounts_pkey", "2 indexes and TOAST storage": a lone index is named."""
+    toast = sum(1 for kind, _ in parts if kind == "toast")
+    indexes = [name for kind, name in parts if kind != "toast"]
     words = []
-    if indexes:
-        words.append(_indexes(indexes))
+    if len(indexes) == 1:
+        words.append(f"index {indexes[0]}")
+    elif indexes:
+        words.append(_indexes(len(indexes)))
     if toast:
         words.append("TOAST storage")
     return " and ".join(words)
