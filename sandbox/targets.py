@@ -610,6 +610,8 @@ class PostgresTarget(Target):
         self._engines: dict[str, sa.Engine] = {}
         self._watch: Connection | None = None
         self._asker: Worker | None = None
+        # By server process: the (relation, mode) pairs it was last seen holding, named.
+        self._held: dict[int, tuple[frozenset[tuple[Any, ...]], list[HeldLock]]] = {}
         self._is_closed = False
         self._opened()
 
@@ -819,8 +821,20 @@ class PostgresTarget(Target):
     def held_locks(self, session: Waiter) -> list[HeldLock]:
         if session.pid is None:
             return []
+        # pg_locks alone is cheap; naming the relations (pg_class, pg_index, TOAST owners)
+        # costs three times as much, and a transaction's statements mostly leave the same
+        # locks held: they are named again only when the (relation, mode) pairs change.
+        raw = frozenset(self._ask(_RAW_HELD_SQL, (session.pid,)))
+        last = self._held.get(session.pid)
+        if last is not None and last[0] == raw:
+            return list(last[1])
+        named = self._name_locks(session.pid) if raw else []
+        self._held[session.pid] = (raw, named)
+        return list(named)
+
+    def _name_locks(self, pid: int) -> list[HeldLock]:
         found = set()
-        for mode, relname, relkind, table, oid in self._ask(_HELD_SQL, (session.pid,)):
+        for mode, relname, relkind, table, oid in self._ask(_HELD_SQL, (pid,)):
             if relname is None:
                 found.add(HeldLock(None, mode, NEW, oid=oid))
             else:
@@ -1056,6 +1070,12 @@ LEFT JOIN pg_class toasted ON toasted.reltoastrelid = coalesce(
 WHERE l.pid = %s AND l.granted AND l.locktype = 'relation'
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND (n.nspname IS NULL OR n.nspname NOT IN ('pg_catalog', 'information_schema'))
+"""
+
+# The same, unnamed: whether anything changed since the last look.
+_RAW_HELD_SQL = """
+SELECT relation::bigint, mode FROM pg_locks
+WHERE pid = %s AND granted AND locktype = 'relation'
 """
 
 # Every user relation with storage and its data file; an index names its table.
