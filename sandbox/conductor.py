@@ -138,6 +138,7 @@ class Execution:
     _severed: float = 0.0  # when its connection was cut because the cancel did not land
     _review_began: float = 0.0  # when the guard began asking the engine about it
     _wait_began: float = 0.0  # when its current (or last) lock wait began (perf_counter)
+    _queue_asked: float = 0.0  # when the queue ahead of its wait was last asked for
 
     def finished(self) -> bool:
         return self.outcome is not None or self.failure is not None
@@ -189,6 +190,8 @@ class Execution:
         if was_waiting and self.waits:
             span = self.waits[-1]
             span.blocked_by += [b for b in blockers if b not in span.blocked_by]
+            if said != span.said:
+                span.earlier.append(span.said)
             span.said, span.queue, span.lock = said, list(queue), lock or span.lock
             return
         seen = float(getattr(event, "elapsed_ms", 0.0))
@@ -1151,13 +1154,20 @@ class Conductor:
         blockers = wait.blockers if wait is not None else []
         detail = None
         queue: list[QueuePlace] = []
-        if blockers and blockers != execution.waiting_on:
-            # Asked once per change of holders: pg_blocking_pids is not cheap.
+        # The queue ahead can change while the same sessions block it: a waiter ahead that is
+        # granted the lock becomes its holder. That happens only when something ends.
+        stale = execution.waiting and execution._queue_asked < self._last_finish
+        requeued = False
+        if blockers and (blockers != execution.waiting_on or stale):
+            # Asked once per change: pg_blocking_pids is not cheap.
+            execution._queue_asked = asked
             detail = self.target.describe_wait(session)
             try:
                 queue = self.target.lock_queue(session, sessions) or []
             except Exception:  # the queue is a detail: the wait itself is known
                 queue = []
+            last = execution.waits[-1].queue if execution.waits else []
+            requeued = stale and queue != last
         with execution.lock:
             if execution.finished():
                 return
@@ -1169,7 +1179,7 @@ class Conductor:
                     self._notify()
                 return
             execution.wait_seen = asked
-            if execution.waiting and blockers == execution.waiting_on:
+            if execution.waiting and blockers == execution.waiting_on and not requeued:
                 self._notify()  # a fresh confirmation may settle a script's step
                 return
             assert wait is not None
@@ -1476,6 +1486,8 @@ class Conductor:
                         lost_settings[seat.session.name] = failed
         for seat in seats:
             seat.schema = None
+            # Every transaction was rolled back: nothing is held, and no rewrite will commit.
+            seat.held, seat.tx_files, seat.tx_rewriters = (), None, []
         rolled = "; ".join(
             f"{who}'s open transaction rolled back ({plural(n, 'statement')})"
             for who, n in discarded.items()

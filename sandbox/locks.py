@@ -120,6 +120,9 @@ class WaitSpan:
     started_ms: float
     queue: list[QueuePlace] = field(default_factory=list)
     ended_ms: float | None = None
+    # What it said before, when the queue moved on during the wait (a waiter ahead of it
+    # became the holder), oldest first.
+    earlier: list[str] = field(default_factory=list)
 
     @property
     def waited_ms(self) -> float | None:
@@ -131,6 +134,7 @@ class WaitSpan:
             "blocked_by": list(self.blocked_by),
             "lock": self.lock,
             "queue": [place.to_json() for place in self.queue],
+            "described": [*self.earlier, self.said],
             "started_ms": round(self.started_ms, 3),
             "ended_ms": None if self.ended_ms is None else round(self.ended_ms, 3),
             "waited_ms": None if waited is None else round(waited, 3),
@@ -140,7 +144,7 @@ class WaitSpan:
         """For a report: "waited 19 ms for a lock held by A (…)"."""
         waited = self.waited_ms
         how_long = f" {waited:.0f} ms" if waited is not None else ""
-        return f"waited{how_long} for {self.said}"
+        return f"waited{how_long} for " + "; then for ".join([*self.earlier, self.said])
 
 
 # ------------------------------------------------------------------------------ in words

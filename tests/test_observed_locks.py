@@ -185,6 +185,45 @@ def test_a_select_queued_behind_a_waiting_alter_shows_the_queue_and_wait_times(
     assert "then held AccessShareLock on accounts (and its 2 indexes)" in text
 
 
+def test_when_the_waiter_ahead_gets_the_lock_the_queued_statement_says_it_holds_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, postgres_url: str
+) -> None:
+    # B's ALTER runs in a transaction: once A commits, B holds AccessExclusiveLock until its
+    # own COMMIT, and C, still waiting, now waits for a holder, not behind a waiter.
+    script = write(
+        tmp_path,
+        SETUP
+        + """\\session A
+BEGIN;
+SELECT * FROM accounts;
+\\session B
+BEGIN;
+\\background
+ALTER TABLE accounts ADD COLUMN x int;
+\\session C
+\\background
+SELECT * FROM accounts;
+\\session A
+COMMIT;
+\\session B
+COMMIT;
+""",
+    )
+    report, _ = run_json(capsys, str(script), *engine_args("postgres"))
+    select = statement(report, "SELECT", "C")
+    (wait,) = select["waits"]  # one wait, whose queue moved on
+    assert wait["queue"] == [
+        {"session": "B", "holds": ["AccessExclusiveLock"], "wants": None, "waits_for": []}
+    ]
+    first, last = wait["described"]
+    assert first.startswith("a lock, queued behind B, who waits for A")
+    assert last.startswith("a lock held by B")
+    said = [e["message"] for e in events(report, "lock_wait", "C")]
+    assert len(said) == 2 and "B holds AccessExclusiveLock" in said[1]
+    alter = statement(report, "ALTER TABLE", "B")
+    assert modes_on(alter["locks"], "accounts") == {"AccessExclusiveLock"}
+
+
 def test_exports_carry_the_locks_the_rewrites_and_the_queue(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, postgres_url: str
 ) -> None:
