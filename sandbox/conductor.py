@@ -1167,7 +1167,9 @@ class Conductor:
             except Exception:  # the queue is a detail: the wait itself is known
                 queue = []
             last = execution.waits[-1].queue if execution.waits else []
-            requeued = stale and queue != last
+            # An empty queue means the wait ended between the questions (it was granted):
+            # its end is recorded by the next look, not a new wait for nobody.
+            requeued = stale and bool(queue) and queue != last
         with execution.lock:
             if execution.finished():
                 return
