@@ -27,11 +27,23 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sandbox.errors import UserError
+from sandbox.locks import (
+    HeldLock,
+    QueuePlace,
+    RelationFile,
+    Rewrite,
+    WaitSpan,
+    compare_files,
+    held_summary,
+    mentions,
+    rewrites_summary,
+    wait_words,
+)
 from sandbox.masking import first_line
 from sandbox.outcome import Outcome, SqlError, Status, TxState
 from sandbox.session import CONNECTION_LOST_NOTE, Session
 from sandbox.snapshots.model import SnapshotError, SnapshotInfo, human_size
-from sandbox.sqlkind import StatementKind, classify
+from sandbox.sqlkind import StatementKind, TxControl, classify
 from sandbox.statements import STATEMENT_COMMANDS, MetaCommand, Statement
 from sandbox.targets import Target, Waiter, WaitInfo
 from sandbox.timeline import EventKind, Timeline
@@ -87,6 +99,13 @@ class Execution:
     # When the watcher last asked the engine and heard that it still waits: a confirmation
     # older than another statement's end may be stale (that end may have released it).
     wait_seen: float = 0.0
+    # Every lock wait, start to end: whom it waited for, the lock, the queue ahead of it.
+    waits: list[WaitSpan] = field(default_factory=list)
+    sent_ms: float | None = None  # when it was sent, on the timeline (its first wait began then)
+    # PostgreSQL: the relation locks its session held right after it (none in autocommit:
+    # they were released with the statement), and the relations it rewrote.
+    locks: list[HeldLock] = field(default_factory=list)
+    rewrites: list[Rewrite] = field(default_factory=list)
     outcome: Outcome | None = None
     review: Review | None = None  # what the guard found and decided, when it looked
     meta: str | None = None  # a snapshot command (\\snapshot ...) rather than SQL
@@ -120,6 +139,8 @@ class Execution:
     _cancel_asked: float = 0.0  # when dbsandbox first asked (the cancel's grace runs from it)
     _severed: float = 0.0  # when its connection was cut because the cancel did not land
     _review_began: float = 0.0  # when the guard began asking the engine about it
+    _wait_began: float = 0.0  # when its current (or last) lock wait began (perf_counter)
+    _queue_asked: float = 0.0  # when the queue ahead of its wait was last asked for
 
     def finished(self) -> bool:
         return self.outcome is not None or self.failure is not None
@@ -133,36 +154,74 @@ class Execution:
         return self.replay
 
     def start_wait(
-        self, timeline: EventSink, blockers: list[str], what: str, message: str, **data: Any
+        self,
+        timeline: EventSink,
+        blockers: list[str],
+        what: str,
+        message: str,
+        *,
+        said: str | None = None,
+        lock: str | None = None,
+        queue: Sequence[QueuePlace] = (),
+        **data: Any,
     ) -> None:
         """It waits for `blockers` (from now, or as the engine's error proves): recorded on
-        its session's lane, for a script's session and a traced program's lane alike."""
+        its session's lane, for a script's session and a traced program's lane alike.
+
+        `said` is whom and what it waits for in words (the message without "waiting for");
+        a wait whose holders change (a queue moving on) stays one wait."""
+        was_waiting = self.waiting
         self.waited = self.waiting = True
         self.waiting_on = list(blockers)
         # Everyone it waited for, in order: after a release, a statement queued behind the
         # same row can take the lock first and become the next holder.
         self.blocked_by += [b for b in blockers if b not in self.blocked_by]
-        timeline.add(
+        places = [place.to_json() for place in queue]
+        event = timeline.add(
             self.session,
             EventKind.LOCK_WAIT,
             message,
             statement=self.index,
             blocked_by=list(blockers),
             waits_for=what,
+            lock=lock,
+            queue=places or None,
             **data,
         )
+        said = said or message.removeprefix("waiting for ")
+        if was_waiting and self.waits:
+            span = self.waits[-1]
+            span.blocked_by += [b for b in blockers if b not in span.blocked_by]
+            if said != span.said:
+                span.earlier.append(span.said)
+            span.said, span.queue, span.lock = said, list(queue), lock or span.lock
+            return
+        seen = float(getattr(event, "elapsed_ms", 0.0))
+        now = time.perf_counter()
+        # Its first wait began when the statement reached the engine (a lock is asked for as it
+        # starts), not when the watcher saw it; a later one when it was seen.
+        first = not self.waits and self.started is not None and self.started <= now
+        began_perf = self.started if first and self.started is not None else now
+        began = seen - (now - began_perf) * 1000
+        self.waits.append(WaitSpan(list(blockers), lock, said, max(0.0, began), list(queue)))
+        self._wait_began = began_perf
 
     def end_wait(self, timeline: EventSink) -> None:
         """Its lock wait is over (granted, or ended by the statement's own end)."""
         self.waiting = False
         self.waiting_on = []
+        span = self.waits[-1] if self.waits and self.waits[-1].ended_ms is None else None
         # The wait began when the statement reached the engine, not when the watcher saw it.
-        waited_ms = (time.perf_counter() - (self.started or 0.0)) * 1000
+        began = self._wait_began or self.started or 0.0
+        waited_ms = max(0.0, (time.perf_counter() - began) * 1000)
+        if span is not None:
+            span.ended_ms = span.started_ms + waited_ms
         timeline.add(
             self.session,
             EventKind.LOCK_RELEASED,
             f"lock wait over after {waited_ms:.0f} ms",
             statement=self.index,
+            waited_ms=round(waited_ms, 3),
         )
 
     @property
@@ -179,6 +238,13 @@ class _Seat:
     schema: Schema | None = None  # what this session sees, for schema-aware lint; None: stale
     lost: bool = False  # its connection is gone: what it is handed is not run
     generation: int = 0  # bumped by a cancel: statements queued before it never run
+    # PostgreSQL, while its transaction is open: the locks it was last seen holding (a new
+    # event only when they change), the relations' data files as committed before its first
+    # statement that may rewrite one, and those statements (a rewrite inside a transaction is
+    # visible to the watcher's connection only once it commits).
+    held: tuple[HeldLock, ...] = ()
+    tx_files: dict[int, RelationFile] | None = None
+    tx_rewriters: list[Execution] = field(default_factory=list)
 
 
 # Statements whose lint can use the schema, and statements after which the schema may differ.
@@ -200,6 +266,25 @@ _CHANGES_SCHEMA = frozenset(
         "SET",
     }
 )
+
+
+# Statements that may give a relation a new data file (a new relfilenode): ALTER TABLE that
+# changes a column's type or storage, VACUUM FULL, CLUSTER, TRUNCATE, REINDEX, REFRESH
+# MATERIALIZED VIEW, and code that may run any of them. Only around these are the files read.
+_MAY_REWRITE = frozenset(
+    {"ALTER", "VACUUM", "CLUSTER", "TRUNCATE", "REINDEX", "REFRESH", "DO", "CALL"}
+)
+
+
+def _holding(locks: Sequence[HeldLock], state: TxState) -> str:
+    """What a session in a transaction holds now, in words."""
+    if locks:
+        return f"holds {held_summary(locks)}"
+    if state is TxState.FAILED:
+        # PostgreSQL aborts the transaction at the error and lets its locks go then; only its
+        # shell waits for ROLLBACK.
+        return "holds no locks: the error ended the transaction's work and released them"
+    return "holds no locks now"  # ROLLBACK TO a savepoint releases what was taken after it
 
 
 # The timeline event each snapshot command is recorded as (its failure too).
@@ -532,11 +617,12 @@ class Conductor:
         with self._lock:
             execution.started = execution._running_since = time.perf_counter()
             execution.sent_at = time.time()
+        files_before = self._files_before(execution)
         sent = "sent"
         if execution.skip is not None:
             first = execution.skip + 1
             sent = f"sent again for rows {first:,}–{execution.skip + self.page_size:,}"
-        self.timeline.add(
+        sent_event = self.timeline.add(
             execution.session,
             EventKind.STATEMENT,
             f"{sent}: {short_sql(statement.text)}",
@@ -544,6 +630,7 @@ class Conductor:
             line=statement.line,
             **({"page_of": execution.page_of, "skip": execution.skip} if sent != "sent" else {}),
         )
+        execution.sent_ms = sent_event.elapsed_ms
         with self._lock:
             self._running.add(execution)
             if self._watcher_idle:
@@ -564,6 +651,9 @@ class Conductor:
         proven = None
         if outcome.error is not None and not execution.waited:
             proven = self.target.wait_in_error(session, outcome.error, self.sessions)
+        # Before the outcome is in: the session runs nothing more until this returns, so its
+        # transaction still holds exactly what the statement left it holding.
+        observed = self._observe(seat, execution, outcome, files_before)
         with execution.lock:
             if execution.outcome is not None:
                 return  # written off (`_write_off`) while the driver would not return
@@ -584,8 +674,118 @@ class Conductor:
                     statement=execution.index,
                     ran=ran,
                 )
+            if observed is not None:
+                message, data = observed
+                self.timeline.add(
+                    execution.session, EventKind.LOCKS, message, statement=execution.index, **data
+                )
         if outcome.note == CONNECTION_LOST_NOTE:
             self._lose(seat, CONNECTION_LOST_NOTE, statement=execution.index)
+
+    # ------------------------------------------------------------------ observed locks
+
+    def _observes(self, execution: Execution) -> bool:
+        return self.target.observes_locks and execution.meta is None
+
+    def _quietly_ask(self, question: Callable[[], Any]) -> Any:
+        """A question for the watcher's connection, or None when it cannot be answered now
+        (the statement's own outcome matters more than what it held)."""
+        if self._watch_failing:
+            return None
+        try:
+            return question()
+        except Exception:
+            return None
+
+    def _files_before(self, execution: Execution) -> dict[int, RelationFile] | None:
+        """The relations' data files before a statement that may rewrite one."""
+        if not self._observes(execution) or execution.kind.keyword not in _MAY_REWRITE:
+            return None
+        found: dict[int, RelationFile] | None = self._quietly_ask(self.target.relation_files)
+        return found
+
+    def _observe(
+        self,
+        seat: _Seat,
+        execution: Execution,
+        outcome: Outcome,
+        files_before: dict[int, RelationFile] | None,
+    ) -> tuple[str, dict[str, Any]] | None:
+        """What the statement left its session holding, and what it rewrote, read on the
+        watcher's connection (never the session's own: a question there would be part of its
+        transaction); the message and data of the event that says so, or None when there is
+        nothing new to say."""
+        if not self._observes(execution):
+            return None
+        if outcome.note == CONNECTION_LOST_NOTE:
+            seat.held, seat.tx_files, seat.tx_rewriters = (), None, []
+            return None
+        before, after = outcome.tx_before, outcome.tx_after
+        said: list[str] = []
+        data: dict[str, Any] = {}
+        if files_before is not None and after is not TxState.IDLE:
+            # Inside a transaction the new files are the transaction's secret until COMMIT.
+            if seat.tx_files is None:
+                seat.tx_files = files_before
+            seat.tx_rewriters.append(execution)
+        elif files_before is not None and before is TxState.IDLE:
+            files_after = self._quietly_ask(self.target.relation_files)
+            if files_after is not None:
+                execution.rewrites = compare_files(files_before, files_after)
+                if execution.rewrites:
+                    said.append(f"rewrote {rewrites_summary(execution.rewrites)}")
+                    data["rewrites"] = [r.to_json() for r in execution.rewrites]
+        if after is TxState.IDLE:
+            control = execution.kind.tx_control
+            committed = (
+                before is not TxState.IDLE
+                and outcome.status is Status.OK
+                and outcome.tag != "ROLLBACK"
+                and control in (TxControl.COMMIT, TxControl.RELEASE)
+            )
+            if seat.held:
+                said.append("released its locks at " + ("COMMIT" if committed else "ROLLBACK"))
+                data["released"] = [lock.to_json() for lock in seat.held]
+            if committed and seat.tx_files is not None and seat.tx_rewriters:
+                said += self._committed_rewrites(seat.tx_files, seat.tx_rewriters, data)
+            seat.held, seat.tx_files, seat.tx_rewriters = (), None, []
+        else:
+            locks = self._quietly_ask(lambda: self.target.held_locks(seat.session))
+            if locks is not None:
+                execution.locks = list(locks)
+                if tuple(locks) != seat.held:
+                    said.insert(0, _holding(locks, after))
+                    data["locks"] = [lock.to_json() for lock in locks]
+                seat.held = tuple(locks)
+        if not said:
+            return None
+        return "; ".join(said), data
+
+    def _committed_rewrites(
+        self,
+        files_before: dict[int, RelationFile],
+        rewriters: list[Execution],
+        data: dict[str, Any],
+    ) -> list[str]:
+        """Rewrites a transaction made, seen as it commits, credited to its statements that
+        may have made them (those naming the relation, else all of them)."""
+        files_after = self._quietly_ask(self.target.relation_files)
+        if files_after is None:
+            return []
+        found = compare_files(files_before, files_after, seen="commit")
+        if not found:
+            return []
+        for rewrite in found:
+            named = [e for e in rewriters if mentions(e.statement.text, rewrite)] or rewriters
+            for execution in named:
+                execution.rewrites.append(rewrite)
+        credited = [e for e in rewriters if e.rewrites]
+        lines = sorted({e.statement.line for e in credited})
+        by = ", ".join(str(n) for n in lines)
+        data["rewrites"] = [r.to_json() for r in found]
+        data["rewritten_by"] = [e.index for e in credited]
+        where = f"line {by}" if len(lines) == 1 else f"lines {by}"
+        return [f"rewrote {rewrites_summary(found)} (by {where}; committed now)"]
 
     def _note_proven_wait(self, execution: Execution, wait: WaitInfo) -> None:
         """Record a lock wait that a timeout ended before the watcher's first look, from the
@@ -936,7 +1136,7 @@ class Conductor:
                     self._watch_failed(execution, exc)
                 else:
                     self._watch_failing = False
-                    self._note_wait(seat.session, execution, wait, asked)
+                    self._note_wait(seat.session, execution, wait, asked, sessions)
             # Now, not the round's start: the question above may have taken seconds.
             ran = time.perf_counter() - execution._running_since
             if not execution.waiting and ran > self.statement_timeout_s:
@@ -962,12 +1162,32 @@ class Conductor:
         return not (self.target.engine == "sqlite" and kind.read_only and not kind.takes_write_lock)
 
     def _note_wait(
-        self, session: Session, execution: Execution, wait: WaitInfo | None, asked: float
+        self,
+        session: Session,
+        execution: Execution,
+        wait: WaitInfo | None,
+        asked: float,
+        sessions: Sequence[Waiter] = (),
     ) -> None:
         blockers = wait.blockers if wait is not None else []
         detail = None
-        if blockers and blockers != execution.waiting_on:
-            detail = self.target.describe_wait(session)  # asked once per change of holders
+        queue: list[QueuePlace] = []
+        # The queue ahead can change while the same sessions block it: a waiter ahead that is
+        # granted the lock becomes its holder. That happens only when something ends.
+        stale = execution.waiting and execution._queue_asked < self._last_finish
+        requeued = False
+        if blockers and (blockers != execution.waiting_on or stale):
+            # Asked once per change: pg_blocking_pids is not cheap.
+            execution._queue_asked = asked
+            detail = self.target.describe_wait(session)
+            try:
+                queue = self.target.lock_queue(session, sessions) or []
+            except Exception:  # the queue is a detail: the wait itself is known
+                queue = []
+            last = execution.waits[-1].queue if execution.waits else []
+            # An empty queue means the wait ended between the questions (it was granted):
+            # its end is recorded by the next look, not a new wait for nobody.
+            requeued = stale and bool(queue) and queue != last
         with execution.lock:
             if execution.finished():
                 return
@@ -979,20 +1199,20 @@ class Conductor:
                     self._notify()
                 return
             execution.wait_seen = asked
-            if execution.waiting and blockers == execution.waiting_on:
+            if execution.waiting and blockers == execution.waiting_on and not requeued:
                 self._notify()  # a fresh confirmation may settle a script's step
                 return
             assert wait is not None
             execution.wait_detail = detail
-            names = ", ".join(blockers)
-            held = "held by" if wait.what != "a safe snapshot" else "until these end:"
-            said = f" ({detail})" if detail else ""
+            said = wait_words(wait.what, blockers, detail, queue)
             execution.start_wait(
                 self.timeline,
                 blockers,
                 wait.what,
-                f"waiting for {wait.what} {held} {names}{said}",
+                f"waiting for {said}",
+                said=said,
                 lock=detail,
+                queue=queue,
             )
         self._notify()
 
@@ -1286,6 +1506,8 @@ class Conductor:
                         lost_settings[seat.session.name] = failed
         for seat in seats:
             seat.schema = None
+            # Every transaction was rolled back: nothing is held, and no rewrite will commit.
+            seat.held, seat.tx_files, seat.tx_rewriters = (), None, []
         rolled = "; ".join(
             f"{who}'s open transaction rolled back ({plural(n, 'statement')})"
             for who, n in discarded.items()

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sandbox import __version__
 from sandbox.errors import UserError
+from sandbox.locks import HeldLock
 from sandbox.outcome import Status, TxState, json_value
 from sandbox.recovery import describe, methods_used
 from sandbox.rendering import escape_controls, json_text, terminal_lines
-from sandbox.report import execution_json
+from sandbox.report import execution_json, lock_lines
 from sandbox.statements import Dialect, split_statements
 from sandbox.timeline import EventKind
 from sandbox.traffic import summaries
@@ -486,15 +487,16 @@ def _finding_lines(execution: Execution, indent: str) -> list[str]:
     return lines
 
 
-def _item(execution: Execution, number: int) -> list[str]:
+def _item(
+    execution: Execution, number: int, held: dict[str, list[HeldLock]] | None = None
+) -> list[str]:
     """One numbered entry of "What was done"."""
     head = f"{number}. **{execution.session}** {_code(execution.statement.text)}"
     lines = [f"{head} — {_flat(_what_it_did(execution), 300)}"]
     indent = " " * (len(str(number)) + 2)
     if execution.snapshot_before:
         lines.append(f"{indent}- snapshot {execution.snapshot_before} taken first")
-    if execution.waited and execution.blocked_by:
-        lines.append(f"{indent}- waited for a lock held by {', '.join(execution.blocked_by)}")
+    lines += [f"{indent}- {_flat(line, 300)}" for line in lock_lines(execution, held)]
     outcome = execution.outcome
     blocked = outcome is not None and outcome.status is Status.BLOCKED
     if outcome is not None and outcome.note and execution.meta is None and not blocked:
@@ -582,6 +584,7 @@ def _what_broke(record: SessionRecord) -> list[str]:
 
 def _what_was_done(record: SessionRecord) -> list[str]:
     lines = ["## What was done", ""]
+    held: dict[str, list[HeldLock]] = {}  # said once per change, as on the timeline
     executions = record.executions
     if not executions:
         return [*lines, "Nothing ran.", ""]
@@ -592,7 +595,7 @@ def _what_was_done(record: SessionRecord) -> list[str]:
             line
             for e in executions[:learner]
             if e.traffic is None
-            for line in _item(e, e.index + 1)
+            for line in _item(e, e.index + 1, held)
         ]
         lines.append("")
         if learner < len(executions):
@@ -600,7 +603,10 @@ def _what_was_done(record: SessionRecord) -> list[str]:
             lines += [f"Then {who}:", ""]
     start = learner or 0
     lines += [
-        line for e in executions[start:] if e.traffic is None for line in _item(e, e.index + 1)
+        line
+        for e in executions[start:]
+        if e.traffic is None
+        for line in _item(e, e.index + 1, held)
     ]
     traffic = summaries(executions)
     if traffic:

@@ -10,6 +10,7 @@ from typing import Any
 
 from sandbox.conductor import Execution
 from sandbox.errorpos import script_place
+from sandbox.locks import HeldLock, held_summary, rewrites_summary
 from sandbox.outcome import Status, json_value
 from sandbox.rendering import escape_controls, json_text, terminal_lines
 from sandbox.runner import RunResult
@@ -34,6 +35,12 @@ def execution_json(execution: Execution) -> dict[str, Any]:
         "column": statement.column,
         "waited": execution.waited,
         "blocked_by": execution.blocked_by,
+        # Each wait, start to end on the timeline (ms), whom it was for and the queue ahead.
+        "waits": [span.to_json() for span in execution.waits],
+        # PostgreSQL: the relation locks its session held right after it, and what it
+        # rewrote (empty on SQLite, and for a statement in autocommit: its locks went with it).
+        "locks": [lock.to_json() for lock in execution.locks],
+        "rewrites": [rewrite.to_json() for rewrite in execution.rewrites],
         "meta": execution.meta,
         "snapshot_before": execution.snapshot_before,
     }
@@ -156,10 +163,34 @@ def _findings_text(execution: Execution, indent: str) -> list[str]:
     return lines
 
 
+def lock_lines(execution: Execution, held: dict[str, list[HeldLock]] | None = None) -> list[str]:
+    """Its lock waits, the locks it left its session holding, and what it rewrote, in words
+    (the text report and the runbook).
+
+    With `held` (what each session's earlier statements left held, kept up to date here) the
+    locks are said only when they changed: a transaction's thousand UPDATEs hold the same."""
+    lines = [span.summary() for span in execution.waits]
+    if execution.waited and not execution.waits:
+        lines.append(f"waited for a lock held by {', '.join(execution.blocked_by)}")
+    before = held.get(execution.session) if held is not None else None
+    if held is not None:
+        held[execution.session] = execution.locks
+    if execution.locks and execution.locks != before:
+        lines.append(f"then held {held_summary(execution.locks)}")
+    if execution.rewrites:
+        seen = any(r.seen == "commit" for r in execution.rewrites)
+        lines.append(
+            f"rewrote {rewrites_summary(execution.rewrites)}"
+            + (" (seen at COMMIT)" if seen else "")
+        )
+    return lines
+
+
 def to_text(result: RunResult) -> str:
     lines = [f"dbsandbox · {result.engine} · {result.target}"]
     lines += [f"note: {n}" for n in result.notices]
     lines.append("")
+    held: dict[str, list[HeldLock]] = {}
     for execution in result.executions:
         if execution.traffic is not None and execution is not result.stopped:
             continue  # thousands of the same statement: summed up under "traffic" below
@@ -174,8 +205,7 @@ def to_text(result: RunResult) -> str:
         if execution.snapshot_before:
             name = execution.snapshot_before
             lines.append(f"{indent}snapshot {name} taken first: \\restore {name} undoes this")
-        if execution.waited:
-            lines.append(f"{indent}waited for a lock held by {', '.join(execution.blocked_by)}")
+        lines += [f"{indent}{line}" for line in lock_lines(execution, held)]
         if outcome is None:
             lines.append(f"{indent}cancelled")
             continue

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sandbox.engines import EngineAdapter
 from sandbox.engines.sqlite import SqliteAdapter, write_lock_held
 from sandbox.errors import UserError
+from sandbox.locks import NEW, RELKINDS, HeldLock, QueuePlace, RelationFile
 from sandbox.masking import first_line, is_password_key, mask_url, register_secret, scrub
 from sandbox.options import TargetOptions as TargetOptions  # re-exported: its old home
 from sandbox.ownership import Record
@@ -161,6 +162,24 @@ class Target(ABC):
     def describe_wait(self, waiting: Session) -> str | None:
         """Which lock `waiting` waits for, in words, where the engine can tell."""
         return None
+
+    def lock_queue(self, waiting: Waiter, sessions: Sequence[Waiter]) -> list[QueuePlace] | None:
+        """Who stands ahead of `waiting` for the lock it waits for: those holding it, and those
+        queued before it wanting a mode that conflicts (PostgreSQL grants in order); None
+        where the engine cannot tell."""
+        return None
+
+    # Whether the engine can say which locks a session holds and which relations a statement
+    # rewrote (`held_locks`, `relation_files`): PostgreSQL, from pg_locks and pg_class.
+    observes_locks: bool = False
+
+    def held_locks(self, session: Waiter) -> list[HeldLock]:
+        """The relation locks `session` holds right now, on user relations only."""
+        return []
+
+    def relation_files(self) -> dict[int, RelationFile]:
+        """Every user relation of the sandbox and its data file, as committed."""
+        return {}
 
     def wait_in_error(
         self, waiting: Waiter, error: SqlError, sessions: Sequence[Waiter]
@@ -591,6 +610,8 @@ class PostgresTarget(Target):
         self._engines: dict[str, sa.Engine] = {}
         self._watch: Connection | None = None
         self._asker: Worker | None = None
+        # By server process: the (relation, mode) pairs it was last seen holding, named.
+        self._held: dict[int, tuple[frozenset[tuple[Any, ...]], list[HeldLock]]] = {}
         self._is_closed = False
         self._opened()
 
@@ -775,6 +796,59 @@ class PostgresTarget(Target):
             )
         return describe_lock(*rows[0])
 
+    observes_locks = True
+
+    def lock_queue(self, waiting: Waiter, sessions: Sequence[Waiter]) -> list[QueuePlace] | None:
+        if waiting.pid is None:
+            return None
+        by_pid = {s.pid: s.name for s in sessions if s.pid is not None}
+
+        def named(pid: int) -> str:
+            return by_pid.get(pid, f"server process {pid}")
+
+        rows = self._ask(_QUEUE_SQL, (waiting.pid, waiting.pid, waiting.pid))
+        return [
+            QueuePlace(
+                named(pid),
+                tuple(holds or ()),
+                wants,
+                tuple(named(p) for p in (waits_for or ()) if wants is not None),
+                locktype or "relation",
+            )
+            for pid, holds, wants, waits_for, locktype in rows
+        ]
+
+    def held_locks(self, session: Waiter) -> list[HeldLock]:
+        if session.pid is None:
+            return []
+        # pg_locks alone is cheap; naming the relations (pg_class, pg_index, TOAST owners)
+        # costs three times as much, and a transaction's statements mostly leave the same
+        # locks held: they are named again only when the (relation, mode) pairs change.
+        raw = frozenset(self._ask(_RAW_HELD_SQL, (session.pid,)))
+        last = self._held.get(session.pid)
+        if last is not None and last[0] == raw:
+            return list(last[1])
+        named = self._name_locks(session.pid) if raw else []
+        self._held[session.pid] = (raw, named)
+        return list(named)
+
+    def _name_locks(self, pid: int) -> list[HeldLock]:
+        found = set()
+        for mode, relname, relkind, table, oid in self._ask(_HELD_SQL, (pid,)):
+            if relname is None:
+                found.add(HeldLock(None, mode, NEW, oid=oid))
+            else:
+                found.add(HeldLock(relname, mode, RELKINDS.get(relkind, relkind), table))
+        return sorted(found, key=lambda x: (x.relation or "", x.mode, x.oid or 0))
+
+    def relation_files(self) -> dict[int, RelationFile]:
+        # In schema mode the database is shared: only the sandbox's own schema is its own.
+        schema = self.name if self.mode == "schema" else None
+        return {
+            oid: RelationFile(name, RELKINDS.get(kind, kind), filenode, table)
+            for oid, name, kind, filenode, table in self._ask(_FILES_SQL, (schema, schema))
+        }
+
     def wait_in_error(
         self, waiting: Waiter, error: SqlError, sessions: Sequence[Waiter]
     ) -> WaitInfo | None:
@@ -949,6 +1023,72 @@ WHERE c.relname = %s AND l.granted AND l.pid <> %s
   AND l.mode IN ('RowShareLock', 'RowExclusiveLock', 'ShareRowExclusiveLock',
                  'ExclusiveLock', 'AccessExclusiveLock')
 ORDER BY l.pid
+"""
+
+# The same lockable object in two pg_locks rows (a and b).
+_SAME_OBJECT = """
+a.locktype = b.locktype
+AND a.database IS NOT DISTINCT FROM b.database AND a.relation IS NOT DISTINCT FROM b.relation
+AND a.page IS NOT DISTINCT FROM b.page AND a.tuple IS NOT DISTINCT FROM b.tuple
+AND a.virtualxid IS NOT DISTINCT FROM b.virtualxid
+AND a.transactionid IS NOT DISTINCT FROM b.transactionid
+AND a.classid IS NOT DISTINCT FROM b.classid AND a.objid IS NOT DISTINCT FROM b.objid
+AND a.objsubid IS NOT DISTINCT FROM b.objsubid
+"""
+
+# Everyone pg_blocking_pids names for a waiting backend, in its order, with what each has on
+# the object the waiter wants: granted modes (it holds the lock up) or the mode it waits for
+# itself (it is queued ahead, and since PostgreSQL grants in order, a later request waits
+# behind it even when it does not conflict with the holders), and whom that wait is for.
+_QUEUE_SQL = f"""
+SELECT q.pid,
+       (SELECT array_agg(DISTINCT a.mode) FROM pg_locks a, pg_locks b
+        WHERE b.pid = %s AND NOT b.granted AND a.pid = q.pid AND a.granted AND {_SAME_OBJECT}),
+       (SELECT min(a.mode) FROM pg_locks a WHERE a.pid = q.pid AND NOT a.granted),
+       pg_blocking_pids(q.pid),
+       (SELECT w.locktype FROM pg_locks w WHERE w.pid = %s AND NOT w.granted LIMIT 1)
+FROM unnest(pg_blocking_pids(%s)) WITH ORDINALITY AS q(pid, n)
+ORDER BY q.n
+"""
+
+# A session's granted relation locks on user relations. System catalogs are left out (every
+# statement touches them, and the watcher's own questions lock them too), and so are the
+# transaction's own virtualxid/transactionid locks. A relation the catalog does not show is
+# one the session's open transaction created: only it can see that row of pg_class yet.
+_HELD_SQL = """
+SELECT l.mode, c.relname,
+       CASE WHEN n.nspname LIKE 'pg\\_toast%%' THEN 't' ELSE c.relkind::text END,
+       coalesce(owner.relname, toasted.relname), l.relation::bigint
+FROM pg_locks l
+LEFT JOIN pg_class c ON c.oid = l.relation
+LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_index i ON i.indexrelid = c.oid
+LEFT JOIN pg_class owner ON owner.oid = i.indrelid AND owner.relkind <> 't'
+LEFT JOIN pg_class toasted ON toasted.reltoastrelid = coalesce(
+    CASE WHEN c.relkind = 't' THEN c.oid END,
+    (SELECT tc.oid FROM pg_class tc WHERE tc.oid = i.indrelid AND tc.relkind = 't'))
+WHERE l.pid = %s AND l.granted AND l.locktype = 'relation'
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND (n.nspname IS NULL OR n.nspname NOT IN ('pg_catalog', 'information_schema'))
+"""
+
+# The same, unnamed: whether anything changed since the last look.
+_RAW_HELD_SQL = """
+SELECT relation::bigint, mode FROM pg_locks
+WHERE pid = %s AND granted AND locktype = 'relation'
+"""
+
+# Every user relation with storage and its data file; an index names its table.
+_FILES_SQL = """
+SELECT c.oid::bigint, c.relname, c.relkind, c.relfilenode::bigint, t.relname
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_index i ON i.indexrelid = c.oid
+LEFT JOIN pg_class t ON t.oid = i.indrelid
+WHERE c.relfilenode <> 0 AND c.relkind IN ('r', 'i', 'm', 'S')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%%'
+  AND (%s::text IS NULL OR n.nspname = %s::text)
 """
 
 _WAITED_LOCK_SQL = """

@@ -32,6 +32,8 @@ class EventKind(enum.StrEnum):
     GUARD = "guard"  # a finding and what was decided about it
     LOCK_WAIT = "lock_wait"
     LOCK_RELEASED = "lock_released"
+    # PostgreSQL: the locks a session holds after a statement, and what it rewrote.
+    LOCKS = "locks"
     CANCELLED = "cancelled"
     SESSION_CLOSED = "session_closed"
     CONNECTION_LOST = "connection_lost"  # the server side of a session is gone

@@ -335,9 +335,14 @@ def in_flight(execution: Execution) -> Text:
     """A statement without an outcome yet: waiting on a lock, running, or queued."""
     if execution.waiting:
         holders = ", ".join(execution.waiting_on) or "another session"
-        said = plain(f"waiting for a lock held by {holders}", "bold yellow")
-        if execution.wait_detail:
-            said.append_text(plain(f" — {execution.wait_detail}"))
+        span = execution.waits[-1] if execution.waits else None
+        if span is not None and span.queue:
+            # PostgreSQL said who is ahead: a holder, or a waiter it is queued behind.
+            said = plain(f"waiting for {span.said}", "bold yellow")
+        else:
+            said = plain(f"waiting for a lock held by {holders}", "bold yellow")
+            if execution.wait_detail:
+                said.append_text(plain(f" — {execution.wait_detail}"))
         said.append(" · F8 cancels")
         return said
     if execution.started is not None:
