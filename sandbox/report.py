@@ -10,6 +10,7 @@ from typing import Any
 
 from sandbox.conductor import Execution
 from sandbox.errorpos import script_place
+from sandbox.guard.locks import LockCheck, check
 from sandbox.locks import HeldLock, held_summary, rewrites_summary
 from sandbox.outcome import Status, json_value
 from sandbox.rendering import escape_controls, json_text, terminal_lines
@@ -41,6 +42,8 @@ def execution_json(execution: Execution) -> dict[str, Any]:
         # rewrote (empty on SQLite, and for a statement in autocommit: its locks went with it).
         "locks": [lock.to_json() for lock in execution.locks],
         "rewrites": [rewrite.to_json() for rewrite in execution.rewrites],
+        # The lock the guard predicted (sandbox/guard/locks.py), confirmed or not by them.
+        "lock_check": _lock_check_json(execution),
         "meta": execution.meta,
         "snapshot_before": execution.snapshot_before,
     }
@@ -163,6 +166,21 @@ def _findings_text(execution: Execution, indent: str) -> list[str]:
     return lines
 
 
+def lock_check(execution: Execution) -> LockCheck | None:
+    """The guard's predicted lock against what the session held right after the statement
+    (PostgreSQL, inside a transaction, the statement having run)."""
+    outcome = execution.outcome
+    if not execution.locks or outcome is None or outcome.status is not Status.OK:
+        return None
+    held = [(lock.relation, lock.mode) for lock in execution.locks if lock.relation]
+    return check(execution.statement.text, held)
+
+
+def _lock_check_json(execution: Execution) -> dict[str, Any] | None:
+    found = lock_check(execution)
+    return found.to_json() if found is not None else None
+
+
 def lock_lines(execution: Execution, held: dict[str, list[HeldLock]] | None = None) -> list[str]:
     """Its lock waits, the locks it left its session holding, and what it rewrote, in words
     (the text report and the runbook).
@@ -177,6 +195,9 @@ def lock_lines(execution: Execution, held: dict[str, list[HeldLock]] | None = No
         held[execution.session] = execution.locks
     if execution.locks and execution.locks != before:
         lines.append(f"then held {held_summary(execution.locks)}")
+    predicted = lock_check(execution)
+    if predicted is not None:
+        lines.append(predicted.summary())
     if execution.rewrites:
         seen = any(r.seen == "commit" for r in execution.rewrites)
         lines.append(

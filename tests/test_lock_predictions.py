@@ -5,15 +5,20 @@ the session holds before it rolls back. One mismatch is a wrong row in the table
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from sandbox.guard.locks import MODES, predict
+from sandbox.guard.locks import MODES, check, predict
+from sandbox.report import execution_json, lock_check
+from sandbox.scenario.catalog import catalog_files
+from sandbox.scenario.loader import load
+from sandbox.scenario.player import play
 from sandbox.statements import tokens
 from sandbox.targets import open_target
-from tests.conftest import options_for
+from tests.conftest import options_for, run_script
 
 SETUP = """
 CREATE TABLE parent (id int PRIMARY KEY);
@@ -119,3 +124,68 @@ def test_the_predicted_lock_is_the_lock_postgresql_takes(sandbox: sa.Engine, sql
 def test_sqlite_writes_take_the_database_write_lock() -> None:
     assert predict(list(tokens("UPDATE t SET a = 1", "sqlite")), "sqlite") is not None
     assert predict(list(tokens("SELECT 1", "sqlite")), "sqlite") is None
+
+
+def test_a_prediction_checked_against_what_was_held() -> None:
+    confirmed = check(
+        "ALTER TABLE accounts ADD COLUMN note text",
+        [("accounts", "AccessExclusiveLock"), ("accounts_pkey", "AccessShareLock")],
+    )
+    assert confirmed is not None and confirmed.confirmed
+    assert confirmed.summary() == "the guard predicted ACCESS EXCLUSIVE on accounts: confirmed"
+    wrong = check("CREATE INDEX i ON accounts (email)", [("accounts", "RowExclusiveLock")])
+    assert wrong is not None and not wrong.confirmed
+    assert wrong.to_json()["verdict"] == "mismatch"
+    assert wrong.summary().endswith("mismatch (held accounts: RowExclusiveLock)")
+    assert check("SELECT 1", [("accounts", "AccessShareLock")]) is None
+    assert check("ALTER TABLE accounts ADD COLUMN x int", []) is None
+
+
+def test_a_run_reports_each_prediction_confirmed(postgres_url: str) -> None:
+    result = run_script(
+        "postgres",
+        """
+        CREATE TABLE parent (id int PRIMARY KEY);
+        CREATE TABLE accounts (id int PRIMARY KEY, email text, n int);
+        BEGIN;
+        ALTER TABLE accounts ADD COLUMN note text;
+        CREATE INDEX accounts_email ON accounts (email);
+        UPDATE accounts SET n = 1 WHERE id = 1;
+        ALTER TABLE accounts ADD CONSTRAINT fk FOREIGN KEY (n) REFERENCES parent (id) NOT VALID;
+        LOCK TABLE parent IN SHARE MODE;
+        COMMIT;
+        ALTER TABLE accounts ADD COLUMN later int;
+        """,
+    )
+    checks = {e.statement.text: execution_json(e)["lock_check"] for e in result.executions}
+    verdicts = {sql: c["verdict"] for sql, c in checks.items() if c is not None}
+    assert verdicts == {
+        "ALTER TABLE accounts ADD COLUMN note text": "confirmed",
+        "CREATE INDEX accounts_email ON accounts (email)": "confirmed",
+        "UPDATE accounts SET n = 1 WHERE id = 1": "confirmed",
+        "ALTER TABLE accounts ADD CONSTRAINT fk FOREIGN KEY (n) REFERENCES parent (id) NOT VALID": (
+            "confirmed"
+        ),
+        "LOCK TABLE parent IN SHARE MODE": "confirmed",
+    }
+    # In autocommit its locks went with it: nothing was seen, so nothing is claimed.
+    assert execution_json(result.executions[-1])["lock_check"] is None
+
+
+POSTGRES_SCENARIOS = [
+    pytest.param(path, id=path.stem) for path in catalog_files() if "postgres" in load(path).engines
+]
+
+
+@pytest.mark.parametrize("path", POSTGRES_SCENARIOS)
+def test_no_prediction_in_the_catalog_is_contradicted(path: Path, postgres_url: str) -> None:
+    """Every statement of every catalog scenario on PostgreSQL, breakage and reference
+    solution, that left locks to see: the guard's predicted lock is among them."""
+    with open_target(options_for("postgres")) as target:
+        run = play(load(path), target, solution=True)
+    wrong = [
+        f"{e.statement.text}: {found.summary()}"
+        for e in run.executions
+        if (found := lock_check(e)) is not None and not found.confirmed
+    ]
+    assert wrong == []

@@ -15,6 +15,7 @@ SQLite has no table locks: a writing statement takes the database's one write lo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sandbox.guard.ddl import name_at
 from sandbox.statements import Dialect, Token
@@ -68,6 +69,54 @@ class Prediction:
     @property
     def blocks_reads(self) -> bool:
         return self.mode in BLOCKS_READS
+
+
+@dataclass(frozen=True)
+class LockCheck:
+    """A prediction set against the locks the session was seen to hold after the statement."""
+
+    prediction: Prediction
+    confirmed: bool
+    seen: dict[str, list[str]]  # each predicted table: the modes held on it (pg_locks' names)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "predicted": self.prediction.mode,
+            "tables": list(self.prediction.tables),
+            "source": self.prediction.source,
+            "verdict": "confirmed" if self.confirmed else "mismatch",
+            "seen": self.seen,
+        }
+
+    def summary(self) -> str:
+        on = ", ".join(self.prediction.tables)
+        if self.confirmed:
+            return f"the guard predicted {self.prediction.mode} on {on}: confirmed"
+        held = "; ".join(f"{t}: {' + '.join(m) or 'nothing'}" for t, m in self.seen.items())
+        return f"the guard predicted {self.prediction.mode} on {on}: mismatch (held {held})"
+
+
+def lock_name(mode: str) -> str:
+    """pg_locks' name for a mode: ACCESS EXCLUSIVE -> AccessExclusiveLock."""
+    return "".join(word.capitalize() for word in mode.split()) + "Lock"
+
+
+def check(sql: str, held: list[tuple[str, str]]) -> LockCheck | None:
+    """The prediction for `sql` against `held`, the (relation, pg_locks mode) pairs its
+    session holds right after it, inside its transaction (in autocommit nothing is left to
+    see). None when there is nothing to compare: no prediction for the statement's form, or
+    no lock seen at all."""
+    from sandbox.statements import tokens
+
+    prediction = predict(list(tokens(sql, "postgres")), "postgres")
+    if prediction is None or not prediction.tables or not held:
+        return None
+    seen: dict[str, list[str]] = {}
+    for table in prediction.tables:
+        bare = table.split(".")[-1].strip('"').lower()
+        seen[table] = sorted({mode for name, mode in held if name.lower() == bare})
+    wanted = lock_name(prediction.mode)
+    return LockCheck(prediction, all(wanted in modes for modes in seen.values()), seen)
 
 
 def _word(token: Token) -> str:
