@@ -86,7 +86,10 @@ def check(toks: list[Token], dialect: Dialect, context: Context | None) -> list[
         found.append(_after_exclusive(ctx.exclusive, toks))
     if prediction is not None and existing and table is not None:
         found += _locking(toks, words, prediction, table, ctx, context is not None)
-    found += _foreign_keys(toks, words)
+    if context is not None:
+        # Only a script says which indexes it makes (lint_script drops this advice for
+        # columns indexed later in it); a statement on its own cannot know the table's.
+        found += _foreign_keys(toks, words)
     _advance(toks, words, prediction, ctx)
     return found
 
@@ -253,8 +256,9 @@ def _foreign_keys(toks: list[Token], words: list[str]) -> list[KeywordFinding]:
     return [
         KeywordFinding(
             "fk-without-index",
-            f"the foreign key on {table}({columns}) has no index on its columns: PostgreSQL "
-            f"makes none, so each DELETE or key UPDATE on the referenced table scans {table}",
+            f"the foreign key on {table}({columns}) gets no index from PostgreSQL, and this "
+            f"script makes none: unless one exists already, each DELETE or key UPDATE on the "
+            f"referenced table scans {table}",
             f"CREATE INDEX CONCURRENTLY ON {table} ({columns})",
             table,
             (("foreign key", f"{_bare(table)}({columns})"),),
