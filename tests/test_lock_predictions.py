@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sandbox.guard.locks import MODES, check, predict
+from sandbox.guard.locks import MODES, check, lock_name, predict
 from sandbox.report import execution_json, lock_check
 from sandbox.scenario.catalog import catalog_files
 from sandbox.scenario.loader import load
@@ -66,7 +66,7 @@ FORMS = [
     "INSERT INTO child (id) VALUES (5)",
 ]
 # pg_locks' names for the modes, as the table spells them.
-_NAMES = {"".join(word.capitalize() for word in mode.split()) + "Lock": mode for mode in MODES}
+_NAMES = {lock_name(mode): mode for mode in MODES}
 
 
 @pytest.fixture(scope="module")

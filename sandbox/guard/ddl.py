@@ -338,17 +338,24 @@ def _alter_table(toks: list[Token]) -> list[KeywordFinding]:
     return findings
 
 
-def _actions(toks: list[Token], i: int) -> list[list[Token]]:
-    """An ALTER's actions from toks[i] on: separated by commas at parenthesis depth 0."""
-    actions: list[list[Token]] = [[]]
+def action_spans(toks: list[Token], i: int) -> list[list[int]]:
+    """An ALTER's actions from toks[i] on, as lists of token indexes: separated by commas at
+    parenthesis depth 0 (the guard's rules, the migration advice and the lock table all read
+    ALTER TABLE subcommand by subcommand)."""
+    actions: list[list[int]] = [[]]
     depth = 0
-    for token in toks[i:]:
-        depth += {"(": 1, ")": -1}.get(token.text, 0)
-        if token.text == "," and depth == 0:
+    for index in range(i, len(toks)):
+        text = toks[index].text
+        depth += {"(": 1, ")": -1}.get(text, 0)
+        if text == "," and depth == 0:
             actions.append([])
         else:
-            actions[-1].append(token)
+            actions[-1].append(index)
     return actions
+
+
+def _actions(toks: list[Token], i: int) -> list[list[Token]]:
+    return [[toks[k] for k in span] for span in action_spans(toks, i)]
 
 
 def _alter_column(table: str, action: list[Token], words: list[str]) -> list[KeywordFinding]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.guard.ddl import name_at
+from sandbox.guard.ddl import action_spans, name_at
 from sandbox.statements import Dialect, Token
 
 # PostgreSQL's modes, weakest first (explicit-locking.html, Table 13.2). A statement that takes
@@ -182,18 +182,10 @@ def _alter_table(toks: list[Token], words: list[str]) -> Prediction:
     table, i = name_at(toks, i)
     modes: list[str] = []
     also: list[str] = []
-    depth = 0
-    action: list[int] = []
-    for index in range(i, len(toks) + 1):
-        text = toks[index].text if index < len(toks) else ","
-        depth += {"(": 1, ")": -1}.get(text, 0)
-        if text == "," and depth == 0:
-            mode, referenced = _alter_action(toks, words, action)
-            modes.append(mode)
-            also.extend(referenced)
-            action = []
-        else:
-            action.append(index)
+    for action in action_spans(toks, i):
+        mode, referenced = _alter_action(toks, words, action)
+        modes.append(mode)
+        also.extend(referenced)
     mode = _strictest(modes) if modes else "ACCESS EXCLUSIVE"
     tables = (table, *also) if table else tuple(also)
     return Prediction(mode, tables, _ALTER_TABLE)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sandbox.guard.ddl import KeywordFinding, name_at
+from sandbox.guard.ddl import KeywordFinding, action_spans, name_at
 from sandbox.guard.locks import Prediction, predict
 from sandbox.statements import Dialect, Token
 
@@ -313,20 +313,9 @@ def _after_exclusive(table: str, toks: list[Token]) -> KeywordFinding:
 
 def _actions(toks: list[Token], words: list[str]) -> list[list[tuple[int, str]]]:
     """ALTER TABLE's subcommands, as (token index, word) lists."""
-    i = 2
-    while i < len(words) and words[i] in ("IF", "EXISTS", "ONLY"):
-        i += 1
-    _, i = name_at(toks, i)
-    actions: list[list[tuple[int, str]]] = [[]]
-    depth = 0
-    for index in range(i, len(toks)):
-        text = toks[index].text
-        depth += {"(": 1, ")": -1}.get(text, 0)
-        if text == "," and depth == 0:
-            actions.append([])
-        else:
-            actions[-1].append((index, words[index]))
-    return [a for a in actions if a]
+    _, i = name_at(toks, _after_alter_table(words))
+    spans = action_spans(toks, i)
+    return [[(k, words[k]) for k in span] for span in spans if span]
 
 
 def _column_of(toks: list[Token], at: list[int]) -> str:
@@ -425,11 +414,16 @@ def _table_parts(toks: list[Token]) -> list[list[int]]:
     return [part for part in parts if part]
 
 
-def _alter_target(toks: list[Token], words: list[str]) -> str:
+def _after_alter_table(words: list[str]) -> int:
+    """Where the table's name starts in ALTER TABLE [IF EXISTS] [ONLY] name."""
     i = 2
     while i < len(words) and words[i] in ("IF", "EXISTS", "ONLY"):
         i += 1
-    return name_at(toks, i)[0]
+    return i
+
+
+def _alter_target(toks: list[Token], words: list[str]) -> str:
+    return name_at(toks, _after_alter_table(words))[0]
 
 
 def _note_table_keys(toks: list[Token], words: list[str], table: str, ctx: Context) -> None:
