@@ -1,8 +1,9 @@
-"""The keyed-write shortcut (sandbox/guard/keyed.py) against the full analysis it skips.
+"""The filtered-write shortcut (sandbox/guard/keyed.py) against the full analysis it skips.
 
-The guard skips sqlglot for a keyed UPDATE or DELETE because no rule can fire on one. These
-tests hold it to that: for thousands of generated statements near the shape (keyed ones and
-near misses: always-true conditions, keyword "columns", subqueries, functions, joins, casts,
+The guard skips sqlglot for an UPDATE or DELETE whose WHERE picks rows by their own columns,
+because no rule can fire on one. These tests hold it to that: for thousands of generated
+statements near the shape (accepted ones and near misses: always-true conditions, `LIKE '%'`,
+IS NOT NULL on a NOT NULL column, keyword "columns", subqueries, functions, joins, casts,
 RETURNING) and for every UPDATE/DELETE of the labelled corpus, whenever the shortcut accepts a
 statement the full analysis must find nothing, with and without a schema.
 """
@@ -33,14 +34,45 @@ SCHEMA = Schema(
     }
 )
 
-# Each part is usually of the keyed shape and sometimes one of its near misses.
+# Each part is usually of the accepted shape and sometimes one of its near misses.
 COLUMNS = (["id", "v", "name", "rowid"], ["true", "null", "current_user", '"id"', "items.id"])
 TERMS = (
-    ["id", "v", "1", "-1", "0.5", "'x'", "E'y'", "v + 1", "v * 2 - id"],
+    ["id", "v", "1", "-1", "0.5", "'x'", "E'y'", "v + 1", "v * 2 - id", "?", "$1", ":n"],
     ["NULL", "now()", "(1)", "1::int", "v || 'x'", "true"],
 )
-CONSTANTS = (["1", "-5", "'a'", "2.5", "E'b'"], ["id", "v", "NULL", "(SELECT 1)", "$1", "1::int"])
-OPERATORS = (["="], ["<>", ">", "IS", "!="])
+CONSTANTS = (
+    ["1", "-5", "'a'", "2.5", "E'b'", "?", "?2", ":n", "@n", "$1"],
+    ["id", "v", "NULL", "(SELECT 1)", "1::int", "- 'x'", "-v", "'a' || 'b'"],
+)
+OPERATORS = (["=", "<>", "!=", "<", "<=", ">", ">="], ["IS", "==", "=>", "<=>", "LIKE", "+"])
+# Conditions of other forms, with a placeholder for the column.
+FORMS = (
+    [
+        "{c} IN (1, 2, 3)",
+        "{c} NOT IN ('a')",
+        "{c} BETWEEN 1 AND 10",
+        "{c} NOT BETWEEN 'a' AND 'b'",
+        "{c} LIKE 'a%'",
+        "{c} NOT LIKE '%x'",
+        "{c} LIKE '_'",
+        "{c} IS NULL",
+        "{c} IS NOT NULL",
+    ],
+    [
+        "{c} LIKE '%'",
+        "{c} LIKE '%%'",
+        "{c} NOT LIKE '%'",
+        "{c} IN (SELECT id FROM items)",
+        "{c} IN ({c})",
+        "{c} IN ()",
+        "{c} BETWEEN {c} AND 2",
+        "{c} BETWEEN SYMMETRIC 2 AND 1",
+        "{c} LIKE 'a' ESCAPE '!'",
+        "{c} IS TRUE",
+        "{c} = {c}",
+        "1 = {c}",
+    ],
+)
 TABLES = (["items"], ["items i", "ONLY items", '"items"', "main.items", "items, other"])
 TAILS = (["", ";", " ;"], [" RETURNING *", " LIMIT 1", " OR 1 = 1", " OR v = 2", " AND true"])
 
@@ -54,6 +86,8 @@ def _statement(rng: random.Random) -> str:
     table = _pick(rng, TABLES)
     conditions = " AND ".join(
         f"{_pick(rng, COLUMNS)} {_pick(rng, OPERATORS)} {_pick(rng, CONSTANTS)}"
+        if rng.random() < 0.6
+        else _pick(rng, FORMS).format(c=_pick(rng, COLUMNS))
         for _ in range(rng.randint(1, 3))
     )
     where = f" WHERE {conditions}" if rng.random() < 0.9 else ""
@@ -77,17 +111,18 @@ def _full(sql: str, dialect: Dialect, schema: Schema | None) -> list[str]:
 @pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
 def test_the_shortcut_never_hides_a_finding(dialect: Dialect) -> None:
     rng = random.Random(17)
-    accepted = 0
-    for _ in range(3000):
+    accepted = refused = 0
+    for _ in range(4000):
         sql = _statement(rng)
         toks = list(tokens(sql, dialect))
-        if not keyed.is_keyed_write(toks):
-            continue
-        accepted += 1
         for schema in (None, SCHEMA):
+            if not keyed.is_filtered_write(toks, schema_known=schema is not None):
+                refused += 1
+                continue
+            accepted += 1
             assert _full(sql, dialect, schema) == [], sql
-    # The generator must exercise the shortcut, not only its refusals.
-    assert accepted > 300
+    # The generator must exercise the shortcut, not only its refusals, and the reverse.
+    assert accepted > 800 and refused > 800, (accepted, refused)
 
 
 @pytest.mark.parametrize(
@@ -96,12 +131,16 @@ def test_the_shortcut_never_hides_a_finding(dialect: Dialect) -> None:
         "UPDATE items SET v = v + 1 WHERE id = 5",
         "UPDATE items SET v = 'x', name = name || 'y' WHERE id = 5",
         "DELETE FROM items WHERE id = -3 AND v = 'a';",
+        "UPDATE items SET v = $2 WHERE id = $1",
+        "DELETE FROM items WHERE v >= 10 AND v < 20 AND name IS NULL",
+        "DELETE FROM items WHERE id IN (1, 2, 3) AND name NOT LIKE 'tmp%'",
+        "DELETE FROM items WHERE v BETWEEN 1 AND 9 AND name <> 'x' AND id != 4",
     ],
 )
-def test_keyed_writes_are_recognised_and_near_misses_are_not(sql: str) -> None:
+def test_filtered_writes_are_recognised_and_near_misses_are_not(sql: str) -> None:
     # The middle one has `||`, which the shortcut does not read: it goes to the full analysis.
     expected = "||" not in sql
-    assert keyed.is_keyed_write(list(tokens(sql, "postgres"))) is expected
+    assert keyed.is_filtered_write(list(tokens(sql, "postgres"))) is expected
 
 
 @pytest.mark.parametrize(
@@ -115,10 +154,14 @@ def test_keyed_writes_are_recognised_and_near_misses_are_not(sql: str) -> None:
         "DELETE FROM items WHERE id = 1 OR 1 = 1",
         "UPDATE items SET v = (SELECT max(v) FROM items) WHERE id = 1",
         "DELETE FROM items WHERE id = 1 RETURNING *",
+        "DELETE FROM items WHERE name LIKE '%'",
+        "DELETE FROM items WHERE id IS NOT NULL",
+        "UPDATE items SET v = 1 WHERE v BETWEEN id AND 5",
+        "DELETE FROM items WHERE id IN (SELECT id FROM items)",
     ],
 )
 def test_what_the_shortcut_refuses_still_gets_the_full_analysis(sql: str) -> None:
-    assert not keyed.is_keyed_write(list(tokens(sql, "sqlite")))
+    assert not keyed.is_filtered_write(list(tokens(sql, "sqlite")), schema_known=True)
     statement = split_statements(sql, "sqlite")[0]
     direct = [f.rule for f in lint_statement(statement, "sqlite", SCHEMA)]
     assert direct == _full(sql, "sqlite", SCHEMA)
@@ -135,7 +178,20 @@ def test_every_corpus_write_the_shortcut_accepts_is_clean() -> None:
             statements = split_statements(sql, dialect)
             for statement in statements:
                 toks = list(tokens(statement.text, dialect))
-                if keyed.is_keyed_write(toks):
+                if keyed.is_filtered_write(toks):
                     checked += 1
                     assert _full(statement.text, dialect, None) == [], statement.text
     assert checked > 0
+
+
+@pytest.mark.parametrize(
+    ("sql", "rule"),
+    [
+        ("DELETE FROM items WHERE name LIKE '%'", "always-true-where"),
+        ("DELETE FROM items WHERE id IS NOT NULL", "always-true-where"),
+    ],
+)
+def test_the_two_exceptions_the_shortcut_refuses_are_findings(sql: str, rule: str) -> None:
+    # Why _condition refuses them: with the schema (id NOT NULL), the full analysis flags both.
+    assert _full(sql, "sqlite", SCHEMA) == [rule]
+    assert not keyed.is_filtered_write(list(tokens(sql, "sqlite")), schema_known=True)

@@ -1,16 +1,23 @@
-"""The commonest writes, recognised without a parser: a keyed UPDATE or DELETE on one table.
+"""The commonest writes, recognised without a parser: an UPDATE or DELETE on one table whose
+WHERE picks rows by their own columns.
 
-    UPDATE t SET c = term [op term]... [, c = ...]...  WHERE c = constant [AND c = constant]...
-    DELETE FROM t WHERE c = constant [AND c = constant]...
+    UPDATE t SET c = term [op term]... [, c = ...]...  WHERE condition [AND condition]...
+    DELETE FROM t WHERE condition [AND condition]...
 
-(`term` a column, a number or a string; `op` one of + - * /; `constant` a number or a string.)
+    condition:  c op constant | c [NOT] IN (constant, ...) | c [NOT] BETWEEN constant AND constant
+                | c [NOT] LIKE 'pattern' | c IS [NOT] NULL
 
-No rule of the guard can fire on such a statement: it has a WHERE; the WHERE compares a column
-of the only table in the statement with a constant, which is about that table's own rows and
-never always true; there is no join, subquery, function, RETURNING or conflict clause. Parsing
-it with sqlglot (about 0.2 ms) would only confirm that, so `dbsandbox run` skips the parse for
-exactly these statements; anything else, however close, goes to the full analysis. The tests
-check that both agree on every statement of this shape they generate, and on the corpus.
+(`term` a column, a number, a string or a parameter; `op` in a SET one of + - * /, in a
+condition one of = <> != < <= > >=; `constant` a number, a string or a bound parameter.)
+
+No rule of the guard can fire on such a statement: it has a WHERE; each condition compares a
+column of the only table in the statement with values that are the same for every row, which
+is about that table's own rows and never true of every row (see _condition for the two
+exceptions it refuses: `LIKE '%'`, and `IS NOT NULL` on a column a schema declares NOT NULL);
+there is no join, subquery, function, RETURNING or conflict clause. Parsing it with sqlglot
+(about 0.2 ms) would only confirm that, so the guard skips the parse for exactly these
+statements; anything else, however close, goes to the full analysis. The tests check that both
+agree on every statement of this shape they generate, and on the corpus.
 """
 
 from __future__ import annotations
@@ -41,23 +48,97 @@ def _column(token: Token) -> bool:
 
 
 def _constant(toks: list[Token], i: int) -> int | None:
-    """End index of a constant starting at `i` (an optionally negative number, or a string)."""
+    """End index of a constant starting at `i`: an optionally negative number, a string, or a
+    bound parameter (`?`, `?1`, `:name`, `$1`), whose value is one value for every row."""
     if i < len(toks) and toks[i].text == "-" and toks[i].kind == "punct":
         i += 1
-    if i < len(toks) and toks[i].kind in ("number", "string"):
+        return i + 1 if i < len(toks) and toks[i].kind == "number" else None
+    if i < len(toks) and toks[i].kind in ("number", "string", "parameter"):
         return i + 1
     return None
 
 
-def _keyed_where(toks: list[Token], i: int) -> bool:
-    """`WHERE c = constant [AND c = constant]...` from `i` to the end (a final `;` allowed)."""
+def _operator(toks: list[Token], i: int) -> int | None:
+    """End index of a comparison operator at `i` (=, <>, !=, <, <=, >, >=), or None."""
+    if i >= len(toks) or toks[i].kind != "punct" or toks[i].text not in "=<>!":
+        return None
+    first = toks[i].text
+    nxt = toks[i + 1] if i + 1 < len(toks) else None
+    if nxt is not None and nxt.kind == "punct" and nxt.start == toks[i].end:
+        if (first, nxt.text) in (("<", ">"), ("!", "="), ("<", "="), (">", "=")):
+            after = toks[i + 2] if i + 2 < len(toks) else None
+            if after is not None and after.kind == "punct" and after.start == nxt.end:
+                return None  # a longer operator (<=>, !==): not one of these
+            return i + 2
+        return None  # ==, =>, <<, <@, >> ...: not a comparison this knows
+    return i + 1 if first in "=<>" else None
+
+
+def _like_pattern(token: Token) -> bool:
+    """A plain '...' pattern that does not match every value (`LIKE '%'` does)."""
+    text = token.text
+    if token.kind != "string" or not text.startswith("'") or "\\" in text:
+        return False
+    return not (text[1:-1] and set(text[1:-1]) <= {"%"})
+
+
+def _condition(toks: list[Token], i: int, schema_known: bool) -> int | None:
+    """End index of one condition on a column of the table, from `i`, or None:
+
+        c op constant | c [NOT] IN (constant, ...) | c [NOT] BETWEEN constant AND constant
+        | c [NOT] LIKE 'pattern' | c IS NULL | c IS NOT NULL (when no schema is known)
+
+    None of these is true for every row: each compares the row's own column with values
+    that are the same for every row, and a NULL column fails all but IS NULL. (A known
+    schema may declare the column NOT NULL, which makes IS NOT NULL always true: the full
+    analysis says so, so it gets the statement.)"""
+    if not (i + 1 < len(toks) and _column(toks[i])):
+        return None
+    i += 1
+    end = _operator(toks, i)
+    if end is not None:
+        return _constant(toks, end)
+    word = _word(toks[i])
+    if word == "IS":
+        words = [_word(t) for t in toks[i + 1 : i + 3]]
+        if words[:1] == ["NULL"]:
+            return i + 2
+        if words == ["NOT", "NULL"] and not schema_known:
+            return i + 3
+        return None
+    if word == "NOT":
+        i += 1
+        word = _word(toks[i]) if i < len(toks) else ""
+    if word == "IN":
+        if not (i + 1 < len(toks) and toks[i + 1].text == "("):
+            return None
+        i += 2
+        while True:
+            end = _constant(toks, i)
+            if end is None or end >= len(toks):
+                return None
+            if toks[end].text == ")":
+                return end + 1
+            if toks[end].text != ",":
+                return None
+            i = end + 1
+    if word == "BETWEEN":
+        end = _constant(toks, i + 1)
+        if end is None or end >= len(toks) or _word(toks[end]) != "AND":
+            return None
+        return _constant(toks, end + 1)
+    if word == "LIKE":
+        return i + 2 if i + 1 < len(toks) and _like_pattern(toks[i + 1]) else None
+    return None
+
+
+def _filtering_where(toks: list[Token], i: int, schema_known: bool) -> bool:
+    """`WHERE condition [AND condition]...` from `i` to the end (a final `;` allowed)."""
     if i >= len(toks) or _word(toks[i]) != "WHERE":
         return False
     i += 1
     while True:
-        if not (i + 1 < len(toks) and _column(toks[i]) and toks[i + 1].text == "="):
-            return False
-        end = _constant(toks, i + 2)
+        end = _condition(toks, i, schema_known)
         if end is None:
             return False
         i = end
@@ -68,7 +149,7 @@ def _keyed_where(toks: list[Token], i: int) -> bool:
 
 
 def _term(token: Token) -> bool:
-    return _column(token) or token.kind in ("number", "string")
+    return _column(token) or token.kind in ("number", "string", "parameter")
 
 
 def _assignments(toks: list[Token], i: int) -> int | None:
@@ -90,8 +171,9 @@ def _assignments(toks: list[Token], i: int) -> int | None:
         return i
 
 
-def is_keyed_write(toks: list[Token]) -> bool:
-    """Whether the statement is exactly one of the two shapes above."""
+def is_filtered_write(toks: list[Token], schema_known: bool = False) -> bool:
+    """Whether the statement is exactly one of the two shapes above. `schema_known`: the
+    analysis would be given the tables' columns (see _condition)."""
     if len(toks) < 6:
         return False
     first = _word(toks[0])
@@ -99,7 +181,11 @@ def is_keyed_write(toks: list[Token]) -> bool:
         if not (_column(toks[1]) and _word(toks[2]) == "SET"):
             return False
         end = _assignments(toks, 3)
-        return end is not None and _keyed_where(toks, end)
+        return end is not None and _filtering_where(toks, end, schema_known)
     if first == "DELETE":
-        return _word(toks[1]) == "FROM" and _column(toks[2]) and _keyed_where(toks, 3)
+        return (
+            _word(toks[1]) == "FROM"
+            and _column(toks[2])
+            and _filtering_where(toks, 3, schema_known)
+        )
     return False

@@ -86,6 +86,8 @@ _BODY_STARTS = frozenset(
 # SQLite's `UPDATE OR IGNORE t ...`: the conflict clause, which sqlglot cannot read.
 _CONFLICT_ACTIONS = frozenset({"ROLLBACK", "ABORT", "REPLACE", "FAIL", "IGNORE"})
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# A first look in C before the token walk: no FOR PORTION OF clause without this word.
+_PORTION = re.compile(r"\bPORTION\b", re.IGNORECASE)
 # Stand-ins for the parts of dynamic SQL only known at run time; shown as <computed>.
 _DYNAMIC = re.compile(r"_dyn\d+_")
 
@@ -330,7 +332,7 @@ def _lint(
     )
     if first in _HARMLESS and not (first in ("SELECT", "VALUES") and _modifies(toks, sql)):
         return switched
-    if keyed.is_keyed_write(toks):
+    if keyed.is_filtered_write(toks, schema_known=schema is not None):
         return []  # no rule can fire on it: see sandbox/guard/keyed.py
     return switched + _lint_parsed(sql, toks, first, statement, offset, dialect, schema)
 
@@ -542,11 +544,15 @@ def _lint_parsed(
     # PostgreSQL 19's temporal DML (UPDATE t FOR PORTION OF valid_at FROM a TO b SET ...)
     # changes only the rows whose period overlaps [a, b): a filter on the target's own
     # column, as a WHERE is. sqlglot cannot read the clause: blanked out, the rest parses.
-    portion = _portion_of(toks) if first in ("DELETE", "UPDATE") else None
+    portion = _portion_of(toks) if first in ("DELETE", "UPDATE") and _PORTION.search(sql) else None
     if portion is not None:
         sql = sql[: portion[0]] + " " * (portion[1] - portion[0]) + sql[portion[1] :]
         toks = list(tokens(sql, dialect))
-    numbered = [t for t in toks if t.kind == "parameter" and t.text[:1] == "?" and len(t.text) > 1]
+    numbered = (
+        [t for t in toks if t.kind == "parameter" and t.text[:1] == "?" and len(t.text) > 1]
+        if dialect == "sqlite" and "?" in sql
+        else []
+    )
     for token in numbered:
         # SQLite's ?NNN parameters, which sqlglot cannot read: $NNN names the same value (so
         # ?1 = ?1 is still a value compared with itself), and keeps every offset.
