@@ -557,7 +557,7 @@ def _lint_parsed(
         # SQLite's ?NNN parameters, which sqlglot cannot read: $NNN names the same value (so
         # ?1 = ?1 is still a value compared with itself), and keeps every offset.
         sql = sql[: token.start] + "$" + token.text[1:] + sql[token.end :]
-    root = _parse(sql, dialect)
+    root = _parse(sql, dialect, None if numbered else toks)  # ?NNN became $NNN: not toks
     returning = _returning_at(toks) if root is None else None
     if returning is not None:
         # Which rows a statement changes never depends on what it returns: a RETURNING list
@@ -584,9 +584,9 @@ def _lint_parsed(
     ]
 
 
-def _parse(sql: str, dialect: Dialect) -> exp.Expression | None:
+def _parse(sql: str, dialect: Dialect, toks: list[Token] | None = None) -> exp.Expression | None:
     try:
-        return cast(exp.Expression, parsing.parse_one(sql, _SQLGLOT_DIALECT[dialect]))
+        return cast(exp.Expression, parsing.parse_one(sql, _SQLGLOT_DIALECT[dialect], toks))
     except Exception:  # sqlglot raises many kinds; any of them means "not understood"
         return None
 
