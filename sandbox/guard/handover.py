@@ -25,11 +25,17 @@ from sqlglot.tokens import Tokenizer
 
 from sandbox.statements import Token
 
-_PLAIN_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Text of nothing but ASCII words, numbers, blanks, quotes and operator characters: its words
+# are plain (no `$`, no letters sqlglot and the guard might split differently), and whatever
+# follows a word is a blank, an operator character or a quote, which ends it for sqlglot too.
+# No backslash (escapes), `$` (parameters, dollar quotes), backtick or CR.
+_PLAIN_TEXT = re.compile(r"[A-Za-z0-9_ \t\n'\"(),.;=<>!|:~*+\-/%@#&^\[\]{}?]*\Z")
 _PLAIN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?\Z")
 # Comments are attached to tokens by sqlglot (and kept in the tree): those statements, and any
 # text that merely looks like one, go to its tokenizer.
-_COMMENT_OR_CR = re.compile(r"--|/\*|\r")
+_COMMENT = re.compile(r"--|/\*")
+_VAR = TokenType.VAR
+_PARAMETER = TokenType.PARAMETER
 
 
 @dataclass(frozen=True)
@@ -69,23 +75,20 @@ def vocabulary(tokenizer: Tokenizer) -> Vocabulary:
 
 def sqlglot_tokens(sql: str, toks: list[Token], words: Vocabulary) -> list[SqlglotToken] | None:
     """sqlglot's tokens for `sql`, whose guard tokens are `toks`, or None if it is not plain."""
-    if _COMMENT_OR_CR.search(sql):
+    if not _PLAIN_TEXT.match(sql) or _COMMENT.search(sql):
         return None
     # Line and column as sqlglot counts them: of a token's last character, both from 1.
-    line_starts = [0] + [m.end() for m in re.finditer("\n", sql)]
+    line_starts = [0] + [m.end() for m in re.finditer("\n", sql)] if "\n" in sql else [0]
+    keywords, pairs, operators = words.keywords, words.pairs, words.operators
     out: list[SqlglotToken] = []
     line = 1
     i, n = 0, len(toks)
     while i < n:
-        token = toks[i]
-        kind, text, start = token.kind, token.text, token.start
-        end = token.end  # exclusive; sqlglot's `end` is the last character
+        kind, text, start, end = toks[i]  # `end` exclusive; sqlglot's is the last character
         if kind == "word":
-            if not _PLAIN_WORD.match(text):
-                return None
             upper = text.upper()
             token_type: TokenType | None = None
-            seconds = words.pairs.get(upper)
+            seconds = pairs.get(upper)
             if seconds is not None and i + 1 < n:
                 following = toks[i + 1]
                 gap = sql[end : following.start]
@@ -93,37 +96,32 @@ def sqlglot_tokens(sql: str, toks: list[Token], words: Vocabulary) -> list[Sqlgl
                 if following.kind == "word" and second in seconds and gap and gap.isspace():
                     if "\n" in gap:
                         return None  # sqlglot counts its column oddly across the break
-                    upper = f"{upper} {second}"
-                    text = upper  # sqlglot spells a two-word keyword in capitals
-                    token_type = words.keywords[upper]
+                    text = upper = f"{upper} {second}"  # sqlglot spells it in capitals
+                    token_type = keywords[upper]
                     end = following.end
                     i += 1
             if token_type is None:
-                if out and out[-1].token_type == TokenType.PARAMETER:
-                    token_type = TokenType.VAR
+                if out and out[-1].token_type == _PARAMETER:
+                    token_type = _VAR
                 else:
-                    token_type = words.keywords.get(upper, TokenType.VAR)
-            if token_type in words.commands:
-                return None  # sqlglot reads the rest of a command as one string
-            after = sql[end : end + 1]
-            if after and not (after.isspace() or after in words.single):
-                return None
-            shown = text
+                    token_type = keywords.get(upper, _VAR)
+                if token_type in words.commands:
+                    return None  # sqlglot reads the rest of a command as one string
         elif kind == "number":
             after = sql[end : end + 1]
             if not _PLAIN_NUMBER.match(text) or (after and (after.isalnum() or after in "_.")):
                 return None
-            token_type, shown = TokenType.NUMBER, text
+            token_type = TokenType.NUMBER
         elif kind == "string":
-            body = text[1:-1]
-            if len(text) < 2 or text[0] != "'" or text[-1] != "'" or "'" in body or "\\" in body:
-                return None
-            token_type, shown = TokenType.STRING, body
+            text = text[1:-1]
+            if len(toks[i].text) < 2 or toks[i].text[-1] != "'" or "'" in text:
+                return None  # unterminated, E'...' / X'...', or a doubled quote inside
+            token_type = TokenType.STRING
         elif kind == "quoted_identifier":
-            body = text[1:-1]
-            if len(text) < 2 or text[0] != '"' or text[-1] != '"' or '"' in body:
+            text = text[1:-1]
+            if len(toks[i].text) < 2 or toks[i].text[0] != '"' or '"' in text:
                 return None
-            token_type, shown = TokenType.IDENTIFIER, body
+            token_type = TokenType.IDENTIFIER
         elif kind == "punct":
             # The longest operator made of this character and the ones touching it.
             run = text
@@ -136,30 +134,23 @@ def sqlglot_tokens(sql: str, toks: list[Token], words: Vocabulary) -> list[Sqlgl
             ):
                 run += toks[j].text
                 j += 1
-            while run and run not in words.operators:
+            while run and run not in operators:
                 run = run[:-1]
             if run:  # an operator keyword (a one-character one, `~`, outranks its character)
-                token_type, shown = words.keywords[run], run
+                token_type, text = keywords[run], run
                 end = toks[i + len(run) - 1].end
                 i += len(run) - 1
-            elif text in words.single and text not in "$?'\"`[":
-                token_type, shown = words.single[text], text
+            elif text in words.single and text not in "?[":
+                token_type = words.single[text]
             else:
                 return None
         else:
-            return None  # parameters, dollar quotes: sqlglot's tokenizer knows them best
+            return None  # parameters: sqlglot's tokenizer knows them best
         last = end - 1
         while line < len(line_starts) and line_starts[line] <= last:
             line += 1
         out.append(
-            SqlglotToken(
-                token_type,
-                shown,
-                line=line,
-                col=last - line_starts[line - 1] + 1,
-                start=start,
-                end=last,
-            )
+            SqlglotToken(token_type, text, line, last - line_starts[line - 1] + 1, start, last)
         )
         i += 1
     return out
