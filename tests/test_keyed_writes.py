@@ -195,3 +195,52 @@ def test_the_two_exceptions_the_shortcut_refuses_are_findings(sql: str, rule: st
     # Why _condition refuses them: with the schema (id NOT NULL), the full analysis flags both.
     assert _full(sql, "sqlite", SCHEMA) == [rule]
     assert not keyed.is_filtered_write(list(tokens(sql, "sqlite")), schema_known=True)
+
+
+UNFILTERED_TABLES = ["items", "main.items", "Items", "temp.scratch", "_dyn1_", "t2"]
+UNFILTERED_NEAR = [
+    "items i",
+    "ONLY items",
+    '"items"',
+    "items, other",
+    "table",
+    "order",
+    "items AS i",
+]
+UNFILTERED_TAILS = ["", ";", " RETURNING *", " LIMIT 5", " WHERE id = 1", " FROM other"]
+
+
+def _unfiltered_statement(rng: random.Random) -> str:
+    table = rng.choice(UNFILTERED_TABLES if rng.random() < 0.8 else UNFILTERED_NEAR)
+    tail = rng.choice(UNFILTERED_TAILS[:2] if rng.random() < 0.8 else UNFILTERED_TAILS)
+    if rng.random() < 0.5:
+        sets = ", ".join(
+            f"{_pick(rng, COLUMNS)} = {_pick(rng, TERMS)}" for _ in range(rng.randint(1, 3))
+        )
+        return f"UPDATE {table} SET {sets}{tail}"
+    return f"DELETE FROM {table}{tail}"
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_an_unfiltered_write_read_without_its_tree_gets_the_full_analysis_finding(
+    dialect: Dialect,
+) -> None:
+    # The shortcut's finding, preview SQL included, is the one the parsed statement gets.
+    rng = random.Random(23)
+    accepted = 0
+    for _ in range(1500):
+        sql = _unfiltered_statement(rng)
+        statement = split_statements(sql, dialect)[0]
+        toks = list(tokens(statement.text, dialect))
+        if keyed.unfiltered_write(toks) is None:
+            continue
+        accepted += 1
+        short = lint_statement(statement, dialect)
+        full = _lint_parsed(statement.text, toks, toks[0].text.upper(), statement, 0, dialect, None)
+        assert [(f.rule, f.message, f.fix, f.table) for f in short] == [
+            (f.rule, f.message, f.fix, f.table) for f in full
+        ], sql
+        assert [f.preview.build() for f in short if f.preview] == [
+            f.preview.build() for f in full if f.preview
+        ], sql
+    assert accepted > 500

@@ -124,25 +124,7 @@ def _judge_delete_update(
                 shown,
                 None,
             )
-        rule = f"{verb}-without-where"
-        what = (
-            "delete every row in"
-            if verb == "delete"
-            else "overwrite the changed columns of every row in"
-        )
-        limit = (
-            " (a LIMIT does not make it safe: which rows it hits is up to the engine)"
-            if node.args.get("limit")
-            else ""
-        )
-        return DmlFinding(
-            rule,
-            f"{verb.upper()} without WHERE: it would {what} {shown}{limit}",
-            "add a WHERE naming the rows, e.g. WHERE id = ...; run it after BEGIN so you can "
-            "ROLLBACK",
-            shown,
-            None,
-        )
+        return without_where(verb, shown, limited=bool(node.args.get("limit")))
     target = Target(shown, _names(table), other_tables=bool(others), schema=schema)
     verdict = truth(where.this, target)
     if verdict is Truth.TRUE:
@@ -174,6 +156,27 @@ def _judge_delete_update(
             None,
         )
     return None
+
+
+def without_where(verb: str, shown: str, *, limited: bool = False) -> DmlFinding:
+    """The finding for a DELETE or UPDATE of `shown` with no WHERE and no other table."""
+    what = (
+        "delete every row in"
+        if verb == "delete"
+        else "overwrite the changed columns of every row in"
+    )
+    limit = (
+        " (a LIMIT does not make it safe: which rows it hits is up to the engine)"
+        if limited
+        else ""
+    )
+    return DmlFinding(
+        f"{verb}-without-where",
+        f"{verb.upper()} without WHERE: it would {what} {shown}{limit}",
+        "add a WHERE naming the rows, e.g. WHERE id = ...; run it after BEGIN so you can ROLLBACK",
+        shown,
+        None,
+    )
 
 
 def _check_merge(

@@ -189,3 +189,34 @@ def is_filtered_write(toks: list[Token], schema_known: bool = False) -> bool:
             and _filtering_where(toks, 3, schema_known)
         )
     return False
+
+
+def unfiltered_write(toks: list[Token]) -> tuple[str, str] | None:
+    """("delete" or "update", the table as shown) for the plainest writes with no WHERE:
+
+        DELETE FROM [schema.]t
+        UPDATE [schema.]t SET c = term [op term]... [, c = ...]...
+
+    (a final `;` allowed). Each gets the one finding the full analysis gives it, without-where
+    on that table; nothing else in it could change that."""
+    first = _word(toks[0]) if toks else ""
+    if toks and toks[-1].text == ";" and toks[-1].kind == "punct":
+        toks = toks[:-1]
+    if first == "DELETE" and len(toks) >= 3 and _word(toks[1]) == "FROM":
+        table, end = _table(toks, 2)
+        return ("delete", table) if table and end == len(toks) else None
+    if first == "UPDATE" and len(toks) >= 6:
+        table, end = _table(toks, 1)
+        if not table or end >= len(toks) or _word(toks[end]) != "SET":
+            return None
+        return ("update", table) if _assignments(toks, end + 1) == len(toks) else None
+    return None
+
+
+def _table(toks: list[Token], i: int) -> tuple[str, int]:
+    """A plain `t` or `schema.t` at `i`, as the guard shows it, and the index after it."""
+    if not (i < len(toks) and _column(toks[i])):
+        return "", i
+    if i + 2 < len(toks) and toks[i + 1].text == "." and _column(toks[i + 2]):
+        return f"{toks[i].text}.{toks[i + 2].text}", i + 3
+    return toks[i].text, i + 1

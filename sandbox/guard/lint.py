@@ -10,6 +10,7 @@ statement neither recognised as harmless nor understood gets an `unverified` war
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 from pathlib import Path
@@ -334,6 +335,23 @@ def _lint(
         return switched
     if keyed.is_filtered_write(toks, schema_known=schema is not None):
         return []  # no rule can fire on it: see sandbox/guard/keyed.py
+    unfiltered = keyed.unfiltered_write(toks)
+    if unfiltered is not None:
+        # Only the preview's SQL needs the tree, and only if it is ever asked for.
+        verb, shown = unfiltered
+        found = dml.without_where(verb, shown)
+        preview = PreviewPlan(verb, shown, functools.partial(_preview_of, sql, dialect))
+        return [
+            _finding(
+                statement,
+                offset,
+                found.rule,
+                found.message,
+                found.fix,
+                table=shown,
+                preview=preview,
+            )
+        ]
     return switched + _lint_parsed(sql, toks, first, statement, offset, dialect, schema)
 
 
@@ -582,6 +600,16 @@ def _lint_parsed(
         _finding(statement, offset, f.rule, f.message, f.fix, table=f.table, preview=f.preview)
         for f in found
     ]
+
+
+def _preview_of(sql: str, dialect: Dialect) -> tuple[str, str, str]:
+    """The preview SQL of a write linted without its tree (see keyed.unfiltered_write)."""
+    root = _parse(sql, dialect)
+    found = dml.check(root, _SQLGLOT_DIALECT[dialect], None) if root is not None else []
+    plan = found[0].preview if found else None
+    if plan is None:
+        raise ValueError(f"no preview for {sql!r}")  # unfiltered_write and dml disagree
+    return plan.build()
 
 
 def _parse(sql: str, dialect: Dialect, toks: list[Token] | None = None) -> exp.Expression | None:
