@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -25,6 +25,10 @@ _SQLITE_COMMENT_END = re.compile(r"\r?\n")
 # str.isalnum or "_"), matched in C: the lexer sees every character of every statement.
 _SPACE_RUN = re.compile(r"\s+")
 _WORD_RUN = re.compile(r"(?:[\w$]|[^\x00-\x7f\s])*")
+# The same characters as `[\w$]|[^\x00-\x7f\s]` (ASCII letters, digits, `_` and `$`, and every
+# non-ASCII character but a blank) as one class: the fast lexers match it a class test per
+# character instead of two alternatives.
+_WORD_CHAR = r"[^\x00-\x23\x25-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f\s]"
 _PUBLIC_KINDS = frozenset(
     {"word", "number", "string", "quoted_identifier", "dollar_string", "punct", "parameter"}
 )
@@ -54,7 +58,7 @@ def _fast_lexemes(pg: bool, bulk: bool = False) -> re.Pattern[str]:
     )
     quoted = r'"(?:[^"]|"")*+"?' if pg else r'"(?:[^"]|"")*+"?|`(?:[^`]|``)*+`?'
     code = rf"""
-        (?P<word>(?![{special}]')[A-Za-z_](?:[\w$]|[^\x00-\x7f\s])*+)
+        (?P<word>(?![{special}]')[A-Za-z_]{_WORD_CHAR}*+)
         |(?P<punct>[{re.escape(punct)}]|-(?!-)|/(?!\*)|\.(?![0-9]|[^\x00-\x7f]))
         |(?P<number>0[xX][0-9a-fA-F_]*+
             |(?>(?:[0-9]|\.(?=[0-9]))[0-9._]*+(?:[eE][+-]?[0-9]++)?)
@@ -82,6 +86,11 @@ class Token(NamedTuple):
     text: str
     start: int
     end: int
+
+
+# Token(kind, text, start, end) runs the named tuple's __new__, a function written in Python;
+# tuple.__new__ makes the same tuple in half the time, and the lexers make one per token.
+_new_token = cast("Callable[[type[Token], tuple[str, str, int, int]], Token]", tuple.__new__)
 
 
 @dataclass(frozen=True)
@@ -264,7 +273,7 @@ def tokens(sql: str, dialect: Dialect = "sqlite") -> Iterator[Token]:
             kind = _FAST_KINDS[group]
             i, end = found.span(group)
         if kind in _PUBLIC_KINDS:
-            yield Token(kind, sql[i:end], i, end)
+            yield _new_token(Token, (kind, sql[i:end], i, end))
         i = end
 
 
