@@ -342,7 +342,9 @@ class _Lines:
     """Maps offsets to 1-based (line, column); ``\\r\\n`` is a single break."""
 
     def __init__(self, sql: str) -> None:
-        self._starts = [0] + [m.end() for m in _LINE_BREAK.finditer(sql)]
+        self._starts = [0]
+        if "\n" in sql or "\r" in sql:  # most statements are one line: no regex to run then
+            self._starts += [m.end() for m in _LINE_BREAK.finditer(sql)]
 
     def locate(self, offset: int) -> tuple[int, int]:
         line = bisect_right(self._starts, offset)
@@ -495,6 +497,8 @@ def _split(
             else:
                 # Each lexeme, up to one the regex cannot tell (`rest`): `;`, a backslash, or
                 # what `_lex` must read. Consecutive matches: finditer never searches ahead.
+                # (The loop keeps to local names: it runs once per token of the script.)
+                append, base, last = toks.append, start, end
                 for lexeme in each(sql, i):
                     group = lexeme.lastindex or 0
                     kind = _FAST_KINDS[group]
@@ -503,11 +507,10 @@ def _split(
                         i = at
                         break
                     if kind != "comment":
-                        toks.append(
-                            _new_token(Token, (kind, sql[at:stop], at - start, stop - start))
-                        )
-                        end = stop
+                        append(_new_token(Token, (kind, sql[at:stop], at - base, stop - base)))
+                        last = stop
                     i = stop
+                end = last
                 if i >= n:
                     break
         found = match(sql, i)
