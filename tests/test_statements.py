@@ -533,6 +533,18 @@ def test_split_lexed_on_tricky_scripts(sql: str, dialect: Dialect) -> None:
     assert [s for s, _ in split_lexed(sql, dialect)] == split_statements(sql, dialect)
 
 
+def test_body_statements_are_split_lexed_and_fresh_each_time() -> None:
+    from sandbox.guard.bodies import body_statements
+
+    body = "DECLARE r record;\nBEGIN\n  DELETE FROM t WHERE a = 'x;y';\n  RAISE NOTICE 'z';\nEND"
+    first = body_statements(body)
+    assert first == split_lexed(body, "postgres") and len(first) == 4
+    first[0][1].clear()  # a caller may change what it was given: the next one is unaffected
+    assert body_statements(body) == split_lexed(body, "postgres")
+    assert body_statements("SELECT 1") == split_lexed("SELECT 1", "postgres")
+    assert body_statements(body) == split_lexed(body, "postgres")
+
+
 SQLITE_POOL = [
     "CREATE TABLE t (a INTEGER, b TEXT)",
     "INSERT INTO t VALUES (1, 'x; y')",

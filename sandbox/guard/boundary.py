@@ -25,7 +25,7 @@ from pathlib import Path
 from sandbox.guard import bodies
 from sandbox.guard.bodies import word
 from sandbox.guard.ddl import name_at
-from sandbox.statements import Dialect, Token, split_lexed, split_statements, tokens
+from sandbox.statements import Dialect, Token, split_statements, tokens
 
 # Why each family is outside the sandbox, and what to do instead: the finding's message ends
 # with the first, its fix is the second.
@@ -639,7 +639,7 @@ def _body(text: str, base: int, depth: int) -> list[Crossing]:
     if depth > _MAX_DEPTH:
         return [Crossing("too-deep-to-check", "a DO block or function body", base)]
     found: list[Crossing] = []
-    for piece, toks in split_lexed(text, "postgres"):
+    for piece, toks in bodies.body_statements(text):
         at = base + piece.start
         for index, token in enumerate(toks):
             if word(token) == "EXECUTE" and bodies.runs_dynamic_sql(toks, index):

@@ -477,7 +477,7 @@ def _lint_inner(
         return _lint(sql[start:end], statement, offset + start, dialect, schema, depth + 1)
     body = bodies.body_text(sql, start, end)
     findings: list[Finding] = []
-    for piece, piece_toks in split_lexed(body, dialect):
+    for piece, piece_toks in bodies.body_statements(body):  # a DO block: PostgreSQL only
         for index, token in enumerate(piece_toks):
             word = _word(token)
             at = offset + start + piece.start + token.start
