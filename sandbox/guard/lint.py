@@ -557,7 +557,11 @@ def _lint_parsed(
     # PostgreSQL 19's temporal DML (UPDATE t FOR PORTION OF valid_at FROM a TO b SET ...)
     # changes only the rows whose period overlaps [a, b): a filter on the target's own
     # column, as a WHERE is. sqlglot cannot read the clause: blanked out, the rest parses.
-    portion = _portion_of(toks) if first in ("DELETE", "UPDATE") else None
+    # (The word PORTION upper-cased is in the text upper-cased, str.upper being per character:
+    # without it, no need to walk the tokens.)
+    portion = (
+        _portion_of(toks) if first in ("DELETE", "UPDATE") and "PORTION" in sql.upper() else None
+    )
     if portion is not None:
         sql = sql[: portion[0]] + " " * (portion[1] - portion[0]) + sql[portion[1] :]
         toks = list(tokens(sql, dialect))
