@@ -69,8 +69,8 @@ def _fast_lexemes(pg: bool, bulk: bool = False, run: bool = False) -> re.Pattern
         |(?P<quoted_identifier>{quoted})"""
     if bulk:
         return re.compile(rf"(?:(?:\s*+(?:{comment}))*+\s*+(?:{code}))+", re.VERBOSE)
-    # The empty `rest` alternative lets the caller iterate over consecutive matches with
-    # finditer, and see where the regex stops knowing (it never searches past that point).
+    # The empty `rest` alternative matches wherever no other does: finditer's matches then
+    # follow one another with no gap, and the first `rest` shows the caller where to stop.
     rest = "|(?P<rest>)" if run else ""
     return re.compile(rf"\s*+(?:{code}|(?P<comment>{comment}){rest})", re.VERBOSE)
 
@@ -474,8 +474,8 @@ def _split(
                 Statement(text, count, start, stop, line, column, end_line, end_column, leading)
             )
             if lexed is not None:
-                # Lexed in the script, the last token ran past the statement's text (through
-                # the blanks just cut off): only lexing the text alone says where it ends.
+                # If the last token ran past the statement's text (an unterminated literal,
+                # lexed through the blanks cut off above), only the text alone gives its tokens.
                 lexed.append(toks if stop == end else list(tokens(text, dialect)))
             count += 1
             comments = []
@@ -496,7 +496,7 @@ def _split(
                         break
             else:
                 # Each lexeme, up to one the regex cannot tell (`rest`): `;`, a backslash, or
-                # what `_lex` must read. Consecutive matches: finditer never searches ahead.
+                # what `_lex` must read. The matches follow one another: nothing is skipped.
                 # (The loop keeps to local names: it runs once per token of the script.)
                 append, base, last = toks.append, start, end
                 for lexeme in each(sql, i):
