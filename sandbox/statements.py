@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -25,12 +25,16 @@ _SQLITE_COMMENT_END = re.compile(r"\r?\n")
 # str.isalnum or "_"), matched in C: the lexer sees every character of every statement.
 _SPACE_RUN = re.compile(r"\s+")
 _WORD_RUN = re.compile(r"(?:[\w$]|[^\x00-\x7f\s])*")
+# The same characters as `[\w$]|[^\x00-\x7f\s]` (ASCII letters, digits, `_` and `$`, and every
+# non-ASCII character but a blank) as one class: the fast lexers match it a class test per
+# character instead of two alternatives.
+_WORD_CHAR = r"[^\x00-\x23\x25-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f\s]"
 _PUBLIC_KINDS = frozenset(
     {"word", "number", "string", "quoted_identifier", "dollar_string", "punct", "parameter"}
 )
 
 
-def _fast_lexemes(pg: bool, bulk: bool = False) -> re.Pattern[str]:
+def _fast_lexemes(pg: bool, bulk: bool = False, run: bool = False) -> re.Pattern[str]:
     """The common lexemes (after any blanks) as one regex, matched in C; `_lex` does the rest.
 
     Each alternative is the exact extent `_lex` gives its kind, and matches only where `_lex`
@@ -39,12 +43,14 @@ def _fast_lexemes(pg: bool, bulk: bool = False) -> re.Pattern[str]:
     strings), no alternative matches and the caller asks `_lex`.
 
     With `bulk`, the regex matches a run of such lexemes up to the end of its last code token,
-    stopping before a `;` or a backslash (what `split` must see one by one).
+    stopping before a `;` or a backslash (what `split` must see one by one). With `run`, it
+    matches one lexeme as without, but never a `;` or a backslash, and where it knows no
+    lexeme (those two included) it matches the blanks and the empty `rest` group.
     """
     special = "xXbBnNeE" if pg else "xXbBnN"
     # ASCII punctuation that is one character whatever follows it; `- / .` are handled apart.
     punct = r"!#%&()*+,;<=>[\]^{|}~:?@`" if pg else r"!#%&()*+,;<=>\]^{|}~"
-    if bulk:
+    if bulk or run:
         punct = punct.replace(";", "").replace("\\", "")
     comment = (
         # a block comment with no `/*` inside: nesting cannot change where it ends
@@ -54,7 +60,7 @@ def _fast_lexemes(pg: bool, bulk: bool = False) -> re.Pattern[str]:
     )
     quoted = r'"(?:[^"]|"")*+"?' if pg else r'"(?:[^"]|"")*+"?|`(?:[^`]|``)*+`?'
     code = rf"""
-        (?P<word>(?![{special}]')[A-Za-z_](?:[\w$]|[^\x00-\x7f\s])*+)
+        (?P<word>(?![{special}]')[A-Za-z_]{_WORD_CHAR}*+)
         |(?P<punct>[{re.escape(punct)}]|-(?!-)|/(?!\*)|\.(?![0-9]|[^\x00-\x7f]))
         |(?P<number>0[xX][0-9a-fA-F_]*+
             |(?>(?:[0-9]|\.(?=[0-9]))[0-9._]*+(?:[eE][+-]?[0-9]++)?)
@@ -63,12 +69,16 @@ def _fast_lexemes(pg: bool, bulk: bool = False) -> re.Pattern[str]:
         |(?P<quoted_identifier>{quoted})"""
     if bulk:
         return re.compile(rf"(?:(?:\s*+(?:{comment}))*+\s*+(?:{code}))+", re.VERBOSE)
-    return re.compile(rf"\s*+(?:{code}|(?P<comment>{comment}))", re.VERBOSE)
+    # The empty `rest` alternative matches wherever no other does: finditer's matches then
+    # follow one another with no gap, and the first `rest` shows the caller where to stop.
+    rest = "|(?P<rest>)" if run else ""
+    return re.compile(rf"\s*+(?:{code}|(?P<comment>{comment}){rest})", re.VERBOSE)
 
 
 _FAST = {False: _fast_lexemes(False), True: _fast_lexemes(True)}
 _BULK = {False: _fast_lexemes(False, bulk=True), True: _fast_lexemes(True, bulk=True)}
-_FAST_KINDS = ("", "word", "punct", "number", "string", "quoted_identifier", "comment")
+_RUN = {False: _fast_lexemes(False, run=True), True: _fast_lexemes(True, run=True)}
+_FAST_KINDS = ("", "word", "punct", "number", "string", "quoted_identifier", "comment", "")
 
 
 class Token(NamedTuple):
@@ -82,6 +92,11 @@ class Token(NamedTuple):
     text: str
     start: int
     end: int
+
+
+# Token(kind, text, start, end) runs the named tuple's __new__, a function written in Python;
+# tuple.__new__ makes the same tuple in half the time, and the lexers make one per token.
+_new_token = cast("Callable[[type[Token], tuple[str, str, int, int]], Token]", tuple.__new__)
 
 
 @dataclass(frozen=True)
@@ -264,7 +279,7 @@ def tokens(sql: str, dialect: Dialect = "sqlite") -> Iterator[Token]:
             kind = _FAST_KINDS[group]
             i, end = found.span(group)
         if kind in _PUBLIC_KINDS:
-            yield Token(kind, sql[i:end], i, end)
+            yield _new_token(Token, (kind, sql[i:end], i, end))
         i = end
 
 
@@ -327,7 +342,9 @@ class _Lines:
     """Maps offsets to 1-based (line, column); ``\\r\\n`` is a single break."""
 
     def __init__(self, sql: str) -> None:
-        self._starts = [0] + [m.end() for m in _LINE_BREAK.finditer(sql)]
+        self._starts = [0]
+        if "\n" in sql or "\r" in sql:  # most statements are one line: no regex to run then
+            self._starts += [m.end() for m in _LINE_BREAK.finditer(sql)]
 
     def locate(self, offset: int) -> tuple[int, int]:
         line = bisect_right(self._starts, offset)
@@ -415,6 +432,23 @@ def _statement_command(
 
 def split(sql: str, dialect: Dialect = "sqlite") -> list[Statement | MetaCommand]:
     """Split a script into statements and meta-commands, in source order. Never raises."""
+    return _split(sql, dialect, None)
+
+
+def split_lexed(sql: str, dialect: Dialect = "sqlite") -> list[tuple[Statement, list[Token]]]:
+    """The SQL statements of ``split``, each with its code tokens: exactly
+    ``list(tokens(statement.text, dialect))``, offsets counted from the statement's start.
+
+    The script is lexed once: the guard would otherwise lex every statement a second time."""
+    lexed: list[list[Token]] = []
+    statements = [item for item in _split(sql, dialect, lexed) if isinstance(item, Statement)]
+    return list(zip(statements, lexed, strict=True))
+
+
+def _split(
+    sql: str, dialect: Dialect, lexed: list[list[Token]] | None
+) -> list[Statement | MetaCommand]:
+    """``split``; given `lexed`, it also appends each statement's tokens to it, in order."""
     pg = dialect == "postgres"
     lines = _Lines(sql)
     items: list[Statement | MetaCommand] = []
@@ -425,9 +459,10 @@ def split(sql: str, dialect: Dialect = "sqlite") -> list[Statement | MetaCommand
     prev = ""  # previous code token, upper-cased, to spot BEGIN ATOMIC
     depth = 0  # nesting of BEGIN ... END bodies inside the current statement
     parens = 0  # open parentheses of a CREATE RULE's action list (see _rule_actions)
+    toks: list[Token] = []  # with `lexed`: the current statement's code tokens
 
     def finish() -> None:
-        nonlocal count, start, end, comments, head, prev, depth, parens
+        nonlocal count, start, end, comments, head, prev, depth, parens, toks
         if start >= 0:
             # An unterminated string may run to the end, trailing blanks included.
             stop = len(sql[start:end].rstrip()) + start
@@ -438,20 +473,44 @@ def split(sql: str, dialect: Dialect = "sqlite") -> list[Statement | MetaCommand
             items.append(
                 Statement(text, count, start, stop, line, column, end_line, end_column, leading)
             )
+            if lexed is not None:
+                # If the last token ran past the statement's text (an unterminated literal,
+                # lexed through the blanks cut off above), only the text alone gives its tokens.
+                lexed.append(toks if stop == end else list(tokens(text, dialect)))
             count += 1
             comments = []
         start = end = -1
-        head, prev, depth, parens = [], "", 0, 0
+        head, prev, depth, parens, toks = [], "", 0, 0, []
 
-    match, run = _FAST[pg].match, _BULK[pg].match
+    match, run, each = _FAST[pg].match, _BULK[pg].match, _RUN[pg].finditer
     i, n = 0, len(sql)
     while i < n:
         if start >= 0 and depth == 0 and head[0] != "CREATE":
-            # Inside a statement that cannot open a body: only `;` and a backslash line matter,
-            # so a run of other lexemes is skipped at once (it is code: it moves the end).
-            skipped = run(sql, i)
-            if skipped is not None:
-                i = end = skipped.end()
+            # Inside a statement that cannot open a body: only `;` and a backslash line matter.
+            if lexed is None:
+                # A run of other lexemes is skipped at once (it is code: it moves the end).
+                skipped = run(sql, i)
+                if skipped is not None:
+                    i = end = skipped.end()
+                    if i >= n:
+                        break
+            else:
+                # Each lexeme, up to one the regex cannot tell (`rest`): `;`, a backslash, or
+                # what `_lex` must read. The matches follow one another: nothing is skipped.
+                # (The loop keeps to local names: it runs once per token of the script.)
+                append, base, last = toks.append, start, end
+                for lexeme in each(sql, i):
+                    group = lexeme.lastindex or 0
+                    kind = _FAST_KINDS[group]
+                    at, stop = lexeme.span(group)
+                    if not kind:
+                        i = at
+                        break
+                    if kind != "comment":
+                        append(_new_token(Token, (kind, sql[at:stop], at - base, stop - base)))
+                        last = stop
+                    i = stop
+                end = last
                 if i >= n:
                     break
         found = match(sql, i)
@@ -478,6 +537,8 @@ def split(sql: str, dialect: Dialect = "sqlite") -> list[Statement | MetaCommand
             if start < 0:
                 start = at
             end = stop
+            if lexed is not None:
+                toks.append(_new_token(Token, (kind, sql[at:stop], at - start, stop - start)))
             if kind != "word":
                 text = sql[at:stop].upper()
                 if len(head) < 4:

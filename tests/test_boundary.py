@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import secrets
 import sqlite3
 import subprocess
@@ -656,3 +657,53 @@ def test_a_powerful_role_is_warned_about_once(
     assert said in warnings[0]
     assert "the guard blocks statements that reach outside the sandbox" in warnings[0]
     assert "use a role without SUPERUSER or CREATEROLE" in warnings[0]
+
+
+# --- the precheck: a statement whose text names nothing watched is not walked -------------
+
+
+def test_the_precheck_needles_cover_every_watched_name() -> None:
+    from sandbox.guard import boundary
+
+    names = [*boundary._FUNCTIONS, *boundary._RUNS_QUERY_TEXT]
+    names += [prefix + "x" for prefix, _ in boundary._FUNCTION_PREFIXES]
+    names += ["pg_create_logical_replication_slot", "pg_replication_slot_advance"]
+    assert all(boundary._SLOT_FUNCTION.match(n) for n in names[-2:])
+    assert [n for n in names if not boundary._PG_NEEDLES.search(n)] == []
+    assert [n for n in boundary._SQLITE_FUNCTIONS if not boundary._SQLITE_NEEDLES.search(n)] == []
+    # Every name the slot pattern accepts starts with pg_, one of the needles.
+    pattern = boundary._SLOT_FUNCTION.pattern
+    assert pattern.startswith("^pg_")
+    assert all(part.startswith("pg_") for part in pattern.split("|^")[1:])
+
+
+def test_the_precheck_changes_no_crossing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every statement of the lint corpus and this file's forms: the same crossings, whether
+    the precheck skips the statement or it is walked anyway."""
+    import tomllib
+
+    from sandbox.guard import boundary
+    from sandbox.statements import split_lexed
+
+    corpus = Path(__file__).parent / "corpus" / "lint_corpus.toml"
+    scripts = [case["sql"] for case in tomllib.loads(corpus.read_text())["case"]]
+    scripts += [*POSTGRES_FORMS, LOOKALIKES]
+    scripts += [
+        "ATTACH 'orig.db' AS o; VACUUM INTO 'x.db'; SELECT Load_Extension('x')",
+        'SELECT "PG_READ_FILE"(1), "pg_read_file"(2), DbLink(\'x\'); SELECT 1',
+        "COPY t TO '/tmp/x'; SELECT * FROM query_to_xml('DELETE FROM pg_authid', true)",
+    ]
+    dialects: tuple[Dialect, ...] = ("sqlite", "postgres")
+    lexed = [
+        (dialect, statement, toks)
+        for sql in scripts
+        for dialect in dialects
+        for statement, toks in split_lexed(sql, dialect)
+    ]
+    skipped = [boundary.crossings(s.text, d, None, t) for d, s, t in lexed]
+    assert any(skipped) and not all(skipped)
+    monkeypatch.setattr(boundary, "_may_cross", lambda *_: True)
+    monkeypatch.setattr(boundary, "_PG_NEEDLES", re.compile(""))
+    monkeypatch.setattr(boundary, "_SQLITE_NEEDLES", re.compile(""))
+    walked = [boundary.crossings(s.text, d, None, t) for d, s, t in lexed]
+    assert skipped == walked

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import tomllib
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -14,8 +16,10 @@ from sandbox.statements import (
     Dialect,
     MetaCommand,
     Statement,
+    Token,
     _lex,
     split,
+    split_lexed,
     split_statements,
     tokens,
     words,
@@ -465,6 +469,80 @@ def test_split_skipping_runs_of_lexemes_matches_one_at_a_time(sql: str, dialect:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(statements, "_BULK", {False: never, True: never})
         assert split(sql, dialect) == skipping
+
+
+# --- split_lexed: each statement with its tokens, the script lexed once -------------------
+
+
+def relexed(sql: str, dialect: Dialect) -> list[tuple[Statement, list[Token]]]:
+    """What `split_lexed` must give: each statement lexed again on its own."""
+    return [(s, list(tokens(s.text, dialect))) for s in split_statements(sql, dialect)]
+
+
+@given(sql=SCRIPTS, dialect=st.sampled_from(DIALECTS))
+def test_split_lexed_tokens_are_the_statements_own(sql: str, dialect: Dialect) -> None:
+    assert split_lexed(sql, dialect) == relexed(sql, dialect)
+
+
+@given(sql=SQL_ISH, dialect=st.sampled_from(DIALECTS))
+def test_split_lexed_on_sql_ish_text(sql: str, dialect: Dialect) -> None:
+    assert split_lexed(sql, dialect) == relexed(sql, dialect)
+
+
+def test_split_lexed_on_every_corpus_statement() -> None:
+    corpus = Path(__file__).parent / "corpus" / "lint_corpus.toml"
+    cases = tomllib.loads(corpus.read_text(encoding="utf-8"))["case"]
+    count = 0
+    for case in cases:
+        for dialect in DIALECTS if case["dialect"] == "both" else (case["dialect"],):
+            got = split_lexed(case["sql"], dialect)
+            assert got == relexed(case["sql"], dialect), case["sql"]
+            count += len(got)
+    assert count > 500
+
+
+TRICKY_SCRIPTS = [
+    "SELECT 'a;b'; SELECT \"c;d\" FROM t;",
+    "DO $$ BEGIN DELETE FROM t; END $$; DO $f$ SELECT 1; $f$ LANGUAGE sql",
+    "SELECT $1, $a$ x; y $a$, $$ unterminated; body   ",
+    "SELECT 'unterminated; string   \n\t ",
+    "SELECT E'it\\'s; here' ; SELECT x'3b' ;",
+    "/* lead; */ -- c\nDELETE FROM t /* mid */ WHERE a = 1 -- trail\n; -- after",
+    "SELECT 1\r\n;\r\nSELECT /* a\r\nb */ 2\r\n",
+    "SELECT 1 --x\r; SELECT 2",
+    "SELECT 1\n\\session B\nDELETE FROM t\n\\explain SELECT 'x; y';\nSELECT 2",
+    "\\traffic w every 50ms for 1s: UPDATE t SET a = 1;\nUPDATE t SET a = 2",
+    "CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET b = CASE WHEN 1 THEN 2 END; END; "
+    "DELETE FROM t",
+    "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END; SELECT 3",
+    "CREATE OR REPLACE RULE r AS ON INSERT TO t DO ALSO (UPDATE a SET x = 1; UPDATE b SET y = 2);"
+    " SELECT 1",
+    "SELECT /* nested /* comment; */ still; */ 1; SELECT [a;b], `c;d`",
+    'SELECT "unterminated; name   ',
+    "SELECT 1 /* unterminated; comment   ",
+    "SELECT \u00e9t\u00e9, \u0663, 1\u00b2, ?12, :name, @v; ;; ;",
+    "   \n  ",
+    "",
+]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("sql", TRICKY_SCRIPTS)
+def test_split_lexed_on_tricky_scripts(sql: str, dialect: Dialect) -> None:
+    assert split_lexed(sql, dialect) == relexed(sql, dialect)
+    assert [s for s, _ in split_lexed(sql, dialect)] == split_statements(sql, dialect)
+
+
+def test_body_statements_are_split_lexed_and_fresh_each_time() -> None:
+    from sandbox.guard.bodies import body_statements
+
+    body = "DECLARE r record;\nBEGIN\n  DELETE FROM t WHERE a = 'x;y';\n  RAISE NOTICE 'z';\nEND"
+    first = body_statements(body)
+    assert first == split_lexed(body, "postgres") and len(first) == 4
+    first[0][1].clear()  # a caller may change what it was given: the next one is unaffected
+    assert body_statements(body) == split_lexed(body, "postgres")
+    assert body_statements("SELECT 1") == split_lexed("SELECT 1", "postgres")
+    assert body_statements(body) == split_lexed(body, "postgres")
 
 
 SQLITE_POOL = [

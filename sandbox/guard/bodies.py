@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 
-from sandbox.statements import Token
+from sandbox.statements import Statement, Token, split_lexed
 
 # PL/pgSQL words after which a new statement starts (besides after `;`): `IF ... THEN DELETE`,
 # `LOOP UPDATE`, `ELSE DROP`. Elsewhere a word such as UPDATE is part of the statement around it
@@ -73,6 +73,24 @@ def body_text(sql: str, start: int, end: int) -> str:
 
 def _word_char(ch: str) -> bool:
     return ch.isalnum() or ch in "_$"
+
+
+# The body split last, with its statements: lint_statement reads a DO block's body for its
+# rules, then the boundary reads the same body. One entry only: it saves that second split of
+# the statement at hand, and never keeps bodies linted before it.
+_last_split: list[tuple[str, tuple[tuple[Statement, tuple[Token, ...]], ...]]] = []
+
+
+def body_statements(text: str) -> list[tuple[Statement, list[Token]]]:
+    """The statements of a PL/pgSQL or SQL body, each with its tokens: what
+    `split_lexed(text, "postgres")` gives (fresh lists, which the caller may change)."""
+    last = _last_split[0] if _last_split else None
+    if last is not None and last[0] == text:
+        pieces = last[1]
+    else:
+        pieces = tuple((s, tuple(toks)) for s, toks in split_lexed(text, "postgres"))
+        _last_split[:] = [(text, pieces)]
+    return [(s, list(toks)) for s, toks in pieces]
 
 
 def do_body(toks: list[Token]) -> tuple[int, int] | None:

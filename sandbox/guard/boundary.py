@@ -188,6 +188,24 @@ _PG_STATEMENT_WORDS = frozenset(
 )
 _DYNAMIC = re.compile(r"_dyn\d+_")
 _SQLGLOT_DIALECT = {"sqlite": "sqlite", "postgres": "postgres"}
+# What a statement's lower-cased text must hold for a rule to fire past its first word: the
+# name of a watched function (the PostgreSQL ones start with pg_, bar those listed here), the
+# pg_ of a system catalog. A regex search of the text proves in C that most statements reach
+# nowhere, without walking their tokens (test_boundary checks the names are all covered).
+_PG_NEEDLES = re.compile(
+    "|".join(
+        re.escape(needle)
+        for needle in sorted(
+            {"pg_"}
+            | {name for name in _FUNCTIONS if not name.startswith("pg_")}
+            | {prefix for prefix, _ in _FUNCTION_PREFIXES if not prefix.startswith("pg_")}
+            | _RUNS_QUERY_TEXT
+        )
+    )
+)
+_SQLITE_NEEDLES = re.compile("|".join(re.escape(name) for name in sorted(_SQLITE_FUNCTIONS)))
+# The first words of the SQLite statements _sqlite reads.
+_SQLITE_STATEMENT_WORDS = frozenset({"ATTACH", "VACUUM", "PRAGMA"})
 
 
 @dataclass(frozen=True)
@@ -221,6 +239,8 @@ def crossings(
     tokens, when the caller has them already.
     """
     toks = list(tokens(sql, dialect)) if toks is None else toks
+    if not _may_cross(sql, dialect, toks):
+        return []
     found = _postgres(sql, 0, 0, toks) if dialect == "postgres" else _sqlite(sql, toks, sandbox_dir)
     unique: dict[tuple[str, str], Crossing] = {}
     for crossing in sorted(found, key=lambda c: c.offset):
@@ -229,6 +249,20 @@ def crossings(
 
 
 # --------------------------------------------------------------------------- shared helpers
+
+
+def _may_cross(sql: str, dialect: Dialect, toks: list[Token]) -> bool:
+    """False when no rule below can fire: the first word starts no statement they read, and
+    the text names no watched function and no catalog (see _PG_NEEDLES)."""
+    if not toks:
+        return False
+    first = word(toks[0])
+    if dialect == "postgres":
+        # _pg_statement reads these statements, _pg_inner DO blocks (and CREATE FUNCTION).
+        if first in _PG_STATEMENT_WORDS or first == "DO":
+            return True
+        return _PG_NEEDLES.search(sql.lower()) is not None
+    return first in _SQLITE_STATEMENT_WORDS or _SQLITE_NEEDLES.search(sql.lower()) is not None
 
 
 def _shown(toks: list[Token], count: int) -> str:
@@ -314,6 +348,9 @@ def _calls(
     sql: str, toks: list[Token], base: int, dialect: Dialect, depth: int, tree: bool
 ) -> list[Crossing]:
     """Watched functions the statement calls; with `tree`, sqlglot confirms them first."""
+    needles = _PG_NEEDLES if dialect == "postgres" else _SQLITE_NEEDLES
+    if needles.search(sql.lower()) is None:
+        return []  # `toks` are sql's: none of them names a watched function
     candidates = _candidate_calls(toks, dialect)
     if not candidates:
         return []
@@ -602,8 +639,7 @@ def _body(text: str, base: int, depth: int) -> list[Crossing]:
     if depth > _MAX_DEPTH:
         return [Crossing("too-deep-to-check", "a DO block or function body", base)]
     found: list[Crossing] = []
-    for piece in split_statements(text, "postgres"):
-        toks = list(tokens(piece.text, "postgres"))
+    for piece, toks in bodies.body_statements(text):
         at = base + piece.start
         for index, token in enumerate(toks):
             if word(token) == "EXECUTE" and bodies.runs_dynamic_sql(toks, index):
@@ -726,7 +762,7 @@ def _written_by_tokens(toks: list[Token]) -> list[tuple[str, str]]:
 def _sqlite(sql: str, toks: list[Token], sandbox_dir: Path | None) -> list[Crossing]:
     if not toks:
         return []
-    if word(toks[0]) not in ("ATTACH", "VACUUM", "PRAGMA"):
+    if word(toks[0]) not in _SQLITE_STATEMENT_WORDS:
         return _calls(sql, toks, 0, "sqlite", 0, tree=True)  # no need to read its words
     w = [word(t) for t in toks]
     at = toks[0].start
