@@ -150,11 +150,7 @@ def _judge_delete_update(
     target = Target(shown, _names(table), other_tables=bool(others), schema=schema)
     verdict = truth(where.this, target)
     if verdict is Truth.TRUE:
-        reason = (
-            target.notes[-1]
-            if target.notes
-            else f"WHERE {where.this.sql(dialect=dialect)} is always true"
-        )
+        reason = target.reason() or f"WHERE {where.this.sql(dialect=dialect)} is always true"
         return (
             "where-not-restricting" if target.self_lookup else "always-true-where",
             f"{verb.upper()} on {shown}: {reason}, so it would {verb} every row"
