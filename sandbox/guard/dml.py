@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from sandbox.guard import walk
+from sandbox.guard import sqltext, walk
 from sandbox.guard.findings import PreviewPlan
 from sandbox.guard.predicates import Target, Truth, mentions_target, truth, varies_per_row
 from sandbox.guard.schema import Schema
@@ -48,7 +48,7 @@ def _names(table: exp.Table) -> set[str]:
 
 
 def _display(table: exp.Table) -> str:
-    return ".".join(part for part in (table.db, table.name) if part) or table.sql()
+    return ".".join(part for part in (table.db, table.name) if part) or sqltext.sql(table)
 
 
 def _other_tables(node: exp.Expression) -> list[exp.Expression]:
@@ -87,7 +87,7 @@ def _check_delete_update(
     if table is None or (verb == "update" and not node.expressions):
         # No table to change, or an UPDATE with nothing to SET: sqlglot misread the statement
         # (`UPDATE t SET WHERE id = 1` parses with an empty SET), so nothing here is verified.
-        what = table.sql(dialect=dialect) if table is not None else "its table"
+        what = sqltext.sql(table, dialect) if table is not None else "its table"
         return DmlFinding(
             "unverified",
             f"could not verify this {verb.upper()} on {what} (the guard could not read it); it "
@@ -123,7 +123,7 @@ def _judge_delete_update(
     """The rule, message and fix for a DELETE or UPDATE that touches every row, or None."""
     if where is None:
         if others:
-            names = ", ".join(o.sql(dialect=dialect) for o in others)
+            names = ", ".join(sqltext.sql(o, dialect) for o in others)
             return (
                 "where-not-restricting",
                 f"{verb.upper()} on {shown} joins {names} with no WHERE: it would {verb} every "
@@ -150,7 +150,7 @@ def _judge_delete_update(
     target = Target(shown, _names(table), other_tables=bool(others), schema=schema)
     verdict = truth(where.this, target)
     if verdict is Truth.TRUE:
-        reason = target.reason() or f"WHERE {where.this.sql(dialect=dialect)} is always true"
+        reason = target.reason() or f"WHERE {sqltext.sql(where.this, dialect)} is always true"
         return (
             "where-not-restricting" if target.self_lookup else "always-true-where",
             f"{verb.upper()} on {shown}: {reason}, so it would {verb} every row"
@@ -202,7 +202,7 @@ def _check_merge(
         )
         return DmlFinding(
             "merge-matches-all",
-            f"MERGE into {shown}: ON {on.sql(dialect=dialect)} matches every row of {shown}, "
+            f"MERGE into {shown}: ON {sqltext.sql(on, dialect)} matches every row of {shown}, "
             "so WHEN MATCHED would change all of them",
             f"join on a key: ON {table.alias_or_name}.id = source.id",
             shown,
@@ -263,7 +263,7 @@ def _preview_sql(
     total = exp.select(exp.Count(this=exp.Star())).from_(
         exp.Table(this=table.this.copy(), db=table.args.get("db"))
     )
-    return count.sql(dialect=dialect), total.sql(dialect=dialect), sample.sql(dialect=dialect)
+    return sqltext.sql(count, dialect), sqltext.sql(total, dialect), sqltext.sql(sample, dialect)
 
 
 def _plain_ctes(root: exp.Expression) -> exp.With | None:

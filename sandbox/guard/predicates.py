@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from sandbox.guard import walk
+from sandbox.guard import sqltext, walk
 from sandbox.guard.schema import Schema
 
 
@@ -85,7 +85,7 @@ class Target:
             return None
         node, rest = self.notes[-1]
         # The tree is not changed between the note and here, so the text is what it was.
-        return (node.sql() if node is not None else "") + rest
+        return (sqltext.sql(node) if node is not None else "") + rest
 
 
 _NOT_CONST = object()
@@ -369,7 +369,7 @@ def _intervals(node: exp.Expression) -> tuple[str, bool, list[Bounds]] | None:
     if isinstance(node, exp.Between):
         low, high = const(node.args["low"]), const(node.args["high"])
         if _comparable(low, high):
-            return node.this.sql(), isinstance(low, str), [(low, True, high, True)]
+            return sqltext.sql(node.this), isinstance(low, str), [(low, True, high, True)]
         return None
     if not isinstance(node, _COMPARISONS):
         return None
@@ -399,7 +399,7 @@ def _intervals(node: exp.Expression) -> tuple[str, bool, list[Bounds]] | None:
         exp.LT: [(-_INF, False, v, False)],
         exp.LTE: [(-_INF, False, v, True)],
     }
-    return subject.sql(), isinstance(value, str), by_op[op]
+    return sqltext.sql(subject), isinstance(value, str), by_op[op]
 
 
 def _text_as_numbers(bounds: list[Bounds]) -> list[Span] | None:
@@ -432,9 +432,9 @@ def _covers_everything(parts: list[exp.Expression], target: Target) -> bool:
     for part in parts:
         inner = _positive(part)
         if inner is not None:
-            inner_text = inner.sql()
+            inner_text = sqltext.sql(inner)
             if texts is None:
-                texts = {p.sql() for p in parts}
+                texts = {sqltext.sql(p) for p in parts}
             if inner_text in texts and _deterministic(inner):
                 target.note(None, f"{inner_text} OR NOT {inner_text} is always true")
                 return True
