@@ -105,8 +105,9 @@ def _check_delete_update(
     # Built once, here: adding the preview afterwards with dataclasses.replace cost about a
     # twentieth of all of check's time over the lint corpus.
     rule, message, fix = found
+    condition = where.this if isinstance(where, exp.Where) else None
     return DmlFinding(
-        rule, message, fix, shown, _preview(verb, table, others, where, root, dialect)
+        rule, message, fix, shown, _preview(verb, table, shown, others, condition, root, dialect)
     )
 
 
@@ -197,9 +198,7 @@ def _check_merge(
     verdict = truth(on, target)
     if verdict is Truth.TRUE or (verdict is Truth.ROW and not mentions_target(on, target)):
         source = node.args.get("using")
-        preview = _preview(
-            "merge", table, [source] if source else [], exp.Where(this=on.copy()), root, dialect
-        )
+        preview = _preview("merge", table, shown, [source] if source else [], on, root, dialect)
         return DmlFinding(
             "merge-matches-all",
             f"MERGE into {shown}: ON {sqltext.sql(on, dialect)} matches every row of {shown}, "
@@ -221,25 +220,27 @@ def _filters(condition: exp.Expression | None, target: Target) -> bool:
 def _preview(
     verb: str,
     table: exp.Table,
+    shown: str,
     others: list[exp.Expression],
-    where: exp.Expression | None,
+    condition: exp.Expression | None,
     root: exp.Expression,
     dialect: str,
 ) -> PreviewPlan:
-    build = functools.partial(_preview_sql, verb, table, others, where, root, dialect)
-    return PreviewPlan(verb=verb, table=_display(table), build=build)
+    """The preview of a finding; `condition` (the WHERE's or the ON's) is copied only if built."""
+    build = functools.partial(_preview_sql, verb, table, others, condition, root, dialect)
+    return PreviewPlan(verb=verb, table=shown, build=build)
 
 
 def _preview_sql(
     verb: str,
     table: exp.Table,
     others: list[exp.Expression],
-    where: exp.Expression | None,
+    predicate: exp.Expression | None,
     root: exp.Expression,
     dialect: str,
 ) -> tuple[str, str, str]:
     target = table.copy()
-    condition: exp.Expression | None = where.this.copy() if isinstance(where, exp.Where) else None
+    condition = predicate.copy() if predicate is not None else None
     if others:
         # Joined tables would multiply the count: ask per target row whether any match exists.
         inner = exp.select("1").from_(others[0].copy())
