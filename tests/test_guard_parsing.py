@@ -106,3 +106,49 @@ def test_sqltext_names_invented_aliases_as_a_new_generator_does() -> None:
     # The reused generator's alias counter would say _t1 the second time.
     alias = exp.TableAlias(columns=[exp.to_identifier("a")])
     assert [sqltext.sql(alias) for _ in range(2)] == [alias.sql()] * 2 == ["_t0(a)"] * 2
+
+
+def shape(tree: exp.Expr) -> list[tuple[object, ...]]:
+    """Everything of each node a copy must repeat, the links between nodes as positions."""
+    nodes = list(tree.walk())
+    position = {id(node): i for i, node in enumerate(nodes)}
+    return [
+        (
+            type(node),
+            {k: v for k, v in node.args.items() if not isinstance(v, exp.Expr | list)},
+            [
+                [position.get(id(x), repr(x)) for x in v]
+                if isinstance(v, list)
+                else position[id(v)]
+                for v in node.args.values()
+                if isinstance(v, exp.Expr | list)
+            ],
+            position.get(id(node.parent)),
+            node.arg_key,
+            node.index,
+            node.comments,
+            repr(node.type) if node._type is not None else None,
+            node._meta,
+            node._hash,
+        )
+        for node in nodes
+    ]
+
+
+def test_sqltext_copies_as_sqlglot_copies() -> None:
+    texts = [case["sql"] for case in tomllib.loads(CORPUS.read_text("utf-8"))["case"]]
+    copied = 0
+    for sql in texts:
+        for dialect in ("sqlite", "postgres"):
+            try:
+                tree = parse_one(sql, dialect)
+            except Exception:
+                continue
+            hash(tree.find(exp.Where) or tree)  # some nodes with their hash kept, some without
+            for node in tree.walk():
+                ours, sqlglots = sqltext.copy(node), node.copy()
+                assert ours.parent is None
+                assert shape(ours) == shape(sqlglots)
+                assert not {id(n) for n in ours.walk()} & {id(n) for n in tree.walk()}
+                copied += 1
+    assert copied > 5_000
