@@ -102,6 +102,22 @@ def test_sqltext_writes_what_sql_writes() -> None:
     assert written > 10_000
 
 
+def test_each_thread_has_its_own_generator() -> None:
+    tree = sqlglot.parse_one("DELETE FROM t WHERE a IN (SELECT a FROM u WHERE b = 1) AND c > 2")
+    expected = {d: tree.sql(dialect=d) for d in (None, "postgres")}
+    results: list[bool] = []
+
+    def work() -> None:
+        results.extend(sqltext.sql(tree, d) == expected[d] for _ in range(100) for d in expected)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [True] * 800
+
+
 def test_sqltext_names_invented_aliases_as_a_new_generator_does() -> None:
     # The reused generator's alias counter would say _t1 the second time.
     alias = exp.TableAlias(columns=[exp.to_identifier("a")])
