@@ -23,9 +23,11 @@ def find_all(root: exp.Expr, *types: type[E]) -> list[E]:
     for node in queue:  # the list grows as it is read: a queue that is never popped
         if isinstance(node, types):
             found.append(node)
-        # A node first, then a list: most values are nodes, or None, a bool or a string, and
-        # a plain loop beats extend() with a generator on lists this short.
+        # Most values are nodes, None or a bool (or a string): None and the bools by identity,
+        # nodes before lists, and a plain loop beats extend() with a generator on short lists.
         for value in node.args.values():
+            if value is None or value is True or value is False:
+                continue
             if isinstance(value, Expr):
                 enqueue(value)
             elif isinstance(value, list):
@@ -43,6 +45,8 @@ def find(root: exp.Expr, *types: type[E]) -> E | None:
         if isinstance(node, types):
             return node
         for value in node.args.values():
+            if value is None or value is True or value is False:
+                continue
             if isinstance(value, Expr):
                 enqueue(value)
             elif isinstance(value, list):
