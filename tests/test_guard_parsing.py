@@ -1,4 +1,5 @@
-"""The guard's parse_one (one tokenizer and parser per dialect) and walk, against sqlglot's own.
+"""The guard's parse_one (one tokenizer and parser per dialect), walk and sqltext.sql (one
+generator per dialect), against sqlglot's own.
 
 Every corpus statement is parsed by both, in both dialects and in one interleaved sequence, so a
 statement sqlglot cannot parse is followed by others: the reused parser must leave nothing of a
@@ -15,7 +16,7 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 
-from sandbox.guard import walk
+from sandbox.guard import sqltext, walk
 from sandbox.guard.parsing import parse_one
 
 CORPUS = Path(__file__).parent / "corpus" / "lint_corpus.toml"
@@ -81,3 +82,89 @@ def test_walk_visits_what_sqlglot_visits_in_the_same_order() -> None:
                 id(n) for n in tree.find_all(*types)
             ]
             assert walk.find(tree, *types) is tree.find(*types)
+
+
+def test_sqltext_writes_what_sql_writes() -> None:
+    texts = [case["sql"] for case in tomllib.loads(CORPUS.read_text("utf-8"))["case"]]
+    written = 0
+    for sql in texts:
+        for dialect in ("sqlite", "postgres"):
+            try:
+                tree = parse_one(sql, dialect)
+            except Exception:
+                continue
+            before = repr(tree)
+            for node in tree.walk():
+                for target in (None, dialect):
+                    assert sqltext.sql(node, target) == node.sql(dialect=target)
+                    written += 1
+            assert repr(tree) == before  # written from a copy, as sql() does
+    assert written > 10_000
+
+
+def test_each_thread_has_its_own_generator() -> None:
+    tree = sqlglot.parse_one("DELETE FROM t WHERE a IN (SELECT a FROM u WHERE b = 1) AND c > 2")
+    expected = {d: tree.sql(dialect=d) for d in (None, "postgres")}
+    results: list[bool] = []
+
+    def work() -> None:
+        results.extend(sqltext.sql(tree, d) == expected[d] for _ in range(100) for d in expected)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [True] * 800
+
+
+def test_sqltext_names_invented_aliases_as_a_new_generator_does() -> None:
+    # The reused generator's alias counter would say _t1 the second time.
+    alias = exp.TableAlias(columns=[exp.to_identifier("a")])
+    assert [sqltext.sql(alias) for _ in range(2)] == [alias.sql()] * 2 == ["_t0(a)"] * 2
+
+
+def shape(tree: exp.Expr) -> list[tuple[object, ...]]:
+    """Everything of each node a copy must repeat, the links between nodes as positions."""
+    nodes = list(tree.walk())
+    position = {id(node): i for i, node in enumerate(nodes)}
+    return [
+        (
+            type(node),
+            {k: v for k, v in node.args.items() if not isinstance(v, exp.Expr | list)},
+            [
+                [position.get(id(x), repr(x)) for x in v]
+                if isinstance(v, list)
+                else position[id(v)]
+                for v in node.args.values()
+                if isinstance(v, exp.Expr | list)
+            ],
+            position.get(id(node.parent)),
+            node.arg_key,
+            node.index,
+            node.comments,
+            repr(node.type) if node._type is not None else None,
+            node._meta,
+            node._hash,
+        )
+        for node in nodes
+    ]
+
+
+def test_sqltext_copies_as_sqlglot_copies() -> None:
+    texts = [case["sql"] for case in tomllib.loads(CORPUS.read_text("utf-8"))["case"]]
+    copied = 0
+    for sql in texts:
+        for dialect in ("sqlite", "postgres"):
+            try:
+                tree = parse_one(sql, dialect)
+            except Exception:
+                continue
+            hash(tree.find(exp.Where) or tree)  # some nodes with their hash kept, some without
+            for node in tree.walk():
+                ours, sqlglots = sqltext.copy(node), node.copy()
+                assert ours.parent is None
+                assert shape(ours) == shape(sqlglots)
+                assert not {id(n) for n in ours.walk()} & {id(n) for n in tree.walk()}
+                copied += 1
+    assert copied > 5_000

@@ -355,19 +355,9 @@ def _lint(
     if unfiltered is not None:
         # Only the preview's SQL needs the tree, and only if it is ever asked for.
         verb, shown = unfiltered
-        found = dml.without_where(verb, shown)
+        rule, message, fix = dml.without_where(verb, shown)
         preview = PreviewPlan(verb, shown, functools.partial(_preview_of, sql, dialect))
-        return [
-            _finding(
-                statement,
-                offset,
-                found.rule,
-                found.message,
-                found.fix,
-                table=shown,
-                preview=preview,
-            )
-        ]
+        return [_finding(statement, offset, rule, message, fix, table=shown, preview=preview)]
     return switched + _lint_parsed(sql, toks, first, statement, offset, dialect, schema)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from sandbox.guard import walk
+from sandbox.guard import sqltext, walk
 from sandbox.guard.schema import Schema
 
 
@@ -68,9 +68,24 @@ class Target:
     names: set[str]  # lower-case table name and alias
     other_tables: bool = False  # USING / FROM / MERGE source: unqualified names are ambiguous
     schema: Schema | None = None
-    notes: list[str] = field(default_factory=list)  # why a predicate was judged always true
+    # Why a predicate was judged always true: (a node, the rest of the note). The node is
+    # written as SQL only when the note is shown (`reason`), as writing SQL is costly: a later
+    # part can overrule a note (`x = x AND id = 1` is not true for every row), and the notes
+    # made while judging a subquery's own WHERE are never shown.
+    notes: list[tuple[exp.Expression | None, str]] = field(default_factory=list)
     self_lookup: bool = False  # `id IN (SELECT id FROM same_table)`: true via a subquery
     batched: bool = False  # ... with a LIMIT: every row all the same, a batch per run
+
+    def note(self, node: exp.Expression | None, rest: str) -> None:
+        self.notes.append((node, rest))
+
+    def reason(self) -> str | None:
+        """The last note, which says why the whole predicate is true, or None."""
+        if not self.notes:
+            return None
+        node, rest = self.notes[-1]
+        # The tree is not changed between the note and here, so the text is what it was.
+        return (sqltext.sql(node) if node is not None else "") + rest
 
 
 _NOT_CONST = object()
@@ -84,8 +99,23 @@ _ARITHMETIC: dict[type[exp.Expression], Any] = {
 _VOLATILE = ("rand", "random", "now", "clock_timestamp", "nextval", "gen_random_uuid")
 
 
+# Every type `const` gives a value for: one test turns away the rest (columns, comparisons).
+_CONST_TYPES: tuple[type[exp.Expression], ...] = (
+    exp.Paren,
+    exp.Boolean,
+    exp.Null,
+    exp.Literal,
+    exp.Neg,
+    exp.Cast,
+    exp.DPipe,
+    *_ARITHMETIC,
+)
+
+
 def const(node: exp.Expression) -> Any:
     """The Python value of a constant expression, or _NOT_CONST."""
+    if not isinstance(node, _CONST_TYPES):
+        return _NOT_CONST
     if isinstance(node, exp.Paren):
         return const(node.this)
     if isinstance(node, exp.Boolean):
@@ -227,12 +257,12 @@ def truth(node: exp.Expression, target: Target) -> Truth:
         if left is not _NOT_CONST and right is not _NOT_CONST:
             return _compare(type(node), left, right)
         if _same(node.this, node.expression):
-            target.notes.append(f"{node.sql()} compares a value with itself")
+            target.note(node, " compares a value with itself")
             return T if isinstance(node, exp.EQ | exp.GTE | exp.LTE) else F
         return R
     if isinstance(node, exp.NullSafeEQ | exp.NullSafeNEQ) and _same(node.this, node.expression):
         # `x IS NOT DISTINCT FROM x` holds for every row, NULLs included; its negation for none.
-        target.notes.append(f"{node.sql()} compares a value with itself")
+        target.note(node, " compares a value with itself")
         return T if isinstance(node, exp.NullSafeEQ) else F
     if isinstance(node, exp.Is):
         return _truth_is(node, target)
@@ -240,7 +270,7 @@ def truth(node: exp.Expression, target: Target) -> Truth:
         pattern = const(node.expression)
         wildcard = "*" if isinstance(node, exp.Glob) else "%"
         if isinstance(pattern, str) and pattern and set(pattern) == {wildcard}:
-            target.notes.append(f"{node.sql()} matches every non-NULL value")
+            target.note(node, " matches every non-NULL value")
             return T
         return R
     if isinstance(node, exp.In):
@@ -260,7 +290,7 @@ def _truth_is(node: exp.Is, target: Target) -> Truth:
         if value is not _NOT_CONST:
             return T if value is None else F
         if _not_null_column(subject, target):
-            target.notes.append(f"{subject.sql()} is declared NOT NULL")
+            target.note(subject, " is declared NOT NULL")
             return F
         return R
     if isinstance(what, exp.Boolean):
@@ -290,9 +320,8 @@ def _truth_in(node: exp.In, target: Target) -> Truth:
             target.self_lookup = True
             target.batched = bool(select.args.get("limit"))
             limited = " with only a LIMIT to pick the rows" if target.batched else ""
-            target.notes.append(
-                f"{node.sql()} looks up {target.table}'s own column in {target.table} "
-                f"itself{limited}"
+            target.note(
+                node, f" looks up {target.table}'s own column in {target.table} itself{limited}"
             )
             return T
         return R
@@ -355,7 +384,7 @@ def _intervals(node: exp.Expression) -> tuple[str, bool, list[Bounds]] | None:
     if isinstance(node, exp.Between):
         low, high = const(node.args["low"]), const(node.args["high"])
         if _comparable(low, high):
-            return node.this.sql(), isinstance(low, str), [(low, True, high, True)]
+            return sqltext.sql(node.this), isinstance(low, str), [(low, True, high, True)]
         return None
     if not isinstance(node, _COMPARISONS):
         return None
@@ -385,7 +414,7 @@ def _intervals(node: exp.Expression) -> tuple[str, bool, list[Bounds]] | None:
         exp.LT: [(-_INF, False, v, False)],
         exp.LTE: [(-_INF, False, v, True)],
     }
-    return subject.sql(), isinstance(value, str), by_op[op]
+    return sqltext.sql(subject), isinstance(value, str), by_op[op]
 
 
 def _text_as_numbers(bounds: list[Bounds]) -> list[Span] | None:
@@ -418,11 +447,11 @@ def _covers_everything(parts: list[exp.Expression], target: Target) -> bool:
     for part in parts:
         inner = _positive(part)
         if inner is not None:
-            inner_text = inner.sql()
+            inner_text = sqltext.sql(inner)
             if texts is None:
-                texts = {p.sql() for p in parts}
+                texts = {sqltext.sql(p) for p in parts}
             if inner_text in texts and _deterministic(inner):
-                target.notes.append(f"{inner_text} OR NOT {inner_text} is always true")
+                target.note(None, f"{inner_text} OR NOT {inner_text} is always true")
                 return True
     by_subject: dict[tuple[str, bool], list[Bounds]] = {}
     for part in parts:
@@ -433,7 +462,7 @@ def _covers_everything(parts: list[exp.Expression], target: Target) -> bool:
     for (subject, text), bounds in by_subject.items():
         spans = _text_as_numbers(bounds) if text else bounds
         if spans is not None and _union_is_everything(spans):
-            target.notes.append(f"the ranges on {subject} cover every value")
+            target.note(None, f"the ranges on {subject} cover every value")
             return True
     return False
 
