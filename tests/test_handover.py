@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import sqlglot
 from sqlglot.dialects.dialect import Dialect as SqlglotDialect
+from sqlglot.tokenizer_core import Token as SqlglotToken
 
 from sandbox.guard import handover, parsing
 from sandbox.statements import Dialect, split_statements, tokens
@@ -22,16 +23,16 @@ from sandbox.statements import Dialect, split_statements, tokens
 CORPUS = Path(__file__).parent / "corpus" / "lint_corpus.toml"
 
 
-def _fields(found: list) -> list[tuple]:
+def _fields(found: list[SqlglotToken]) -> list[tuple[object, ...]]:
     return [(t.token_type, t.text, t.line, t.col, t.start, t.end, t.comments) for t in found]
 
 
-def _handed(sql: str, dialect: Dialect) -> list | None:
+def _handed(sql: str, dialect: Dialect) -> list[SqlglotToken] | None:
     tokenizer = SqlglotDialect.get_or_raise(dialect).tokenizer()
     return handover.sqlglot_tokens(sql, list(tokens(sql, dialect)), handover.vocabulary(tokenizer))
 
 
-def _theirs(sql: str, dialect: Dialect) -> list:
+def _theirs(sql: str, dialect: Dialect) -> list[SqlglotToken]:
     return SqlglotDialect.get_or_raise(dialect).tokenizer().tokenize(sql)
 
 
