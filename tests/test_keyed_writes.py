@@ -244,3 +244,26 @@ def test_an_unfiltered_write_read_without_its_tree_gets_the_full_analysis_findin
             f.preview.build() for f in full if f.preview
         ], sql
     assert accepted > 500
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+@pytest.mark.parametrize(
+    ("unreadable", "readable"),
+    [
+        # A starter line left after the statement in the editor: sqlglot cannot read it.
+        ("UPDATE items SET v = 1\nSELECT 'hello' AS greeting", "UPDATE items SET v = 1"),
+        ("DELETE FROM items SELECT 1", "DELETE FROM items"),
+    ],
+)
+def test_a_write_sqlglot_cannot_read_is_told_as_a_parsed_one_is(
+    dialect: Dialect, unreadable: str, readable: str
+) -> None:
+    told = [
+        (f.rule, f.message, f.fix)
+        for f in lint_statement(split_statements(unreadable, dialect)[0], dialect)
+    ]
+    parsed = [
+        (f.rule, f.message, f.fix)
+        for f in lint_statement(split_statements(readable, dialect)[0], dialect)
+    ]
+    assert told == parsed and told[0][0].endswith("-without-where")

@@ -685,19 +685,9 @@ def _keyword_fallback(
     if words[i : i + 1] == ["ONLY"]:
         i += 1
     table = ddl.name_at(toks, i)[0] or None
-    shown = table or "its table"
-    what = "delete every row in" if verb == "delete" else "overwrite every row of"
-    return [
-        _finding(
-            statement,
-            offset,
-            f"{verb}-without-where",
-            f"{first} without WHERE: it would {what} {shown}",
-            "add a WHERE naming the rows, e.g. WHERE id = ...; run it after BEGIN so you can "
-            "ROLLBACK",
-            table=table,
-        )
-    ]
+    # Said as the parsed statement's finding is, so the wording never tells the two apart.
+    rule, message, fix = dml.without_where(verb, table or "its table")
+    return [_finding(statement, offset, rule, message, fix, table=table)]
 
 
 def _near_where(word: str) -> bool:
