@@ -48,19 +48,21 @@ def test_same_trees_and_errors_as_sqlglot_parse_one() -> None:
     assert failures > 5  # the sequence does interleave failed parses
 
 
-def test_each_thread_has_its_own_parser() -> None:
-    sql = "DELETE FROM t WHERE a IN (SELECT a FROM u WHERE b = 1) AND c > 2"
-    expected = sqlglot.parse_one(sql, read="postgres")
+def _in_four_threads(work: Callable[[], list[bool]]) -> list[bool]:
+    """What `work` gives in four threads run at once, all together."""
     results: list[bool] = []
-
-    def work() -> None:
-        results.extend(parse_one(sql, "postgres") == expected for _ in range(200))
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: results.extend(work())) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return results
+
+
+def test_each_thread_has_its_own_parser() -> None:
+    sql = "DELETE FROM t WHERE a IN (SELECT a FROM u WHERE b = 1) AND c > 2"
+    expected = sqlglot.parse_one(sql, read="postgres")
+    results = _in_four_threads(lambda: [parse_one(sql, "postgres") == expected for _ in range(200)])
     assert results == [True] * 800
 
 
@@ -105,16 +107,9 @@ def test_sqltext_writes_what_sql_writes() -> None:
 def test_each_thread_has_its_own_generator() -> None:
     tree = sqlglot.parse_one("DELETE FROM t WHERE a IN (SELECT a FROM u WHERE b = 1) AND c > 2")
     expected = {d: tree.sql(dialect=d) for d in (None, "postgres")}
-    results: list[bool] = []
-
-    def work() -> None:
-        results.extend(sqltext.sql(tree, d) == expected[d] for _ in range(100) for d in expected)
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = _in_four_threads(
+        lambda: [sqltext.sql(tree, d) == expected[d] for _ in range(100) for d in expected]
+    )
     assert results == [True] * 800
 
 
